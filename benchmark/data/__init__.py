@@ -1,0 +1,1 @@
+"""Datasets the benchmark evaluates on."""

@@ -1,0 +1,55 @@
+"""Downloads that verify what they fetched, and never leave a partial file.
+
+`download(url, dest, sha256=...)` streams `url` (http(s):// or file://) into a
+temporary file beside `dest`, checks its sha256 when one is expected, and only
+then renames it into place. A failed or interrupted download leaves nothing at
+`dest`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from .errors import UserError
+
+CHUNK = 1 << 20
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download(url: str, dest: str | os.PathLike, sha256: str | None = None, timeout: float = 60.0) -> str:
+    """Fetch `url` to `dest` atomically; verify `sha256` if given. Returns the file's sha256."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    digest = hashlib.sha256()
+    try:
+        with os.fdopen(fd, "wb") as out:
+            try:
+                with urllib.request.urlopen(url, timeout=timeout) as response:
+                    for block in iter(lambda: response.read(CHUNK), b""):
+                        digest.update(block)
+                        out.write(block)
+            except (urllib.error.URLError, OSError) as exc:
+                reason = getattr(exc, "reason", exc)
+                raise UserError(f"could not download {url}: {reason}. Check the network, or fetch the file by hand into {dest.parent}.") from None
+        actual = digest.hexdigest()
+        if sha256 is not None and actual != sha256:
+            raise UserError(f"{url} has sha256 {actual}, expected {sha256}: the download is corrupt or the source changed. Try again, or report it.")
+        os.replace(tmp_name, dest)
+        return actual
+    finally:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)

@@ -1,0 +1,31 @@
+"""User-facing errors: one line that says what is wrong and how to fix it.
+
+The CLI catches `UserError`, prints its message on one line to stderr and exits
+with status 2, without a traceback. Anything else is a bug (or a submission's own
+exception, shown with its own traceback).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class UserError(Exception):
+    """A mistake in the user's input, reported as one line with the fix."""
+
+
+class SubmissionError(Exception):
+    """A user's submission raised; the CLI shows the submission's own traceback."""
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """' Did you mean X?' for the closest choice, or '' when nothing is close."""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def unknown(kind: str, name: str, choices: Iterable[str], listing: str) -> UserError:
+    """An error for an unknown name, with a suggestion and where to list the valid ones."""
+    choices = list(choices)
+    return UserError(f"unknown {kind} '{name}'.{did_you_mean(name, choices)} List them with `{listing}`.")

@@ -1,0 +1,1 @@
+"""Benchmark models. See `base.StagedModel` for the protocol they share."""
