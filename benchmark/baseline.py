@@ -1,0 +1,140 @@
+"""Clean and ablated results of a task: computed once, cached on disk.
+
+They depend only on the task, the checkpoint and the data, so the cache key
+covers the task hash (its version included), the checkpoint sha256, the data
+hash, the device type and this module's format version.
+
+Per eval batch, the layers before the target run once; then the layers after it
+run for each condition on a modified copy of the target activation:
+- clean: unchanged;
+- zero: the units set to 0;
+- mean: the units set to their mean over the fit set (per position);
+- resample: the units set to their values on a seeded-random fit-set example.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import paths
+from .conditions import per_example_outputs
+from .context import TaskContext
+
+FORMAT_VERSION = 1
+CONDITIONS = ("clean", "zero", "mean", "resample")
+
+
+@dataclass
+class Baseline:
+    """Per-example results of the clean model and each ablation on the eval set."""
+
+    arrays: dict[str, np.ndarray]  # loss.<cond> [n], top<k>.<cond> [n], logp_clean [n, C], mean_activation, resample_partner [n]
+    cache_path: Path | None = None
+    from_cache: bool = False
+
+    def loss(self, condition: str) -> np.ndarray:
+        return self.arrays[f"loss.{condition}"]
+
+    def correct(self, condition: str, k: int) -> np.ndarray:
+        return self.arrays[f"top{k}.{condition}"]
+
+
+def cache_key(ctx: TaskContext) -> str:
+    payload = {
+        "format": FORMAT_VERSION,
+        "task": ctx.task.content_hash(),
+        "checkpoint": ctx.checkpoint_sha256,
+        "data": ctx.data_hash,
+        "device": ctx.device.type,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def cache_file(ctx: TaskContext) -> Path:
+    return paths.cache_dir("baselines") / f"{ctx.task.slug()}-{cache_key(ctx)[:24]}.npz"
+
+
+def fit_target_activations(ctx: TaskContext, progress: bool = False) -> torch.Tensor:
+    """The task's units on the fit set `# [n_fit, n_units, ...]` (CPU), running only the layers up to the target."""
+    task, model = ctx.task, ctx.model
+    units = torch.as_tensor(task.units)
+    chunks = []
+    with torch.no_grad():
+        for _, images in tqdm(ctx.fit_set.batches(ctx.fit_indices, task.batch_size), desc="fit set", unit="batch",
+                              total=-(-len(ctx.fit_indices) // task.batch_size), disable=not progress, leave=False):
+            act = model.run(images.to(ctx.device), until=task.layer)  # [b, C, ...]
+            chunks.append(act[:, units.to(act.device)].cpu())
+    return torch.cat(chunks)
+
+
+def compute_baseline(ctx: TaskContext, progress: bool = False) -> Baseline:
+    """Run the clean model and the three ablations over the eval set."""
+    task, model = ctx.task, ctx.model
+    fit_target = fit_target_activations(ctx, progress)  # [n_fit, n_units, ...]
+    mean_activation = fit_target.mean(dim=0)  # [n_units, ...]
+    partner = np.random.default_rng(task.seed + 2).integers(0, len(fit_target), size=len(ctx.eval_indices))
+    units = torch.as_tensor(task.units, device=ctx.device)
+    labels_all = torch.as_tensor(ctx.eval_labels)
+    parts: dict[str, list[np.ndarray]] = {}
+    position = 0
+    with torch.no_grad():
+        for _, images in tqdm(ctx.eval_set.batches(ctx.eval_indices, task.batch_size), desc=f"baseline {task.id}",
+                              unit="batch", total=-(-len(ctx.eval_indices) // task.batch_size), disable=not progress):
+            b = len(images)
+            labels = labels_all[position : position + b].to(ctx.device)
+            act = model.run(images.to(ctx.device), until=task.layer)  # [b, C, ...]
+            replacements = {
+                "zero": torch.zeros((b, *ctx.target_shape), device=ctx.device),
+                "mean": mean_activation.to(ctx.device).expand(b, *ctx.target_shape),
+                "resample": fit_target[torch.as_tensor(partner[position : position + b])].to(ctx.device),
+            }
+            for condition in CONDITIONS:
+                modified = act
+                if condition != "clean":
+                    modified = act.clone()
+                    modified[:, units] = replacements[condition]
+                class_logits = model.class_logits(model.run(modified, after=task.layer))
+                for key, value in per_example_outputs(class_logits, labels, task.topk).items():
+                    parts.setdefault(f"{key}.{condition}", []).append(value)
+                if condition == "clean":
+                    parts.setdefault("logp_clean", []).append(torch.log_softmax(class_logits.float(), 1).cpu().numpy())
+            position += b
+    arrays = {key: np.concatenate(chunks) for key, chunks in parts.items()}
+    arrays["mean_activation"] = mean_activation.numpy()
+    arrays["resample_partner"] = partner
+    arrays["eval_indices"] = ctx.eval_indices
+    return Baseline(arrays=arrays)
+
+
+def load_or_compute(ctx: TaskContext, progress: bool = False, use_cache: bool = True) -> Baseline:
+    """The task's baseline from the cache, or computed and then cached (atomically)."""
+    path = cache_file(ctx)
+    if use_cache and path.exists():
+        try:
+            with np.load(path) as data:
+                arrays = {key: data[key] for key in data.files}
+            if np.array_equal(arrays.get("eval_indices"), ctx.eval_indices):
+                return Baseline(arrays=arrays, cache_path=path, from_cache=True)
+        except (OSError, ValueError, KeyError):
+            pass  # a damaged cache file is recomputed
+    baseline = compute_baseline(ctx, progress)
+    if use_cache:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                np.savez(handle, **baseline.arrays)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        baseline.cache_path = path
+    return baseline

@@ -1,0 +1,284 @@
+"""The `replacebench` command line.
+
+User mistakes print one line (`replacebench: error: …`) and exit 2. A
+submission that raises shows its own traceback and exits 1. An interrupted run
+exits 130 and leaves no record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import SubmissionError, UserError
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", help="data directory (default: $REPLACEBENCH_DATA, else the user cache)")
+
+
+def _scoring(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default=None, help="cpu (default), cuda, cuda:N")
+    parser.add_argument("--imagenet", default=os.environ.get("REPLACEBENCH_IMAGENET"),
+                        help="ImageNet validation folder <wnid>/*.JPEG (default: $REPLACEBENCH_IMAGENET)")
+    parser.add_argument("--results-dir", type=Path, default=None, help="where records go (default: leaderboard/results)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="replacebench", description="Replace a neuron with your own account of it; measure the loss it recovers.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("tasks", help="list tasks")
+    p.add_argument("pattern", nargs="?", default="*", help="glob over task ids, e.g. 'mnist-cnn/*'")
+
+    p = sub.add_parser("show", help="show one task")
+    p.add_argument("task")
+
+    p = sub.add_parser("score", help="score a submission on a task")
+    p.add_argument("submission", help="a name under submissions/ or a path to a submission folder")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--task", help="task id or glob")
+    target.add_argument("--all", action="store_true", help="every task the submission serves")
+    p.add_argument("--json", action="store_true", help="print the record(s) as JSON")
+    p.add_argument("--no-record", action="store_true", help="do not write a result record")
+    p.add_argument("--no-cache", action="store_true", help="recompute clean/ablation results instead of using the cache")
+    p.add_argument("--eval-size", type=int, help="override the task's eval size (marks the result non-standard)")
+    p.add_argument("--fit-size", type=int, help="override the task's fit size (marks the result non-standard)")
+    p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    _common(p)
+    _scoring(p)
+
+    p = sub.add_parser("compare", help="paired comparison of two submissions on a task")
+    p.add_argument("a")
+    p.add_argument("b")
+    p.add_argument("--task", required=True)
+    p.add_argument("--results-dir", type=Path, default=None)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("leaderboard", help="render leaderboard/README.md from the records")
+    p.add_argument("--results-dir", type=Path, default=None)
+    p.add_argument("--out", type=Path, default=None, help="output file (default leaderboard/README.md; '-' for stdout)")
+
+    p = sub.add_parser("train", help="train a reference model with the pinned recipe")
+    p.add_argument("model")
+    p.add_argument("--out-dir", type=Path, default=None, help="where the checkpoint goes (default checkpoints/)")
+    _common(p)
+
+    p = sub.add_parser("fetch", help="download data or weights from their official sources")
+    p.add_argument("what", help="mnist or inceptionv1")
+    p.add_argument("--url", default=None, help="override the source (mnist: base URL; inceptionv1: weights URL)")
+    p.add_argument("--labels-url", default=None, help="inceptionv1: override the label-map URL")
+    _common(p)
+
+    p = sub.add_parser("select", help="choose a model's target units (regenerates its task file)")
+    p.add_argument("model")
+    p.add_argument("--write", action="store_true", help="write tasks/<model>.toml (default: print it)")
+    _common(p)
+    return parser
+
+
+def progress_enabled() -> bool:
+    return sys.stderr.isatty()
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    from .tasks import all_tasks, select_tasks
+
+    tasks = select_tasks(args.pattern) if args.pattern != "*" else list(all_tasks().values())
+    width = max(len(t.id) for t in tasks)
+    print(f"{'task':<{width}}  {'ablation':<8}  {'eval':>6}  inputs")
+    for t in tasks:
+        print(f"{t.id:<{width}}  {t.ablation:<8}  {t.eval_size:>6}  {', '.join(t.inputs)}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from .tasks import get_task
+
+    task = get_task(args.task)
+    for key, value in task.__dict__.items():
+        print(f"{key:>18}: {value}")
+    print(f"{'hash':>18}: {task.content_hash()}")
+    return 0
+
+
+def format_score(record: dict[str, Any]) -> str:
+    from .leaderboard import fmt_p, fmt_pct, recovery_cell
+
+    res = record["results"]
+    lines = [f"{record['submission']['name']} on {record['task']['id']} (n = {record['task']['n_eval']})"]
+    for name, stats in res["recovery"].items():
+        mark = " (primary)" if name == res["primary"]["ablation"] else ""
+        effect = f"effect {stats['effect']:+.4f} [{stats['effect_low']:+.4f}, {stats['effect_high']:+.4f}]"
+        lines.append(f"  recovery vs {name:<8} {recovery_cell(stats):<28} {effect}  p(beats) {fmt_p(stats['p_beats_ablation'])}{mark}")
+    lines.append(f"  p(R >= 1) {fmt_p(res['p_at_least_clean'])}   mean KL(clean||replaced) {res['mean_kl_clean_replaced']:.5f}")
+    for key, acc in res["accuracy"].items():
+        mc = res["mcnemar_replaced_vs_clean"][key]
+        lines.append("  " + key + ": " + ", ".join(f"{c} {fmt_pct(v)}" for c, v in acc.items()) + f"  (McNemar vs clean p {fmt_p(mc['p_value'])})")
+    fid = ", ".join(f"{f['unit']}: r {f['pearson_r']:.3f}" if f.get("pearson_r") is not None else f"{f['unit']}: r —" for f in res["fidelity"][:10])
+    lines.append(f"  fidelity {fid}")
+    lines.append(f"  complexity: {record['complexity']['fitted_parameters']} fitted parameters, {record['complexity']['source_bytes_xz']} B of source (xz)")
+    lines.append(f"  wall time {record['provenance']['seconds']['total']:.2f} s (baseline {'cached' if record['provenance']['baseline_from_cache'] else 'computed'})")
+    return "\n".join(lines)
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from .records import default_results_dir
+    from .runner import RunOptions, run_score
+    from .submissions import load_submission
+    from .tasks import all_tasks, select_tasks
+
+    submission = load_submission(args.submission)
+    if args.all:
+        import fnmatch
+
+        patterns = submission_task_patterns(submission)
+        tasks = [t for t in all_tasks().values() if any(fnmatch.fnmatchcase(t.id, p) for p in patterns)]
+        if not tasks:
+            raise UserError(f"submission '{submission.name}' serves no task (its 'tasks' patterns match none).")
+    else:
+        tasks = select_tasks(args.task)
+    options = RunOptions(device=args.device, data_dir=args.data_dir, imagenet_dir=args.imagenet, eval_size=args.eval_size,
+                         fit_size=args.fit_size, n_resamples=args.resamples, seed=args.seed, progress=progress_enabled(),
+                         use_cache=not args.no_cache)
+    results_dir = None if args.no_record else (args.results_dir or default_results_dir())
+    records = []
+    for task in tasks:
+        record, path = run_score(task, submission, options, results_dir)
+        records.append(record)
+        if not args.json:
+            print(format_score(record))
+            if path is not None:
+                print(f"  record: {path}")
+    if args.json:
+        print(json.dumps(records[0] if len(records) == 1 else records, indent=2))
+    return 0
+
+
+def submission_task_patterns(submission: Any) -> list[str]:
+    import tomllib
+
+    meta = tomllib.loads((submission.path / "submission.toml").read_text())
+    patterns = meta.get("tasks", ["*"])
+    return [patterns] if isinstance(patterns, str) else list(patterns)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare
+    from .records import default_results_dir
+    from .tasks import get_task
+
+    task = get_task(args.task)
+    result = compare(args.results_dir or default_results_dir(), task, args.a, args.b)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"{args.a} vs {args.b} on {task.id} (paired over the same eval examples)")
+    for key, value in result.items():
+        if key not in ("task", "a", "b"):
+            print(f"  {key}: {value}")
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from . import paths
+    from .leaderboard import render
+    from .records import _atomic_write_bytes, default_results_dir
+
+    text = render(args.results_dir or default_results_dir())
+    if args.out is not None and str(args.out) == "-":
+        print(text)
+        return 0
+    out = args.out or (paths.leaderboard_dir() / "README.md")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write_bytes(out, text.encode())
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import train
+
+    result = train(args.model, data_dir=args.data_dir, out_dir=args.out_dir)
+    print(f"trained {args.model}: test accuracy {100 * result.test_accuracy:.2f}%, test loss {result.test_loss:.4f}, "
+          f"{result.seconds:.0f} s; wrote {result.path} (sha256 {result.sha256})")
+    return 0
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    if args.what == "mnist":
+        from .data.mnist import fetch_mnist
+
+        kwargs = {"base_url": args.url} if args.url else {}
+        fetch_mnist(args.data_dir, **kwargs)
+        print("MNIST downloaded and verified.")
+        return 0
+    if args.what == "inceptionv1":
+        from .fetch_inception import fetch_inceptionv1
+
+        kwargs = {}
+        if args.url:
+            kwargs["weights_url"] = args.url
+        if args.labels_url:
+            kwargs["labels_url"] = args.labels_url
+        info = fetch_inceptionv1(args.data_dir, **kwargs)
+        for key, value in info.items():
+            print(f"{key}: {value}")
+        return 0
+    from .errors import unknown
+
+    raise unknown("fetch target", args.what, ["mnist", "inceptionv1"], "replacebench fetch --help")
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    from .select import select_targets
+
+    text, path = select_targets(args.model, data_dir=args.data_dir, write=args.write)
+    print(f"wrote {path}" if args.write else text, end="" if not args.write else "\n")
+    return 0
+
+
+COMMANDS = {
+    "tasks": cmd_tasks, "show": cmd_show, "score": cmd_score, "compare": cmd_compare, "leaderboard": cmd_leaderboard,
+    "train": cmd_train, "fetch": cmd_fetch, "select": cmd_select,
+}
+
+
+def print_submission_traceback(exc: SubmissionError) -> None:
+    """The submission's own traceback: the chained exception, from the first frame in its code."""
+    cause = exc.__cause__
+    print(f"replacebench: {exc}. The submission's traceback:", file=sys.stderr)
+    if cause is None:
+        return
+    frames = traceback.extract_tb(cause.__traceback__)
+    first = next((i for i, f in enumerate(frames) if "replacebench_submission" in f.filename or "/submissions/" in f.filename
+                  or f.filename.endswith("replacement.py")), 0)
+    print("Traceback (most recent call last):", file=sys.stderr)
+    print("".join(traceback.format_list(frames[first:])), end="", file=sys.stderr)
+    print("".join(traceback.format_exception_only(type(cause), cause)), end="", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as exc:
+        print(f"replacebench: error: {exc}", file=sys.stderr)
+        return 2
+    except SubmissionError as exc:
+        print_submission_traceback(exc)
+        return 1
+    except KeyboardInterrupt:
+        print("replacebench: interrupted; no record was written.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

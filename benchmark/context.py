@@ -1,0 +1,143 @@
+"""Everything fixed about a task before any submission runs: model, data, splits, shapes.
+
+Splits: the eval set is a seeded (class-balanced) subset of the eval split, the
+fit set a seeded subset of the fit split. When both come from the same split
+(ImageNet validation) the fit set is drawn first and the eval set from the
+rest, so they never overlap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data.base import ImageSet, seeded_subset
+from .data.registry import open_split
+from .errors import UserError, did_you_mean
+from .models.base import StagedModel
+from .models.registry import load_model
+from .submissions import TaskView
+from .tasks import Task
+
+
+@dataclass
+class TaskContext:
+    task: Task
+    model: StagedModel
+    checkpoint_sha256: str
+    device: torch.device
+    eval_set: ImageSet
+    fit_set: ImageSet
+    eval_indices: np.ndarray  # [n_eval] indices into eval_set
+    fit_indices: np.ndarray  # [n_fit] indices into fit_set
+    input_shapes: dict[str, tuple[int, ...]]  # per example, for each allowed input
+    layer_shape: tuple[int, ...]  # per example, the whole target layer
+    data_hash: str
+    standard_protocol: bool  # False when eval/fit sizes were overridden
+    overrides: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def target_shape(self) -> tuple[int, ...]:
+        """Per-example shape of the replaced units: (n_units, *spatial)."""
+        return (len(self.task.units), *self.layer_shape[1:])
+
+    def view(self) -> TaskView:
+        t = self.task
+        return TaskView(id=t.id, model=t.model, layer=t.layer, units=t.units, inputs=t.inputs, target_shape=self.target_shape)
+
+    @property
+    def eval_labels(self) -> np.ndarray:
+        return self.eval_set.labels()[self.eval_indices]
+
+
+def parse_device(name: str | None) -> torch.device:
+    """'cpu', 'cuda', 'cuda:1', 'mps' or None (cpu); an unavailable device is a clear error."""
+    name = name or "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown device '{name}'; use cpu, cuda or cuda:N.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device '{name}' asked for, but no CUDA GPU is available here; use --device cpu.")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError("device 'mps' asked for, but MPS is not available here; use --device cpu.")
+    return device
+
+
+def check_task_against_model(task: Task, model: StagedModel) -> None:
+    """The layer, inputs and units of a task must exist in the model, inputs strictly before the layer."""
+    names = list(model.stage_names)
+    if task.layer not in names or task.layer == "logits":
+        raise UserError(f"task {task.id}: layer '{task.layer}' is not a hidden layer of {task.model}.{did_you_mean(task.layer, names)}")
+    layer_at = names.index(task.layer)
+    for name in task.inputs:
+        if name == "image":
+            continue
+        if name not in names:
+            raise UserError(f"task {task.id}: input '{name}' is not a layer of {task.model}.{did_you_mean(name, names)}")
+        if names.index(name) >= layer_at:
+            raise UserError(f"task {task.id}: input '{name}' does not come before layer '{task.layer}'.")
+
+
+def _splits(task: Task, eval_set: ImageSet, fit_set: ImageSet, eval_size: int, fit_size: int) -> tuple[np.ndarray, np.ndarray]:
+    if task.eval_split == task.fit_split and task.dataset == "imagenet":
+        labels = eval_set.labels()
+        fit_indices = seeded_subset(labels, min(fit_size, len(labels) // 2), task.seed + 1)
+        rest = np.setdiff1d(np.arange(len(labels)), fit_indices)
+        eval_indices = rest[seeded_subset(labels[rest], eval_size, task.seed)]
+        return eval_indices, fit_indices
+    eval_indices = seeded_subset(eval_set.labels(), eval_size, task.seed)
+    fit_indices = seeded_subset(fit_set.labels(), fit_size, task.seed + 1)
+    return eval_indices, fit_indices
+
+
+def prepare(
+    task: Task,
+    *,
+    device: str | None = None,
+    data_dir: str | Path | None = None,
+    imagenet_dir: str | Path | None = None,
+    eval_size: int | None = None,
+    fit_size: int | None = None,
+) -> TaskContext:
+    """Load and check the task's model and data; choose its eval and fit sets."""
+    torch_device = parse_device(device)
+    model, sha = load_model(task.model, task.checkpoint, task.checkpoint_sha256)
+    check_task_against_model(task, model)
+    model = model.to(torch_device)
+    eval_set = open_split(task.dataset, task.eval_split, data_dir, imagenet_dir)
+    fit_set = eval_set if task.fit_split == task.eval_split else open_split(task.dataset, task.fit_split, data_dir, imagenet_dir)
+    overrides = {k: v for k, v in (("eval_size", eval_size), ("fit_size", fit_size)) if v is not None}
+    eval_indices, fit_indices = _splits(task, eval_set, fit_set, eval_size or task.eval_size, fit_size or task.fit_size)
+    if len(eval_indices) == 0 or len(fit_indices) == 0:
+        raise UserError(f"task {task.id}: the data has too few examples for an eval and a fit set; point to a larger data folder.")
+
+    # One example through the model gives every shape we need.
+    probe = eval_set.load(eval_indices[:1]).to(torch_device)
+    shapes: dict[str, tuple[int, ...]] = {"image": tuple(probe.shape[1:])}
+    with torch.no_grad():
+        x = probe
+        for name in model.stage_names:
+            x = model.run_stage(name, x)
+            shapes[name] = tuple(x.shape[1:])
+            if name == task.layer:
+                break
+    layer_shape = shapes[task.layer]
+    if max(task.units) >= layer_shape[0] or min(task.units) < 0:
+        raise UserError(f"task {task.id}: unit {max(task.units)} is out of range; layer '{task.layer}' has {layer_shape[0]} units.")
+
+    digest = hashlib.sha256()
+    for part in (eval_set.content_hash(), fit_set.content_hash()):
+        digest.update(part.encode())
+    digest.update(eval_indices.astype(np.int64).tobytes())
+    digest.update(fit_indices.astype(np.int64).tobytes())
+    return TaskContext(
+        task=task, model=model, checkpoint_sha256=sha, device=torch_device, eval_set=eval_set, fit_set=fit_set,
+        eval_indices=eval_indices, fit_indices=fit_indices,
+        input_shapes={k: v for k, v in shapes.items() if k in task.inputs}, layer_shape=layer_shape,
+        data_hash=digest.hexdigest(), standard_protocol=not overrides, overrides=overrides,
+    )

@@ -1,0 +1,126 @@
+"""Result records: one JSON file per (task, submission), with provenance, plus a per-example `.npz` sidecar.
+
+Layout: `<results>/<task-slug>/<submission>.json` and `<submission>.<sha12>.npz`,
+where sha12 starts the sidecar's sha256 (stored in the record). Both files are
+written to temporary names in the same folder and renamed into place, sidecar
+first, so a reader never sees a partial file, and two concurrent runs never
+write into the same file: the record that lands last wins whole, and always
+names its own sidecar.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__, paths
+from .download import sha256_file
+from .errors import UserError
+
+SCHEMA_VERSION = 1
+STALE_SIDECAR_SECONDS = 600
+
+
+def git_commit() -> dict[str, Any]:
+    """The project's git commit and whether the tree has uncommitted changes (None outside git)."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=paths.PROJECT_ROOT, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=paths.PROJECT_ROOT,
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    if commit.returncode != 0:
+        return {"commit": None, "dirty": None}
+    return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+
+
+def environment() -> dict[str, str]:
+    """Versions of everything a number may depend on."""
+    import scipy
+    import torch
+    import torchvision
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def default_results_dir() -> Path:
+    return paths.leaderboard_dir() / "results"
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_record(record: dict[str, Any], arrays: dict[str, np.ndarray], results_dir: Path, task_slug: str,
+                 submission: str) -> Path:
+    """Write the sidecar, then the record that names it; remove this submission's stale sidecars."""
+    folder = results_dir / task_slug
+    folder.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    payload = buffer.getvalue()
+    sidecar_sha = hashlib.sha256(payload).hexdigest()
+    sidecar = folder / f"{submission}.{sidecar_sha[:12]}.npz"
+    _atomic_write_bytes(sidecar, payload)
+    record = {**record, "sidecar": {"file": sidecar.name, "sha256": sidecar_sha}}
+    path = folder / f"{submission}.json"
+    _atomic_write_bytes(path, (json.dumps(record, indent=2, sort_keys=False) + "\n").encode())
+    now = time.time()
+    for old in folder.glob(f"{submission}.*.npz"):
+        if old.name != sidecar.name and now - old.stat().st_mtime > STALE_SIDECAR_SECONDS:
+            old.unlink(missing_ok=True)
+    return path
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"cannot read result record {path} ({exc}); delete it and score again.") from None
+    if record.get("schema_version") != SCHEMA_VERSION:
+        raise UserError(f"{path} has schema version {record.get('schema_version')}, expected {SCHEMA_VERSION}; score again.")
+    return record
+
+
+def read_sidecar(record_path: Path, record: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The per-example arrays a record names, checked against the sha256 it stores."""
+    sidecar = record_path.parent / record["sidecar"]["file"]
+    if not sidecar.exists() or sha256_file(sidecar) != record["sidecar"]["sha256"]:
+        raise UserError(f"per-example file {sidecar} is missing or does not match {record_path.name}; score again.")
+    with np.load(sidecar) as data:
+        return {key: data[key] for key in data.files}
+
+
+def find_records(results_dir: Path) -> list[Path]:
+    return sorted(results_dir.glob("*/*.json")) if results_dir.exists() else []
+
+
+def python_command() -> str:
+    return " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])

@@ -1,0 +1,80 @@
+"""One scoring run end to end: prepare the task, get the baseline, score, write the record."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .baseline import load_or_compute
+from .context import prepare
+from .records import SCHEMA_VERSION, environment, git_commit, write_record
+from .scoring import DEFAULT_RESAMPLES, score
+from .submissions import Submission
+from .tasks import Task
+
+
+@dataclass
+class RunOptions:
+    device: str | None = None
+    data_dir: str | None = None
+    imagenet_dir: str | None = None
+    eval_size: int | None = None
+    fit_size: int | None = None
+    n_resamples: int = DEFAULT_RESAMPLES
+    seed: int = 0
+    progress: bool = False
+    use_cache: bool = True
+
+
+def run_score(task: Task, submission: Submission, options: RunOptions, results_dir: Path | None) -> tuple[dict[str, Any], Path | None]:
+    """Score `submission` on `task`; write its record under `results_dir` (None: do not write)."""
+    started = time.perf_counter()
+    ctx = prepare(task, device=options.device, data_dir=options.data_dir, imagenet_dir=options.imagenet_dir,
+                  eval_size=options.eval_size, fit_size=options.fit_size)
+    t0 = time.perf_counter()
+    baseline = load_or_compute(ctx, progress=options.progress, use_cache=options.use_cache)
+    baseline_seconds = time.perf_counter() - t0
+    result = score(ctx, submission, baseline, n_resamples=options.n_resamples, seed=options.seed, progress=options.progress)
+    record: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "task": {
+            "id": task.id, "version": task.version, "hash": task.content_hash(), "model": task.model,
+            "layer": task.layer, "units": list(task.units), "inputs": list(task.inputs),
+            "primary_ablation": task.ablation, "dataset": task.dataset, "eval_split": task.eval_split,
+            "n_eval": int(len(ctx.eval_indices)), "n_fit": int(len(ctx.fit_indices)), "topk": list(task.topk),
+            "standard_protocol": ctx.standard_protocol, "overrides": ctx.overrides, "protocol": task.protocol,
+        },
+        "submission": {
+            "name": submission.name, "kind": submission.kind, "authors": list(submission.authors),
+            "description": submission.description, "content_hash": submission.content_hash(),
+        },
+        "complexity": {
+            "fitted_parameters": result.fitted_parameters,
+            "source_bytes_xz": submission.source_bytes_compressed(),
+        },
+        "results": result.figures,
+        "provenance": {
+            "package_version": __version__,
+            **{f"git_{k}": v for k, v in git_commit().items()},
+            "task_hash": task.content_hash(),
+            "checkpoint_sha256": ctx.checkpoint_sha256,
+            "data_hash": ctx.data_hash,
+            "submission_hash": submission.content_hash(),
+            **environment(),
+            "device": str(ctx.device),
+            "seed": options.seed,
+            "bootstrap_resamples": options.n_resamples,
+            "n_examples": int(len(ctx.eval_indices)),
+            "baseline_from_cache": baseline.from_cache,
+            "seconds": {"total": time.perf_counter() - started, "baseline": baseline_seconds, **result.seconds},
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        },
+    }
+    path = None
+    if results_dir is not None:
+        path = write_record(record, result.arrays, results_dir, task.slug(), submission.name)
+    return record, path
