@@ -1,0 +1,203 @@
+"""`replacebench fetch inceptionv1`: the inception5h weights and its label map, verified.
+
+Weights: ProGamerGov's PyTorch conversion of Lucid's inception5h (`WEIGHTS_URL`),
+a plain state dict saved with `torch.save`. It is downloaded into the cache
+(`<cache>/inceptionv1/inception5h.pth`), read ONLY with
+`torch.load(path, weights_only=True, map_location="cpu")` (a file that needs any
+other pickled object is refused), checked key by key and shape by shape against
+`InceptionV1().state_dict()`, and converted to safetensors
+(`<cache>/inceptionv1/inception5h.safetensors`, written atomically). The sha256
+of both files goes to `<cache>/inceptionv1/inception5h.json`; `load_inceptionv1`
+checks the safetensors file against it before every load.
+
+Label map: `old_imagenet_labels.txt` from lucent (`LABELS_URL`) into
+`<data_dir>/inceptionv1/` if it is not there yet; its format is validated
+(1000 lines "wnid index name") before it is put in place.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .data.imagenet import label_map_path, load_label_map, parse_label_map
+from .download import download, sha256_file
+from .errors import UserError
+from .models.inception import InceptionV1
+from .paths import cache_dir
+from .paths import data_dir as resolve_data_dir
+
+WEIGHTS_URL = "https://github.com/ProGamerGov/pytorch-old-tensorflow-models/raw/master/inception5h.pth"
+LABELS_URL = "https://raw.githubusercontent.com/greentfrapp/lucent/master/lucent/modelzoo/misc/old_imagenet_labels.txt"
+
+CACHE_SUBDIR = "inceptionv1"
+PTH_NAME = "inception5h.pth"
+SAFETENSORS_NAME = "inception5h.safetensors"
+METADATA_NAME = "inception5h.json"
+
+_FETCH = "Run `replacebench fetch inceptionv1`."
+
+
+def inception_weights_path() -> Path:
+    """Where the converted weights live: `<cache>/inceptionv1/inception5h.safetensors`."""
+    return cache_dir(CACHE_SUBDIR) / SAFETENSORS_NAME
+
+
+def read_state_dict_pth(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Load a .pth state dict with `weights_only=True`; anything but {str: Tensor} raises UserError."""
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as exc:  # UnpicklingError for disallowed objects, RuntimeError for corrupt archives
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"refusing {path}: it is not a plain tensor state dict loadable with weights_only=True ({first_line}). Delete it and re-run `replacebench fetch inceptionv1`.") from None
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise UserError(f"{path} is not a state dict of named tensors. Delete it and re-run `replacebench fetch inceptionv1`.")
+    return dict(state)
+
+
+@functools.lru_cache(maxsize=1)
+def expected_shapes() -> dict[str, tuple[int, ...]]:
+    """Key -> shape of `InceptionV1().state_dict()`, in module order."""
+    return {k: tuple(v.shape) for k, v in InceptionV1().state_dict().items()}
+
+
+def check_structure(state: dict[str, torch.Tensor], source: str = "weights file") -> None:
+    """Exact key set and shapes vs `InceptionV1().state_dict()`; UserError names the first offending key.
+
+    Order checked: missing keys (model order), then unexpected keys (sorted), then shapes (model order).
+    """
+    expected = expected_shapes()
+    missing = [k for k in expected if k not in state]
+    if missing:
+        raise UserError(f"{source} lacks InceptionV1 key '{missing[0]}' ({len(missing)} missing): not the inception5h weights. Delete it and re-run `replacebench fetch inceptionv1`.")
+    unexpected = sorted(k for k in state if k not in expected)
+    if unexpected:
+        raise UserError(f"{source} has unexpected key '{unexpected[0]}' ({len(unexpected)} unexpected): not the inception5h weights. Delete it and re-run `replacebench fetch inceptionv1`.")
+    for key, shape in expected.items():
+        if tuple(state[key].shape) != shape:
+            raise UserError(f"{source} key '{key}' has shape {tuple(state[key].shape)}, expected {shape}: not the inception5h weights. Delete it and re-run `replacebench fetch inceptionv1`.")
+        if not state[key].is_floating_point():
+            raise UserError(f"{source} key '{key}' has dtype {state[key].dtype}, expected floating point. Delete it and re-run `replacebench fetch inceptionv1`.")
+
+
+def _atomic_write_bytes(dest: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _save_safetensors_atomic(state: dict[str, torch.Tensor], dest: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    os.close(fd)
+    try:
+        tensors = {k: state[k].detach().to(torch.float32).contiguous() for k in sorted(state)}
+        save_file(tensors, tmp, metadata={"format": "pt", "model": "inceptionv1 (lucid inception5h)"})
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def fetch_label_map(data_dir: str | os.PathLike | None = None, labels_url: str = LABELS_URL) -> tuple[Path, str]:
+    """Download the label map into `<data_dir>/inceptionv1/` if absent (validated first). Returns (path, sha256)."""
+    dest = label_map_path(data_dir)
+    if dest.is_file():
+        load_label_map(data_dir)  # validates; a malformed file raises UserError naming it
+        return dest, sha256_file(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = dest.parent / f".{dest.name}.fetched"
+    try:
+        sha = download(labels_url, staging)
+        try:
+            text = staging.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise UserError(f"{labels_url} is not a text label map. Check the URL.") from None
+        parse_label_map(text, source=labels_url)
+        os.replace(staging, dest)
+    finally:
+        if staging.exists():
+            staging.unlink()
+    return dest, sha
+
+
+def fetch_inceptionv1(data_dir: str | os.PathLike | None = None, weights_url: str = WEIGHTS_URL, labels_url: str = LABELS_URL) -> dict:
+    """Download, verify and convert the inception5h weights; fetch the label map. Returns paths and sha256s.
+
+    Keys: weights_pth, pth_sha256, weights_safetensors, safetensors_sha256, metadata, labels, labels_sha256.
+    """
+    cache = cache_dir(CACHE_SUBDIR)
+    pth = cache / PTH_NAME
+    pth_sha = download(weights_url, pth)
+    state = read_state_dict_pth(pth)
+    check_structure(state, source=str(pth))
+
+    st_path = cache / SAFETENSORS_NAME
+    _save_safetensors_atomic(state, st_path)
+    st_sha = sha256_file(st_path)
+    metadata = {
+        "model": "inceptionv1",
+        "source_url": weights_url,
+        "pth_sha256": pth_sha,
+        "safetensors_sha256": st_sha,
+        "n_tensors": len(state),
+        "n_parameters": int(sum(t.numel() for t in state.values())),
+    }
+    meta_path = cache / METADATA_NAME
+    _atomic_write_bytes(meta_path, (json.dumps(metadata, indent=2, sort_keys=True) + "\n").encode())
+
+    labels_path, labels_sha = fetch_label_map(data_dir, labels_url)
+    return {
+        "weights_pth": str(pth),
+        "pth_sha256": pth_sha,
+        "weights_safetensors": str(st_path),
+        "safetensors_sha256": st_sha,
+        "metadata": str(meta_path),
+        "labels": str(labels_path),
+        "labels_sha256": labels_sha,
+        "data_dir": str(resolve_data_dir(data_dir)),
+    }
+
+
+def _recorded_sha256(st_path: Path) -> str | None:
+    meta_path = st_path.with_name(METADATA_NAME)
+    if st_path.name != SAFETENSORS_NAME or not meta_path.is_file():
+        return None
+    try:
+        return json.loads(meta_path.read_text())["safetensors_sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(f"{meta_path} is unreadable. {_FETCH}") from None
+
+
+def load_inceptionv1(path: str | os.PathLike | None = None, sha256: str | None = None) -> InceptionV1:
+    """InceptionV1 in eval mode with weights from a safetensors file (default: `inception_weights_path()`).
+
+    The file's sha256 must equal `sha256` when given, else the one recorded in
+    `inception5h.json` beside it (when present); a mismatch raises UserError.
+    """
+    st_path = Path(path).expanduser() if path is not None else inception_weights_path()
+    if not st_path.is_file():
+        raise UserError(f"InceptionV1 weights not found at {st_path}. {_FETCH}")
+    expected = sha256 if sha256 is not None else _recorded_sha256(st_path)
+    if expected is not None:
+        actual = sha256_file(st_path)
+        if actual != expected:
+            raise UserError(f"InceptionV1 weights {st_path} have sha256 {actual}, expected {expected}: the file is corrupt or was replaced. {_FETCH}")
+    try:
+        state = load_file(str(st_path))
+    except Exception as exc:
+        raise UserError(f"cannot read InceptionV1 weights {st_path} ({exc}). {_FETCH}") from None
+    check_structure(state, source=str(st_path))
+    model = InceptionV1()
+    model.load_state_dict(state, strict=True)
+    return model.eval()
