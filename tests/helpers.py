@@ -1,0 +1,28 @@
+"""Helpers for tests: CLI runs as real subprocesses, submission folders on disk."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m benchmark ARGS` as a real subprocess."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "benchmark", *args], capture_output=True, text=True, env=full_env,
+                          timeout=timeout, cwd=cwd or ROOT)
+
+
+def write_submission(folder: Path, code: str, kind: str = "hand-written", name: str | None = None) -> Path:
+    """A submission folder with the given replacement.py source."""
+    folder.mkdir(parents=True, exist_ok=True)
+    name = name or folder.name
+    (folder / "submission.toml").write_text(
+        f'name = "{name}"\nauthors = ["test"]\nkind = "{kind}"\ndescription = "test submission"\n'
+    )
+    (folder / "replacement.py").write_text(code)
+    return folder

@@ -1,0 +1,148 @@
+"""The harness end to end on real models and data: baselines, splicing, fitting, caching."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from benchmark.baseline import cache_file, load_or_compute
+from benchmark.context import prepare
+from benchmark.errors import UserError
+from benchmark.hooks import splice
+from benchmark.scoring import fit_submission, score
+from benchmark.submissions import load_submission
+from benchmark.tasks import get_task
+
+from helpers import write_submission
+
+DIGITS_TASK = "digits-mlp/fc1:17"
+
+
+@pytest.fixture(scope="module")
+def digits(session_cache: Path):
+    ctx = prepare(get_task(DIGITS_TASK))
+    return ctx, load_or_compute(ctx)
+
+
+def naive_losses(ctx, values_for_units) -> np.ndarray:
+    """Reference: the whole model on every eval image with the units overwritten by a hook, one batch."""
+    images = ctx.eval_set.load(ctx.eval_indices)
+    labels = torch.as_tensor(ctx.eval_labels)
+    with torch.no_grad(), splice(ctx.model, ctx.task.layer, ctx.task.units, values_for_units):
+        logits = ctx.model.class_logits(ctx.model(images))
+    return F.cross_entropy(logits.double(), labels, reduction="none").numpy()
+
+
+def test_baseline_conditions_match_a_naive_full_forward(digits):
+    ctx, baseline = digits
+    n = len(ctx.eval_indices)
+    with torch.no_grad():
+        act = ctx.model.run(ctx.fit_set.load(ctx.fit_indices), until=ctx.task.layer)[:, list(ctx.task.units)]
+    mean = act.mean(0)
+    partner = baseline.arrays["resample_partner"]
+    refs = {
+        "clean": naive_losses(ctx, lambda o: o[:, list(ctx.task.units)]),
+        "zero": naive_losses(ctx, lambda o: torch.zeros_like(o[:, list(ctx.task.units)])),
+        "mean": naive_losses(ctx, lambda o: mean.expand(n, *mean.shape)),
+        "resample": naive_losses(ctx, lambda o: act[torch.as_tensor(partner)]),
+    }
+    for condition, ref in refs.items():
+        np.testing.assert_allclose(baseline.loss(condition), ref, rtol=1e-5, atol=1e-6, err_msg=condition)
+    assert not np.allclose(refs["zero"], refs["clean"])  # the ablation does something on this task
+
+
+def test_zero_submission_recovers_nothing_and_linear_everything(digits):
+    ctx, baseline = digits
+    zero = score(ctx, load_submission("zero"), baseline, n_resamples=500)
+    np.testing.assert_array_equal(zero.arrays["loss.replaced"], zero.arrays["loss.zero"])
+    assert zero.figures["primary"]["recovery"] == pytest.approx(0.0, abs=1e-12)
+    linear = score(ctx, load_submission("linear"), baseline, n_resamples=500)
+    assert linear.figures["primary"]["recovery"] > 0.99
+    assert linear.figures["fidelity"][0]["r2"] > 0.999
+    assert linear.fitted_parameters == 64 + 1 + 1  # weights + bias + kernel size
+
+
+def test_mean_submission_equals_mean_ablation(digits):
+    ctx, baseline = digits
+    result = score(ctx, load_submission("mean"), baseline, n_resamples=200)
+    np.testing.assert_allclose(result.arrays["loss.replaced"], result.arrays["loss.mean"], rtol=1e-5, atol=1e-6)
+
+
+def test_linear_recovers_mlp_units_on_mnist(session_cache, data_dir):
+    ctx = prepare(get_task("mnist-mlp/fc1:13"))
+    result = score(ctx, load_submission("linear"), load_or_compute(ctx), n_resamples=300)
+    assert result.figures["primary"]["defined"]
+    assert result.figures["primary"]["recovery"] > 0.98
+    assert result.fitted_parameters == 784 + 1 + 1
+
+
+def test_fit_sees_only_the_fit_set(digits, tmp_path):
+    ctx, baseline = digits
+    record_file = tmp_path / "seen.json"
+    code = f'''
+import json, torch
+def fit(image, target):
+    json.dump({{"n": image.shape[0], "sum": float(image.double().sum()), "t": list(target.shape)}}, open({str(record_file)!r}, "w"))
+    return {{"w": torch.zeros(1)}}
+def replace(image, params, task):
+    return torch.zeros((image.shape[0], *task.target_shape))
+'''
+    sub = load_submission(str(write_submission(tmp_path / "spy", code)))
+    fit_submission(ctx, sub)
+    seen = json.loads(record_file.read_text())
+    fit_images = ctx.fit_set.load(ctx.fit_indices).double()
+    assert seen["n"] == len(ctx.fit_indices)
+    assert seen["sum"] == pytest.approx(float(fit_images.sum()), rel=1e-9)
+    assert seen["t"] == [len(ctx.fit_indices), 1]
+    assert seen["sum"] != pytest.approx(float(ctx.eval_set.load(ctx.eval_indices).double().sum()), rel=1e-6)
+
+
+def test_baseline_cache_is_reused_and_keyed_by_task_version(digits):
+    ctx, _ = digits
+    again = load_or_compute(ctx)
+    assert again.from_cache and again.cache_path == cache_file(ctx)
+    import dataclasses
+
+    bumped = prepare(dataclasses.replace(ctx.task, version=ctx.task.version + 1))
+    assert cache_file(bumped) != cache_file(ctx)
+
+
+def test_eval_and_fit_sets_are_disjoint_on_a_shared_split(session_cache):
+    """When the eval and fit sets come from one split (ImageNet val), they never overlap."""
+    import dataclasses
+
+    from benchmark.context import _splits
+
+    task = dataclasses.replace(get_task(DIGITS_TASK), dataset="imagenet", fit_split="test", eval_size=300, fit_size=200)
+    from benchmark.data.digits import open_digits
+
+    split = open_digits("test")
+    eval_idx, fit_idx = _splits(task, split, split, task.eval_size, task.fit_size)
+    assert len(eval_idx) == 300 and len(fit_idx) == 200
+    assert not set(eval_idx) & set(fit_idx)
+
+
+@pytest.mark.parametrize(
+    "code, message",
+    [
+        ("def replace(conv9):\n    return conv9\n", "not an input task"),
+        ("def replace(imag):\n    return imag\n", "Did you mean 'image'"),
+        ("def replace(image, params):\n    return image\n", "defines no fit"),
+        ("def replace(*xs):\n    return xs[0]\n", "not supported"),
+    ],
+)
+def test_bad_signatures_are_refused(digits, tmp_path, code, message):
+    ctx, baseline = digits
+    sub = load_submission(str(write_submission(tmp_path / "bad", code)))
+    with pytest.raises(UserError, match=message):
+        score(ctx, sub, baseline, n_resamples=10)
+
+
+def test_unknown_task_suggests_the_closest():
+    with pytest.raises(UserError, match="Did you mean 'digits-mlp/fc1:17'"):
+        get_task("digit-mlp/fc1:17")
