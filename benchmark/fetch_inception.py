@@ -169,7 +169,7 @@ def fetch_inceptionv1(data_dir: str | os.PathLike | None = None, weights_url: st
     }
 
 
-def _recorded_sha256(st_path: Path) -> str | None:
+def recorded_sha256(st_path: Path) -> str | None:
     meta_path = st_path.with_name(METADATA_NAME)
     if st_path.name != SAFETENSORS_NAME or not meta_path.is_file():
         return None
@@ -188,7 +188,7 @@ def load_inceptionv1(path: str | os.PathLike | None = None, sha256: str | None =
     st_path = Path(path).expanduser() if path is not None else inception_weights_path()
     if not st_path.is_file():
         raise UserError(f"InceptionV1 weights not found at {st_path}. {_FETCH}")
-    expected = sha256 if sha256 is not None else _recorded_sha256(st_path)
+    expected = sha256 if sha256 is not None else recorded_sha256(st_path)
     if expected is not None:
         actual = sha256_file(st_path)
         if actual != expected:

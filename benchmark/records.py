@@ -79,8 +79,11 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def write_record(record: dict[str, Any], arrays: dict[str, np.ndarray], results_dir: Path, task_slug: str,
-                 submission: str) -> Path:
-    """Write the sidecar, then the record that names it; remove this submission's stale sidecars."""
+                 submission: str) -> tuple[Path, dict[str, Any]]:
+    """Write the sidecar, then the record that names it; remove this submission's stale sidecars.
+
+    Returns the record's path and the record as written (with its `sidecar` entry).
+    """
     folder = results_dir / task_slug
     folder.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
@@ -96,7 +99,7 @@ def write_record(record: dict[str, Any], arrays: dict[str, np.ndarray], results_
     for old in folder.glob(f"{submission}.*.npz"):
         if old.name != sidecar.name and now - old.stat().st_mtime > STALE_SIDECAR_SECONDS:
             old.unlink(missing_ok=True)
-    return path
+    return path, record
 
 
 def read_record(path: Path) -> dict[str, Any]:

@@ -76,5 +76,5 @@ def run_score(task: Task, submission: Submission, options: RunOptions, results_d
     }
     path = None
     if results_dir is not None:
-        path = write_record(record, result.arrays, results_dir, task.slug(), submission.name)
+        path, record = write_record(record, result.arrays, results_dir, task.slug(), submission.name)
     return record, path

@@ -62,6 +62,10 @@ def load_model(model_id: str, checkpoint: str, expected_sha256: str = "") -> tup
     if not path.exists():
         raise UserError(f"checkpoint for {model_id} not found at {path}; run `{HOW_TO_GET[model_id]}`.")
     actual = cached_sha256(path)
+    if not expected_sha256 and checkpoint == "fetched":
+        from ..fetch_inception import recorded_sha256
+
+        expected_sha256 = recorded_sha256(path) or ""  # what `fetch` converted; guards against later damage
     if expected_sha256 and actual != expected_sha256:
         raise UserError(
             f"checkpoint {path} has sha256 {actual[:12]}…, but the task pins {expected_sha256[:12]}…; "

@@ -1,0 +1,223 @@
+"""The command line as a user meets it: real subprocesses, real files, real data.
+
+Every user mistake must give one line on stderr, a non-zero exit, no traceback,
+and no result record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers import ROOT, run_cli, write_submission
+
+TASK = "digits-mlp/fc1:17"
+
+
+@pytest.fixture()
+def results(tmp_path: Path) -> Path:
+    return tmp_path / "results"
+
+
+def assert_user_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("replacebench: error: ")
+    assert "Traceback" not in proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def no_records(results: Path) -> bool:
+    return not results.exists() or not any(results.rglob("*.json"))
+
+
+def test_tasks_lists_every_family():
+    proc = run_cli("tasks")
+    assert proc.returncode == 0
+    for family in ("digits-mlp/", "mnist-mlp/", "mnist-cnn/", "inceptionv1/mixed3b:curves", "inceptionv1/mixed3a:curves",
+                   "inceptionv1/mixed3b:curves-circuits2020"):
+        assert family in proc.stdout
+
+
+def test_score_writes_a_record_with_provenance(results, session_cache):
+    proc = run_cli("score", "linear", "--task", TASK, "--results-dir", str(results), "--json")
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(proc.stdout)
+    on_disk = json.loads((results / "digits-mlp__fc1-17" / "linear.json").read_text())
+    assert on_disk["results"] == record["results"]
+    prov = record["provenance"]
+    for key in ("package_version", "git_commit", "task_hash", "checkpoint_sha256", "data_hash", "submission_hash",
+                "python", "torch", "torchvision", "device", "seed", "n_examples", "seconds"):
+        assert key in prov, key
+    assert prov["torch"].startswith("2.14.1") and prov["torchvision"].startswith("0.29.1")
+    sidecar = results / "digits-mlp__fc1-17" / record["sidecar"]["file"]
+    with np.load(sidecar) as arrays:
+        assert len(arrays["loss.replaced"]) == prov["n_examples"] == 900
+
+
+def test_unknown_task(results):
+    assert_user_error(run_cli("score", "zero", "--task", "digits-mlp/fc1:1777", "--results-dir", str(results)),
+                      "unknown task", "Did you mean")
+    assert no_records(results)
+
+
+def test_unknown_submission(results):
+    assert_user_error(run_cli("score", "lineer", "--task", TASK, "--results-dir", str(results)),
+                      "unknown submission 'lineer'", "Did you mean 'linear'")
+
+
+@pytest.mark.parametrize(
+    "code, fragments",
+    [
+        ("def replace(conv1):\n    return conv1\n", ["parameter 'conv1' is not an input"]),
+        ("import torch\ndef replace(image, task):\n    return torch.zeros(image.shape[0], 3)\n", ["shape", "expected"]),
+        ("import torch\ndef replace(image, task):\n    return torch.zeros(image.shape[0], *task.target_shape, dtype=torch.float64)\n",
+         ["dtype torch.float64"]),
+        ("import torch\ndef replace(image, task):\n    return torch.full((image.shape[0], *task.target_shape), float('nan'))\n",
+         ["non-finite"]),
+        ("import torch\ndef replace(image, task):\n    return torch.full((image.shape[0], *task.target_shape), float('inf'))\n",
+         ["non-finite"]),
+        ("def replace(image, task):\n    return [0.0]\n", ["must return a torch.Tensor"]),
+    ],
+)
+def test_bad_submissions(tmp_path, results, session_cache, code, fragments):
+    sub = write_submission(tmp_path / "bad", code)
+    assert_user_error(run_cli("score", str(sub), "--task", TASK, "--results-dir", str(results)), *fragments)
+    assert no_records(results)
+
+
+def test_submission_that_raises_shows_its_own_traceback(tmp_path, results, session_cache):
+    code = "def helper(x):\n    raise ValueError('my own bug')\n\ndef replace(image, task):\n    return helper(image)\n"
+    sub = write_submission(tmp_path / "raiser", code)
+    proc = run_cli("score", str(sub), "--task", TASK, "--results-dir", str(results))
+    assert proc.returncode == 1
+    assert "Traceback (most recent call last)" in proc.stderr
+    assert "in helper" in proc.stderr and "ValueError: my own bug" in proc.stderr
+    assert "replacement.py" in proc.stderr
+    assert no_records(results)
+
+
+def copy_project(tmp_path: Path) -> Path:
+    """A copy of the project's tasks, checkpoints and submissions, to damage safely."""
+    home = tmp_path / "home"
+    for part in ("tasks", "checkpoints", "submissions"):
+        shutil.copytree(ROOT / part, home / part, ignore=shutil.ignore_patterns("__pycache__"))
+    return home
+
+
+def test_checkpoint_with_wrong_sha256(tmp_path, results):
+    home = copy_project(tmp_path)
+    ckpt = home / "checkpoints" / "digits-mlp.safetensors"
+    data = bytearray(ckpt.read_bytes())
+    data[-1] ^= 0xFF
+    ckpt.write_bytes(bytes(data))
+    proc = run_cli("score", "zero", "--task", TASK, "--results-dir", str(results), env={"REPLACEBENCH_HOME": str(home)})
+    assert_user_error(proc, "sha256", "replacebench train digits-mlp")
+    assert no_records(results)
+
+
+def test_missing_mnist_data(tmp_path, results):
+    proc = run_cli("score", "zero", "--task", "mnist-mlp/fc1:13", "--results-dir", str(results), "--data-dir", str(tmp_path / "empty"))
+    assert_user_error(proc, "replacebench fetch mnist")
+    assert no_records(results)
+
+
+def test_corrupt_mnist_data(tmp_path, results, data_dir):
+    copy = tmp_path / "data" / "MNIST" / "raw"
+    shutil.copytree(data_dir / "MNIST" / "raw", copy)
+    target = copy / "t10k-images-idx3-ubyte"
+    data = bytearray(target.read_bytes())
+    data[5000] ^= 0x01
+    target.write_bytes(bytes(data))
+    proc = run_cli("score", "zero", "--task", "mnist-mlp/fc1:13", "--results-dir", str(results), "--data-dir", str(tmp_path / "data"))
+    assert_user_error(proc, "t10k-images-idx3-ubyte")
+    assert no_records(results)
+
+
+def test_interrupted_scoring_leaves_no_record(tmp_path, results, session_cache):
+    started = tmp_path / "started"
+    code = (
+        "import time, torch\n"
+        "def replace(image, task):\n"
+        f"    open({str(started)!r}, 'w').close()\n"
+        "    time.sleep(0.5)\n"
+        "    return torch.zeros(image.shape[0], *task.target_shape)\n"
+    )
+    sub = write_submission(tmp_path / "slow", code)
+    proc = subprocess.Popen([sys.executable, "-m", "benchmark", "score", str(sub), "--task", "digits-mlp/fc1:17",
+                             "--results-dir", str(results)], stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    deadline = time.time() + 120
+    while not started.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert started.exists(), "the submission never started"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "no record was written" in err
+    assert no_records(results)
+    assert not any(results.rglob("*")) or not any(p.is_file() for p in results.rglob("*"))
+
+
+def test_concurrent_runs_leave_a_consistent_record(results, session_cache):
+    """Two runs writing the same record at once: both succeed, and the record names an intact sidecar."""
+    args = [sys.executable, "-m", "benchmark", "score", "mean", "--task", TASK, "--results-dir", str(results)]
+    procs = [subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT) for _ in range(2)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+    folder = results / "digits-mlp__fc1-17"
+    record = json.loads((folder / "mean.json").read_text())
+    from benchmark.records import read_sidecar
+
+    arrays = read_sidecar(folder / "mean.json", record)
+    assert len(arrays["loss.replaced"]) == 900
+    assert not list(folder.glob(".*"))  # no temporary files left
+
+
+def test_leaderboard_and_compare(tmp_path, results, session_cache):
+    for name in ("zero", "linear", "mean"):
+        assert run_cli("score", name, "--task", TASK, "--results-dir", str(results)).returncode == 0
+    out = tmp_path / "board.md"
+    proc = run_cli("leaderboard", "--results-dir", str(results), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    board = out.read_text()
+    section = board.split(f"## {TASK}")[1]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| #")]
+    assert [r.split("|")[2].strip() for r in rows] == ["linear", "mean", "zero"]
+    proc = run_cli("compare", "linear", "zero", "--task", TASK, "--results-dir", str(results), "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    # independent check of the paired test on the sidecars' per-example losses
+    import scipy.stats
+
+    from benchmark.records import read_sidecar
+
+    folder = results / "digits-mlp__fc1-17"
+    a = read_sidecar(folder / "linear.json", json.loads((folder / "linear.json").read_text()))["loss.replaced"]
+    b = read_sidecar(folder / "zero.json", json.loads((folder / "zero.json").read_text()))["loss.replaced"]
+    expected = scipy.stats.ttest_rel(a.astype(float), b.astype(float)).pvalue
+    assert json.dumps(result)  # plain JSON
+    assert any(abs(v - expected) < 1e-9 * max(1, expected) for v in _numbers(result)), (expected, result)
+
+
+def test_compare_without_records(results):
+    assert_user_error(run_cli("compare", "linear", "zero", "--task", TASK, "--results-dir", str(results)), "score linear")
+
+
+def _numbers(obj) -> list[float]:
+    if isinstance(obj, dict):
+        return [x for v in obj.values() for x in _numbers(v)]
+    if isinstance(obj, list):
+        return [x for v in obj for x in _numbers(v)]
+    return [float(obj)] if isinstance(obj, (int, float)) and not isinstance(obj, bool) else []
