@@ -93,7 +93,7 @@ class RecoveryStats(_ToDict):
     effect: float  # mean L_ablated - mean L_clean
     effect_low: float
     effect_high: float
-    defined: bool  # False when the effect CI includes 0: recovery is then reported as undefined
+    defined: bool  # False unless the effect CI lies wholly above 0: recovery is then reported as undefined
     recovery: float | None
     recovery_low: float | None
     recovery_high: float | None
@@ -136,7 +136,7 @@ class Comparison(_ToDict):
     effect: float  # mean L_ablated - mean L_clean
     effect_low: float
     effect_high: float
-    defined: bool  # False when the effect CI includes 0: recoveries and their difference are None
+    defined: bool  # False unless the effect CI lies wholly above 0: recoveries and their difference are None
     recovery_a: float | None
     recovery_b: float | None
     recovery_diff: float | None  # R_a - R_b = (mean L_b - mean L_a) / (mean L_ablated - mean L_clean)
@@ -384,8 +384,14 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
         return num / den
 
 
-def _interval_excludes_zero(iv: Interval) -> bool:
-    return iv.low > 0.0 or iv.high < 0.0
+def _effect_is_positive(iv: Interval) -> bool:
+    """The ablation significantly raises the loss: its effect CI lies wholly above 0.
+
+    A CI that includes 0 leaves nothing measurable to recover; one wholly below 0
+    means the ablation lowers the loss, so "loss recovered" has no meaning
+    either. Both make recovery undefined.
+    """
+    return bool(np.isfinite(iv.low) and iv.low > 0)
 
 
 def recovery_stats(
@@ -404,7 +410,7 @@ def recovery_stats(
 
         effect   E = mean A - mean C                      (BCa CI)
         recovery R = (mean A - mean P) / (mean A - mean C) (BCa CI)
-        defined  = effect CI excludes 0; otherwise R and its CI are None (undefined)
+        defined  = effect CI lies wholly above 0; otherwise R and its CI are None (undefined)
         p_beats_ablation: one-sided paired t-test of A - P, H1: mean(A - P) > 0
 
     One paired bootstrap (`paired_bootstrap_means` of the columns [C, A_1..A_m, P])
@@ -431,7 +437,7 @@ def recovery_stats(
         e_hat = mean_a - mean_c
         e_boot = boot[:, j] - boot[:, 0]  # [B]
         e_iv = bca_interval_info(e_hat, e_boot, jackknife_mean(a - c), level)
-        defined = _interval_excludes_zero(e_iv) and e_hat != 0.0
+        defined = _effect_is_positive(e_iv)
         r_hat = r_lo = r_hi = None
         ci_method = e_iv.method
         if defined:
@@ -497,7 +503,7 @@ def compare_paired(
     e_hat = mean_abl - mean_c
     e_boot = boot[:, 1] - boot[:, 0]
     e_iv = bca_interval_info(e_hat, e_boot, jackknife_mean(abl - c), level)
-    defined = _interval_excludes_zero(e_iv) and e_hat != 0.0
+    defined = _effect_is_positive(e_iv)
 
     r_a = r_b = r_d = r_lo = r_hi = None
     if defined:

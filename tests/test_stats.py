@@ -217,6 +217,14 @@ def test_recovery_undefined_when_ablation_changes_nothing():
     json.dumps(res.to_dict(), allow_nan=False)
 
 
+def test_recovery_undefined_when_ablation_lowers_the_loss():
+    """A significant negative effect leaves no loss to recover: undefined, not a sign-flipped ratio."""
+    c, _, p = skewed_losses(500, seed=6)
+    res = stats.recovery_stats(c, {"zero": c - 0.5}, p, n_resamples=500)["zero"]
+    assert res.effect_high < 0
+    assert not res.defined and res.recovery is None
+
+
 def test_recovery_zero_and_one():
     c, a, p = skewed_losses(500, seed=5)
     res = stats.recovery_stats(c, {"zero": a, "mean": a + 0.5}, a.copy(), n_resamples=500)
