@@ -77,6 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels-url", default=None, help="inceptionv1: override the label-map URL")
     _common(p)
 
+    p = sub.add_parser("stimuli", help="a submission's orientation tuning and fidelity on synthetic curves")
+    p.add_argument("submission")
+    p.add_argument("--task", required=True)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--fit-size", type=int, help="override the task's fit size for the fit step")
+    _common(p)
+    _scoring(p)
+
     p = sub.add_parser("select", help="choose a model's target units (regenerates its task file)")
     p.add_argument("model")
     p.add_argument("--write", action="store_true", help="write tasks/<model>.toml (default: print it)")
@@ -245,9 +253,42 @@ def cmd_select(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stimuli(args: argparse.Namespace) -> int:
+    from .stimulus_report import stimulus_report
+    from .submissions import load_submission
+    from .tasks import get_task
+
+    task = get_task(args.task)
+    submission = load_submission(args.submission)
+    params = None
+    model = None
+    if submission.fit is not None and args.imagenet:
+        from .context import prepare
+        from .scoring import fit_submission
+
+        ctx = prepare(task, device=args.device, data_dir=args.data_dir, imagenet_dir=args.imagenet, fit_size=args.fit_size)
+        params = {k: v.cpu() for k, v in fit_submission(ctx, submission, progress_enabled()).items()}
+        model = ctx.model.cpu()
+    report = stimulus_report(task, submission, params=params, model=model)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return 0
+    print(f"{submission.name} on radial-tuning curves for {task.id} (orientation: direction the convex side faces, "
+          f"degrees counter-clockwise from right)")
+    print("submission:\n" + report.submission_tuning.round(1).to_string(index=False))
+    if report.model_tuning is not None:
+        print("model:\n" + report.model_tuning.round(1).to_string(index=False))
+        print("fidelity on stimuli: " + ", ".join(
+            f"{f['unit']}: r {f['pearson_r']:.3f}" if f.get("pearson_r") is not None else f"{f['unit']}: r —"
+            for f in report.fidelity))
+    else:
+        print(f"(model weights not found: run `replacebench fetch {task.model}` for the model's tuning and fidelity)")
+    return 0
+
+
 COMMANDS = {
     "tasks": cmd_tasks, "show": cmd_show, "score": cmd_score, "compare": cmd_compare, "leaderboard": cmd_leaderboard,
-    "train": cmd_train, "fetch": cmd_fetch, "select": cmd_select,
+    "train": cmd_train, "fetch": cmd_fetch, "select": cmd_select, "stimuli": cmd_stimuli,
 }
 
 

@@ -154,7 +154,7 @@ def summarize(ctx: TaskContext, baseline: Baseline, replaced: dict[str, np.ndarr
         "accuracy": accuracy,
         "mcnemar_replaced_vs_clean": mcnemar,
         "mean_kl_clean_replaced": float(replaced["kl"].mean()),
-        "fidelity": [{"unit": u, **f.to_dict()} for u, f in zip(task.units, fidelity)],
+        "fidelity": [{**f.to_dict(), "unit": u} for u, f in zip(task.units, fidelity)],
     }
 
 

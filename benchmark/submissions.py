@@ -178,6 +178,12 @@ def read_signature(fn: Callable, task: Task, reserved: tuple[str, ...], where: s
     return Signature(inputs=tuple(wanted), reserved=tuple(used_reserved))
 
 
+def has_default(fn: Callable, name: str) -> bool:
+    """Whether parameter `name` of `fn` has a default value (may be left out)."""
+    param = inspect.signature(fn).parameters.get(name)
+    return param is not None and param.default is not inspect.Parameter.empty
+
+
 def check_output(value: object, expected_shape: tuple[int, ...], device: torch.device, who: str) -> torch.Tensor:
     """Validate a replacement's output: a finite float32 tensor of `expected_shape` on `device`."""
     if not isinstance(value, torch.Tensor):
