@@ -1,0 +1,255 @@
+"""The deterministic training recipe for the reference models, and checkpoint loading.
+
+`train(model_id)` trains one model from a fixed recipe and writes
+`<out_dir>/<model_id>.safetensors` (weights) and `<model_id>.json` (accuracy, loss, recipe,
+versions). Bit-reproducible on a given CPU/software stack:
+  * init: `torch.manual_seed(recipe.seed)` inside `torch.random.fork_rng()` (global RNG untouched);
+  * data order: `torch.randperm(n, generator=Generator().manual_seed(seed + epoch + 1))` per epoch;
+  * `torch.use_deterministic_algorithms(True)` and `torch.set_num_threads(recipe.threads)` while
+    training (both restored afterwards): with one thread the CPU reductions run in a fixed order;
+  * Adam with a per-step cosine schedule lr_t = lr · ½(1 + cos(π t / T)), T = total steps;
+  * loss = mean cross-entropy of `model.class_logits(logits)`; no augmentation, no dropout.
+The safetensors file holds only the weights (sorted keys, contiguous tensors, fixed metadata),
+so its sha256 is a fingerprint of the trained weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import platform
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from . import paths
+from .data.base import TensorImageSet
+from .download import sha256_file
+from .errors import UserError, unknown
+from .models.base import StagedModel
+from .models.digits import DigitsMLP
+from .models.mnist import MnistCNN, MnistMLP
+
+MODEL_CLASSES: dict[str, type[StagedModel]] = {
+    "digits-mlp": DigitsMLP,
+    "mnist-mlp": MnistMLP,
+    "mnist-cnn": MnistCNN,
+}
+
+LISTING = "replacebench list models"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that determines a training run (besides code and library versions)."""
+
+    dataset: str  # "digits" | "mnist"
+    seed: int
+    optimizer: str  # "adam"
+    lr: float  # peak learning rate
+    weight_decay: float
+    batch_size: int
+    epochs: int
+    schedule: str  # "cosine": lr_t = lr * 0.5 * (1 + cos(pi * t / T)), per step
+    threads: int  # torch.set_num_threads during training
+    eval_batch_size: int = 1000
+
+
+RECIPES: dict[str, Recipe] = {
+    "digits-mlp": Recipe("digits", seed=0, optimizer="adam", lr=3e-3, weight_decay=0.0, batch_size=32, epochs=60, schedule="cosine", threads=1),
+    "mnist-mlp": Recipe("mnist", seed=0, optimizer="adam", lr=1e-3, weight_decay=0.0, batch_size=128, epochs=12, schedule="cosine", threads=1),
+    "mnist-cnn": Recipe("mnist", seed=0, optimizer="adam", lr=1e-3, weight_decay=0.0, batch_size=128, epochs=6, schedule="cosine", threads=1),
+}
+
+
+@dataclass
+class TrainResult:
+    path: Path  # the .safetensors checkpoint
+    sha256: str  # of the .safetensors file
+    test_accuracy: float
+    test_loss: float
+    epochs: int
+    seconds: float
+
+
+def _check_id(model_id: str) -> None:
+    if model_id not in MODEL_CLASSES:
+        raise unknown("model", model_id, MODEL_CLASSES, LISTING)
+
+
+def build_model(model_id: str) -> StagedModel:
+    """A freshly initialised model of `model_id` (global RNG initialisation)."""
+    _check_id(model_id)
+    return MODEL_CLASSES[model_id]()
+
+
+def open_split(model_id: str, split: str, data_dir: str | os.PathLike | None = None) -> TensorImageSet:
+    """The `split` of the dataset `model_id` is trained on."""
+    _check_id(model_id)
+    if RECIPES[model_id].dataset == "digits":
+        from .data.digits import open_digits
+
+        return open_digits(split)
+    from .data.mnist import open_mnist
+
+    return open_mnist(split, data_dir)
+
+
+@torch.no_grad()
+def evaluate(model: StagedModel, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) of `model` on `images # [n, C, H, W]`, `labels # [n]`."""
+    was_training = model.training
+    model.eval()
+    correct, loss_sum = 0, 0.0
+    for start in range(0, len(labels), batch_size):
+        x, y = images[start : start + batch_size], labels[start : start + batch_size]
+        logits = model.class_logits(model(x))  # [b, classes]
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+        correct += (logits.argmax(1) == y).sum().item()
+    model.train(was_training)
+    return correct / len(labels), loss_sum / len(labels)
+
+
+def _versions() -> dict[str, str]:
+    import numpy
+    import safetensors
+    import sklearn
+    import torchvision
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": numpy.__version__,
+        "safetensors": safetensors.__version__,
+        "scikit-learn": sklearn.__version__,
+    }
+
+
+def save_weights(model: StagedModel, path: Path) -> str:
+    """Write the state dict as safetensors atomically (sorted keys, contiguous copies); return its sha256.
+
+    The bytes depend on the weights alone (`model_id` is recorded in the JSON beside it).
+    """
+    from safetensors.torch import save_file
+
+    state = model.state_dict()
+    tensors = {key: state[key].detach().to("cpu").contiguous().clone() for key in sorted(state)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    try:
+        # one metadata key only: safetensors writes a metadata map in hash order, which varies per process
+        save_file(tensors, tmp, metadata={"format": "pt"})
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return sha256_file(path)
+
+
+def _fit(model: StagedModel, recipe: Recipe, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """Train in place following `recipe`; return the last epoch's mean training loss."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    n = len(labels)
+    steps_per_epoch = math.ceil(n / recipe.batch_size)
+    total, step = steps_per_epoch * recipe.epochs, 0
+    model.train()
+    epoch_loss = float("nan")
+    for epoch in range(recipe.epochs):
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(recipe.seed + epoch + 1))
+        loss_sum = 0.0
+        for start in range(0, n, recipe.batch_size):
+            batch = order[start : start + recipe.batch_size]
+            for group in optimizer.param_groups:
+                group["lr"] = recipe.lr * 0.5 * (1.0 + math.cos(math.pi * step / total))
+            logits = model.class_logits(model(images[batch]))  # [b, classes]
+            loss = F.cross_entropy(logits, labels[batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.item() * len(batch)
+            step += 1
+        epoch_loss = loss_sum / n
+    model.eval()
+    return epoch_loss
+
+
+def train(model_id: str, data_dir: str | os.PathLike | None = None, out_dir: str | os.PathLike | None = None) -> TrainResult:
+    """Train `model_id` with `RECIPES[model_id]`; write `<out_dir>/<model_id>.safetensors` and `.json`.
+
+    `out_dir` defaults to the project's `checkpoints/`. Deterministic (see module docstring).
+    """
+    _check_id(model_id)
+    recipe = RECIPES[model_id]
+    out = Path(out_dir) if out_dir is not None else paths.checkpoints_dir()
+    train_set, test_set = open_split(model_id, "train", data_dir), open_split(model_id, "test", data_dir)
+    x_train, y_train = train_set.images, torch.as_tensor(train_set.labels())  # [n, C, H, W], [n]
+    x_test, y_test = test_set.images, torch.as_tensor(test_set.labels())
+
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    began = time.perf_counter()
+    try:
+        torch.set_num_threads(recipe.threads)
+        torch.use_deterministic_algorithms(True)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(recipe.seed)
+            model = build_model(model_id)
+        train_loss = _fit(model, recipe, x_train, y_train)
+        test_accuracy, test_loss = evaluate(model, x_test, y_test, recipe.eval_batch_size)
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+    seconds = time.perf_counter() - began
+
+    path = out / f"{model_id}.safetensors"
+    sha = save_weights(model, path)
+    meta = {
+        "model_id": model_id,
+        "weights": path.name,
+        "sha256": sha,
+        "test_accuracy": test_accuracy,
+        "test_loss": test_loss,
+        "final_train_loss": train_loss,
+        "epochs": recipe.epochs,
+        "seconds": round(seconds, 1),
+        "n_parameters": sum(p.numel() for p in model.parameters()),
+        "recipe": dataclasses.asdict(recipe),
+        "data": {"train": train_set.content_hash(), "test": test_set.content_hash()},
+        "versions": _versions(),
+        "machine": platform.machine(),
+    }
+    (out / f"{model_id}.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return TrainResult(path, sha, test_accuracy, test_loss, recipe.epochs, seconds)
+
+
+def checkpoint_path(model_id: str, checkpoints: str | os.PathLike | None = None) -> Path:
+    """`<checkpoints>/<model_id>.safetensors` (default: the project's `checkpoints/`)."""
+    _check_id(model_id)
+    return Path(checkpoints or paths.checkpoints_dir()) / f"{model_id}.safetensors"
+
+
+def load_trained(model_id: str, checkpoints: str | os.PathLike | None = None) -> StagedModel:
+    """The trained `model_id` in eval mode, its weights checked against the sha256 in `<model_id>.json`."""
+    from safetensors.torch import load_file
+
+    path = checkpoint_path(model_id, checkpoints)
+    meta_path = path.with_suffix(".json")
+    if not path.is_file() or not meta_path.is_file():
+        raise UserError(f"no trained weights for '{model_id}' at {path}. Train them with `replacebench train {model_id}`.")
+    expected = json.loads(meta_path.read_text())["sha256"]
+    actual = sha256_file(path)
+    if actual != expected:
+        raise UserError(f"{path} has sha256 {actual[:16]}…, but {meta_path.name} records {expected[:16]}…: retrain with `replacebench train {model_id}`.")
+    model = build_model(model_id)
+    model.load_state_dict(load_file(str(path)), strict=True)
+    return model.eval()

@@ -1,0 +1,141 @@
+"""The training recipe: determinism, the committed checkpoints, their accuracy, and loading."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from benchmark import train as tr
+from benchmark.errors import UserError
+from benchmark.models.digits import DigitsMLP
+from benchmark.models.mnist import MnistCNN, MnistMLP
+
+CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
+TARGETS = {"mnist-mlp": 0.98, "mnist-cnn": 0.99}
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def data_dir() -> Path:
+    if not os.environ.get("REPLACEBENCH_DATA"):
+        pytest.skip("REPLACEBENCH_DATA is not set: point it at the shared data directory to run the MNIST checks")
+    return Path(os.environ["REPLACEBENCH_DATA"])
+
+
+def test_registry():
+    assert set(tr.MODEL_CLASSES) == set(tr.RECIPES) == {"digits-mlp", "mnist-mlp", "mnist-cnn"}
+    assert type(tr.build_model("digits-mlp")) is DigitsMLP
+    assert type(tr.build_model("mnist-mlp")) is MnistMLP
+    assert type(tr.build_model("mnist-cnn")) is MnistCNN
+
+
+def test_unknown_model_suggests():
+    with pytest.raises(UserError, match="Did you mean 'mnist-cnn'"):
+        tr.build_model("mnist-cn")
+    with pytest.raises(UserError, match="unknown model"):
+        tr.train("resnet50")
+
+
+def test_digits_training_is_bit_reproducible(tmp_path):
+    torch.manual_seed(123)
+    rng_before = torch.random.get_rng_state()
+    threads = torch.get_num_threads()
+    first = tr.train("digits-mlp", out_dir=tmp_path / "a")
+    second = tr.train("digits-mlp", out_dir=tmp_path / "b")
+    # training leaves global state as it found it
+    assert torch.equal(torch.random.get_rng_state(), rng_before)
+    assert torch.get_num_threads() == threads
+    assert not torch.are_deterministic_algorithms_enabled()
+    # bit-identical weights, and the same bytes as the committed checkpoint
+    a, b = load_file(str(first.path)), load_file(str(second.path))
+    assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
+    assert first.sha256 == second.sha256 == _sha(first.path) == _sha(second.path)
+    assert first.sha256 == _sha(CHECKPOINTS / "digits-mlp.safetensors")
+    assert first.test_accuracy == second.test_accuracy and first.epochs == tr.RECIPES["digits-mlp"].epochs
+    assert first.test_accuracy > 0.95
+    # the JSON beside the weights
+    meta = json.loads((tmp_path / "a" / "digits-mlp.json").read_text())
+    assert meta["sha256"] == first.sha256 and meta["weights"] == "digits-mlp.safetensors"
+    assert meta["recipe"]["epochs"] == tr.RECIPES["digits-mlp"].epochs and meta["recipe"]["seed"] == 0
+    assert meta["versions"]["torch"] == torch.__version__
+    assert meta["test_accuracy"] == first.test_accuracy and meta["test_loss"] == first.test_loss
+
+
+def test_train_restores_deterministic_flag(tmp_path):
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        tr.train("digits-mlp", out_dir=tmp_path)
+        assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)
+
+
+def _independent_eval(model, images, labels) -> tuple[float, float]:
+    correct, losses = 0, []
+    with torch.no_grad():
+        for start in range(0, len(labels), 500):
+            logits = model(images[start : start + 500])
+            y = labels[start : start + 500]
+            correct += int((logits.argmax(1) == y).sum())
+            losses.append(-torch.log_softmax(logits.double(), 1).gather(1, y[:, None]).squeeze(1))
+    return correct / len(labels), torch.cat(losses).mean().item()
+
+
+def test_committed_digits_checkpoint():
+    from benchmark.data.digits import open_digits
+
+    model = tr.load_trained("digits-mlp", CHECKPOINTS)
+    test = open_digits("test")
+    acc, loss = _independent_eval(model, test.images, torch.as_tensor(test.labels()))
+    meta = json.loads((CHECKPOINTS / "digits-mlp.json").read_text())
+    assert acc == pytest.approx(meta["test_accuracy"], abs=1e-12) and loss == pytest.approx(meta["test_loss"], rel=1e-5)
+    assert acc > 0.95
+
+
+@pytest.mark.parametrize("model_id", ["mnist-mlp", "mnist-cnn"])
+def test_committed_mnist_checkpoints_reach_targets(data_dir, model_id):
+    from benchmark.data.mnist import open_mnist
+
+    model = tr.load_trained(model_id, CHECKPOINTS)
+    assert not model.training
+    test = open_mnist("test", data_dir)
+    acc, loss = _independent_eval(model, test.images, torch.as_tensor(test.labels()))
+    assert acc >= TARGETS[model_id]
+    meta = json.loads((CHECKPOINTS / f"{model_id}.json").read_text())
+    assert acc == pytest.approx(meta["test_accuracy"], abs=1e-12) and loss == pytest.approx(meta["test_loss"], rel=1e-5)
+    assert meta["data"]["test"] == test.content_hash()
+
+
+def test_load_trained_refuses_tampered_weights(tmp_path):
+    for suffix in (".safetensors", ".json"):
+        shutil.copyfile(CHECKPOINTS / f"digits-mlp{suffix}", tmp_path / f"digits-mlp{suffix}")
+    good = tr.load_trained("digits-mlp", tmp_path)
+    path = tmp_path / "digits-mlp.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0x01  # flip a bit in the last weight
+    path.write_bytes(bytes(data))
+    with pytest.raises(UserError, match="sha256"):
+        tr.load_trained("digits-mlp", tmp_path)
+    assert isinstance(good, DigitsMLP)
+
+
+def test_load_trained_missing(tmp_path):
+    with pytest.raises(UserError, match="replacebench train mnist-cnn"):
+        tr.load_trained("mnist-cnn", tmp_path)
+
+
+@pytest.mark.slow
+def test_mnist_mlp_training_reproduces_committed(data_dir, tmp_path):
+    result = tr.train("mnist-mlp", data_dir=data_dir, out_dir=tmp_path)
+    assert result.sha256 == _sha(CHECKPOINTS / "mnist-mlp.safetensors")
+    assert result.test_accuracy >= TARGETS["mnist-mlp"]
