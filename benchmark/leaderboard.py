@@ -14,7 +14,10 @@ UNDEFINED = "undefined ⚠"
 
 
 def fmt_pct(value: float | None) -> str:
-    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f}%"
+    """A fraction as a percentage with one decimal ('—' for none); -0.0 prints as 0.0."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{100 * value + 0.0:.1f}%".replace("-0.0%", "0.0%")
 
 
 def fmt_p(value: float | None) -> str:
@@ -27,7 +30,8 @@ def recovery_cell(stats: dict[str, Any]) -> str:
     """'97.3% [95.1, 99.2]', or the undefined mark when the ablation effect is not significant."""
     if not stats.get("defined") or stats.get("recovery") is None:
         return UNDEFINED
-    return f"{fmt_pct(stats['recovery'])} [{100 * stats['recovery_low']:.1f}, {100 * stats['recovery_high']:.1f}]"
+    low, high = (fmt_pct(stats[k]).rstrip("%") for k in ("recovery_low", "recovery_high"))
+    return f"{fmt_pct(stats['recovery'])} [{low}, {high}]"
 
 
 def sort_key(record: dict[str, Any]) -> tuple:
