@@ -170,3 +170,14 @@ def test_folder_errors(tmp_path: Path, sample_set: ImageNetFolder) -> None:
     shutil.copytree(next(root.iterdir()), root / "n99999999")
     with pytest.raises(UserError, match="n99999999"):
         ImageNetFolder(root, data_dir=data_dir)
+
+
+def test_prefetched_batches_match_serial_decoding(sample_set: ImageNetFolder) -> None:
+    """Threaded, prefetched batches give exactly the images of a plain one-by-one decode, in order."""
+    from benchmark.data.imagenet import load_image
+
+    indices = np.array([5, 0, 17, 3, 99, 42, 8])
+    got = [(chunk.tolist(), images) for chunk, images in sample_set.batches(indices, 3)]
+    assert [c for c, _ in got] == [[5, 0, 17], [3, 99, 42], [8]]
+    expected = torch.stack([load_image(sample_set.files[i]) for i in indices])
+    assert torch.equal(torch.cat([images for _, images in got]), expected)

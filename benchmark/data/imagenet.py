@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,8 @@ N_CLASSES = 1000
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
 RESIZE_SHORTER = 256
 CROP = 224
+#: Threads decoding JPEGs in `load` (PIL releases the GIL while it decodes and resizes).
+DECODE_THREADS = min(8, os.cpu_count() or 1)
 PIXEL_OFFSET = 117.0
 
 _FETCH_HINT = "Run `replacebench fetch inceptionv1` (or point --data-dir / REPLACEBENCH_DATA at a data directory that has it)."
@@ -156,11 +159,32 @@ class ImageNetFolder(ImageSet):
         return [p.relative_to(self.root).as_posix() for p in self.files]
 
     def load(self, indices: Sequence[int]) -> torch.Tensor:
-        """Decode and preprocess `indices` -> `# [len(indices), 3, 224, 224]` float32."""
+        """Decode and preprocess `indices` -> `# [len(indices), 3, 224, 224]` float32.
+
+        Images are decoded by a small thread pool (PIL releases the GIL while
+        decoding and resizing); the result is in `indices` order either way.
+        """
         indices = np.asarray(indices, dtype=np.int64).reshape(-1)
         if len(indices) == 0:
             return torch.empty((0, 3, CROP, CROP), dtype=torch.float32)
-        return torch.stack([load_image(self.files[int(i)]) for i in indices])
+        paths = [self.files[int(i)] for i in indices]
+        return torch.stack(list(self._pool().map(load_image, paths)))
+
+    def batches(self, indices: Sequence[int], batch_size: int) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+        """Like `ImageSet.batches`, but the next batch is decoded while the caller works on this one."""
+        indices = np.asarray(indices, dtype=np.int64)
+        chunks = [indices[start : start + batch_size] for start in range(0, len(indices), batch_size)]
+        with ThreadPoolExecutor(max_workers=1) as prefetcher:
+            pending = prefetcher.submit(self.load, chunks[0]) if chunks else None
+            for k, chunk in enumerate(chunks):
+                images = pending.result()
+                pending = prefetcher.submit(self.load, chunks[k + 1]) if k + 1 < len(chunks) else None
+                yield chunk, images
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if getattr(self, "_decoders", None) is None:
+            self._decoders = ThreadPoolExecutor(max_workers=DECODE_THREADS)
+        return self._decoders
 
     def content_hash(self) -> str:
         """sha256 over the sorted (relative path, file size) pairs, one "path\\tsize\\n" line each."""
