@@ -79,9 +79,11 @@ def render(results_dir: Path) -> str:
         "",
         "Recovery = (mean L_ablated − mean L_replaced) / (mean L_ablated − mean L_clean), per-example cross-entropy on",
         "the task's eval set; 95% paired-bootstrap BCa intervals. "
-        f"`{UNDEFINED}` means the ablation's effect on the loss has a CI that includes 0, so recovery is not defined.",
+        f"`{UNDEFINED}` means the ablation's effect on the loss (mean L_ablated − mean L_clean) has a 95% CI that does not lie",
+        "wholly above 0: there is no measurable loss to recover, so recovery is not defined.",
         "p(beats abl.): one-sided paired t-test that the replacement's loss is below the ablated loss.",
-        "p(R≥1): one-sided paired t-test of H0 'replaced loss > clean loss'; small means at least as good as the original.",
+        "p(R≥1): one-sided paired t-test, H0: mean L_replaced ≥ mean L_clean; a small p shows the replacement's loss is below",
+        "the original's (R > 1), the bar of a replacement at least as good as the neuron.",
         "params: fitted numbers the submission stores; source: xz-compressed size of its Python source.",
         "",
     ]
