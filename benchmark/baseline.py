@@ -71,7 +71,7 @@ def fit_target_activations(ctx: TaskContext, progress: bool = False) -> torch.Te
     with torch.no_grad():
         for _, images in tqdm(ctx.fit_set.batches(ctx.fit_indices, task.batch_size), desc="fit set", unit="batch",
                               total=-(-len(ctx.fit_indices) // task.batch_size), disable=not progress, leave=False):
-            act = model.run(images.to(ctx.device), until=task.layer)  # [b, C, ...]
+            act = model.run(ctx.to_input(images), until=task.layer)  # [b, C, ...]
             chunks.append(act[:, units.to(act.device)].cpu())
     return torch.cat(chunks)
 
@@ -91,7 +91,7 @@ def compute_baseline(ctx: TaskContext, progress: bool = False) -> Baseline:
                               unit="batch", total=-(-len(ctx.eval_indices) // task.batch_size), disable=not progress):
             b = len(images)
             labels = labels_all[position : position + b].to(ctx.device)
-            act = model.run(images.to(ctx.device), until=task.layer)  # [b, C, ...]
+            act = model.run(ctx.to_input(images), until=task.layer)  # [b, C, ...]
             replacements = {
                 "zero": torch.zeros((b, *ctx.target_shape), device=ctx.device),
                 "mean": mean_activation.to(ctx.device).expand(b, *ctx.target_shape),

@@ -40,6 +40,13 @@ class TaskContext:
     standard_protocol: bool  # False when eval/fit sizes were overridden
     overrides: dict[str, int] = field(default_factory=dict)
 
+    def to_input(self, images: torch.Tensor) -> torch.Tensor:
+        """A batch of images on the task's device, in the model's preferred memory layout."""
+        images = images.to(self.device)
+        if images.dim() == 4 and uses_convolutions(self.model):
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images
+
     @property
     def target_shape(self) -> tuple[int, ...]:
         """Per-example shape of the replaced units: (n_units, *spatial)."""
@@ -52,6 +59,11 @@ class TaskContext:
     @property
     def eval_labels(self) -> np.ndarray:
         return self.eval_set.labels()[self.eval_indices]
+
+
+def uses_convolutions(model: torch.nn.Module) -> bool:
+    """Whether the model has 2-D convolutions (then it runs channels-last: ~1.5x faster on CPU)."""
+    return any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
 
 
 def parse_device(name: str | None) -> torch.device:
@@ -109,6 +121,8 @@ def prepare(
     model, sha = load_model(task.model, task.checkpoint, task.checkpoint_sha256)
     check_task_against_model(task, model)
     model = model.to(torch_device)
+    if uses_convolutions(model):
+        model = model.to(memory_format=torch.channels_last)
     eval_set = open_split(task.dataset, task.eval_split, data_dir, imagenet_dir)
     fit_set = eval_set if task.fit_split == task.eval_split else open_split(task.dataset, task.fit_split, data_dir, imagenet_dir)
     overrides = {k: v for k, v in (("eval_size", eval_size), ("fit_size", fit_size)) if v is not None}

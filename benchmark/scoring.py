@@ -60,7 +60,7 @@ def collect_fit_inputs(ctx: TaskContext, signature: Signature, progress: bool) -
     with torch.no_grad(), capture(model, names) as store:
         for _, images in tqdm(ctx.fit_set.batches(ctx.fit_indices, task.batch_size), desc="fit inputs", unit="batch",
                               total=-(-len(ctx.fit_indices) // task.batch_size), disable=not progress, leave=False):
-            images = images.to(ctx.device)
+            images = ctx.to_input(images)
             act = model.run(images, until=task.layer)
             targets.append(act[:, units].cpu())
             for name in signature.inputs:
@@ -105,7 +105,7 @@ def replaced_pass(ctx: TaskContext, submission: Submission, params: dict[str, to
     with torch.no_grad(), capture(model, names) as store:
         for _, images in tqdm(ctx.eval_set.batches(ctx.eval_indices, task.batch_size), desc=f"score {submission.name}",
                               unit="batch", total=-(-len(ctx.eval_indices) // task.batch_size), disable=not progress):
-            images = images.to(ctx.device)
+            images = ctx.to_input(images)
             b = len(images)
 
             def compute(original: torch.Tensor) -> torch.Tensor:  # original: [b, C, ...]

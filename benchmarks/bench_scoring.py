@@ -45,6 +45,7 @@ def naive_score(ctx, submission, n_resamples: int) -> dict:
     position = 0
     with torch.no_grad():
         for _, images in ctx.eval_set.batches(ctx.eval_indices, task.batch_size):
+            images = ctx.to_input(images)  # same device and memory layout as the harness
             b = len(images)
             labels = labels_all[position : position + b]
             values = {
@@ -105,6 +106,11 @@ def run_isolated(args: argparse.Namespace, mode: str, cache: str) -> dict:
             cmd += [flag, str(value)]
     import os
 
+    from benchmark import paths
+
+    weights = paths.user_cache_root() / "inceptionv1"  # fetched weights live in the cache: share them
+    if weights.exists() and not (Path(cache) / "inceptionv1").exists():
+        (Path(cache) / "inceptionv1").symlink_to(weights, target_is_directory=True)
     out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "REPLACEBENCH_CACHE": cache})
     if out.returncode != 0:
         raise SystemExit(out.stderr)
