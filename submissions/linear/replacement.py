@@ -23,6 +23,7 @@ FEATURE_BUDGET = 1200  # features per position for conv targets
 ROW_BUDGET = 30_000_000  # rows × features held at once (float64)
 REFITS = 4
 SEED = 0
+CHUNK = 256  # examples per feature-building step
 
 
 def _features(inputs, names, target_shape, k):
@@ -61,17 +62,32 @@ def _solve(x, y, rows):
     return torch.linalg.lstsq(gram, xr.T @ yr, driver="gelsd").solution
 
 
+def _design(target, inputs, names, target_shape, k):
+    """Rows of (features + bias column, targets), built CHUNK examples at a time and subsampled
+    uniformly (seeded) to at most ROW_BUDGET / n_features rows, so memory stays bounded."""
+    n, n_units = target.shape[:2]
+    positions = 1 if len(target_shape) == 1 else target_shape[1] * target_shape[2]
+    generator = torch.Generator().manual_seed(SEED)
+    xs, ys = [], []
+    keep_rate = None
+    for start in range(0, n, CHUNK):
+        x = _features({m: inputs[m][start : start + CHUNK] for m in names}, names, target_shape, k)
+        y = target[start : start + CHUNK].movedim(1, -1).reshape(-1, n_units)  # [rows, n_units]
+        if keep_rate is None:
+            keep_rate = min(1.0, (ROW_BUDGET // (x.shape[1] + 1)) / (n * positions))
+        if keep_rate < 1.0:
+            keep = torch.rand(len(x), generator=generator) < keep_rate
+            x, y = x[keep], y[keep]
+        xs.append(torch.cat([x.double(), torch.ones(len(x), 1, dtype=torch.float64)], dim=1))
+        ys.append(y.double())
+    return torch.cat(xs), torch.cat(ys)
+
+
 def fit(target, task, **inputs):
     names = sorted(inputs)
     k = _kernel(inputs, names, task.target_shape)
-    x = _features(inputs, names, task.target_shape, k).double()
-    x = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], dim=1)  # bias column
+    x, y_all = _design(target, inputs, names, task.target_shape, k)  # [rows, n_features + 1], [rows, n_units]
     n_units = target.shape[1]
-    y_all = target.movedim(1, -1).reshape(-1, n_units).double()  # [rows, n_units]
-    max_rows = max(1, ROW_BUDGET // x.shape[1])
-    if len(x) > max_rows:
-        keep = torch.randperm(len(x), generator=torch.Generator().manual_seed(SEED))[:max_rows]
-        x, y_all = x[keep], y_all[keep]
     weights = []
     for u in range(n_units):
         y = y_all[:, u]
