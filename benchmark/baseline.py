@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +24,7 @@ import torch
 from tqdm import tqdm
 
 from . import paths
+from .atomic import atomic_path
 from .conditions import per_example_outputs
 from .context import TaskContext
 
@@ -128,13 +127,7 @@ def load_or_compute(ctx: TaskContext, progress: bool = False, use_cache: bool = 
             pass  # a damaged cache file is recomputed
     baseline = compute_baseline(ctx, progress)
     if use_cache:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                np.savez(handle, **baseline.arrays)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, **baseline.arrays)
         baseline.cache_path = path
     return baseline

@@ -197,8 +197,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from . import paths
+    from .atomic import atomic_write_bytes
     from .leaderboard import render
-    from .records import _atomic_write_bytes, default_results_dir
+    from .records import default_results_dir
 
     text = render(args.results_dir or default_results_dir())
     if args.out is not None and str(args.out) == "-":
@@ -206,7 +207,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         return 0
     out = args.out or (paths.leaderboard_dir() / "README.md")
     out.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write_bytes(out, text.encode())
+    atomic_write_bytes(out, text.encode())
     print(f"wrote {out}")
     return 0
 

@@ -20,12 +20,12 @@ from __future__ import annotations
 import functools
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from .atomic import atomic_path, atomic_write_bytes
 from .data.imagenet import label_map_path, load_label_map, parse_label_map
 from .download import download, sha256_file
 from .errors import UserError
@@ -86,27 +86,12 @@ def check_structure(state: dict[str, torch.Tensor], source: str = "weights file"
             raise UserError(f"{source} key '{key}' has dtype {state[key].dtype}, expected floating point. Delete it and re-run `replacebench fetch inceptionv1`.")
 
 
-def _atomic_write_bytes(dest: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _save_safetensors_atomic(state: dict[str, torch.Tensor], dest: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    os.close(fd)
-    try:
-        tensors = {k: state[k].detach().to(torch.float32).contiguous() for k in sorted(state)}
-        save_file(tensors, tmp, metadata={"format": "pt", "model": "inceptionv1 (lucid inception5h)"})
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """Sorted, contiguous float32 tensors; one metadata key only, since safetensors writes a
+    metadata map in an order that varies per process, and the file's sha256 must not."""
+    tensors = {k: state[k].detach().to(torch.float32).contiguous() for k in sorted(state)}
+    with atomic_path(dest) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
 
 
 def fetch_label_map(data_dir: str | os.PathLike | None = None, labels_url: str = LABELS_URL) -> tuple[Path, str]:
@@ -154,7 +139,7 @@ def fetch_inceptionv1(data_dir: str | os.PathLike | None = None, weights_url: st
         "n_parameters": int(sum(t.numel() for t in state.values())),
     }
     meta_path = cache / METADATA_NAME
-    _atomic_write_bytes(meta_path, (json.dumps(metadata, indent=2, sort_keys=True) + "\n").encode())
+    atomic_write_bytes(meta_path, (json.dumps(metadata, indent=2, sort_keys=True) + "\n").encode())
 
     labels_path, labels_sha = fetch_label_map(data_dir, labels_url)
     return {

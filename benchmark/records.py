@@ -13,18 +13,17 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import __version__, paths
+from . import paths
+from .atomic import atomic_write_bytes
 from .download import sha256_file
 from .errors import UserError
 
@@ -65,19 +64,6 @@ def default_results_dir() -> Path:
     return paths.leaderboard_dir() / "results"
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def write_record(record: dict[str, Any], arrays: dict[str, np.ndarray], results_dir: Path, task_slug: str,
                  submission: str) -> tuple[Path, dict[str, Any]]:
     """Write the sidecar, then the record that names it; remove this submission's stale sidecars.
@@ -91,10 +77,10 @@ def write_record(record: dict[str, Any], arrays: dict[str, np.ndarray], results_
     payload = buffer.getvalue()
     sidecar_sha = hashlib.sha256(payload).hexdigest()
     sidecar = folder / f"{submission}.{sidecar_sha[:12]}.npz"
-    _atomic_write_bytes(sidecar, payload)
+    atomic_write_bytes(sidecar, payload)
     record = {**record, "sidecar": {"file": sidecar.name, "sha256": sidecar_sha}}
     path = folder / f"{submission}.json"
-    _atomic_write_bytes(path, (json.dumps(record, indent=2, sort_keys=False) + "\n").encode())
+    atomic_write_bytes(path, (json.dumps(record, indent=2, sort_keys=False) + "\n").encode())
     now = time.time()
     for old in folder.glob(f"{submission}.*.npz"):
         if old.name != sidecar.name and now - old.stat().st_mtime > STALE_SIDECAR_SECONDS:

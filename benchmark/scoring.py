@@ -24,7 +24,14 @@ from .context import TaskContext
 from .errors import SubmissionError, UserError
 from .hooks import capture, splice
 from .submissions import (
-    RESERVED_FIT, RESERVED_REPLACE, Signature, Submission, check_output, check_params, count_params, read_signature,
+    RESERVED_FIT,
+    RESERVED_REPLACE,
+    Signature,
+    Submission,
+    check_output,
+    check_params,
+    count_params,
+    read_signature,
 )
 
 DEFAULT_RESAMPLES = 2000

@@ -28,7 +28,14 @@ from .models.base import StagedModel
 from .models.registry import load_model
 from .scoring import call_user
 from .stimuli import orientation_tuning, radial_tuning_set, summarize_tuning
-from .submissions import RESERVED_REPLACE, Submission, TaskView, check_output, has_default, read_signature
+from .submissions import (
+    RESERVED_REPLACE,
+    Submission,
+    TaskView,
+    check_output,
+    has_default,
+    read_signature,
+)
 from .tasks import Task
 
 ORIENTATIONS = tuple(range(0, 360, 10))

@@ -20,7 +20,6 @@ import json
 import math
 import os
 import platform
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from . import paths
+from .atomic import atomic_path
 from .data.base import TensorImageSet
 from .download import sha256_file
 from .errors import UserError, unknown
@@ -117,20 +117,13 @@ def evaluate(model: StagedModel, images: torch.Tensor, labels: torch.Tensor, bat
 
 
 def _versions() -> dict[str, str]:
-    import numpy
+    """What a result record stores (`records.environment`), plus what training also depends on."""
     import safetensors
     import sklearn
-    import torchvision
 
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "numpy": numpy.__version__,
-        "safetensors": safetensors.__version__,
-        "scikit-learn": sklearn.__version__,
-    }
+    from .records import environment
 
+    return {**environment(), "safetensors": safetensors.__version__, "scikit-learn": sklearn.__version__}
 
 def save_weights(model: StagedModel, path: Path) -> str:
     """Write the state dict as safetensors atomically (sorted keys, contiguous copies); return its sha256.
@@ -141,17 +134,9 @@ def save_weights(model: StagedModel, path: Path) -> str:
 
     state = model.state_dict()
     tensors = {key: state[key].detach().to("cpu").contiguous().clone() for key in sorted(state)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         # one metadata key only: safetensors writes a metadata map in hash order, which varies per process
-        save_file(tensors, tmp, metadata={"format": "pt"})
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
     return sha256_file(path)
 
 

@@ -7,7 +7,6 @@ and no result record.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -17,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from helpers import ROOT, run_cli, write_submission
 
 TASK = "digits-mlp/fc1:17"

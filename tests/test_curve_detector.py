@@ -6,7 +6,6 @@ import importlib.util
 import math
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ import torch
 from scipy import optimize
 
 from benchmark import stimuli as S
+from benchmark.submissions import TaskView
 
 ROOT = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("curve_detector", ROOT / "submissions/curve-detector/replacement.py")
@@ -22,19 +22,9 @@ CD = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(CD)
 
 
-@dataclass(frozen=True)
-class Task:
-    id: str
-    model: str
-    layer: str
-    units: tuple[int, ...]
-    inputs: tuple[str, ...]
-    target_shape: tuple[int, ...]
-
-
-def make_task(layer: str, units) -> Task:
+def make_task(layer: str, units) -> TaskView:
     units = tuple(units)
-    return Task(f"inceptionv1-{layer}", "inceptionv1", layer, units, ("image",), (len(units), 28, 28))
+    return TaskView(f"inceptionv1/{layer}:test", "inceptionv1", layer, units, ("image",), (len(units), 28, 28))
 
 
 CURVES_3B = (379, 406, 385, 343, 342, 388, 324, 340, 330, 349)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import write_submission
 
 from benchmark.baseline import cache_file, load_or_compute
 from benchmark.context import prepare
@@ -17,8 +18,6 @@ from benchmark.hooks import splice
 from benchmark.scoring import fit_submission, score
 from benchmark.submissions import load_submission
 from benchmark.tasks import get_task
-
-from helpers import write_submission
 
 DIGITS_TASK = "digits-mlp/fc1:17"
 

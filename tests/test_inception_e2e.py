@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from helpers import run_cli
 from helpers_inception import random_state_dict, serve_directory
 
@@ -93,3 +92,18 @@ def test_missing_imagenet_folder_is_a_clear_error(fetched, tmp_path):
     _, env = fetched
     proc = run_cli("score", "zero", "--task", TASK, "--results-dir", str(tmp_path / "r"), env=env)
     assert proc.returncode == 2 and "--imagenet" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_conversion_is_byte_identical_across_processes(fetched, tmp_path):
+    """Two fetches of the same .pth in two processes give the same safetensors sha256, so records compare."""
+    root, env = fetched
+    served = root / "served"
+    other = {**env, "REPLACEBENCH_CACHE": str(tmp_path / "cache")}
+    with serve_directory(served) as url:
+        proc = run_cli("fetch", "inceptionv1", "--url", f"{url}/inception5h.pth", "--labels-url",
+                       f"{url}/old_imagenet_labels.txt", env=other)
+    assert proc.returncode == 0, proc.stderr
+    first = json.loads((root / "cache" / "inceptionv1" / "inception5h.json").read_text())
+    second = json.loads((tmp_path / "cache" / "inceptionv1" / "inception5h.json").read_text())
+    assert first["pth_sha256"] == second["pth_sha256"]
+    assert first["safetensors_sha256"] == second["safetensors_sha256"]

@@ -16,7 +16,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers_inception import imagenet_sample_dir, random_model, random_state_dict  # noqa: E402
 
 from benchmark.hooks import capture, splice  # noqa: E402
-from benchmark.models.inception import STAGE_SHAPES, InceptionV1, SameMaxPool2d, same_padding  # noqa: E402
+from benchmark.models.inception import (  # noqa: E402
+    STAGE_SHAPES,
+    InceptionV1,
+    SameMaxPool2d,
+    same_padding,
+)
 
 # Transcribed from lucent's InceptionV1 (ProGamerGov's inception5h conversion):
 # block -> (1x1, 3x3 bottleneck, 3x3, 5x5 bottleneck, 5x5, pool_reduce); inputs follow from the concat sums.

@@ -7,7 +7,16 @@ import pytest
 import scipy.stats
 
 from benchmark import paths
-from benchmark.select import ALPHA, FAMILIES, GROUP_N, MIN_ACTIVE, TOP_N, UnitImportance, choose, select_targets
+from benchmark.select import (
+    ALPHA,
+    FAMILIES,
+    GROUP_N,
+    MIN_ACTIVE,
+    TOP_N,
+    UnitImportance,
+    choose,
+    select_targets,
+)
 
 
 @pytest.mark.parametrize("model", [pytest.param("digits-mlp"), pytest.param("mnist-mlp", marks=pytest.mark.slow),

@@ -5,7 +5,6 @@ over the batch. It equals the harness's mean ablation, so it recovers ≈0% of t
 mean-ablation loss; against zero ablation it shows how much a constant explains.
 """
 
-import torch
 
 
 def fit(target):
