@@ -219,3 +219,17 @@ def _numbers(obj) -> list[float]:
     if isinstance(obj, list):
         return [x for v in obj for x in _numbers(v)]
     return [float(obj)] if isinstance(obj, (int, float)) and not isinstance(obj, bool) else []
+
+
+def test_train_command_reproduces_the_committed_checkpoint(tmp_path):
+    proc = run_cli("train", "digits-mlp", "--out-dir", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    from benchmark.download import sha256_file
+
+    assert sha256_file(tmp_path / "digits-mlp.safetensors") == sha256_file(ROOT / "checkpoints" / "digits-mlp.safetensors")
+    assert "test accuracy 97.11%" in proc.stdout
+
+
+def test_unknown_model_and_fetch_target():
+    assert_user_error(run_cli("train", "mnist-cn"), "unknown model", "Did you mean 'mnist-cnn'")
+    assert_user_error(run_cli("fetch", "mnsit"), "unknown fetch target", "Did you mean 'mnist'")

@@ -301,3 +301,16 @@ def test_fetch_unreachable_is_user_error(tmp_path):
     with pytest.raises(UserError, match="could not download"):
         mnist.fetch_mnist(tmp_path, base_url=(tmp_path / "nowhere").as_uri())
     assert _raw_listing(tmp_path) == []
+
+
+def test_cli_fetch_then_score(served, tmp_path, session_cache):
+    """`replacebench fetch mnist` from a local server into an empty data dir, then a score reads it."""
+    from helpers import run_cli
+
+    _, url = served
+    proc = run_cli("fetch", "mnist", "--url", url, "--data-dir", str(tmp_path / "data"))
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("score", "zero", "--task", "mnist-mlp/fc1:13", "--data-dir", str(tmp_path / "data"), "--no-record",
+                   "--resamples", "200")
+    assert proc.returncode == 0, proc.stderr
+    assert "zero on mnist-mlp/fc1:13 (n = 10000)" in proc.stdout
