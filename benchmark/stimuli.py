@@ -32,7 +32,9 @@ background -> 255), as the article's synthetic curves are drawn, grayscale on
 all three channels, in Lucid InceptionV1's input scaling `[0, 255] - 117`.
 
 Output position: InceptionV1's mixed3a/mixed3b grid is 28x28 with stride 8;
-cell `(i, j)` is centred near pixel `(x, y) = (8 j + 4, 8 i + 4)`
+cell `(i, j)` is centred at pixel `(x, y) = (8 j + 7, 8 i + 7)` (TF 'SAME' padding:
+2 px before conv2d0, none before the stride-2 max pools; checked against the
+model's input-gradient centroids in tests/test_stimuli.py)
 (`cell_center`), where `radial_tuning_set` centres its curves by default.
 """
 
@@ -49,7 +51,7 @@ import torch
 INCEPTION_MEAN = 117.0
 #: Stride (pixels) of the mixed3a / mixed3b grid and the offset of a cell's centre.
 GRID_STRIDE_PX = 8
-CELL_OFFSET_PX = 4
+CELL_OFFSET_PX = 7
 
 
 def cell_center(i: int, j: int) -> tuple[float, float]:

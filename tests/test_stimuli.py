@@ -134,9 +134,9 @@ def test_radial_tuning_set_layout():
     assert images.shape == (6, 3, SIZE, SIZE)
     assert list(meta.orientation_deg) == [0.0, 0.0, 90.0, 90.0, 90.0, 90.0]
     assert list(meta.radius_px) == [10.0, math.inf] * 3
-    assert (meta.center_x == 116.0).all() and (meta.center_y == 116.0).all()
+    assert (meta.center_x == 119.0).all() and (meta.center_y == 119.0).all()
     # each image really is the curve its row describes
-    expected = S.to_model_input(S.render_curve(90.0, 10.0, (116.0, 116.0)))
+    expected = S.to_model_input(S.render_curve(90.0, 10.0, (119.0, 119.0)))
     assert torch.equal(images[2], expected[0])
 
 
@@ -164,8 +164,9 @@ def _oracle(preferred: list[float], kappa: float):
     def fn(images: torch.Tensor) -> torch.Tensor:
         ink = (138.0 - images[:, 0]).clamp(min=0)  # [n, H, W]
         ys, xs = torch.meshgrid(torch.arange(SIZE, dtype=torch.float32), torch.arange(SIZE, dtype=torch.float32), indexing="ij")
-        cx = (ink * xs).sum((1, 2)) / ink.sum((1, 2)) - 116.0
-        cy = (ink * ys).sum((1, 2)) / ink.sum((1, 2)) - 116.0
+        mx, my = S.cell_center(14, 14)
+        cx = (ink * xs).sum((1, 2)) / ink.sum((1, 2)) - mx
+        cy = (ink * ys).sum((1, 2)) / ink.sum((1, 2)) - my
         theta = torch.atan2(cy, -cx)  # direction of -(centroid - M), screen y up
         out = torch.zeros(len(images), len(preferred), 28, 28)
         for k, p in enumerate(preferred):
@@ -195,3 +196,27 @@ def test_orientation_tuning_checks_shapes():
         S.orientation_tuning(lambda x: torch.zeros(len(x), 3, 28, 28), images, meta, units=[1, 2])
     with pytest.raises(ValueError):
         S.orientation_tuning(lambda x: torch.zeros(len(x), 1, 28, 28), images, meta.iloc[:1], units=[1])
+
+
+@pytest.mark.parametrize("cell", [(14, 14), (5, 20)])
+def test_cell_center_is_the_models_receptive_field_centre(cell):
+    """`cell_center` matches where InceptionV1's mixed3a cell looks: the centroid of |d act / d input|
+    over random images (random weights in the real architecture; random inputs avoid max-pool ties)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from helpers_inception import random_model
+
+    model = random_model(0)
+    generator = torch.Generator().manual_seed(0)
+    ys, xs = torch.meshgrid(torch.arange(224.0), torch.arange(224.0), indexing="ij")
+    weight = torch.zeros(224, 224)
+    for _ in range(4):
+        x = (torch.rand(1, 3, 224, 224, generator=generator) * 255 - 117).requires_grad_(True)
+        act = model.run(x, until="mixed3a")
+        (grad,) = torch.autograd.grad(act[0, :, cell[0], cell[1]].sum(), x)
+        weight += grad.abs().sum(1)[0]
+    cx, cy = float((weight * xs).sum() / weight.sum()), float((weight * ys).sum() / weight.sum())
+    ex, ey = S.cell_center(*cell)
+    assert abs(cx - ex) < 1.0 and abs(cy - ey) < 1.0, ((cx, cy), (ex, ey))

@@ -26,7 +26,7 @@ Pipeline, from `image # [b, 3, 224, 224]` (Lucid scaling `[0,255] - 117`):
    arc's tangent there (linear in angle) at its position (bilinear on the 56
    grid). Each radius is normalised to unit total weight; radii are averaged.
    Applied as a stride-2 convolution, giving `# [b, n_units, 28, 28]` with
-   output cell (i, j) centred at pixel (8 j + 4, 8 i + 4).
+   output cell (i, j) centred at pixel (8 j + 7, 8 i + 7), as in the model.
 5. Score `s = B_phi - lambda B_{phi+180}` (lambda = 0.8 for 3b, 0 for 3a: 3a
    early curves keep their echo), output `relu(gain * s + bias)`.
 
@@ -89,9 +89,11 @@ SIGMA = 1.5  # Gaussian-derivative scale, in 112x112 pixels
 CONTRAST_C0 = 0.02
 DEFAULT_GAIN = 1000.0
 MAX_HALF_ANGLE = math.radians(70.0)
-# Output cell (i, j) centre in pixels is 8 i + 4; the stride-2 tap at the 56 grid's index 2 i + 1
-# is centred at pixel 4 (2 i + 1) + 0.5 = 8 i + 4.5: arc positions are shifted by -0.5 px.
-_TAP_OFFSET_PX = 0.5
+# Output cell (i, j) of InceptionV1's mixed3a/3b grid is centred at pixel 8 i + 7 (TF 'SAME' padding
+# puts 2 px before conv2d0 and none before the two stride-2 max pools; input-gradient centroids of
+# the model confirm it). The stride-2 tap at the 56 grid's index 2 i + 1 is centred at pixel
+# 4 (2 i + 1) + 0.5 = 8 i + 4.5, so the arc, drawn around the cell centre, sits 2.5 px further on.
+_TAP_OFFSET_PX = -2.5
 _GRID_PX = 4.0
 
 
@@ -171,7 +173,7 @@ def banana_kernel(orientation_deg: float, radii: tuple[float, ...], half_length:
         tangent = np.cos(psi)[:, None] * t - np.sin(psi)[:, None] * u
         beta = np.arctan2(tangent[:, 1], tangent[:, 0]) % math.pi
         pieces.append((pts, beta, np.full(n, 1.0 / n)))
-    extent = max(np.abs(p).max() for p, _, _ in pieces) + _TAP_OFFSET_PX
+    extent = max(np.abs(p).max() for p, _, _ in pieces) + abs(_TAP_OFFSET_PX)
     c = int(math.ceil(extent / _GRID_PX)) + 1
     ks = 2 * c + 1
     kernel = np.zeros((N_ORIENT, ks, ks))
