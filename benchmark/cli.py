@@ -294,16 +294,19 @@ COMMANDS = {
 
 
 def print_submission_traceback(exc: SubmissionError) -> None:
-    """The submission's own traceback: the chained exception, from the first frame in its code."""
+    """The submission's own traceback: the chained exception, from the first frame in its code.
+
+    A syntax error has no frame in the submission; its message already names the file and line.
+    """
     cause = exc.__cause__
     print(f"replacebench: {exc}. The submission's traceback:", file=sys.stderr)
     if cause is None:
         return
     frames = traceback.extract_tb(cause.__traceback__)
-    first = next((i for i, f in enumerate(frames) if "replacebench_submission" in f.filename or "/submissions/" in f.filename
-                  or f.filename.endswith("replacement.py")), 0)
-    print("Traceback (most recent call last):", file=sys.stderr)
-    print("".join(traceback.format_list(frames[first:])), end="", file=sys.stderr)
+    first = next((i for i, f in enumerate(frames) if f.filename.endswith("replacement.py")), None)
+    if first is not None:
+        print("Traceback (most recent call last):", file=sys.stderr)
+        print("".join(traceback.format_list(frames[first:])), end="", file=sys.stderr)
     print("".join(traceback.format_exception_only(type(cause), cause)), end="", file=sys.stderr)
 
 

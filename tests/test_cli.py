@@ -233,3 +233,18 @@ def test_train_command_reproduces_the_committed_checkpoint(tmp_path):
 def test_unknown_model_and_fetch_target():
     assert_user_error(run_cli("train", "mnist-cn"), "unknown model", "Did you mean 'mnist-cnn'")
     assert_user_error(run_cli("fetch", "mnsit"), "unknown fetch target", "Did you mean 'mnist'")
+
+
+@pytest.mark.parametrize("code, shown", [
+    ("def replace(image:\n    return image\n", ["replacement.py\", line 1", "SyntaxError"]),
+    ("import no_such_package_here\ndef replace(image):\n    return image\n", ["line 1, in <module>", "ModuleNotFoundError"]),
+])
+def test_submission_that_fails_to_import(tmp_path, results, code, shown):
+    sub = write_submission(tmp_path / "broken", code)
+    proc = run_cli("score", str(sub), "--task", TASK, "--results-dir", str(results))
+    assert proc.returncode == 1
+    assert "failed to import" in proc.stderr
+    for fragment in shown:
+        assert fragment in proc.stderr
+    assert "benchmark/submissions.py" not in proc.stderr  # the user's code, not ours
+    assert no_records(results)
