@@ -248,3 +248,15 @@ def test_submission_that_fails_to_import(tmp_path, results, code, shown):
         assert fragment in proc.stderr
     assert "benchmark/submissions.py" not in proc.stderr  # the user's code, not ours
     assert no_records(results)
+
+
+def test_score_all_skips_imagenet_tasks_without_images(tmp_path, session_cache):
+    sub = write_submission(tmp_path / "digits-only", "import torch\ndef replace(image, task):\n"
+                           "    return torch.zeros(image.shape[0], *task.target_shape)\n")
+    toml = sub / "submission.toml"
+    toml.write_text(toml.read_text() + 'tasks = ["digits-mlp/fc1:17", "inceptionv1/mixed3b:379"]\n')
+    proc = run_cli("score", str(sub), "--all", "--no-record", "--resamples", "100")
+    assert proc.returncode == 0, proc.stderr
+    assert "skipping 1 ImageNet task" in proc.stderr and "digits-only on digits-mlp/fc1:17" in proc.stdout
+    toml.write_text(toml.read_text().replace('"digits-mlp/fc1:17", ', ""))
+    assert_user_error(run_cli("score", str(sub), "--all", "--no-record"), "needs ImageNet images")
