@@ -154,11 +154,11 @@ def cmd_score(args: argparse.Namespace) -> int:
         if args.imagenet is None:
             needs_images = [t for t in tasks if t.dataset == "imagenet"]
             tasks = [t for t in tasks if t.dataset != "imagenet"]
+            if not tasks:
+                raise UserError(f"every task '{submission.name}' serves needs ImageNet images: pass --imagenet DIR.")
             if needs_images:
                 print(f"replacebench: skipping {len(needs_images)} ImageNet task(s); pass --imagenet DIR to score them.",
                       file=sys.stderr)
-            if not tasks:
-                raise UserError(f"every task '{submission.name}' serves needs ImageNet images: pass --imagenet DIR.")
     else:
         tasks = select_tasks(args.task)
     options = RunOptions(device=args.device, data_dir=args.data_dir, imagenet_dir=args.imagenet, eval_size=args.eval_size,
