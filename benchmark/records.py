@@ -15,7 +15,6 @@ import io
 import json
 import platform
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -109,7 +108,3 @@ def read_sidecar(record_path: Path, record: dict[str, Any]) -> dict[str, np.ndar
 
 def find_records(results_dir: Path) -> list[Path]:
     return sorted(results_dir.glob("*/*.json")) if results_dir.exists() else []
-
-
-def python_command() -> str:
-    return " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])

@@ -64,10 +64,6 @@ class Task:
     protocol: str = ""
     source: str = field(default="", compare=False)
 
-    @property
-    def is_group(self) -> bool:
-        return len(self.units) > 1
-
     def content_hash(self) -> str:
         """sha256 of every field that can change a score (not the description or file path)."""
         payload = {k: v for k, v in asdict(self).items() if k not in ("description", "source")}

@@ -6,7 +6,6 @@ import importlib
 from pathlib import Path
 
 import safetensors.torch
-import torch
 
 from .. import paths
 from ..download import sha256_file
@@ -80,7 +79,3 @@ def load_model(model_id: str, checkpoint: str, expected_sha256: str = "") -> tup
     model.eval()
     model.requires_grad_(False)
     return model, actual
-
-
-def move(model: StagedModel, device: torch.device) -> StagedModel:
-    return model.to(device)
