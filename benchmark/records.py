@@ -31,11 +31,12 @@ STALE_SIDECAR_SECONDS = 600
 
 
 def git_commit() -> dict[str, Any]:
-    """The project's git commit and whether the tree has uncommitted changes (None outside git)."""
+    """The project's git commit and whether its tracked code has uncommitted changes (None outside git)."""
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=paths.PROJECT_ROOT, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=paths.PROJECT_ROOT,
-                               capture_output=True, text=True, timeout=10)
+        # results written into the project's own leaderboard/ do not make the code dirty
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)leaderboard"],
+                               cwd=paths.PROJECT_ROOT, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
     if commit.returncode != 0:

@@ -7,6 +7,7 @@ and no result record.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -260,3 +261,25 @@ def test_score_all_skips_imagenet_tasks_without_images(tmp_path, session_cache):
     assert "skipping 1 ImageNet task" in proc.stderr and "digits-only on digits-mlp/fc1:17" in proc.stdout
     toml.write_text(toml.read_text().replace('"digits-mlp/fc1:17", ', ""))
     assert_user_error(run_cli("score", str(sub), "--all", "--no-record"), "needs ImageNet images")
+
+
+def test_git_provenance_ignores_the_leaderboard_but_not_the_code(tmp_path):
+    """Records written into leaderboard/ must not mark the code dirty; an edited source file must."""
+    repo = tmp_path / "repo"
+    (repo / "leaderboard").mkdir(parents=True)
+    (repo / "code.py").write_text("x = 1\n")
+    (repo / "leaderboard" / "r.json").write_text("{}\n")
+    git = ["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "init"]):
+        subprocess.run(git + args, check=True)
+    code = "import json; from benchmark import records; print(json.dumps(records.git_commit()))"
+
+    def provenance() -> dict:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                             env={**os.environ, "REPLACEBENCH_HOME": str(repo)})
+        return json.loads(out.stdout)
+    assert provenance()["dirty"] is False
+    (repo / "leaderboard" / "r.json").write_text('{"new": 1}\n')
+    assert provenance()["dirty"] is False
+    (repo / "code.py").write_text("x = 2\n")
+    assert provenance()["dirty"] is True
