@@ -384,6 +384,19 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
         return num / den
 
 
+def _ablation_effect(
+    ablated: np.ndarray, clean: np.ndarray, boot_ablated: np.ndarray, boot_clean: np.ndarray, level: float
+) -> tuple[float, np.ndarray, Interval]:
+    """E = mean L_ablated - mean L_clean, its bootstrap replicates `# [B]` and BCa interval.
+
+    `boot_*` are the paired-bootstrap means of the two columns; the jackknife of
+    a difference of means is the leave-one-out mean of the differences.
+    """
+    e_hat = float(ablated.mean()) - float(clean.mean())
+    e_boot = boot_ablated - boot_clean  # [B]
+    return e_hat, e_boot, bca_interval_info(e_hat, e_boot, jackknife_mean(ablated - clean), level)
+
+
 def _effect_is_positive(iv: Interval) -> bool:
     """The ablation significantly raises the loss: its effect CI lies wholly above 0.
 
@@ -434,9 +447,7 @@ def recovery_stats(
     out: dict[str, RecoveryStats] = {}
     for j, (name, a) in enumerate(zip(names, abls), start=1):
         mean_a = float(a.mean())
-        e_hat = mean_a - mean_c
-        e_boot = boot[:, j] - boot[:, 0]  # [B]
-        e_iv = bca_interval_info(e_hat, e_boot, jackknife_mean(a - c), level)
+        e_hat, e_boot, e_iv = _ablation_effect(a, c, boot[:, j], boot[:, 0], level)
         defined = _effect_is_positive(e_iv)
         r_hat = r_lo = r_hi = None
         ci_method = e_iv.method
@@ -484,7 +495,7 @@ def compare_paired(
     recovery_diff = R_a - R_b = (mean L_b - mean L_a) / (mean L_ablated - mean L_clean),
         BCa CI from the same paired resamples, jackknife in closed form
         (`jackknife_ratio_of_means` with num = L_b - L_a, den = L_ablated - L_clean);
-        None, like R_a and R_b, when the effect CI includes 0.
+        None, like R_a and R_b, unless the effect CI lies wholly above 0.
     """
     _check_level(level)
     c = _vector("l_clean", l_clean)
@@ -500,9 +511,7 @@ def compare_paired(
     diff = mean_a - mean_b
     d_iv = bca_interval_info(diff, boot[:, 2] - boot[:, 3], jackknife_mean(a - b), level)
 
-    e_hat = mean_abl - mean_c
-    e_boot = boot[:, 1] - boot[:, 0]
-    e_iv = bca_interval_info(e_hat, e_boot, jackknife_mean(abl - c), level)
+    e_hat, e_boot, e_iv = _ablation_effect(abl, c, boot[:, 1], boot[:, 0], level)
     defined = _effect_is_positive(e_iv)
 
     r_a = r_b = r_d = r_lo = r_hi = None
