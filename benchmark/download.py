@@ -29,6 +29,20 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+#: (resolved path, size, mtime_ns) -> sha256 hex, for files hashed again and again in one process
+_SHA_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+def cached_sha256(path: str | os.PathLike) -> str:
+    """`sha256_file`, memoised on (resolved path, size, mtime_ns): an unchanged file is hashed once per process."""
+    path = Path(path)
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _SHA_CACHE:
+        _SHA_CACHE[key] = sha256_file(path)
+    return _SHA_CACHE[key]
+
+
 def download(url: str, dest: str | os.PathLike, sha256: str | None = None, timeout: float = 60.0) -> str:
     """Fetch `url` to `dest` atomically; verify `sha256` if given. Returns the file's sha256."""
     dest = Path(dest)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .. import paths
-from ..download import CHUNK, download, sha256_file
+from ..download import CHUNK, cached_sha256, download
 from ..errors import UserError
 from .base import TensorImageSet
 
@@ -57,22 +57,9 @@ SPLIT_FILES: dict[str, tuple[str, str]] = {
 
 FETCH_HINT = "Run `replacebench fetch mnist`, or point `--data-dir`/`REPLACEBENCH_DATA` at a directory holding MNIST/raw/."
 
-# (resolved path, size, mtime_ns) -> sha256 hex
-_HASH_CACHE: dict[tuple[str, int, int], str] = {}
-
-
 def raw_dir(data_dir: str | os.PathLike | None = None) -> Path:
     """`<data_dir>/MNIST/raw`, the folder holding the four uncompressed files."""
     return paths.data_dir(data_dir) / "MNIST" / "raw"
-
-
-def cached_sha256(path: Path) -> str:
-    """sha256 of `path`, memoised on (path, size, mtime_ns) so an unchanged file is hashed once per process."""
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _HASH_CACHE:
-        _HASH_CACHE[key] = sha256_file(path)
-    return _HASH_CACHE[key]
 
 
 def verify_mnist(data_dir: str | os.PathLike | None = None) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 import safetensors.torch
 
 from .. import paths
-from ..download import sha256_file
+from ..download import cached_sha256
 from ..errors import UserError, unknown
 from .base import StagedModel
 
@@ -26,7 +26,6 @@ HOW_TO_GET = {
     "mnist-cnn": "replacebench train mnist-cnn",
     "inceptionv1": "replacebench fetch inceptionv1",
 }
-_sha_cache: dict[tuple[str, int, int], str] = {}
 
 
 def model_class(model_id: str) -> type[StagedModel]:
@@ -43,15 +42,6 @@ def checkpoint_path(model_id: str, checkpoint: str) -> Path:
 
         return inception_weights_path()
     return paths.PROJECT_ROOT / checkpoint
-
-
-def cached_sha256(path: Path) -> str:
-    """sha256 of a file, memoised on (path, size, mtime) within the process."""
-    stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
-    if key not in _sha_cache:
-        _sha_cache[key] = sha256_file(path)
-    return _sha_cache[key]
 
 
 def load_model(model_id: str, checkpoint: str, expected_sha256: str = "") -> tuple[StagedModel, str]:
