@@ -17,19 +17,19 @@ Label map: `old_imagenet_labels.txt` from lucent (`LABELS_URL`) into
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from .atomic import atomic_path, atomic_write_bytes
 from .data.imagenet import label_map_path, load_label_map, parse_label_map
 from .download import download, sha256_file
 from .errors import UserError
 from .models.inception import InceptionV1
+from .models.registry import check_state_dict, load_model
 from .paths import cache_dir
 from .paths import data_dir as resolve_data_dir
 
@@ -61,29 +61,9 @@ def read_state_dict_pth(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return dict(state)
 
 
-@functools.lru_cache(maxsize=1)
-def expected_shapes() -> dict[str, tuple[int, ...]]:
-    """Key -> shape of `InceptionV1().state_dict()`, in module order."""
-    return {k: tuple(v.shape) for k, v in InceptionV1().state_dict().items()}
-
-
 def check_structure(state: dict[str, torch.Tensor], source: str = "weights file") -> None:
-    """Exact key set and shapes vs `InceptionV1().state_dict()`; UserError names the first offending key.
-
-    Order checked: missing keys (model order), then unexpected keys (sorted), then shapes (model order).
-    """
-    expected = expected_shapes()
-    missing = [k for k in expected if k not in state]
-    if missing:
-        raise UserError(f"{source} lacks InceptionV1 key '{missing[0]}' ({len(missing)} missing): not the inception5h weights. Delete it and re-run `replacebench fetch inceptionv1`.")
-    unexpected = sorted(k for k in state if k not in expected)
-    if unexpected:
-        raise UserError(f"{source} has unexpected key '{unexpected[0]}' ({len(unexpected)} unexpected): not the inception5h weights. Delete it and re-run `replacebench fetch inceptionv1`.")
-    for key, shape in expected.items():
-        if tuple(state[key].shape) != shape:
-            raise UserError(f"{source} key '{key}' has shape {tuple(state[key].shape)}, expected {shape}: not the inception5h weights. Delete it and re-run `replacebench fetch inceptionv1`.")
-        if not state[key].is_floating_point():
-            raise UserError(f"{source} key '{key}' has dtype {state[key].dtype}, expected floating point. Delete it and re-run `replacebench fetch inceptionv1`.")
+    """Exact key set and shapes vs `InceptionV1().state_dict()` (`check_state_dict`), before anything is converted."""
+    check_state_dict(InceptionV1(), state, source, "Delete it and re-run `replacebench fetch inceptionv1`.")
 
 
 def _save_safetensors_atomic(state: dict[str, torch.Tensor], dest: Path) -> None:
@@ -169,20 +149,8 @@ def load_inceptionv1(path: str | os.PathLike | None = None, sha256: str | None =
 
     The file's sha256 must equal `sha256` when given, else the one recorded in
     `inception5h.json` beside it (when present); a mismatch raises UserError.
+    The loading itself is `models.registry.load_model`, as when scoring.
     """
     st_path = Path(path).expanduser() if path is not None else inception_weights_path()
-    if not st_path.is_file():
-        raise UserError(f"InceptionV1 weights not found at {st_path}. {_FETCH}")
-    expected = sha256 if sha256 is not None else recorded_sha256(st_path)
-    if expected is not None:
-        actual = sha256_file(st_path)
-        if actual != expected:
-            raise UserError(f"InceptionV1 weights {st_path} have sha256 {actual}, expected {expected}: the file is corrupt or was replaced. {_FETCH}")
-    try:
-        state = load_file(str(st_path))
-    except Exception as exc:
-        raise UserError(f"cannot read InceptionV1 weights {st_path} ({exc}). {_FETCH}") from None
-    check_structure(state, source=str(st_path))
-    model = InceptionV1()
-    model.load_state_dict(state, strict=True)
-    return model.eval()
+    model, _ = load_model("inceptionv1", str(st_path), sha256 or "")
+    return model

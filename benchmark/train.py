@@ -35,6 +35,7 @@ from .errors import UserError, unknown
 from .models.base import StagedModel
 from .models.digits import DigitsMLP
 from .models.mnist import MnistCNN, MnistMLP
+from .models.registry import load_model
 
 MODEL_CLASSES: dict[str, type[StagedModel]] = {
     "digits-mlp": DigitsMLP,
@@ -224,17 +225,12 @@ def checkpoint_path(model_id: str, checkpoints: str | os.PathLike | None = None)
 
 
 def load_trained(model_id: str, checkpoints: str | os.PathLike | None = None) -> StagedModel:
-    """The trained `model_id` in eval mode, its weights checked against the sha256 in `<model_id>.json`."""
-    from safetensors.torch import load_file
-
+    """The trained `model_id` in eval mode, its weights checked against the sha256 in `<model_id>.json`
+    (the loading itself is `models.registry.load_model`, as when scoring)."""
     path = checkpoint_path(model_id, checkpoints)
     meta_path = path.with_suffix(".json")
     if not path.is_file() or not meta_path.is_file():
         raise UserError(f"no trained weights for '{model_id}' at {path}. Train them with `replacebench train {model_id}`.")
     expected = json.loads(meta_path.read_text())["sha256"]
-    actual = sha256_file(path)
-    if actual != expected:
-        raise UserError(f"{path} has sha256 {actual[:16]}…, but {meta_path.name} records {expected[:16]}…: retrain with `replacebench train {model_id}`.")
-    model = build_model(model_id)
-    model.load_state_dict(load_file(str(path)), strict=True)
-    return model.eval()
+    model, _ = load_model(model_id, str(path), expected, pinned_by=meta_path.name)
+    return model

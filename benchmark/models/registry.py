@@ -6,6 +6,8 @@ import importlib
 from pathlib import Path
 
 import safetensors.torch
+import torch
+from torch import nn
 
 from .. import paths
 from ..download import cached_sha256
@@ -44,28 +46,61 @@ def checkpoint_path(model_id: str, checkpoint: str) -> Path:
     return paths.PROJECT_ROOT / checkpoint
 
 
-def load_model(model_id: str, checkpoint: str, expected_sha256: str = "") -> tuple[StagedModel, str]:
-    """Build the model, load its safetensors checkpoint (sha256 verified when pinned); eval mode, frozen."""
+#: Models whose checkpoint comes from `replacebench fetch`, which records its sha256 beside it.
+FETCHED_MODELS = ("inceptionv1",)
+
+
+def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: str, fix: str) -> None:
+    """Exact key set, shapes and floating dtypes vs `model.state_dict()`; a UserError names the first offending key.
+
+    Order checked: missing keys (model order), unexpected keys (sorted), then shapes and dtypes (model order).
+    """
+    name = type(model).__name__
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing = [k for k in expected if k not in state]
+    if missing:
+        raise UserError(f"{source} lacks {name} key '{missing[0]}' ({len(missing)} missing): not the {name} weights. {fix}")
+    unexpected = sorted(k for k in state if k not in expected)
+    if unexpected:
+        raise UserError(f"{source} has unexpected key '{unexpected[0]}' ({len(unexpected)} unexpected): not the {name} weights. {fix}")
+    for key, shape in expected.items():
+        if tuple(state[key].shape) != shape:
+            raise UserError(f"{source} key '{key}' has shape {tuple(state[key].shape)}, expected {shape}: not the {name} weights. {fix}")
+        if not state[key].is_floating_point():
+            raise UserError(f"{source} key '{key}' has dtype {state[key].dtype}, expected floating point. {fix}")
+
+
+def load_model(model_id: str, checkpoint: str, expected_sha256: str = "", pinned_by: str = "the task") -> tuple[StagedModel, str]:
+    """Build the model and load its safetensors checkpoint; eval mode, frozen. Returns (model, sha256).
+
+    `checkpoint`: a path (relative to the project, or absolute) or "fetched". The
+    file's sha256 must equal `expected_sha256` when given (`pinned_by` names who
+    pins it, for the error); for a fetched model without one, the hash `fetch`
+    recorded is used. Keys and shapes are checked before loading.
+    """
     cls = model_class(model_id)
     path = checkpoint_path(model_id, checkpoint)
+    fix = f"Run `{HOW_TO_GET[model_id]}`."
     if not path.exists():
         raise UserError(f"checkpoint for {model_id} not found at {path}; run `{HOW_TO_GET[model_id]}`.")
     actual = cached_sha256(path)
-    if not expected_sha256 and checkpoint == "fetched":
-        from ..fetch_inception import recorded_sha256
+    if not expected_sha256 and model_id in FETCHED_MODELS:
+        from ..fetch_inception import METADATA_NAME, recorded_sha256
 
         expected_sha256 = recorded_sha256(path) or ""  # what `fetch` converted; guards against later damage
+        pinned_by = METADATA_NAME
     if expected_sha256 and actual != expected_sha256:
         raise UserError(
-            f"checkpoint {path} has sha256 {actual[:12]}…, but the task pins {expected_sha256[:12]}…; "
-            f"restore the file (git checkout) or run `{HOW_TO_GET[model_id]}`."
+            f"checkpoint {path} has sha256 {actual[:12]}…, but {pinned_by} records {expected_sha256[:12]}…: the file is "
+            f"corrupt or was replaced; restore it (git checkout for committed ones) or run `{HOW_TO_GET[model_id]}`."
         )
-    model = cls()
     try:
         state = safetensors.torch.load_file(str(path))
-        model.load_state_dict(state, strict=True)
-    except Exception as exc:  # a wrong or damaged file, not a bug of ours
-        raise UserError(f"checkpoint {path} does not fit {model_id} ({str(exc).splitlines()[0]}); run `{HOW_TO_GET[model_id]}`.") from None
+    except Exception as exc:  # a damaged file, not a bug of ours
+        raise UserError(f"cannot read checkpoint {path} ({str(exc).splitlines()[0]}). {fix}") from None
+    model = cls()
+    check_state_dict(model, state, str(path), fix)
+    model.load_state_dict(state, strict=True)
     model.eval()
     model.requires_grad_(False)
     return model, actual
