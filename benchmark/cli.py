@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="output file (default leaderboard/README.md; '-' for stdout)")
 
     p = sub.add_parser("train", help="train a reference model with the pinned recipe")
-    p.add_argument("model")
+    p.add_argument("model", help="digits-mlp, mnist-mlp or mnist-cnn")
     p.add_argument("--out-dir", type=Path, default=None, help="where the checkpoint goes (default checkpoints/)")
     _common(p)
 

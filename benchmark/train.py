@@ -30,20 +30,13 @@ import torch.nn.functional as F
 from . import paths
 from .atomic import atomic_path
 from .data.base import TensorImageSet
+from .data.registry import open_split as open_dataset_split
 from .download import sha256_file
 from .errors import UserError, unknown
 from .models.base import StagedModel
-from .models.digits import DigitsMLP
-from .models.mnist import MnistCNN, MnistMLP
-from .models.registry import load_model
+from .models.registry import load_model, model_class
 
-MODEL_CLASSES: dict[str, type[StagedModel]] = {
-    "digits-mlp": DigitsMLP,
-    "mnist-mlp": MnistMLP,
-    "mnist-cnn": MnistCNN,
-}
-
-LISTING = "replacebench list models"
+LISTING = "replacebench train --help"
 
 
 @dataclass(frozen=True)
@@ -68,6 +61,9 @@ RECIPES: dict[str, Recipe] = {
     "mnist-cnn": Recipe("mnist", seed=0, optimizer="adam", lr=1e-3, weight_decay=0.0, batch_size=128, epochs=6, schedule="cosine", threads=1),
 }
 
+#: The trainable models' classes, from the model registry.
+MODEL_CLASSES: dict[str, type[StagedModel]] = {model_id: model_class(model_id) for model_id in RECIPES}
+
 
 @dataclass
 class TrainResult:
@@ -91,15 +87,9 @@ def build_model(model_id: str) -> StagedModel:
 
 
 def open_split(model_id: str, split: str, data_dir: str | os.PathLike | None = None) -> TensorImageSet:
-    """The `split` of the dataset `model_id` is trained on."""
+    """The `split` of the dataset `model_id` is trained on (`data.registry.open_split`)."""
     _check_id(model_id)
-    if RECIPES[model_id].dataset == "digits":
-        from .data.digits import open_digits
-
-        return open_digits(split)
-    from .data.mnist import open_mnist
-
-    return open_mnist(split, data_dir)
+    return open_dataset_split(RECIPES[model_id].dataset, split, data_dir)
 
 
 @torch.no_grad()
