@@ -39,11 +39,12 @@ class TaskContext:
     data_hash: str
     standard_protocol: bool  # False when eval/fit sizes were overridden
     overrides: dict[str, int] = field(default_factory=dict)
+    channels_last: bool = False  # the model (and so its input batches) use channels-last memory
 
     def to_input(self, images: torch.Tensor) -> torch.Tensor:
         """A batch of images on the task's device, in the model's preferred memory layout."""
         images = images.to(self.device)
-        if images.dim() == 4 and uses_convolutions(self.model):
+        if images.dim() == 4 and self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         return images
 
@@ -121,7 +122,8 @@ def prepare(
     model, sha = load_model(task.model, task.checkpoint, task.checkpoint_sha256)
     check_task_against_model(task, model)
     model = model.to(torch_device)
-    if uses_convolutions(model):
+    channels_last = uses_convolutions(model)
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     eval_set = open_split(task.dataset, task.eval_split, data_dir, imagenet_dir)
     fit_set = eval_set if task.fit_split == task.eval_split else open_split(task.dataset, task.fit_split, data_dir, imagenet_dir)
@@ -153,5 +155,5 @@ def prepare(
         task=task, model=model, checkpoint_sha256=sha, device=torch_device, eval_set=eval_set, fit_set=fit_set,
         eval_indices=eval_indices, fit_indices=fit_indices,
         input_shapes={k: v for k, v in shapes.items() if k in task.inputs}, layer_shape=layer_shape,
-        data_hash=digest.hexdigest(), standard_protocol=not overrides, overrides=overrides,
+        data_hash=digest.hexdigest(), standard_protocol=not overrides, overrides=overrides, channels_last=channels_last,
     )

@@ -39,10 +39,11 @@ def run_score(task: Task, submission: Submission, options: RunOptions, results_d
     baseline = load_or_compute(ctx, progress=options.progress, use_cache=options.use_cache)
     baseline_seconds = time.perf_counter() - t0
     result = score(ctx, submission, baseline, n_resamples=options.n_resamples, seed=options.seed, progress=options.progress)
+    submission_hash, task_hash = submission.content_hash(), task.content_hash()
     record: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "task": {
-            "id": task.id, "version": task.version, "hash": task.content_hash(), "model": task.model,
+            "id": task.id, "version": task.version, "hash": task_hash, "model": task.model,
             "layer": task.layer, "units": list(task.units), "inputs": list(task.inputs),
             "primary_ablation": task.ablation, "dataset": task.dataset, "eval_split": task.eval_split,
             "n_eval": int(len(ctx.eval_indices)), "n_fit": int(len(ctx.fit_indices)), "topk": list(task.topk),
@@ -50,7 +51,7 @@ def run_score(task: Task, submission: Submission, options: RunOptions, results_d
         },
         "submission": {
             "name": submission.name, "kind": submission.kind, "authors": list(submission.authors),
-            "description": submission.description, "content_hash": submission.content_hash(),
+            "description": submission.description, "content_hash": submission_hash,
         },
         "complexity": {
             "fitted_parameters": result.fitted_parameters,
@@ -60,10 +61,10 @@ def run_score(task: Task, submission: Submission, options: RunOptions, results_d
         "provenance": {
             "package_version": __version__,
             **{f"git_{k}": v for k, v in git_commit().items()},
-            "task_hash": task.content_hash(),
+            "task_hash": task_hash,
             "checkpoint_sha256": ctx.checkpoint_sha256,
             "data_hash": ctx.data_hash,
-            "submission_hash": submission.content_hash(),
+            "submission_hash": submission_hash,
             **environment(),
             "device": str(ctx.device),
             "seed": options.seed,
