@@ -15,7 +15,11 @@ run for each condition on a modified copy of the target activation:
 from __future__ import annotations
 
 import hashlib
+import hmac
+import io
 import json
+import secrets
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,11 +28,11 @@ import torch
 from tqdm import tqdm
 
 from . import paths
-from .atomic import atomic_path
+from .atomic import atomic_path, atomic_write_bytes
 from .conditions import per_example_outputs
 from .context import TaskContext
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the npz behind an HMAC line
 CONDITIONS = ("clean", "zero", "mean", "resample")
 
 
@@ -59,7 +63,7 @@ def cache_key(ctx: TaskContext) -> str:
 
 
 def cache_file(ctx: TaskContext) -> Path:
-    return paths.cache_dir("baselines") / f"{ctx.task.slug()}-{cache_key(ctx)[:24]}.npz"
+    return paths.cache_dir("baselines") / f"{ctx.task.slug()}-{cache_key(ctx)[:24]}.npz.hmac"
 
 
 def fit_target_activations(ctx: TaskContext, progress: bool = False) -> torch.Tensor:
@@ -114,20 +118,60 @@ def compute_baseline(ctx: TaskContext, progress: bool = False) -> Baseline:
     return Baseline(arrays=arrays)
 
 
+def mac_key() -> bytes:
+    """The cache's secret key (`baselines/.key`, mode 0600), made on first use."""
+    path = paths.cache_dir("baselines") / ".key"
+    if not path.exists():
+        with atomic_path(path, mode=0o600) as tmp:
+            tmp.write_bytes(secrets.token_bytes(32))
+    return path.read_bytes()
+
+
+def mac(payload: bytes) -> str:
+    """HMAC-SHA256 of a cache file's bytes under the cache's key."""
+    return hmac.new(mac_key(), payload, hashlib.sha256).hexdigest()
+
+
+MAC_PREFIX = b"replacebench-hmac-sha256 "
+
+
+def _read_verified(path: Path) -> bytes | None:
+    """The cached npz bytes if the HMAC in the file's first line matches them; None (with a warning) if not.
+
+    File layout: MAC_PREFIX + hex HMAC + newline + npz bytes, written in one atomic rename.
+    """
+    try:
+        head, _, payload = path.read_bytes().partition(b"\n")
+    except OSError:
+        return None
+    if head.startswith(MAC_PREFIX) and hmac.compare_digest(head[len(MAC_PREFIX):].decode("ascii", "replace"), mac(payload)):
+        return payload
+    print(f"replacebench: warning: baseline cache {path.name} failed its integrity check; recomputing it.", file=sys.stderr)
+    return None
+
+
 def load_or_compute(ctx: TaskContext, progress: bool = False, use_cache: bool = True) -> Baseline:
-    """The task's baseline from the cache, or computed and then cached (atomically)."""
+    """The task's baseline from the cache (only if its HMAC verifies), or computed and then cached (atomically).
+
+    A submission never runs where it could reach the cache: children see no cache folder, and the baseline
+    exists before any submission code is imported. The HMAC catches a cache changed by anything else.
+    """
     path = cache_file(ctx)
     if use_cache and path.exists():
+        payload = _read_verified(path)
         try:
-            with np.load(path) as data:
-                arrays = {key: data[key] for key in data.files}
-            if np.array_equal(arrays.get("eval_indices"), ctx.eval_indices):
-                return Baseline(arrays=arrays, cache_path=path, from_cache=True)
+            if payload is not None:
+                with np.load(io.BytesIO(payload)) as data:
+                    arrays = {key: data[key] for key in data.files}
+                if np.array_equal(arrays.get("eval_indices"), ctx.eval_indices):
+                    return Baseline(arrays=arrays, cache_path=path, from_cache=True)
         except (OSError, ValueError, KeyError):
             pass  # a damaged cache file is recomputed
     baseline = compute_baseline(ctx, progress)
     if use_cache:
-        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-            np.savez(handle, **baseline.arrays)
+        buffer = io.BytesIO()
+        np.savez(buffer, **baseline.arrays)
+        payload = buffer.getvalue()
+        atomic_write_bytes(path, MAC_PREFIX + mac(payload).encode() + b"\n" + payload)
         baseline.cache_path = path
     return baseline

@@ -11,7 +11,6 @@ import argparse
 import json
 import os
 import sys
-import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,11 +22,25 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", help="data directory (default: $REPLACEBENCH_DATA, else the user cache)")
 
 
-def _scoring(parser: argparse.ArgumentParser) -> None:
+def _scoring(parser: argparse.ArgumentParser, results: bool = True) -> None:
     parser.add_argument("--device", default=None, help="cpu (default), cuda, cuda:N")
     parser.add_argument("--imagenet", default=os.environ.get("REPLACEBENCH_IMAGENET"),
                         help="ImageNet validation folder <wnid>/*.JPEG (default: $REPLACEBENCH_IMAGENET)")
-    parser.add_argument("--results-dir", type=Path, default=None, help="where records go (default: leaderboard/results)")
+    if results:
+        parser.add_argument("--results-dir", type=Path, default=None, help="where records go (default: leaderboard/results)")
+
+
+def _isolation(parser: argparse.ArgumentParser, in_process: bool = True) -> None:
+    parser.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                        help="wall seconds each of the submission's processes (fit, replace) may take, import included "
+                             "(default per model family: digits 300, mnist 900, imagenet 7200)")
+    parser.add_argument("--memory-limit", default=None, metavar="SIZE",
+                        help="memory each of the submission's processes may allocate, e.g. 8G "
+                             "(default per model family: digits 4G, mnist 8G, imagenet 16G)")
+    if in_process:
+        parser.add_argument("--in-process", action="store_true",
+                            help="run the submission in the harness's own process, for debugging: NOT isolated, "
+                                 "and the record says so")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,8 +65,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fit-size", type=int, help="override the task's fit size (marks the result non-standard)")
     p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--force", action="store_true",
+                   help="overwrite a record made from a different version or authors of this submission")
     _common(p)
     _scoring(p)
+    _isolation(p)
+
+    p = sub.add_parser("verify", help="re-score records in isolation and check every figure")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("records", nargs="*", default=[], type=Path, help="record files (.json) to verify")
+    which.add_argument("--all", action="store_true", help="every record under the results folder")
+    p.add_argument("--results-dir", type=Path, default=None, help="with --all: where the records are (default: leaderboard/results)")
+    _common(p)
+    _scoring(p, results=False)
+    _isolation(p, in_process=False)
 
     p = sub.add_parser("compare", help="paired comparison of two submissions on a task")
     p.add_argument("a")
@@ -83,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--fit-size", type=int, help="override the task's fit size for the fit step")
     _common(p)
-    _scoring(p)
+    _scoring(p, results=False)
+    _isolation(p)
 
     p = sub.add_parser("select", help="choose a model's target units (regenerates its task file)")
     p.add_argument("model")
@@ -137,53 +163,79 @@ def format_score(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def tasks_served(meta_tasks: tuple[str, ...]) -> list[Any]:
+    import fnmatch
+
+    from .tasks import all_tasks
+
+    return [t for t in all_tasks().values() if any(fnmatch.fnmatchcase(t.id, p) for p in meta_tasks)]
+
+
+def run_options(args: argparse.Namespace, **overrides: Any) -> Any:
+    from .runner import RunOptions
+
+    values = dict(device=args.device, data_dir=args.data_dir, imagenet_dir=args.imagenet,
+                  progress=progress_enabled(), time_limit=args.time_limit, memory_limit=args.memory_limit)
+    values.update(overrides)
+    return RunOptions(**values)
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     from .records import default_results_dir
-    from .runner import RunOptions, run_score
-    from .submissions import load_submission
-    from .tasks import all_tasks, select_tasks
+    from .runner import run_score
+    from .submissions import take_snapshot
+    from .tasks import select_tasks
 
-    submission = load_submission(args.submission)
-    if args.all:
-        import fnmatch
-
-        patterns = submission_task_patterns(submission)
-        tasks = [t for t in all_tasks().values() if any(fnmatch.fnmatchcase(t.id, p) for p in patterns)]
-        if not tasks:
-            raise UserError(f"submission '{submission.name}' serves no task (its 'tasks' patterns match none).")
-        if args.imagenet is None:
-            needs_images = [t for t in tasks if t.dataset == "imagenet"]
-            tasks = [t for t in tasks if t.dataset != "imagenet"]
+    snapshot = take_snapshot(args.submission)
+    try:
+        if args.all:
+            tasks = tasks_served(snapshot.meta.tasks)
             if not tasks:
-                raise UserError(f"every task '{submission.name}' serves needs ImageNet images: pass --imagenet DIR.")
-            if needs_images:
-                print(f"replacebench: skipping {len(needs_images)} ImageNet task(s); pass --imagenet DIR to score them.",
-                      file=sys.stderr)
-    else:
-        tasks = select_tasks(args.task)
-    options = RunOptions(device=args.device, data_dir=args.data_dir, imagenet_dir=args.imagenet, eval_size=args.eval_size,
-                         fit_size=args.fit_size, n_resamples=args.resamples, seed=args.seed, progress=progress_enabled(),
-                         use_cache=not args.no_cache)
-    results_dir = None if args.no_record else (args.results_dir or default_results_dir())
-    records = []
-    for task in tasks:
-        record, path = run_score(task, submission, options, results_dir)
-        records.append(record)
-        if not args.json:
-            print(format_score(record))
-            if path is not None:
-                print(f"  record: {path}")
+                raise UserError(f"submission '{snapshot.name}' serves no task (its 'tasks' patterns match none).")
+            if args.imagenet is None:
+                needs_images = [t for t in tasks if t.dataset == "imagenet"]
+                tasks = [t for t in tasks if t.dataset != "imagenet"]
+                if not tasks:
+                    raise UserError(f"every task '{snapshot.name}' serves needs ImageNet images: pass --imagenet DIR.")
+                if needs_images:
+                    print(f"replacebench: skipping {len(needs_images)} ImageNet task(s); pass --imagenet DIR to score them.",
+                          file=sys.stderr)
+        else:
+            tasks = select_tasks(args.task)
+        options = run_options(args, eval_size=args.eval_size, fit_size=args.fit_size, n_resamples=args.resamples,
+                              seed=args.seed, use_cache=not args.no_cache, isolate=not args.in_process, force=args.force)
+        results_dir = None if args.no_record else (args.results_dir or default_results_dir())
+        records = []
+        for task in tasks:
+            record, path = run_score(task, snapshot, options, results_dir)
+            records.append(record)
+            if not args.json:
+                print(format_score(record))
+                if path is not None:
+                    print(f"  record: {path}")
+    finally:
+        snapshot.cleanup()
     if args.json:
         print(json.dumps(records[0] if len(records) == 1 else records, indent=2))
     return 0
 
 
-def submission_task_patterns(submission: Any) -> list[str]:
-    import tomllib
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .records import default_results_dir, find_records
+    from .verify import verify_record
 
-    meta = tomllib.loads((submission.path / "submission.toml").read_text())
-    patterns = meta.get("tasks", ["*"])
-    return [patterns] if isinstance(patterns, str) else list(patterns)
+    paths = find_records(args.results_dir or default_results_dir()) if args.all else list(args.records)
+    if not paths:
+        raise UserError("no records to verify; score something first, or name record files (.json).")
+    failed = 0
+    for path in paths:
+        problems = verify_record(path, run_options(args))
+        failed += bool(problems)
+        print(f"{'FAIL' if problems else 'ok  '} {path}")
+        for problem in problems:
+            print(f"     {problem}")
+    print(f"{len(paths) - failed} verified, {failed} failed")
+    return 1 if failed else 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -209,7 +261,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     from .leaderboard import render
     from .records import default_results_dir
 
-    text = render(args.results_dir or default_results_dir())
+    text = render(args.results_dir or default_results_dir(),
+                  warn=lambda message: print(f"replacebench: warning: {message}", file=sys.stderr))
     if args.out is not None and str(args.out) == "-":
         print(text)
         return 0
@@ -263,26 +316,36 @@ def cmd_select(args: argparse.Namespace) -> int:
 
 
 def cmd_stimuli(args: argparse.Namespace) -> int:
+    from .sandbox.limits import limits_for
+    from .sandbox.room import IsolatedSubmission
     from .stimulus_report import stimulus_report
-    from .submissions import load_submission
+    from .submissions import take_snapshot
     from .tasks import get_task
 
     task = get_task(args.task)
-    submission = load_submission(args.submission)
-    params = None
-    model = None
-    if submission.fit is not None and args.imagenet:
-        from .context import prepare
-        from .scoring import fit_submission
+    snapshot = take_snapshot(args.submission)
+    try:
+        limits = limits_for(task.dataset, args.time_limit, args.memory_limit)
+        with IsolatedSubmission(snapshot, limits, isolate=not args.in_process) as room:
+            room.load(task)
+            params = None
+            model = None
+            if room.fit_signature is not None and args.imagenet:
+                from .context import prepare
+                from .scoring import fit_submission
 
-        ctx = prepare(task, device=args.device, data_dir=args.data_dir, imagenet_dir=args.imagenet, fit_size=args.fit_size)
-        params = {k: v.cpu() for k, v in fit_submission(ctx, submission, progress_enabled()).items()}
-        model = ctx.model.cpu()
-    report = stimulus_report(task, submission, params=params, model=model)
+                ctx = prepare(task, device=args.device, data_dir=args.data_dir, imagenet_dir=args.imagenet,
+                              fit_size=args.fit_size)
+                params = fit_submission(ctx, room, progress_enabled())
+                model = ctx.model.cpu()
+            report = stimulus_report(task, room, params=params, model=model)
+    finally:
+        snapshot.cleanup()
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
         return 0
-    print(f"{submission.name} on radial-tuning curves for {task.id} (orientation: direction the convex side faces, "
+    name = snapshot.name
+    print(f"{name} on radial-tuning curves for {task.id} (orientation: direction the convex side faces, "
           f"degrees counter-clockwise from right)")
     print("submission:\n" + report.submission_tuning.round(1).to_string(index=False))
     if report.model_tuning is not None:
@@ -296,26 +359,17 @@ def cmd_stimuli(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
-    "tasks": cmd_tasks, "show": cmd_show, "score": cmd_score, "compare": cmd_compare, "leaderboard": cmd_leaderboard,
+    "tasks": cmd_tasks, "show": cmd_show, "score": cmd_score, "verify": cmd_verify, "compare": cmd_compare, "leaderboard": cmd_leaderboard,
     "train": cmd_train, "fetch": cmd_fetch, "select": cmd_select, "stimuli": cmd_stimuli,
 }
 
 
 def print_submission_traceback(exc: SubmissionError) -> None:
-    """The submission's own traceback: the chained exception, from the first frame in its code.
-
-    A syntax error has no frame in the submission; its message already names the file and line.
-    """
-    cause = exc.__cause__
-    print(f"replacebench: {exc}. The submission's traceback:", file=sys.stderr)
-    if cause is None:
-        return
-    frames = traceback.extract_tb(cause.__traceback__)
-    first = next((i for i, f in enumerate(frames) if f.filename.endswith("replacement.py")), None)
-    if first is not None:
-        print("Traceback (most recent call last):", file=sys.stderr)
-        print("".join(traceback.format_list(frames[first:])), end="", file=sys.stderr)
-    print("".join(traceback.format_exception_only(type(cause), cause)), end="", file=sys.stderr)
+    """What the submission did, then its own traceback (as its child formatted it), never the harness's."""
+    print(f"replacebench: {exc}", file=sys.stderr)
+    if exc.traceback_text:
+        print("The submission's traceback:", file=sys.stderr)
+        print(exc.traceback_text.rstrip("\n"), file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -39,7 +39,10 @@ def compare(results_dir: Path, task: Task, a: str, b: str, *, n_resamples: int =
         arr_a["loss.replaced"].astype(np.float64), arr_b["loss.replaced"].astype(np.float64),
         n_resamples=n_resamples, seed=seed,
     )
+    from .leaderboard import submission_state
+
     out: dict[str, Any] = {"task": task.id, "a": a, "b": b, "ablation": ablation, **result.to_dict()}
+    out["marks"] = {name: submission_state(record) or "current, isolated" for name, record in ((a, rec_a), (b, rec_b))}
     for k in task.topk:
         out[f"mcnemar_top{k}"] = stats.mcnemar_exact(arr_a[f"top{k}.replaced"], arr_b[f"top{k}.replaced"]).to_dict()
     return out

@@ -16,7 +16,14 @@ class UserError(Exception):
 
 
 class SubmissionError(Exception):
-    """A user's submission raised; the CLI shows the submission's own traceback."""
+    """A submission failed: it raised, exited, hit a limit, broke the protocol or returned something unusable.
+
+    The CLI prints the message and, when it raised, the submission's own traceback (`traceback_text`), and exits 1.
+    """
+
+    def __init__(self, message: str, traceback_text: str | None = None):
+        super().__init__(message)
+        self.traceback_text = traceback_text
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:

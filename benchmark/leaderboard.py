@@ -4,13 +4,41 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .records import find_records, read_record
+from . import paths
+from .errors import UserError
+from .records import find_records
 from .tasks import all_tasks
+from .verify import load_checked
 
 UNDEFINED = "undefined ⚠"
+MARKDOWN_SPECIAL = {"\\": "\\\\", "|": "\\|", "`": "\\`", "*": "\\*", "_": "\\_", "[": "\\[", "]": "\\]",
+                    "<": "&lt;", ">": "&gt;", "&": "&amp;", "#": "\\#"}
+
+
+def md(text: Any) -> str:
+    """Text from a record, safe inside a Markdown table cell: one line, no markup, no HTML."""
+    out = " ".join(str(text).split())
+    return "".join(MARKDOWN_SPECIAL.get(ch, ch) for ch in out)
+
+
+def submission_state(record: dict[str, Any]) -> str:
+    """'' for an isolated record of the submission as it is now; else the marks a reader must see."""
+    from .submissions import folder_hash
+
+    marks = []
+    if record.get("isolation", {}).get("level") != "namespaces":
+        marks.append("not isolated")
+    folder = paths.submissions_dir() / str(record["submission"]["name"])
+    try:
+        if folder.is_dir() and folder_hash(folder) != record["submission"]["content_hash"]:
+            marks.append("stale")
+    except UserError:
+        marks.append("stale")
+    return ", ".join(marks)
 
 
 def fmt_pct(value: float | None) -> str:
@@ -51,9 +79,10 @@ def task_table(records: list[dict[str, Any]]) -> list[str]:
         res = record["results"]
         rec = res["recovery"]
         rs = [f["pearson_r"] for f in res["fidelity"] if f.get("pearson_r") is not None]
-        name = record["submission"]["name"] + ("" if record["task"]["standard_protocol"] else " (non-standard)")
+        marks = [m for m in ("" if record["task"]["standard_protocol"] else "non-standard", submission_state(record)) if m]
+        name = md(record["submission"]["name"]) + (f" ({', '.join(marks)})" if marks else "")
         row = [
-            str(rank), name, record["submission"]["kind"], recovery_cell(res["primary"]),
+            str(rank), name, md(record["submission"]["kind"]), recovery_cell(res["primary"]),
             *[fmt_pct(rec[a]["recovery"]) if rec[a]["defined"] else UNDEFINED for a in ("zero", "mean", "resample")],
             fmt_p(res["primary"]["p_beats_ablation"]), fmt_p(res["p_at_least_clean"]),
             *[f"{fmt_pct(res['accuracy'][f'top{k}']['replaced'])} / {fmt_pct(res['accuracy'][f'top{k}']['clean'])}" for k in topk],
@@ -65,11 +94,17 @@ def task_table(records: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def render(results_dir: Path) -> str:
-    """The leaderboard as Markdown."""
+def render(results_dir: Path, warn: Callable[[str], None] = lambda message: None) -> str:
+    """The leaderboard as Markdown, from every record that passes its checks (`verify.load_checked`).
+
+    A record that fails one is left off, and `warn` gets one line naming it.
+    """
     by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for path in find_records(results_dir):
-        record = read_record(path)
+        record, problems = load_checked(path)
+        if record is None:
+            warn(f"left {path} off the board: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+            continue
         by_task[record["task"]["id"]].append(record)
     order = {tid: i for i, tid in enumerate(all_tasks())}
     out = [
@@ -84,7 +119,9 @@ def render(results_dir: Path) -> str:
         "p(beats abl.): one-sided paired t-test that the replacement's loss is below the ablated loss.",
         "p(R≥1): one-sided paired t-test, H0: mean L_replaced ≥ mean L_clean; a small p shows the replacement's loss is below",
         "the original's (R > 1), the bar of a replacement at least as good as the neuron.",
-        "params: fitted numbers the submission stores; source: xz-compressed size of its Python source.",
+        "params: fitted numbers the submission stores; source: xz-compressed size of every file in its folder.",
+        "Marks after a name: `not isolated` (scored with --in-process), `stale` (its folder changed since scoring),",
+        "`non-standard` (eval or fit size overridden). Each record was checked against its per-example arrays.",
         "",
     ]
     if not by_task:
@@ -92,8 +129,9 @@ def render(results_dir: Path) -> str:
     for task_id in sorted(by_task, key=lambda t: (order.get(t, len(order)), t)):
         records = by_task[task_id]
         t = records[0]["task"]
-        out += [f"## {task_id}", "", f"Layer `{t['layer']}`, units {t['units']}, inputs {', '.join(t['inputs'])}; "
-                f"{t['dataset']} {t['eval_split']} (n = {t['n_eval']}); primary ablation: {t['primary_ablation']}.", ""]
+        out += [f"## {md(task_id)}", "", f"Layer {md(t['layer'])}, units {md(t['units'])}, inputs "
+                f"{md(', '.join(map(str, t['inputs'])))}; {md(t['dataset'])} {md(t['eval_split'])} (n = {md(t['n_eval'])}); "
+                f"primary ablation: {md(t['primary_ablation'])}.", ""]
         out += task_table(records)
         out.append("")
     return "\n".join(out)

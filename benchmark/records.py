@@ -14,10 +14,11 @@ import hashlib
 import io
 import json
 import platform
+import re
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,7 +27,10 @@ from .atomic import atomic_write_bytes
 from .download import sha256_file
 from .errors import UserError
 
-SCHEMA_VERSION = 1
+if TYPE_CHECKING:
+    from .submissions import Snapshot
+
+SCHEMA_VERSION = 2  # 2 adds "isolation"; schema-1 records are migrated on read
 STALE_SIDECAR_SECONDS = 600
 
 
@@ -82,10 +86,37 @@ def write_record(record: dict[str, Any], arrays: dict[str, np.ndarray], results_
     path = folder / f"{submission}.json"
     atomic_write_bytes(path, (json.dumps(record, indent=2, sort_keys=False) + "\n").encode())
     now = time.time()
-    for old in folder.glob(f"{submission}.*.npz"):
-        if old.name != sidecar.name and now - old.stat().st_mtime > STALE_SIDECAR_SECONDS:
+    ours = re.compile(re.escape(submission) + r"\.[0-9a-f]{12}\.npz")  # never a glob over user text
+    for old in folder.iterdir():
+        if ours.fullmatch(old.name) and old.name != sidecar.name and now - old.stat().st_mtime > STALE_SIDECAR_SECONDS:
             old.unlink(missing_ok=True)
     return path, record
+
+
+def check_overwrite(results_dir: Path, task_slug: str, snapshot: Snapshot) -> None:
+    """Refuse to replace a record that a different submission (hash or authors) made under the same name."""
+    path = results_dir / task_slug / f"{snapshot.name}.json"
+    if not path.exists():
+        return
+    try:
+        existing = json.loads(path.read_text())
+        old_hash, old_authors = existing["submission"]["content_hash"], existing["submission"]["authors"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(f"{path} exists and is not a readable record; delete it, or pass --force to overwrite it.") from None
+    if old_authors != list(snapshot.meta.authors):
+        raise UserError(f"{path} was made by authors {old_authors}, not {list(snapshot.meta.authors)}; "
+                        "pick another submission name, or pass --force to overwrite it.")
+    if old_hash != snapshot.content_hash:
+        raise UserError(f"{path} was made from a different version of '{snapshot.name}' (hash {old_hash[:12]}, now "
+                        f"{snapshot.content_hash[:12]}); pass --force to replace it.")
+
+
+def migrate(record: dict[str, Any]) -> dict[str, Any]:
+    """A record of an older schema, brought to SCHEMA_VERSION."""
+    if record.get("schema_version") == 1:
+        record = {**record, "schema_version": 2,
+                  "isolation": {"level": "none", "mechanism": "schema 1: scored in the harness's process"}}
+    return record
 
 
 def read_record(path: Path) -> dict[str, Any]:
@@ -93,6 +124,7 @@ def read_record(path: Path) -> dict[str, Any]:
         record = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise UserError(f"cannot read result record {path} ({exc}); delete it and score again.") from None
+    record = migrate(record) if isinstance(record, dict) else {}
     if record.get("schema_version") != SCHEMA_VERSION:
         raise UserError(f"{path} has schema version {record.get('schema_version')}, expected {SCHEMA_VERSION}; score again.")
     return record

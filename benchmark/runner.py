@@ -11,9 +11,11 @@ from typing import Any
 from . import __version__
 from .baseline import load_or_compute
 from .context import prepare
-from .records import SCHEMA_VERSION, environment, git_commit, write_record
+from .records import SCHEMA_VERSION, check_overwrite, environment, git_commit, write_record
+from .sandbox.limits import limits_for
+from .sandbox.room import IsolatedSubmission
 from .scoring import DEFAULT_RESAMPLES, score
-from .submissions import Submission
+from .submissions import Snapshot
 from .tasks import Task
 
 
@@ -28,18 +30,32 @@ class RunOptions:
     seed: int = 0
     progress: bool = False
     use_cache: bool = True
+    isolate: bool = True  # False: --in-process (debugging; the record says it was not isolated)
+    time_limit: float | None = None  # seconds per child; None: the task family's default
+    memory_limit: str | None = None  # e.g. "8G"; None: the task family's default
+    force: bool = False  # overwrite a record made from a different submission hash or authors
 
 
-def run_score(task: Task, submission: Submission, options: RunOptions, results_dir: Path | None) -> tuple[dict[str, Any], Path | None]:
-    """Score `submission` on `task`; write its record under `results_dir` (None: do not write)."""
+def run_score(task: Task, snapshot: Snapshot, options: RunOptions, results_dir: Path | None) -> tuple[dict[str, Any], Path | None]:
+    """Score the submission `snapshot` on `task`; write its record under `results_dir` (None: do not write).
+
+    The children start first (their start-up overlaps loading the model and the baseline), but the submission's
+    code is imported only once the baseline exists.
+    """
     started = time.perf_counter()
-    ctx = prepare(task, device=options.device, data_dir=options.data_dir, imagenet_dir=options.imagenet_dir,
-                  eval_size=options.eval_size, fit_size=options.fit_size)
-    t0 = time.perf_counter()
-    baseline = load_or_compute(ctx, progress=options.progress, use_cache=options.use_cache)
-    baseline_seconds = time.perf_counter() - t0
-    result = score(ctx, submission, baseline, n_resamples=options.n_resamples, seed=options.seed, progress=options.progress)
-    submission_hash, task_hash = submission.content_hash(), task.content_hash()
+    if results_dir is not None and not options.force:
+        check_overwrite(results_dir, task.slug(), snapshot)
+    limits = limits_for(task.dataset, options.time_limit, options.memory_limit)
+    with IsolatedSubmission(snapshot, limits, isolate=options.isolate) as room:
+        ctx = prepare(task, device=options.device, data_dir=options.data_dir, imagenet_dir=options.imagenet_dir,
+                      eval_size=options.eval_size, fit_size=options.fit_size)
+        t0 = time.perf_counter()
+        baseline = load_or_compute(ctx, progress=options.progress, use_cache=options.use_cache)
+        baseline_seconds = time.perf_counter() - t0
+        result = score(ctx, room, baseline, n_resamples=options.n_resamples, seed=options.seed, progress=options.progress)
+        isolation = room.isolation
+    submission_hash, task_hash = snapshot.content_hash, task.content_hash()
+    meta = snapshot.meta
     record: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "task": {
@@ -50,13 +66,14 @@ def run_score(task: Task, submission: Submission, options: RunOptions, results_d
             "standard_protocol": ctx.standard_protocol, "overrides": ctx.overrides, "protocol": task.protocol,
         },
         "submission": {
-            "name": submission.name, "kind": submission.kind, "authors": list(submission.authors),
-            "description": submission.description, "content_hash": submission_hash,
+            "name": meta.name, "kind": meta.kind, "authors": list(meta.authors),
+            "description": meta.description, "content_hash": submission_hash,
         },
         "complexity": {
             "fitted_parameters": result.fitted_parameters,
-            "source_bytes_xz": submission.source_bytes_compressed(),
+            "source_bytes_xz": snapshot.description_bytes_xz,
         },
+        "isolation": isolation,
         "results": result.figures,
         "provenance": {
             "package_version": __version__,
@@ -77,5 +94,5 @@ def run_score(task: Task, submission: Submission, options: RunOptions, results_d
     }
     path = None
     if results_dir is not None:
-        path, record = write_record(record, result.arrays, results_dir, task.slug(), submission.name)
+        path, record = write_record(record, result.arrays, results_dir, task.slug(), meta.name)
     return record, path

@@ -21,18 +21,12 @@ from . import stats
 from .baseline import CONDITIONS, Baseline
 from .conditions import per_example_outputs
 from .context import TaskContext
-from .errors import SubmissionError, UserError
 from .hooks import capture, splice
-from .submissions import (
-    RESERVED_FIT,
-    RESERVED_REPLACE,
-    Signature,
-    Submission,
-    check_output,
-    check_params,
-    count_params,
-    read_signature,
-)
+from .sandbox.limits import limits_for
+from .sandbox.process import Limits
+from .sandbox.protocol import Arrays
+from .sandbox.room import IsolatedSubmission
+from .submissions import count_params, take_snapshot
 
 DEFAULT_RESAMPLES = 2000
 
@@ -47,83 +41,60 @@ class ScoreResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def call_user(fn: Any, kwargs: dict[str, Any], who: str) -> Any:
-    """Call submission code; its own exception surfaces as a SubmissionError chained to it."""
-    try:
-        return fn(**kwargs)
-    except UserError:
-        raise
-    except Exception as exc:
-        raise SubmissionError(f"{who} raised {type(exc).__name__}: {exc}") from exc
+def as_array(tensor: torch.Tensor) -> np.ndarray:
+    """A tensor as a plain float32 numpy array on the CPU (what crosses to a submission)."""
+    return tensor.detach().to("cpu", torch.float32).numpy()
 
 
-def collect_fit_inputs(ctx: TaskContext, signature: Signature, progress: bool) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """The fit set's named inputs `# [n_fit, ...]` and the target units `# [n_fit, n_units, ...]`, on the CPU."""
+def collect_fit_inputs(ctx: TaskContext, names: tuple[str, ...], progress: bool) -> tuple[Arrays, np.ndarray]:
+    """The fit set's named inputs `# [n_fit, ...]` and the target units `# [n_fit, n_units, ...]`, as arrays."""
     task, model = ctx.task, ctx.model
-    names = [n for n in signature.inputs if n != "image"]
+    hooked = [n for n in names if n != "image"]
     units = torch.as_tensor(task.units, device=ctx.device)
-    chunks: dict[str, list[torch.Tensor]] = {n: [] for n in signature.inputs}
+    chunks: dict[str, list[np.ndarray]] = {n: [] for n in names}
     targets = []
-    with torch.no_grad(), capture(model, names) as store:
+    with torch.no_grad(), capture(model, hooked) as store:
         for _, images in tqdm(ctx.fit_set.batches(ctx.fit_indices, task.batch_size), desc="fit inputs", unit="batch",
                               total=-(-len(ctx.fit_indices) // task.batch_size), disable=not progress, leave=False):
             images = ctx.to_input(images)
             act = model.run(images, until=task.layer)
-            targets.append(act[:, units].cpu())
-            for name in signature.inputs:
-                chunks[name].append((images if name == "image" else store[name]).cpu())
-    return {n: torch.cat(c) for n, c in chunks.items()}, torch.cat(targets)
+            targets.append(as_array(act[:, units]))
+            for name in names:
+                chunks[name].append(np.ascontiguousarray(as_array(images if name == "image" else store[name])))
+    return {n: np.concatenate(c) for n, c in chunks.items()}, np.concatenate(targets)
 
 
-def fit_submission(ctx: TaskContext, submission: Submission, progress: bool = False) -> dict[str, torch.Tensor]:
-    """Run the submission's fit step on the fit set (only), returning its validated params."""
-    where = f"submission '{submission.name}'"
-    replace_sig = read_signature(submission.replace, ctx.task, RESERVED_REPLACE, f"{where} replace()")
-    if submission.fit is None:
-        if "params" in replace_sig.reserved:
-            raise UserError(f"{where}: replace() reads 'params' but the submission defines no fit(); add fit() or drop 'params'.")
-        return {}
-    signature = read_signature(submission.fit, ctx.task, RESERVED_FIT, f"{where} fit()")
-    inputs, target = collect_fit_inputs(ctx, signature, progress)
-    kwargs: dict[str, Any] = dict(inputs)
-    if "target" in signature.reserved:
-        kwargs["target"] = target
-    if "task" in signature.reserved:
-        kwargs["task"] = ctx.view()
-    params = check_params(call_user(submission.fit, kwargs, f"{where} fit()"), f"{where} fit()")
-    del inputs, kwargs
-    return {k: v.to(ctx.device) for k, v in params.items()}
+def fit_submission(ctx: TaskContext, room: IsolatedSubmission, progress: bool = False) -> dict[str, np.ndarray] | None:
+    """Run the submission's fit step on the fit set (only); its validated params, or None without a fit step."""
+    if room.fit_signature is None:
+        return None
+    inputs, target = collect_fit_inputs(ctx, room.fit_signature.inputs, progress)
+    return room.fit(inputs, target, ctx.view())
 
 
-def replaced_pass(ctx: TaskContext, submission: Submission, params: dict[str, torch.Tensor], baseline: Baseline,
+def replaced_pass(ctx: TaskContext, room: IsolatedSubmission, baseline: Baseline,
                   progress: bool = False) -> tuple[dict[str, np.ndarray], list[stats.UnitFidelity]]:
     """The eval pass with the replacement spliced in: per-example outputs and activation fidelity."""
     task, model = ctx.task, ctx.model
-    where = f"submission '{submission.name}' replace()"
-    signature = read_signature(submission.replace, task, RESERVED_REPLACE, where)
-    names = [n for n in signature.inputs if n != "image"]
+    assert room.replace_signature is not None
+    names = room.replace_signature.inputs
     units = torch.as_tensor(task.units, device=ctx.device)
-    view = ctx.view()
     fidelity = stats.FidelityAccumulator(len(task.units))
     labels_all = torch.as_tensor(ctx.eval_labels)
     logp_clean = baseline.arrays["logp_clean"]
     parts: dict[str, list[np.ndarray]] = {}
     position = 0
-    with torch.no_grad(), capture(model, names) as store:
-        for _, images in tqdm(ctx.eval_set.batches(ctx.eval_indices, task.batch_size), desc=f"score {submission.name}",
+    with torch.no_grad(), capture(model, [n for n in names if n != "image"]) as store:
+        for _, images in tqdm(ctx.eval_set.batches(ctx.eval_indices, task.batch_size), desc=f"score {room.snapshot.name}",
                               unit="batch", total=-(-len(ctx.eval_indices) // task.batch_size), disable=not progress):
             images = ctx.to_input(images)
             b = len(images)
 
             def compute(original: torch.Tensor) -> torch.Tensor:  # original: [b, C, ...]
-                kwargs: dict[str, Any] = {n: (images if n == "image" else store[n]) for n in signature.inputs}
-                if "task" in signature.reserved:
-                    kwargs["task"] = view
-                if "params" in signature.reserved:
-                    kwargs["params"] = params
-                out = check_output(call_user(submission.replace, kwargs, where), (b, *ctx.target_shape), ctx.device, where)
-                fidelity.update(original[:, units].cpu().numpy(), out.cpu().numpy())
-                return out
+                inputs = {n: as_array(images if n == "image" else store[n]) for n in names}
+                out = room.replace(inputs, (b, *ctx.target_shape))  # [b, n_units, ...], validated
+                fidelity.update(as_array(original[:, units]), out)
+                return torch.from_numpy(out).to(ctx.device)
 
             with splice(model, task.layer, task.units, compute):
                 class_logits = model.class_logits(model(images))
@@ -165,15 +136,20 @@ def summarize(ctx: TaskContext, baseline: Baseline, replaced: dict[str, np.ndarr
     }
 
 
-def score(ctx: TaskContext, submission: Submission, baseline: Baseline, *, n_resamples: int = DEFAULT_RESAMPLES,
+def score(ctx: TaskContext, room: IsolatedSubmission, baseline: Baseline, *, n_resamples: int = DEFAULT_RESAMPLES,
           seed: int = 0, progress: bool = False) -> ScoreResult:
-    """Fit (if the submission has a fit step), run the replaced eval pass, and compute every statistic."""
+    """Load the submission's code (the baseline already exists), fit it if it has a fit step, run the replaced
+    eval pass, and compute every statistic."""
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    params = fit_submission(ctx, submission, progress)
+    room.load(ctx.task)
+    timings["load"] = time.perf_counter() - start
+    start = time.perf_counter()
+    params = fit_submission(ctx, room, progress)
+    room.start_replace(ctx.view(), params)
     timings["fit"] = time.perf_counter() - start
     start = time.perf_counter()
-    replaced, fidelity = replaced_pass(ctx, submission, params, baseline, progress)
+    replaced, fidelity = replaced_pass(ctx, room, baseline, progress)
     timings["replaced_pass"] = time.perf_counter() - start
     start = time.perf_counter()
     figures = summarize(ctx, baseline, replaced, fidelity, n_resamples, seed)
@@ -187,4 +163,16 @@ def score(ctx: TaskContext, submission: Submission, baseline: Baseline, *, n_res
         **{f"top{k}.{c}": baseline.correct(c, k) for k in ctx.task.topk for c in CONDITIONS},
         **{f"top{k}.replaced": replaced[f"top{k}.replaced"] for k in ctx.task.topk},
     }
-    return ScoreResult(figures=figures, arrays=arrays, fitted_parameters=count_params(params), seconds=timings)
+    return ScoreResult(figures=figures, arrays=arrays, fitted_parameters=count_params(params or {}), seconds=timings)
+
+
+def score_folder(ctx: TaskContext, baseline: Baseline, name_or_path: str, *, isolate: bool = True,
+                 limits: Limits | None = None, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
+                 progress: bool = False) -> ScoreResult:
+    """Snapshot a submission folder and score it in its own room (isolated unless `isolate=False`)."""
+    snapshot = take_snapshot(name_or_path)
+    try:
+        with IsolatedSubmission(snapshot, limits or limits_for(ctx.task.dataset), isolate=isolate) as room:
+            return score(ctx, room, baseline, n_resamples=n_resamples, seed=seed, progress=progress)
+    finally:
+        snapshot.cleanup()

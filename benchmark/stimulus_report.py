@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -26,16 +27,10 @@ from .errors import UserError
 from .hooks import capture
 from .models.base import StagedModel
 from .models.registry import load_model
-from .scoring import call_user
+from .sandbox.room import IsolatedSubmission
+from .scoring import as_array
 from .stimuli import orientation_tuning, radial_tuning_set, summarize_tuning
-from .submissions import (
-    RESERVED_REPLACE,
-    Submission,
-    TaskView,
-    check_output,
-    has_default,
-    read_signature,
-)
+from .submissions import TaskView
 from .tasks import Task
 
 ORIENTATIONS = tuple(range(0, 360, 10))
@@ -64,44 +59,44 @@ def _try_model(task: Task) -> StagedModel | None:
     return model
 
 
-def stimulus_report(task: Task, submission: Submission, params: dict[str, torch.Tensor] | None = None,
+def stimulus_report(task: Task, room: IsolatedSubmission, params: dict[str, np.ndarray] | None = None,
                     model: StagedModel | None = None, batch_size: int = 32) -> StimulusReport:
-    """Tuning of the submission (and of the model, when available) on the radial-tuning stimuli."""
+    """Tuning of the submission (loaded in `room`), and of the model when available, on the radial-tuning stimuli."""
     images, meta = radial_tuning_set(ORIENTATIONS, RADII)  # [n, 3, 224, 224]
-    signature = read_signature(submission.replace, task, RESERVED_REPLACE, f"submission '{submission.name}' replace()")
-    pass_params = "params" in signature.reserved and (params is not None or not has_default(submission.replace, "params"))
-    if pass_params and params is None:
-        raise UserError(f"submission '{submission.name}' needs its fit step first; pass --imagenet DIR (and fetch the weights).")
+    name = room.snapshot.name
+    signature = room.replace_signature
+    assert signature is not None
+    if "params" in signature.reserved and params is None and "params" not in signature.defaults:
+        raise UserError(f"submission '{name}' needs its fit step first; pass --imagenet DIR (and fetch the weights).")
     model = model if model is not None else _try_model(task)
     needs_model = [n for n in signature.inputs if n != "image"]
     if needs_model and model is None:
-        raise UserError(f"submission '{submission.name}' reads {', '.join(needs_model)}, which needs the model's weights: "
+        raise UserError(f"submission '{name}' reads {', '.join(needs_model)}, which needs the model's weights: "
                         f"run `replacebench fetch {task.model}`.")
     units = torch.as_tensor(task.units)
+    shape = (len(task.units), 28, 28)
+    if model is not None:
+        with torch.no_grad():
+            shape = (len(task.units), *model.run(images[:1], until=task.layer).shape[2:])
+    view = TaskView(task.id, task.model, task.layer, task.units, task.inputs, shape)
+    room.start_replace(view, params)
     fidelity = stats.FidelityAccumulator(len(task.units)) if model is not None else None
     originals: list[torch.Tensor] = []
 
     def submission_fn(batch: torch.Tensor) -> torch.Tensor:
-        kwargs: dict[str, Any] = {}
+        inputs: dict[str, np.ndarray] = {}
         original = None
         if model is not None:
             with torch.no_grad(), capture(model, needs_model) as store:
                 original = model.run(batch, until=task.layer)[:, units]  # [b, n_units, h, w]
-                kwargs.update({n: store[n] for n in needs_model})
+                inputs.update({n: as_array(store[n]) for n in needs_model})
             originals.append(original)
         if "image" in signature.inputs:
-            kwargs["image"] = batch
-        shape = tuple(original.shape[1:]) if original is not None else None
-        view = TaskView(task.id, task.model, task.layer, task.units, task.inputs, shape or (len(task.units), 28, 28))
-        if "task" in signature.reserved:
-            kwargs["task"] = view
-        if pass_params:
-            kwargs["params"] = params
-        who = f"submission '{submission.name}' replace()"
-        out = check_output(call_user(submission.replace, kwargs, who), (len(batch), *view.target_shape), batch.device, who)
+            inputs["image"] = as_array(batch)
+        out = room.replace(inputs, (len(batch), *view.target_shape))
         if fidelity is not None and original is not None:
-            fidelity.update(original.numpy(), out.numpy())
-        return out
+            fidelity.update(original.numpy(), out)
+        return torch.from_numpy(out)
 
     tuning = summarize_tuning(orientation_tuning(submission_fn, images, meta, task.units, batch_size=batch_size))
     model_tuning = None

@@ -1,8 +1,8 @@
-"""Loading a submission and checking what it reads and returns.
+"""Submission folders, read as data: a hashed read-only snapshot, its metadata, and checks on what crosses back.
 
 A submission is a folder with `submission.toml` (name, authors, kind,
-description) and `replacement.py`, which defines `replace(...)` and optionally
-`fit(...)`. Both declare what they read by parameter name:
+description, optional tasks) and `replacement.py`, which defines `replace(...)`
+and optionally `fit(...)`. Both declare what they read by parameter name:
 
 - an allowed input activation of the task (`image`, `conv1`, `mixed3a`, …),
 - `**inputs` for every allowed input,
@@ -10,86 +10,78 @@ description) and `replacement.py`, which defines `replace(...)` and optionally
 - `params`: what `fit` returned (`replace` only),
 - `target`: the original activation of the task's units on the fit split (`fit` only).
 
-The harness never hands a submission the model or its weights.
+The harness never imports this code: `take_snapshot` copies the folder (regular
+files only, within size caps) to a private read-only directory and hashes it
+before anything runs, and the code runs in child processes (`sandbox`). This
+module checks the folder and validates everything a child sends back.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
-import inspect
 import lzma
-import sys
+import os
+import re
+import shutil
+import stat
+import tempfile
 import tomllib
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
+from typing import Any
 
-import torch
+import numpy as np
 
 from . import paths
 from .errors import SubmissionError, UserError, did_you_mean, unknown
+from .sandbox.worker import CODE_FILE, TaskView
 from .tasks import Task
+
+__all__ = ["TaskView", "Snapshot", "take_snapshot", "read_signature", "check_output", "check_params"]
 
 KINDS = ("baseline", "hand-written", "fitted")
 META_FILE = "submission.toml"
-CODE_FILE = "replacement.py"
 RESERVED_REPLACE = ("task", "params")
 RESERVED_FIT = ("task", "target")
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}\Z")
+MAX_FILES = 200
+MAX_FOLDER_BYTES = 32 << 20
+MAX_ABS_OUTPUT = 1e4  # |value| a replacement may return; far above any activation of the shipped models
+PARAMETER_KINDS = ("POSITIONAL_ONLY", "POSITIONAL_OR_KEYWORD", "VAR_POSITIONAL", "KEYWORD_ONLY", "VAR_KEYWORD")
 
 
 @dataclass(frozen=True)
-class TaskView:
-    """What a submission may know about its task: names and shapes, never weights."""
-
-    id: str
-    model: str
-    layer: str
-    units: tuple[int, ...]
-    inputs: tuple[str, ...]
-    target_shape: tuple[int, ...]  # per example: (n_units, h, w) or (n_units,)
-
-
-@dataclass(frozen=True)
-class Signature:
-    """Which inputs a function reads, and which reserved names it takes."""
-
-    inputs: tuple[str, ...]
-    reserved: tuple[str, ...]
-
-
-@dataclass
-class Submission:
+class SubmissionMeta:
     name: str
-    path: Path
     kind: str
     authors: tuple[str, ...]
     description: str
-    module: ModuleType
-    replace: Callable
-    fit: Callable | None
-
-    def content_hash(self) -> str:
-        """sha256 over the folder's files (names and bytes), sorted; caches excluded."""
-        digest = hashlib.sha256()
-        for file in _source_files(self.path, all_files=True):
-            digest.update(file.relative_to(self.path).as_posix().encode() + b"\0")
-            digest.update(file.read_bytes() + b"\0")
-        return digest.hexdigest()
-
-    def source_bytes_compressed(self) -> int:
-        """Size in bytes of the xz-compressed Python source (a description-length proxy)."""
-        source = b"".join(f.read_bytes() for f in _source_files(self.path, all_files=False))
-        return len(lzma.compress(source, preset=9 | lzma.PRESET_EXTREME))
+    tasks: tuple[str, ...]  # task-id globs it serves
 
 
-def _source_files(folder: Path, all_files: bool) -> list[Path]:
-    pattern = "*" if all_files else "*.py"
-    return sorted(
-        f for f in folder.rglob(pattern)
-        if f.is_file() and "__pycache__" not in f.parts and not f.name.startswith(".")
-    )
+@dataclass
+class Snapshot:
+    """A submission folder as it was before any of its code ran: copied, read-only, hashed."""
+
+    source: Path  # the folder the user named
+    folder: Path  # the private copy children see (as /submission)
+    meta: SubmissionMeta
+    content_hash: str  # sha256 over (relative path, bytes) of every file, sorted
+    files: tuple[str, ...]
+    description_bytes_xz: int  # xz size of every file's bytes: a description-length proxy
+    _owned: bool = field(default=True, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.meta.name
+
+    def cleanup(self) -> None:
+        if self._owned and self.folder.exists():
+            for root, dirs, _ in os.walk(self.folder):
+                for d in dirs:
+                    os.chmod(os.path.join(root, d), 0o755)
+            os.chmod(self.folder, 0o755)
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def available_submissions() -> list[str]:
@@ -103,120 +95,180 @@ def resolve_submission_path(name_or_path: str) -> Path:
     if candidate.is_dir() and (candidate / META_FILE).exists():
         return candidate.resolve()
     named = paths.submissions_dir() / name_or_path
-    if named.is_dir() and (named / META_FILE).exists():
+    if NAME_PATTERN.match(name_or_path) and named.is_dir() and (named / META_FILE).exists():
         return named.resolve()
     if candidate.is_dir():
         raise UserError(f"{candidate} has no {META_FILE}; a submission folder needs {META_FILE} and {CODE_FILE}.")
     raise unknown("submission", name_or_path, available_submissions(), "ls submissions/")
 
 
-def _import_module(code_path: Path, name: str) -> ModuleType:
-    module_name = f"replacebench_submission_{hashlib.sha1(str(code_path).encode()).hexdigest()[:12]}"
-    spec = importlib.util.spec_from_file_location(module_name, code_path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
-        sys.modules.pop(module_name, None)
-        raise SubmissionError(f"submission '{name}' failed to import") from exc
-    return module
+def read_folder(folder: Path) -> dict[str, bytes]:
+    """Every regular file of the folder by relative path (skipping __pycache__ and dot-files), within the caps."""
+    files: dict[str, bytes] = {}
+    total = 0
+    for root, dirs, names in os.walk(folder, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__" and not d.startswith("."))
+        for entry in [*dirs, *sorted(n for n in names if not n.startswith("."))]:
+            path = Path(root) / entry
+            mode = os.lstat(path).st_mode
+            if stat.S_ISLNK(mode):
+                raise UserError(f"{path} is a symbolic link; a submission folder may hold only regular files (copy it in).")
+            if not stat.S_ISDIR(mode) and not stat.S_ISREG(mode):
+                raise UserError(f"{path} is not a regular file; a submission folder may hold only regular files and folders.")
+            if stat.S_ISREG(mode):
+                files[path.relative_to(folder).as_posix()] = data = path.read_bytes()
+                total += len(data)
+                if len(files) > MAX_FILES:
+                    raise UserError(f"{folder} holds more than {MAX_FILES} files; a submission may hold at most {MAX_FILES}.")
+                if total > MAX_FOLDER_BYTES:
+                    raise UserError(f"{folder} holds more than {MAX_FOLDER_BYTES >> 20} MiB; a submission may hold at most "
+                                    f"{MAX_FOLDER_BYTES >> 20} MiB.")
+    return dict(sorted(files.items()))
 
 
-def load_submission(name_or_path: str) -> Submission:
-    """Read the metadata and import the code of a submission; check their form."""
-    folder = resolve_submission_path(name_or_path)
-    meta_path = folder / META_FILE
+def content_hash(files: dict[str, bytes]) -> str:
+    """sha256 over the files' relative paths and bytes, sorted by path."""
+    digest = hashlib.sha256()
+    for rel, data in sorted(files.items()):
+        digest.update(rel.encode() + b"\0")
+        digest.update(data + b"\0")
+    return digest.hexdigest()
+
+
+def folder_hash(folder: Path) -> str:
+    """The content hash a snapshot of `folder` would have now."""
+    return content_hash(read_folder(folder))
+
+
+def _string_list(meta: dict[str, Any], key: str, where: Path, example: str) -> tuple[str, ...]:
+    value = meta[key]
+    value = [value] if isinstance(value, str) else value
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        raise UserError(f"{where}: '{key}' must be a string or a list of strings, e.g. {key} = {example}.")
+    return tuple(value)
+
+
+def parse_meta(data: bytes, where: Path, folder_name: str) -> SubmissionMeta:
+    """The metadata of `submission.toml`, every field checked for its type."""
     try:
-        meta = tomllib.loads(meta_path.read_text())
+        meta = tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise UserError(f"{where}: not UTF-8 text; save it as UTF-8.") from None
     except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"{meta_path}: not valid TOML ({exc}).") from None
+        raise UserError(f"{where}: not valid TOML ({exc}).") from None
     for key in ("name", "authors", "kind", "description"):
         if key not in meta:
-            raise UserError(f"{meta_path}: missing '{key}'; it needs name, authors, kind and description.")
-    if meta["kind"] not in KINDS:
-        raise UserError(f"{meta_path}: kind '{meta['kind']}' must be one of {', '.join(KINDS)}.{did_you_mean(meta['kind'], KINDS)}")
-    code_path = folder / CODE_FILE
-    if not code_path.exists():
-        raise UserError(f"{folder} has no {CODE_FILE}; define replace(...) there.")
-    module = _import_module(code_path, str(meta["name"]))
-    replace = getattr(module, "replace", None)
-    if not callable(replace):
-        raise UserError(f"{code_path} defines no function replace(...); add one.")
-    fit = getattr(module, "fit", None)
-    if fit is not None and not callable(fit):
-        raise UserError(f"{code_path}: 'fit' must be a function.")
-    authors = meta["authors"] if isinstance(meta["authors"], list) else [meta["authors"]]
-    return Submission(
-        name=str(meta["name"]), path=folder, kind=str(meta["kind"]), authors=tuple(map(str, authors)),
-        description=str(meta["description"]), module=module, replace=replace, fit=fit,
-    )
+            raise UserError(f"{where}: missing '{key}'; it needs name, authors, kind and description.")
+    name = meta["name"]
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise UserError(f"{where}: name {name!r} must match [a-z0-9][a-z0-9_-]{{0,63}} (lower case, digits, - and _).")
+    if name != folder_name:
+        raise UserError(f"{where}: name '{name}' must equal the folder's name '{folder_name}'; rename one of them.")
+    if not isinstance(meta["kind"], str) or meta["kind"] not in KINDS:
+        raise UserError(f"{where}: kind {meta['kind']!r} must be one of {', '.join(KINDS)}."
+                        f"{did_you_mean(str(meta['kind']), KINDS)}")
+    if not isinstance(meta["description"], str):
+        raise UserError(f"{where}: 'description' must be a string.")
+    authors = _string_list(meta, "authors", where, '["Ada Lovelace"]')
+    tasks = _string_list({"tasks": meta.get("tasks", ["*"])}, "tasks", where, '["mnist-mlp/*"]')
+    return SubmissionMeta(name=name, kind=meta["kind"], authors=authors, description=meta["description"], tasks=tasks)
 
 
-def read_signature(fn: Callable, task: Task, reserved: tuple[str, ...], where: str) -> Signature:
-    """The inputs and reserved names `fn` declares; an input the task does not allow is an error."""
+def take_snapshot(name_or_path: str) -> Snapshot:
+    """Check the folder, copy it to a private read-only directory, and hash the copy's contents."""
+    source = resolve_submission_path(name_or_path)
+    files = read_folder(source)
+    meta = parse_meta(files.get(META_FILE, b""), source / META_FILE, source.name)
+    if CODE_FILE not in files:
+        raise UserError(f"{source} has no {CODE_FILE}; define replace(...) there.")
+    folder = Path(tempfile.mkdtemp(prefix=f"replacebench-{meta.name}-"))
+    for rel, data in files.items():
+        path = folder / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        path.chmod(0o444)
+    for root, dirs, _ in os.walk(folder, topdown=False):
+        for d in dirs:
+            os.chmod(os.path.join(root, d), 0o555)
+    folder.chmod(0o555)  # readable by the children's unprivileged user, writable by nobody
+    blob = b"".join(files.values())
+    return Snapshot(source=source, folder=folder, meta=meta, content_hash=content_hash(files), files=tuple(files),
+                    description_bytes_xz=len(lzma.compress(blob, preset=9 | lzma.PRESET_EXTREME)))
+
+
+@dataclass(frozen=True)
+class Signature:
+    """Which inputs a function reads, which reserved names it takes, and which of those have defaults."""
+
+    inputs: tuple[str, ...]
+    reserved: tuple[str, ...]
+    defaults: tuple[str, ...] = ()
+
+
+def _parameters(described: Any, where: str) -> list[tuple[str, str, bool]]:
+    """A child's description of a signature, checked for form: [[name, kind, has_default], ...]."""
+    if not isinstance(described, list) or len(described) > 256:
+        raise SubmissionError(f"{where}: the child sent a malformed signature")
+    out = []
+    for item in described:
+        if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], str) and item[0].isidentifier()
+                and item[1] in PARAMETER_KINDS and isinstance(item[2], bool)):
+            raise SubmissionError(f"{where}: the child sent a malformed signature")
+        out.append((item[0], item[1], item[2]))
+    return out
+
+
+def read_signature(described: Any, task: Task, reserved: tuple[str, ...], where: str) -> Signature:
+    """The inputs and reserved names a function declares; an input the task does not allow is an error."""
     wanted: list[str] = []
     used_reserved: list[str] = []
-    for param in inspect.signature(fn).parameters.values():
-        if param.kind == param.VAR_KEYWORD:
+    defaults: list[str] = []
+    for name, kind, has_default in _parameters(described, where):
+        if has_default:
+            defaults.append(name)
+        if kind == "VAR_KEYWORD":
             wanted.extend(x for x in task.inputs if x not in wanted)
-        elif param.kind == param.VAR_POSITIONAL:
-            raise UserError(f"{where}: *{param.name} is not supported; name the inputs you read, e.g. ({', '.join(task.inputs)}).")
-        elif param.name in reserved:
-            used_reserved.append(param.name)
-        elif param.name in task.inputs:
-            wanted.append(param.name)
-        elif param.default is not inspect.Parameter.empty:
+        elif kind == "VAR_POSITIONAL":
+            raise UserError(f"{where}: *{name} is not supported; name the inputs you read, e.g. ({', '.join(task.inputs)}).")
+        elif name in reserved:
+            used_reserved.append(name)
+        elif name in task.inputs:
+            wanted.append(name)
+        elif has_default:
             continue  # a parameter with a default that the harness does not fill
         else:
             choices = list(task.inputs) + list(reserved)
             raise UserError(
-                f"{where}: parameter '{param.name}' is not an input task {task.id} allows "
-                f"({', '.join(task.inputs)}) nor one of {', '.join(reserved)}.{did_you_mean(param.name, choices)}"
+                f"{where}: parameter '{name}' is not an input task {task.id} allows "
+                f"({', '.join(task.inputs)}) nor one of {', '.join(reserved)}.{did_you_mean(name, choices)}"
             )
-    return Signature(inputs=tuple(wanted), reserved=tuple(used_reserved))
+    return Signature(inputs=tuple(wanted), reserved=tuple(used_reserved), defaults=tuple(defaults))
 
 
-def has_default(fn: Callable, name: str) -> bool:
-    """Whether parameter `name` of `fn` has a default value (may be left out)."""
-    param = inspect.signature(fn).parameters.get(name)
-    return param is not None and param.default is not inspect.Parameter.empty
-
-
-def check_output(value: object, expected_shape: tuple[int, ...], device: torch.device, who: str) -> torch.Tensor:
-    """Validate a replacement's output: a finite float32 tensor of `expected_shape` on `device`."""
-    if not isinstance(value, torch.Tensor):
-        raise UserError(f"{who} returned {type(value).__name__}; it must return a torch.Tensor of shape {expected_shape}.")
-    if tuple(value.shape) != tuple(expected_shape):
-        raise UserError(f"{who} returned shape {tuple(value.shape)}; expected {tuple(expected_shape)} ([batch, n_units, ...]).")
-    if value.dtype != torch.float32:
-        raise UserError(f"{who} returned dtype {value.dtype}; expected torch.float32 (use .float()).")
-    if value.device.type != device.type:
-        raise UserError(f"{who} returned a tensor on {value.device}; expected {device} (use .to(image.device)).")
-    if not torch.isfinite(value).all():
-        bad = int((~torch.isfinite(value)).sum())
-        raise UserError(f"{who} returned {bad} non-finite values (NaN or inf); every value must be finite.")
+def check_output(arrays: dict[str, np.ndarray], expected_shape: tuple[int, ...], who: str) -> np.ndarray:
+    """What crossed back from `replace`: one float32 array `out` of `expected_shape`, finite, |value| ≤ MAX_ABS_OUTPUT."""
+    value = arrays.get("out")
+    if set(arrays) != {"out"} or value is None:
+        raise SubmissionError(f"{who}: the child answered with arrays {sorted(arrays)}, not one output")
+    if value.shape != tuple(expected_shape) or value.dtype != np.float32:
+        raise SubmissionError(f"{who} returned shape {value.shape}; expected {tuple(expected_shape)} ([batch, n_units, ...]).")
+    finite = np.isfinite(value)
+    if not finite.all():
+        raise SubmissionError(f"{who} returned {int((~finite).sum())} non-finite values (NaN or inf); every value must be finite.")
+    if value.size and float(np.abs(value).max()) > MAX_ABS_OUTPUT:
+        raise SubmissionError(f"{who} returned a value of magnitude {float(np.abs(value).max()):.3g}; "
+                              f"every value must lie within ±{MAX_ABS_OUTPUT:g}.")
     return value
 
 
-def check_params(value: object, who: str) -> dict[str, torch.Tensor]:
-    """Validate what `fit` returned: a dict of tensors (converted from numpy where needed)."""
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise UserError(f"{who} returned {type(value).__name__}; fit must return a dict of tensors.")
-    params: dict[str, torch.Tensor] = {}
-    for key, tensor in value.items():
-        if not isinstance(tensor, torch.Tensor):
-            try:
-                tensor = torch.as_tensor(tensor)
-            except (TypeError, ValueError, RuntimeError):
-                raise UserError(f"{who}: params['{key}'] is {type(tensor).__name__}; fit must return tensors.") from None
-        params[str(key)] = tensor
-    return params
+def check_params(arrays: dict[str, np.ndarray], who: str) -> dict[str, np.ndarray]:
+    """What crossed back from `fit`: named finite float32 arrays."""
+    for key, value in arrays.items():
+        if value.dtype != np.float32 or not np.isfinite(value).all():
+            raise SubmissionError(f"{who}: params['{key}'] holds non-finite values (NaN or inf); every stored number must be finite.")
+    return arrays
 
 
-def count_params(params: dict[str, torch.Tensor]) -> int:
+def count_params(params: dict[str, np.ndarray]) -> int:
     """Fitted-parameter count: the total number of stored numbers."""
-    return int(sum(t.numel() for t in params.values()))
+    return int(sum(v.size for v in params.values()))

@@ -15,8 +15,10 @@ from benchmark.baseline import cache_file, load_or_compute
 from benchmark.context import prepare
 from benchmark.errors import UserError
 from benchmark.hooks import splice
-from benchmark.scoring import fit_submission, score
-from benchmark.submissions import load_submission
+from benchmark.sandbox.limits import limits_for
+from benchmark.sandbox.room import IsolatedSubmission
+from benchmark.scoring import fit_submission, score_folder
+from benchmark.submissions import take_snapshot
 from benchmark.tasks import get_task
 
 DIGITS_TASK = "digits-mlp/fc1:17"
@@ -57,10 +59,10 @@ def test_baseline_conditions_match_a_naive_full_forward(digits):
 
 def test_zero_submission_recovers_nothing_and_linear_everything(digits):
     ctx, baseline = digits
-    zero = score(ctx, load_submission("zero"), baseline, n_resamples=500)
+    zero = score_folder(ctx, baseline, "zero", n_resamples=500)
     np.testing.assert_array_equal(zero.arrays["loss.replaced"], zero.arrays["loss.zero"])
     assert zero.figures["primary"]["recovery"] == pytest.approx(0.0, abs=1e-12)
-    linear = score(ctx, load_submission("linear"), baseline, n_resamples=500)
+    linear = score_folder(ctx, baseline, "linear", n_resamples=500)
     assert linear.figures["primary"]["recovery"] > 0.99
     assert linear.figures["fidelity"][0]["r2"] > 0.999
     assert linear.fitted_parameters == 64 + 1 + 1  # weights + bias + kernel size
@@ -68,37 +70,38 @@ def test_zero_submission_recovers_nothing_and_linear_everything(digits):
 
 def test_mean_submission_equals_mean_ablation(digits):
     ctx, baseline = digits
-    result = score(ctx, load_submission("mean"), baseline, n_resamples=200)
+    result = score_folder(ctx, baseline, "mean", n_resamples=200)
     np.testing.assert_allclose(result.arrays["loss.replaced"], result.arrays["loss.mean"], rtol=1e-5, atol=1e-6)
 
 
 def test_linear_recovers_mlp_units_on_mnist(session_cache, data_dir):
     ctx = prepare(get_task("mnist-mlp/fc1:13"))
-    result = score(ctx, load_submission("linear"), load_or_compute(ctx), n_resamples=300)
+    result = score_folder(ctx, load_or_compute(ctx), "linear", n_resamples=300)
     assert result.figures["primary"]["defined"]
     assert result.figures["primary"]["recovery"] > 0.98
     assert result.fitted_parameters == 784 + 1 + 1
 
 
 def test_fit_sees_only_the_fit_set(digits, tmp_path):
+    """What fit() saw, sent back as its params (the only way out of its child)."""
     ctx, baseline = digits
-    record_file = tmp_path / "seen.json"
-    code = f'''
-import json, torch
+    code = """
+import torch
 def fit(image, target):
-    json.dump({{"n": image.shape[0], "sum": float(image.double().sum()), "t": list(target.shape)}}, open({str(record_file)!r}, "w"))
-    return {{"w": torch.zeros(1)}}
+    return {"n": image.shape[0], "sum": image.double().sum(), "t": torch.tensor(target.shape)}
 def replace(image, params, task):
     return torch.zeros((image.shape[0], *task.target_shape))
-'''
-    sub = load_submission(str(write_submission(tmp_path / "spy", code)))
-    fit_submission(ctx, sub)
-    seen = json.loads(record_file.read_text())
+"""
+    snapshot = take_snapshot(str(write_submission(tmp_path / "spy", code)))
+    with IsolatedSubmission(snapshot, limits_for("digits")) as room:
+        room.load(ctx.task)
+        seen = fit_submission(ctx, room)
+    snapshot.cleanup()
     fit_images = ctx.fit_set.load(ctx.fit_indices).double()
-    assert seen["n"] == len(ctx.fit_indices)
-    assert seen["sum"] == pytest.approx(float(fit_images.sum()), rel=1e-9)
-    assert seen["t"] == [len(ctx.fit_indices), 1]
-    assert seen["sum"] != pytest.approx(float(ctx.eval_set.load(ctx.eval_indices).double().sum()), rel=1e-6)
+    assert int(seen["n"]) == len(ctx.fit_indices)
+    assert float(seen["sum"]) == pytest.approx(float(fit_images.sum()), rel=1e-6)
+    assert seen["t"].tolist() == [len(ctx.fit_indices), 1]
+    assert float(seen["sum"]) != pytest.approx(float(ctx.eval_set.load(ctx.eval_indices).double().sum()), rel=1e-4)
 
 
 def test_baseline_cache_is_reused_and_keyed_by_task_version(digits):
@@ -137,9 +140,8 @@ def test_eval_and_fit_sets_are_disjoint_on_a_shared_split(session_cache):
 )
 def test_bad_signatures_are_refused(digits, tmp_path, code, message):
     ctx, baseline = digits
-    sub = load_submission(str(write_submission(tmp_path / "bad", code)))
     with pytest.raises(UserError, match=message):
-        score(ctx, sub, baseline, n_resamples=10)
+        score_folder(ctx, baseline, str(write_submission(tmp_path / "bad", code)), n_resamples=10)
 
 
 def test_unknown_task_suggests_the_closest():

@@ -1,0 +1,118 @@
+"""Entry point of a submission's child process: `python -I -m benchmark.sandbox.child SPEC_JSON`.
+
+Trusted until it imports the submission:
+1. `unshare(2)` into new user, mount, PID, network, IPC and UTS namespaces, then
+   tell the parent, which writes the user-ID map (the child cannot map itself to
+   an unprivileged outer user), and wait for its go-ahead;
+2. fork, so that the grandchild is PID 1 of the new PID namespace (the
+   intermediate process only waits and passes on the exit status; the
+   grandchild dies with it);
+3. build the jail (`jail.enter`), import numpy and torch, say "ready";
+4. serve requests (`worker.handle`) on the protocol pipes until the parent
+   closes them. The submission's code is imported at the first `load` request.
+
+Standard output is redirected to standard error, which the parent prefixes and
+forwards, so nothing the submission prints looks like the harness's own output.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import sys
+
+from .framing import frame_header
+
+CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
+CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
+PR_SET_PDEATHSIG = 1
+
+
+def _namespaces(sync_write: int, sync_read: int) -> None:
+    """unshare(2) into new namespaces; the harness then writes this process's user map."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
+    if libc.unshare(flags) != 0:
+        raise OSError(ctypes.get_errno(), f"unshare: {os.strerror(ctypes.get_errno())}")
+    os.write(sync_write, b"u")
+    if os.read(sync_read, 1) != b"g":
+        raise OSError("the harness did not map this process's user")
+    os.close(sync_write)
+    os.close(sync_read)
+
+
+def _become_namespace_root() -> None:
+    """Switch to the namespace's root, which the harness mapped to an unprivileged outer user."""
+    if os.getgroups():
+        try:
+            os.setgroups([])  # allowed where the harness is root; otherwise setgroups is denied and these are the user's own
+        except PermissionError:
+            pass
+    os.setresgid(0, 0, 0)
+    os.setresuid(0, 0, 0)
+
+
+def _become_pid_one(protocol_fds: tuple[int, int]) -> None:
+    """Fork; the parent waits and exits with the child's status, the child carries on as PID 1.
+
+    The waiting parent closes the protocol pipes, so the harness sees them close when PID 1 dies.
+    """
+    pid = os.fork()
+    if pid == 0:
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        return
+    for fd in protocol_fds:
+        os.close(fd)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    _, status = os.waitpid(pid, 0)
+    os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
+
+
+def main() -> None:
+    spec = json.loads(sys.argv[1])
+    os.dup2(2, 1)  # print() goes to the forwarded stderr
+    read_fd, write_fd = spec["read_fd"], spec["write_fd"]
+    failure = None
+    if spec["isolate"]:  # before any import that starts threads: unshare(CLONE_NEWUSER) needs one thread
+        try:
+            from .jail import JailSpec, enter, open_sources
+
+            jail = JailSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec["jail"].items()})
+            _namespaces(spec["sync_write"], spec["sync_read"])
+            sources = open_sources(jail)  # in the new mount namespace, still as the outer user
+            _become_namespace_root()
+            _become_pid_one((read_fd, write_fd))
+            enter(jail, sources)
+        except Exception as exc:  # the jail failed before any submission code: a harness-side problem
+            failure = f"{type(exc).__name__}: {exc}"
+    if failure is not None:  # nothing more is imported: the jail may be half built
+        os.write(write_fd, frame_header({"ok": False, "jail_error": failure}))
+        return
+    from .protocol import Channel
+
+    channel = Channel(read_fd, write_fd, blocking=True)
+    if spec.get("probe"):
+        channel.send({"ok": True})
+        return
+    import numpy  # noqa: F401 - imported before the submission, so it loads from the read-only environment
+    import torch  # noqa: F401
+
+    from .protocol import ChannelClosed
+    from .worker import Worker, handle
+
+    worker = Worker(spec["folder"])
+    channel.send({"ok": True})
+    while True:
+        try:
+            header, arrays = channel.receive(max_bytes=1 << 40)
+        except ChannelClosed:
+            return
+        reply, out = handle(worker, header, arrays)
+        channel.send(reply, out)
+
+
+if __name__ == "__main__":
+    main()

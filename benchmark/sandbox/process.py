@@ -1,0 +1,275 @@
+"""The harness's side of one child process: start it in its namespaces, talk to it under a deadline, end it.
+
+Each child gets its own user ID outside its namespace: a fresh high ID when the
+harness runs as root (so the child owns no file on the host and RLIMIT_NPROC
+counts only its own processes), else the user's own ID. The parent writes that
+map, since a process in a new user namespace cannot map itself to another
+user.
+
+Time: every exchange has a deadline, and the child's budget is the total wall
+time the harness spends waiting on it (start-up and import included). A child
+over budget, or one that breaks the protocol, is killed with its whole PID
+namespace.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from ..errors import SubmissionError, UserError
+from .jail import JailSpec
+from .protocol import Arrays, Channel, ChannelClosed, ChannelTimeout, ProtocolViolation
+
+FORWARDED_OUTPUT_BYTES = 1 << 20
+SYSTEM_PATHS = ("/usr", "/lib", "/lib32", "/lib64", "/bin", "/sbin", "/etc/ld.so.cache", "/etc/ld.so.conf",
+                "/etc/ld.so.conf.d", "/etc/localtime")
+HOW_TO_ISOLATE = ("enable unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1 and "
+                  "user.max_user_namespaces > 0), or score with --in-process (not isolated; the record says so)")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one child may use. time_s: wall seconds the harness waits on it in total."""
+
+    time_s: float
+    memory_bytes: int
+    processes: int = 64
+    file_bytes: int = 256 << 20
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def read_only_paths() -> tuple[str, ...]:
+    """What the child sees, read-only: the interpreter, this environment's packages, the harness, system libraries.
+
+    Nothing else of the project (checkpoints, tasks, leaderboard, tests) and no other path on `sys.path` inside it.
+    """
+    import benchmark
+
+    from .. import paths
+
+    package = Path(benchmark.__file__).resolve().parent
+    project = paths.PROJECT_ROOT.resolve()
+    environment = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    found = {str(p) for p in environment} | {str(package)} | set(SYSTEM_PATHS)
+    for entry in sys.path:
+        path = Path(entry).resolve() if entry else None
+        if path is None or not path.is_dir():
+            continue
+        if any(path.is_relative_to(e) for e in environment) or not path.is_relative_to(project):
+            found.add(str(path))
+    return tuple(sorted(found))
+
+
+def hidden_paths() -> tuple[str, ...]:
+    """Folders of the environment that hold evaluation data (found without importing the package)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or spec.origin is None:
+        return ()
+    data = Path(spec.origin).resolve().parent / "datasets" / "data"
+    return (str(data),) if data.is_dir() else ()
+
+
+def _outer_ids() -> tuple[int, int]:
+    if os.geteuid() == 0:
+        uid = 1_500_000_000 + secrets.randbelow(500_000_000)
+        return uid, uid
+    return os.geteuid(), os.getegid()
+
+
+def _forward(stream: int, sink: TextIO, label: str) -> None:
+    """Copy the child's output to `sink`, each line marked as the submission's, up to a cap."""
+    forwarded = 0
+    with os.fdopen(stream, "rb") as source:
+        for line in source:
+            if forwarded >= FORWARDED_OUTPUT_BYTES:
+                continue
+            forwarded += len(line)
+            text = line.decode("utf-8", "replace").rstrip("\n")
+            sink.write(f"  [{label}] {text}\n")
+            if forwarded >= FORWARDED_OUTPUT_BYTES:
+                sink.write(f"  [{label}] (more output not shown)\n")
+            sink.flush()
+
+
+class Child:
+    """One child process serving requests about one submission snapshot."""
+
+    def __init__(self, folder: Path, limits: Limits, label: str, isolate: bool = True, probe: bool = False):
+        self.label, self.limits, self.isolate = label, limits, isolate
+        self.used = 0.0
+        self.process: subprocess.Popen | None = None
+        self._root = tempfile.mkdtemp(prefix="replacebench-root-") if isolate else None
+        child_reads, parent_writes = os.pipe()
+        parent_reads, child_writes = os.pipe()
+        sync_in, sync_to_parent = os.pipe()
+        sync_from_parent, sync_out = os.pipe()
+        err_read, err_write = os.pipe()
+        spec: dict[str, Any] = {"read_fd": child_reads, "write_fd": child_writes, "isolate": isolate, "probe": probe,
+                                "folder": "/submission" if isolate else str(folder),
+                                "sync_write": sync_to_parent, "sync_read": sync_from_parent}
+        if isolate:
+            cpu = int(limits.time_s * (os.cpu_count() or 1)) + 30
+            spec["jail"] = asdict(JailSpec(new_root=self._root, read_only=read_only_paths(), submission=str(folder),
+                                           hidden=hidden_paths(),
+                                           memory_bytes=limits.memory_bytes, processes=limits.processes,
+                                           file_bytes=limits.file_bytes, cpu_seconds=cpu))
+        env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp", "LANG": "C.UTF-8"}
+        env.update({k: v for k, v in os.environ.items() if k.startswith(("OPENBLAS_", "OMP_", "MKL_"))})
+        child_fds = (child_reads, child_writes, sync_to_parent, sync_from_parent)
+        self.started = time.monotonic()
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-I", "-u", "-m", "benchmark.sandbox.child", json.dumps(spec)], pass_fds=child_fds,
+                stdin=subprocess.DEVNULL, stdout=err_write, stderr=err_write, env=env, cwd="/", start_new_session=True)
+        finally:
+            for fd in (*child_fds, err_write):
+                os.close(fd)
+        self._forwarder = threading.Thread(target=_forward, args=(err_read, sys.stderr, label), daemon=True)
+        self._forwarder.start()
+        self.channel = Channel(parent_reads, parent_writes)
+        self._sync = (sync_in, sync_out)
+        self._mapped = not isolate
+
+    def _map_user(self) -> None:
+        """Answer the child's unshare: write its user and group maps, then let it go on.
+
+        A child that failed before it unshared says why on the protocol channel, read next.
+        """
+        import select
+
+        sync_in, sync_out = self._sync
+        try:
+            ready = select.select([sync_in], [], [], max(self._remaining(), 0.0))[0]
+            if ready and os.read(sync_in, 1) == b"u":
+                uid, gid = _outer_ids()
+                pid = self.process.pid
+                if os.geteuid() != 0:  # an unprivileged map needs setgroups denied
+                    Path(f"/proc/{pid}/setgroups").write_text("deny")
+                Path(f"/proc/{pid}/uid_map").write_text(f"0 {uid} 1")
+                Path(f"/proc/{pid}/gid_map").write_text(f"0 {gid} 1")
+                os.write(sync_out, b"g")
+        finally:
+            os.close(sync_in)
+            os.close(sync_out)
+        self._mapped = True
+
+    def _remaining(self) -> float:
+        return self.limits.time_s - self.used
+
+    def receive_ready(self) -> None:
+        """Wait for the child's 'ready' (namespaces, jail, numpy and torch in place)."""
+        try:
+            if not self._mapped:
+                self._map_user()
+            header, _ = self._exchange(None, None, 0)
+        except OSError as exc:
+            self.kill()
+            raise UserError(f"process isolation failed ({exc}); {HOW_TO_ISOLATE}.") from None
+        if "jail_error" in header:
+            self.kill()
+            raise UserError(f"process isolation failed ({header['jail_error']}); {HOW_TO_ISOLATE}.")
+
+    def request(self, header: dict[str, Any], arrays: Arrays | None, max_bytes: int) -> tuple[dict[str, Any], Arrays]:
+        """Send one request and wait for its answer; failures of the child become SubmissionErrors."""
+        return self._exchange(header, arrays, max_bytes)
+
+    def _exchange(self, header: dict[str, Any] | None, arrays: Arrays | None, max_bytes: int) -> tuple[dict[str, Any], Arrays]:
+        start = time.monotonic()
+        deadline = start + max(self._remaining(), 0.0)
+        try:
+            if header is not None:
+                self.channel.send(header, arrays, deadline)
+            reply, out = self.channel.receive(max_bytes, deadline)
+        except ChannelTimeout:
+            self.kill()
+            raise SubmissionError(f"{self.label} exceeded its time limit of {self.limits.time_s:g} s "
+                                  "(raise it with --time-limit SECONDS)") from None
+        except ChannelClosed:
+            raise SubmissionError(f"{self.label} {self._how_it_ended()} before answering") from None
+        except ProtocolViolation as exc:
+            self.kill()
+            raise SubmissionError(f"{self.label} broke the protocol: {exc}") from None
+        finally:
+            self.used += time.monotonic() - start
+        if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
+            self.kill()
+            raise SubmissionError(f"{self.label} broke the protocol: an answer without an 'ok' field")
+        return reply, out
+
+    def _how_it_ended(self) -> str:
+        assert self.process is not None
+        try:
+            code = self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return "closed its pipes"
+        if code > 128 and code - 128 in signal.valid_signals():
+            name = signal.Signals(code - 128).name
+            hint = " (a limit: memory, CPU or file size)" if name in ("SIGKILL", "SIGXCPU", "SIGXFSZ", "SIGSEGV") else ""
+            return f"was killed by {name}{hint}"
+        return f"exited with status {code}"
+
+    def kill(self) -> None:
+        """End the child and everything it started (its PID namespace dies with it)."""
+        if self.process is not None and self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            self.process.kill()
+        if self.process is not None:
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+
+    def close(self) -> None:
+        for fd in (self.channel.read_fd, self.channel.write_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.kill()
+        self._forwarder.join(timeout=5)
+        if self._root is not None:
+            try:
+                os.rmdir(self._root)
+            except OSError:
+                pass
+
+
+_PROBE: list[str | None] = []
+
+
+def isolation_problem() -> str | None:
+    """Why process isolation does not work here (one line), or None when it does; checked once per process."""
+    if not _PROBE:
+        if not sys.platform.startswith("linux"):
+            _PROBE.append("process isolation needs Linux namespaces")
+        else:
+            empty = Path(tempfile.mkdtemp(prefix="replacebench-probe-"))
+            child = Child(empty, Limits(time_s=30, memory_bytes=1 << 30), "isolation probe", probe=True)
+            try:
+                child.receive_ready()
+                _PROBE.append(None)
+            except (UserError, SubmissionError) as exc:
+                _PROBE.append(str(exc))
+            finally:
+                child.close()
+                empty.rmdir()
+    return _PROBE[0]

@@ -1,0 +1,196 @@
+"""The one object the harness talks to about a submission: `IsolatedSubmission`.
+
+It holds the submission's snapshot (hashed before any of its code ran), starts
+its children, and validates everything that crosses back. The scoring code
+never sees a module, a function or a tensor of the submission's: only checked
+signatures, float32 arrays and messages.
+
+- `fit` runs in one child and `replace` in a fresh one: the only state passed
+  between them is what `fit` returned, so every stored number is counted.
+- Both children start at once, while the harness loads the model and its
+  baseline; they import the submission's code only when `load` is called,
+  after the baseline exists.
+- `--in-process` (`isolate=False`) runs the same requests in the harness's own
+  process, for debugging: nothing is isolated and the record says so.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import threading
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from ..errors import SubmissionError, UserError
+from ..submissions import (
+    RESERVED_FIT,
+    RESERVED_REPLACE,
+    Signature,
+    Snapshot,
+    check_output,
+    check_params,
+    read_signature,
+)
+from ..tasks import Task
+from .process import Child, Limits, isolation_problem
+from .protocol import Arrays
+from .worker import TaskView, Worker, handle
+
+MAX_MESSAGE = 2000
+MAX_TRACEBACK = 64_000
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+MECHANISM = "user, mount, PID, network, IPC and UTS namespaces (unshare(2)); read-only snapshot; rlimits"
+
+
+def _clean(text: Any, limit: int) -> str | None:
+    """Text from a child, safe to print: no control characters (terminal escapes), bounded length."""
+    if not isinstance(text, str):
+        return None
+    return CONTROL.sub("?", text[:limit])
+
+
+class LocalChild:
+    """The same requests served in this process (`--in-process`): no isolation, no limits."""
+
+    def __init__(self, snapshot: Snapshot, label: str):
+        self.label = label
+        self.worker = Worker(str(snapshot.folder))
+
+    def receive_ready(self) -> None:
+        pass
+
+    def request(self, header: dict[str, Any], arrays: Arrays | None, max_bytes: int) -> tuple[dict[str, Any], Arrays]:
+        interrupted: list[bool] = []
+
+        def on_sigint(signum: int, frame: Any) -> None:
+            interrupted.append(True)
+            raise KeyboardInterrupt
+
+        previous = signal.signal(signal.SIGINT, on_sigint) if _main_thread() else None
+        try:
+            reply, out = handle(self.worker, header, {k: np.array(v, dtype=np.float32) for k, v in (arrays or {}).items()})
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+        if interrupted:  # the user's own Ctrl-C, not one the submission raised
+            raise KeyboardInterrupt
+        return reply, {k: np.array(v, dtype=np.float32) for k, v in out.items()}
+
+    def close(self) -> None:
+        pass
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+class IsolatedSubmission:
+    """A submission in its own rooms. Use as a context manager; `close()` ends every child."""
+
+    def __init__(self, snapshot: Snapshot, limits: Limits, isolate: bool = True):
+        if isolate:
+            problem = isolation_problem()
+            if problem is not None:
+                raise UserError(problem)
+        self.snapshot, self.limits, self.isolate = snapshot, limits, isolate
+        self.replace_signature: Signature | None = None
+        self.fit_signature: Signature | None = None
+        self._described: dict[str, Any] | None = None
+        self._task: Task | None = None
+        name = snapshot.name
+        self._fit_child = self._start(f"submission '{name}' (fit)")
+        self._replace_child = self._start(f"submission '{name}' (replace)")
+
+    def _start(self, label: str) -> Child | LocalChild:
+        if self.isolate:
+            return Child(self.snapshot.folder, self.limits, label)
+        return LocalChild(self.snapshot, label)
+
+    @property
+    def isolation(self) -> dict[str, Any]:
+        """What the record states about how the submission ran."""
+        if not self.isolate:
+            return {"level": "none", "mechanism": "in-process (--in-process): not isolated"}
+        return {"level": "namespaces", "mechanism": MECHANISM, "limits": self.limits.to_json()}
+
+    def __enter__(self) -> IsolatedSubmission:
+        return self
+
+    def __exit__(self, kind: type | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for child in (self._fit_child, self._replace_child):
+            if child is not None:
+                child.close()
+        self._fit_child = self._replace_child = None
+
+    # -- requests ------------------------------------------------------------------------------------------------
+    def _ask(self, child: Child | LocalChild | None, header: dict[str, Any], arrays: Arrays | None,
+             max_bytes: int) -> tuple[dict[str, Any], Arrays]:
+        assert child is not None
+        reply, out = child.request(header, arrays, max_bytes)
+        if not reply["ok"]:
+            message = _clean(reply.get("message"), MAX_MESSAGE) or "failed"
+            raise SubmissionError(f"{child.label}: {message}", _clean(reply.get("traceback"), MAX_TRACEBACK))
+        return reply, out
+
+    def load(self, task: Task) -> None:
+        """Import the code in both children and check its signatures against the task."""
+        self._task = task
+        where = f"submission '{self.snapshot.name}'"
+        replies = []
+        for child in (self._fit_child, self._replace_child):
+            assert child is not None
+            child.receive_ready()
+            replies.append(self._ask(child, {"op": "load"}, None, 0)[0])
+        described = [{"replace": r.get("replace"), "fit": r.get("fit")} for r in replies]
+        if described[0] != described[1]:
+            raise SubmissionError(f"{where}: its code declared different functions in two fresh processes; "
+                                  "a submission must be deterministic at import")
+        self._described = described[0]
+        self.replace_signature = read_signature(described[0]["replace"], task, RESERVED_REPLACE, f"{where} replace()")
+        if described[0]["fit"] is not None:
+            self.fit_signature = read_signature(described[0]["fit"], task, RESERVED_FIT, f"{where} fit()")
+        else:
+            if "params" in self.replace_signature.reserved and "params" not in self.replace_signature.defaults:
+                raise UserError(f"{where}: replace() reads 'params' but the submission defines no fit(); "
+                                "add fit() or drop 'params'.")
+            self._close_fit_child()
+
+    def _close_fit_child(self) -> None:
+        if self._fit_child is not None:
+            self._fit_child.close()
+            self._fit_child = None
+
+    def fit(self, inputs: Arrays, target: np.ndarray | None, view: TaskView) -> dict[str, np.ndarray]:
+        """Run `fit` in its child on the fit set; the validated params. The fit child ends here."""
+        assert self.fit_signature is not None
+        arrays = {name: inputs[name] for name in self.fit_signature.inputs}
+        if "target" in self.fit_signature.reserved:
+            arrays["target"] = target
+        header = {"op": "fit", "task": view.to_json() if "task" in self.fit_signature.reserved else None}
+        try:
+            _, params = self._ask(self._fit_child, header, arrays, max_bytes=self.limits.memory_bytes)
+        finally:
+            self._close_fit_child()
+        return check_params(params, f"submission '{self.snapshot.name}' fit()")
+
+    def start_replace(self, view: TaskView, params: dict[str, np.ndarray] | None) -> None:
+        """Hand the replace child the task view and the params (all that crosses from fit)."""
+        assert self.replace_signature is not None
+        sig = self.replace_signature
+        pass_params = "params" in sig.reserved and (params is not None or "params" not in sig.defaults)
+        header = {"op": "setup", "task": view.to_json(), "pass_task": "task" in sig.reserved, "pass_params": pass_params}
+        self._ask(self._replace_child, header, params or {}, 0)
+
+    def replace(self, inputs: Arrays, expected_shape: tuple[int, ...]) -> np.ndarray:
+        """The replacement's output on one batch: a validated float32 array of `expected_shape`."""
+        assert self.replace_signature is not None
+        arrays = {name: inputs[name] for name in self.replace_signature.inputs}
+        max_bytes = 4 * int(np.prod(expected_shape, dtype=np.int64))
+        _, out = self._ask(self._replace_child, {"op": "replace", "shape": list(expected_shape)}, arrays, max_bytes)
+        return check_output(out, expected_shape, f"submission '{self.snapshot.name}' replace()")

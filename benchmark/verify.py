@@ -1,0 +1,143 @@
+"""Checking records: against their own per-example arrays (cheap), and by re-scoring in isolation (`verify`).
+
+Tolerances (numbers in the record vs numbers recomputed):
+- from the sidecar (float32 per-example losses, the record's figures came from
+  float64): |a − b| ≤ SIDECAR_ATOL + SIDECAR_RTOL·|b| on mean losses, accuracy,
+  KL, effect and recovery with their CIs (primary ablation); `defined` exact;
+- by re-scoring: every number in `results` within RESCORE_ATOL + RESCORE_RTOL·|b|;
+  booleans, strings, counts, the submission hash and the complexity figures exact.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import paths, stats
+from .errors import SubmissionError, UserError
+from .records import read_record, read_sidecar
+
+SIDECAR_ATOL, SIDECAR_RTOL = 1e-4, 1e-4
+RESCORE_ATOL, RESCORE_RTOL = 1e-6, 1e-4
+RECOVERY_KEYS = ("effect", "effect_low", "effect_high", "recovery", "recovery_low", "recovery_high", "mean_clean",
+                 "mean_ablated", "mean_replaced")
+
+
+def _close(a: Any, b: Any, atol: float, rtol: float) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        if math.isnan(a) or math.isnan(b):
+            return math.isnan(a) and math.isnan(b)
+        return abs(a - b) <= atol + rtol * abs(b)
+    return a == b
+
+
+def check_against_sidecar(record: dict[str, Any], arrays: dict[str, np.ndarray]) -> list[str]:
+    """Headline figures recomputed from the per-example arrays; one line per figure that disagrees."""
+    problems = []
+    res = record["results"]
+    losses = {c: arrays[f"loss.{c}"].astype(np.float64) for c in ("clean", "zero", "mean", "resample", "replaced")}
+    for condition, value in losses.items():
+        if not _close(float(value.mean()), res["mean_loss"][condition], SIDECAR_ATOL, SIDECAR_RTOL):
+            problems.append(f"mean loss ({condition}) {res['mean_loss'][condition]!r} ≠ {float(value.mean())!r} from the arrays")
+    for key, by_condition in res["accuracy"].items():
+        for condition, value in by_condition.items():
+            fresh = float(arrays[f"{key}.{condition}"].mean())
+            if not _close(fresh, value, SIDECAR_ATOL, 0):
+                problems.append(f"{key} accuracy ({condition}) {value!r} ≠ {fresh!r} from the arrays")
+    if not _close(float(arrays["kl"].astype(np.float64).mean()), res["mean_kl_clean_replaced"], SIDECAR_ATOL, SIDECAR_RTOL):
+        problems.append("mean KL differs from the arrays")
+    primary = res["primary"]
+    seed, n_resamples = record["provenance"]["seed"], record["provenance"]["bootstrap_resamples"]
+    fresh = stats.recovery_stats(losses["clean"], {primary["ablation"]: losses[primary["ablation"]]}, losses["replaced"],
+                                 n_resamples=n_resamples, seed=seed)[primary["ablation"]].to_dict()
+    if fresh["defined"] != primary["defined"]:
+        problems.append(f"primary recovery is {'defined' if fresh['defined'] else 'undefined'} from the arrays, "
+                        f"but the record says otherwise")
+    for key in RECOVERY_KEYS:
+        if not _close(fresh[key], primary[key], SIDECAR_ATOL, SIDECAR_RTOL):
+            problems.append(f"primary {key} {primary[key]!r} ≠ {fresh[key]!r} from the arrays")
+    return problems
+
+
+def load_checked(path: Path) -> tuple[dict[str, Any] | None, list[str]]:
+    """A record that passes every cheap check (readable, sidecar sha256, figures), or None and why not."""
+    try:
+        record = read_record(path)
+        arrays = read_sidecar(path, record)
+        problems = check_against_sidecar(record, arrays)
+    except UserError as exc:
+        return None, [str(exc)]
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        return None, [f"malformed record ({type(exc).__name__}: {exc})"]
+    return (None if problems else record), problems
+
+
+def _leaves(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_leaves(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    if isinstance(value, list):
+        out = {}
+        for i, item in enumerate(value):
+            out.update(_leaves(item, f"{prefix}[{i}]"))
+        return out
+    return {prefix: value}
+
+
+def compare_results(stored: dict[str, Any], fresh: dict[str, Any]) -> list[str]:
+    """Every leaf of two `results` objects, within the re-scoring tolerance."""
+    a, b = _leaves(stored), _leaves(fresh)
+    problems = [f"{key}: only in {'the record' if key in a else 'the re-score'}" for key in sorted(set(a) ^ set(b))]
+    for key in sorted(set(a) & set(b)):
+        if not _close(b[key], a[key], RESCORE_ATOL, RESCORE_RTOL):
+            problems.append(f"{key}: record {a[key]!r}, re-score {b[key]!r}")
+    return problems
+
+
+def verify_record(path: Path, options: Any) -> list[str]:
+    """Problems with the record at `path`: cheap checks, then a fresh isolated re-score compared figure by figure."""
+    from .runner import run_score
+    from .submissions import folder_hash, take_snapshot
+    from .tasks import get_task
+
+    record, problems = load_checked(path)
+    if record is None:
+        return problems
+    name = record["submission"]["name"]
+    folder = paths.submissions_dir() / name
+    try:
+        task = get_task(record["task"]["id"])
+        if task.content_hash() != record["task"]["hash"]:
+            return [f"task {task.id} changed since scoring (hash {record['task']['hash'][:12]} → {task.content_hash()[:12]})"]
+        if not folder.is_dir():
+            return [f"no submission folder {folder} to re-score"]
+        if folder_hash(folder) != record["submission"]["content_hash"]:
+            return [f"stale: submissions/{name} changed since this record was scored; score it again"]
+        overrides = record["task"].get("overrides") or {}
+        run = replace(options, eval_size=overrides.get("eval_size"), fit_size=overrides.get("fit_size"),
+                      seed=record["provenance"]["seed"], n_resamples=record["provenance"]["bootstrap_resamples"],
+                      isolate=True)
+        snapshot = take_snapshot(str(folder))
+        try:
+            fresh, _ = run_score(task, snapshot, run, results_dir=None)
+        finally:
+            snapshot.cleanup()
+    except (UserError, SubmissionError) as exc:
+        return [f"re-scoring failed: {exc}"]
+    problems = compare_results(record["results"], fresh["results"])
+    for key in ("fitted_parameters", "source_bytes_xz"):
+        if record["complexity"][key] != fresh["complexity"][key]:
+            problems.append(f"complexity.{key}: record {record['complexity'][key]}, re-score {fresh['complexity'][key]}")
+    if record.get("isolation", {}).get("level") != "namespaces":
+        problems.append("the record was not scored in isolation; score it again without --in-process")
+    return problems

@@ -1,0 +1,6 @@
+"""Attack: run forever."""
+
+
+def replace(image, task):
+    while True:
+        pass

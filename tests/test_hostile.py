@@ -1,0 +1,178 @@
+"""Hostile submissions (tests/hostile/*), each trying one attack through the real CLI, isolated.
+
+Each must end in a clear error (exit 1, one line naming the submission, its own traceback at most, no record)
+or in the score its honest output earns (here: the zero ablation's, exactly), and leave every tracked file,
+the board and the baseline cache as they were.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import ROOT, run_cli
+
+from benchmark.sandbox.process import isolation_problem
+
+HOSTILE = Path(__file__).parent / "hostile"
+TASK = "digits-mlp/fc1:17"
+SLUG = "digits-mlp__fc1-17"
+
+_problem = isolation_problem()
+pytestmark = pytest.mark.skipif(_problem is not None, reason=f"no process isolation here: {_problem}")
+
+
+def file_hashes(root: Path, names: list[str] | None = None) -> dict[str, str]:
+    paths = [root / n for n in names] if names is not None else [p for p in root.rglob("*") if p.is_file()]
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in paths if p.is_file()}
+
+
+def project_files() -> dict[str, str]:
+    """Every tracked file and everything under leaderboard/, by content."""
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    return {**file_hashes(ROOT, tracked), **file_hashes(ROOT / "leaderboard")}
+
+
+@pytest.fixture(scope="module")
+def warm_cache(session_cache: Path) -> Path:
+    """The task's baseline, cached before any hostile code runs (as it would be on a board)."""
+    proc = run_cli("score", "zero", "--task", TASK, "--no-record", "--resamples", "10")
+    assert proc.returncode == 0, proc.stderr
+    return session_cache
+
+
+def run_hostile(name: str, tmp_path: Path, cache: Path, config: dict | None = None, *extra: str):
+    folder = tmp_path / name
+    shutil.copytree(HOSTILE / name, folder)
+    if config is not None:
+        (folder / "target.json").write_text(json.dumps(config))
+    results = tmp_path / "results"
+    before, cache_before = project_files(), file_hashes(cache)
+    source_before = file_hashes(folder)
+    proc = run_cli("score", str(folder), "--task", TASK, "--results-dir", str(results), "--resamples", "200", *extra)
+    assert project_files() == before, "a tracked file or the board changed"
+    assert file_hashes(cache) == cache_before, "the baseline cache changed"
+    assert file_hashes(folder) == source_before, "the submission folder changed"
+    return proc, results
+
+
+def assert_honest_zero(proc: subprocess.CompletedProcess, results: Path, name: str) -> dict:
+    """Exit 0, one record (its own), and exactly the zero ablation's per-example losses."""
+    assert proc.returncode == 0, proc.stderr
+    records = sorted(p.relative_to(results).as_posix() for p in results.rglob("*.json"))
+    assert records == [f"{SLUG}/{name}.json"], records
+    record = json.loads((results / SLUG / f"{name}.json").read_text())
+    with np.load(results / SLUG / record["sidecar"]["file"]) as arrays:
+        np.testing.assert_array_equal(arrays["loss.replaced"], arrays["loss.zero"])
+    assert record["results"]["primary"]["recovery"] == 0.0
+    assert record["isolation"]["level"] == "namespaces"
+    return record
+
+
+def assert_submission_error(proc: subprocess.CompletedProcess, results: Path, name: str, *fragments: str) -> None:
+    """Exit 1, a first line naming the submission, nothing of the harness's own code, no record."""
+    assert proc.returncode == 1, (proc.returncode, proc.stderr)
+    lines = [line for line in proc.stderr.splitlines() if not line.startswith(f"  [submission '{name}'")]
+    assert lines and lines[0].startswith(f"replacebench: submission '{name}'"), proc.stderr
+    assert "benchmark/" not in "\n".join(lines), proc.stderr
+    for fragment in fragments:
+        assert fragment in proc.stderr, (fragment, proc.stderr)
+    assert not results.exists() or not any(results.rglob("*.json"))
+
+
+@pytest.mark.parametrize("name", ["stack-walk", "gc-model", "import-harness", "read-checkpoint", "patch-harness",
+                                  "answer-key"])
+def test_reaching_for_the_model_or_the_answers_finds_nothing(name, tmp_path, warm_cache, data_dir):
+    proc, results = run_hostile(name, tmp_path, warm_cache, {"data_dir": str(data_dir)})
+    assert_honest_zero(proc, results, name)
+
+
+def test_weights_kept_in_a_global_do_not_reach_replace(tmp_path, warm_cache):
+    proc, results = run_hostile("global-smuggle", tmp_path, warm_cache)
+    assert assert_honest_zero(proc, results, "global-smuggle")["complexity"]["fitted_parameters"] == 0
+
+
+def test_the_cache_cannot_be_poisoned(tmp_path, warm_cache):
+    proc, results = run_hostile("poison-cache", tmp_path, warm_cache, {"cache": str(warm_cache)})
+    assert_honest_zero(proc, results, "poison-cache")
+    assert "rewrote" not in proc.stderr
+
+
+def test_records_cannot_be_forged(tmp_path, warm_cache):
+    folders = [str(ROOT / "leaderboard" / "results"), str(tmp_path / "results")]
+    proc, results = run_hostile("forge-board", tmp_path, warm_cache, {"folders": folders})
+    record = assert_honest_zero(proc, results, "forge-board")  # its own honest record, and no other
+    assert "forged" not in record
+    assert "Read-only file system" in proc.stderr  # the project's board is out of reach (the /tmp it sees is its own)
+
+
+def test_code_cannot_rewrite_itself_and_the_hash_is_taken_before_it_runs(tmp_path, warm_cache):
+    from benchmark.submissions import folder_hash
+
+    expected = folder_hash(HOSTILE / "self-rewrite")
+    proc, results = run_hostile("self-rewrite", tmp_path, warm_cache)
+    record = assert_honest_zero(proc, results, "self-rewrite")
+    assert record["submission"]["content_hash"] == expected == record["provenance"]["submission_hash"]
+    assert "Read-only file system" in proc.stderr
+
+
+def test_no_network_no_leftover_processes_no_fork_bomb_no_disk_filling(tmp_path, warm_cache):
+    connections: list[bytes] = []
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(5)
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+                connections.append(conn.recv(100))
+                conn.close()
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    marker = str(900000 + uuid.uuid4().int % 99999)
+    try:
+        proc, results = run_hostile("escape-limits", tmp_path, warm_cache, {"port": server.getsockname()[1], "marker": marker})
+    finally:
+        stop.set()
+        thread.join(5)
+        server.close()
+    assert_honest_zero(proc, results, "escape-limits")  # every escape failed: it returned 0
+    assert "fork stopped after" in proc.stderr and "Network is unreachable" in proc.stderr
+    assert "file stopped at" in proc.stderr
+    assert connections == []
+    time.sleep(0.5)
+    left = subprocess.run(["pgrep", "-f", f"sleep {marker}"], capture_output=True, text=True).stdout.split()
+    assert left == [], f"processes outlived the run: {left}"
+
+
+@pytest.mark.parametrize("name, extra, fragments", [
+    ("tensor-subclass", (), ["torch.Tensor subclass"]),
+    ("sparse-output", (), ["sparse"]),
+    ("nested-output", (), ["nested"]),
+    ("huge-output", (), ["magnitude", "±10000"]),
+    ("exit-zero", (), ["raised SystemExit"]),
+    ("os-exit", (), ["exited with status 0"]),
+    ("raise-interrupt", (), ["raised KeyboardInterrupt"]),
+    ("fake-user-error", (), ["raised UserError: the harness is broken", "Traceback"]),
+    ("infinite-loop", ("--time-limit", "12"), ["time limit of 12 s"]),
+    ("memory-hog", ("--memory-limit", "2G"), ["replace()"]),
+])
+def test_misbehaviour_is_one_submission_error(name, extra, fragments, tmp_path, warm_cache):
+    proc, results = run_hostile(name, tmp_path, warm_cache, None, *extra)
+    assert_submission_error(proc, results, name, *fragments)
+    assert "replacebench: error:" not in proc.stderr  # never the harness's own message
