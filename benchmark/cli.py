@@ -180,7 +180,16 @@ def run_options(args: argparse.Namespace, **overrides: Any) -> Any:
     return RunOptions(**values)
 
 
+def start_zygote(args: argparse.Namespace) -> None:
+    """Start importing torch for the submission's children now, while this process loads everything else."""
+    if not getattr(args, "in_process", False):
+        from .sandbox.process import ZYGOTE
+
+        ZYGOTE.start()
+
+
 def cmd_score(args: argparse.Namespace) -> int:
+    start_zygote(args)
     from .records import default_results_dir
     from .runner import run_score
     from .submissions import take_snapshot
@@ -221,6 +230,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    start_zygote(args)
     from .records import default_results_dir, find_records
     from .verify import verify_record
 
@@ -316,6 +326,7 @@ def cmd_select(args: argparse.Namespace) -> int:
 
 
 def cmd_stimuli(args: argparse.Namespace) -> int:
+    start_zygote(args)
     from .sandbox.limits import limits_for
     from .sandbox.room import IsolatedSubmission
     from .stimulus_report import stimulus_report

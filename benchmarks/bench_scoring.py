@@ -1,5 +1,8 @@
 """Scoring speed: the harness (cached baseline) against a naive scorer, timed in the same run.
 
+Both score the submission in isolation, through the same `IsolatedSubmission` (the zygote's start, once per
+process, is included in both; see bench_isolation.py for what isolation costs).
+
     python benchmarks/bench_scoring.py mnist [--task mnist-mlp/fc1:13] [--submission zero]
     python benchmarks/bench_scoring.py inception --imagenet DIR   (needs `replacebench fetch inceptionv1`)
 
@@ -25,21 +28,21 @@ import numpy as np
 import torch
 
 
-def naive_score(ctx, submission, n_resamples: int) -> dict:
-    """Every condition by a full forward pass per batch, nothing cached; same statistics."""
+def naive_score(ctx, room, n_resamples: int) -> dict:
+    """Every condition by a full forward pass per batch, nothing cached; same statistics, same isolated submission."""
     from benchmark import stats
     from benchmark.baseline import fit_target_activations
     from benchmark.conditions import per_example_outputs
     from benchmark.hooks import capture, splice
-    from benchmark.scoring import fit_submission
-    from benchmark.submissions import RESERVED_REPLACE, read_signature
+    from benchmark.scoring import as_array, fit_submission
 
     task, model = ctx.task, ctx.model
     fit_target = fit_target_activations(ctx)
     mean = fit_target.mean(0)
     partner = np.random.default_rng(task.seed + 2).integers(0, len(fit_target), size=len(ctx.eval_indices))
-    params = fit_submission(ctx, submission)
-    signature = read_signature(submission.replace, task, RESERVED_REPLACE, "naive")
+    room.load(task)
+    room.start_replace(ctx.view(), fit_submission(ctx, room))
+    signature = room.replace_signature
     labels_all = torch.as_tensor(ctx.eval_labels)
     losses: dict[str, list] = {c: [] for c in ("clean", "zero", "mean", "resample", "replaced")}
     position = 0
@@ -60,9 +63,8 @@ def naive_score(ctx, submission, n_resamples: int) -> dict:
             names = [n for n in signature.inputs if n != "image"]
             with capture(model, names) as store:
                 def replaced(o):
-                    kwargs = {n: images if n == "image" else store[n] for n in signature.inputs}
-                    kwargs.update({k: v for k, v in (("task", ctx.view()), ("params", params)) if k in signature.reserved})
-                    return submission.replace(**kwargs)
+                    inputs = {n: as_array(images if n == "image" else store[n]) for n in signature.inputs}
+                    return torch.from_numpy(room.replace(inputs, (b, *ctx.target_shape)))
 
                 with splice(model, task.layer, task.units, replaced):
                     losses["replaced"].append(per_example_outputs(model.class_logits(model(images)), labels, task.topk)["loss"])
@@ -78,21 +80,25 @@ def measure(mode: str, task_id: str, submission_name: str, imagenet: str | None,
     """One timing in this process: 'warm', 'cold' or 'naive'."""
     from benchmark.baseline import load_or_compute
     from benchmark.context import prepare
+    from benchmark.sandbox.limits import limits_for
+    from benchmark.sandbox.room import IsolatedSubmission
     from benchmark.scoring import score
-    from benchmark.submissions import load_submission
+    from benchmark.submissions import take_snapshot
     from benchmark.tasks import get_task
 
     ctx = prepare(get_task(task_id), imagenet_dir=imagenet, eval_size=eval_size, fit_size=fit_size)
-    submission = load_submission(submission_name)
+    snapshot = take_snapshot(submission_name)
     if mode == "warm":
         load_or_compute(ctx)  # make sure the cache is there; not timed
-    start = time.perf_counter()
-    if mode == "naive":
-        recovery = naive_score(ctx, submission, n_resamples)
-    else:
-        result = score(ctx, submission, load_or_compute(ctx, use_cache=True), n_resamples=n_resamples)
-        recovery = result.figures["recovery"]
-    seconds = time.perf_counter() - start
+    with IsolatedSubmission(snapshot, limits_for(ctx.task.dataset)) as room:
+        start = time.perf_counter()
+        if mode == "naive":
+            recovery = naive_score(ctx, room, n_resamples)
+        else:
+            result = score(ctx, room, load_or_compute(ctx, use_cache=True), n_resamples=n_resamples)
+            recovery = result.figures["recovery"]
+        seconds = time.perf_counter() - start
+    snapshot.cleanup()
     return {"mode": mode, "seconds": seconds, "n": int(len(ctx.eval_indices)),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "recovery_zero": recovery["zero"]["recovery"]}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -25,3 +26,20 @@ def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("cache")
     os.environ["REPLACEBENCH_CACHE"] = str(path)
     return path
+
+
+@pytest.fixture()
+def cli(capsys: pytest.CaptureFixture):
+    """`replacebench ARGS` through the CLI's own entry point in this process: exit code, stdout and stderr.
+
+    Submissions still run in real child processes (forked from this process's zygote, kept warm between tests).
+    """
+    from benchmark.cli import main
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        capsys.readouterr()
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out, err)
+
+    return run

@@ -26,3 +26,16 @@ def write_submission(folder: Path, code: str, kind: str = "hand-written", name: 
     )
     (folder / "replacement.py").write_text(code)
     return folder
+
+
+def assert_matches_committed(trained: Path, committed: Path, atol: float = 1e-4) -> None:
+    """Retrained weights equal the committed ones: bit for bit on a CPU like the one that made them, and within
+    `atol` on another (BLAS kernels sum in a different order on, e.g., AVX2 vs AVX-512 machines)."""
+    import torch
+    from safetensors.torch import load_file
+
+    a, b = load_file(str(trained)), load_file(str(committed))
+    assert list(a) == list(b)
+    for key in a:
+        assert a[key].shape == b[key].shape and a[key].dtype == b[key].dtype, key
+        torch.testing.assert_close(a[key], b[key], atol=atol, rtol=0, msg=lambda m: f"{key}: {m}")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import ROOT, run_cli, write_submission
+from helpers import ROOT, assert_matches_committed, run_cli, write_submission
 
 TASK = "digits-mlp/fc1:17"
 
@@ -76,10 +76,16 @@ def test_unknown_submission(results):
                       "unknown submission 'lineer'", "Did you mean 'linear'")
 
 
+def test_bad_signature(tmp_path, results, session_cache):
+    sub = write_submission(tmp_path / "bad", "def replace(conv1):\n    return conv1\n")
+    assert_user_error(run_cli("score", str(sub), "--task", TASK, "--results-dir", str(results)),
+                      "parameter 'conv1' is not an input")
+    assert no_records(results)
+
+
 @pytest.mark.parametrize(
     "code, fragments",
     [
-        ("def replace(conv1):\n    return conv1\n", ["parameter 'conv1' is not an input"]),
         ("import torch\ndef replace(image, task):\n    return torch.zeros(image.shape[0], 3)\n", ["shape", "expected"]),
         ("import torch\ndef replace(image, task):\n    return torch.zeros(image.shape[0], *task.target_shape, dtype=torch.float64)\n",
          ["dtype torch.float64"]),
@@ -88,11 +94,19 @@ def test_unknown_submission(results):
         ("import torch\ndef replace(image, task):\n    return torch.full((image.shape[0], *task.target_shape), float('inf'))\n",
          ["non-finite"]),
         ("def replace(image, task):\n    return [0.0]\n", ["must return a torch.Tensor"]),
+        ("import torch\ndef fit(image):\n    return None\ndef replace(image, task, params):\n    return image\n",
+         ["fit() returned NoneType", "return {} to store nothing"]),
     ],
 )
-def test_bad_submissions(tmp_path, results, session_cache, code, fragments):
+def test_bad_outputs_are_the_submissions_error(tmp_path, results, session_cache, code, fragments):
+    """A submission that returns something unusable: exit 1, one line naming it and what to fix, no record."""
     sub = write_submission(tmp_path / "bad", code)
-    assert_user_error(run_cli("score", str(sub), "--task", TASK, "--results-dir", str(results)), *fragments)
+    proc = run_cli("score", str(sub), "--task", TASK, "--results-dir", str(results))
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("replacebench: submission 'bad'"), proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
     assert no_records(results)
 
 
@@ -145,23 +159,27 @@ def test_corrupt_mnist_data(tmp_path, results, data_dir):
 
 
 def test_interrupted_scoring_leaves_no_record(tmp_path, results, session_cache):
-    started = tmp_path / "started"
+    """The user's own Ctrl-C: exit 130, no record, and the submission's processes gone."""
     code = (
         "import time, torch\n"
         "def replace(image, task):\n"
-        f"    open({str(started)!r}, 'w').close()\n"
+        "    print('replace started', flush=True)\n"
         "    time.sleep(0.5)\n"
         "    return torch.zeros(image.shape[0], *task.target_shape)\n"
     )
     sub = write_submission(tmp_path / "slow", code)
     proc = subprocess.Popen([sys.executable, "-m", "benchmark", "score", str(sub), "--task", "digits-mlp/fc1:17",
                              "--results-dir", str(results)], stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    deadline = time.time() + 120
-    while not started.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    assert started.exists(), "the submission never started"
+    seen = []
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        seen.append(line)
+        if "replace started" in line:
+            break
+    assert any("replace started" in line for line in seen), "".join(seen)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    err = "".join(seen) + proc.stderr.read()
+    proc.wait(timeout=60)
     assert proc.returncode == 130, err
     assert "no record was written" in err
     assert no_records(results)
@@ -227,7 +245,8 @@ def test_train_command_reproduces_the_committed_checkpoint(tmp_path):
     assert proc.returncode == 0, proc.stderr
     from benchmark.download import sha256_file
 
-    assert sha256_file(tmp_path / "digits-mlp.safetensors") == sha256_file(ROOT / "checkpoints" / "digits-mlp.safetensors")
+    assert len(sha256_file(tmp_path / "digits-mlp.safetensors")) == 64
+    assert_matches_committed(tmp_path / "digits-mlp.safetensors", ROOT / "checkpoints" / "digits-mlp.safetensors")
     assert "test accuracy 97.11%" in proc.stdout
 
 
@@ -243,7 +262,7 @@ def test_unknown_model_and_fetch_target():
 def test_submission_that_fails_to_import(tmp_path, results, code, shown):
     sub = write_submission(tmp_path / "broken", code)
     proc = run_cli("score", str(sub), "--task", TASK, "--results-dir", str(results))
-    assert proc.returncode == 1
+    assert proc.returncode == 1, proc.stderr
     assert "failed to import" in proc.stderr
     for fragment in shown:
         assert fragment in proc.stderr

@@ -1,5 +1,8 @@
 """Hostile submissions (tests/hostile/*), each trying one attack through the real CLI, isolated.
 
+The CLI's `main` runs in this process (so one zygote serves every test); the submissions run in real child
+processes in their own namespaces, exactly as from the shell.
+
 Each must end in a clear error (exit 1, one line naming the submission, its own traceback at most, no record)
 or in the score its honest output earns (here: the zero ablation's, exactly), and leave every tracked file,
 the board and the baseline cache as they were.
@@ -19,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import ROOT, run_cli
+from helpers import ROOT
 
 from benchmark.sandbox.process import isolation_problem
 
@@ -42,15 +45,15 @@ def project_files() -> dict[str, str]:
     return {**file_hashes(ROOT, tracked), **file_hashes(ROOT / "leaderboard")}
 
 
-@pytest.fixture(scope="module")
-def warm_cache(session_cache: Path) -> Path:
+@pytest.fixture()
+def warm_cache(session_cache: Path, cli) -> Path:
     """The task's baseline, cached before any hostile code runs (as it would be on a board)."""
-    proc = run_cli("score", "zero", "--task", TASK, "--no-record", "--resamples", "10")
+    proc = cli("score", "zero", "--task", TASK, "--no-record", "--resamples", "10")
     assert proc.returncode == 0, proc.stderr
     return session_cache
 
 
-def run_hostile(name: str, tmp_path: Path, cache: Path, config: dict | None = None, *extra: str):
+def run_hostile(cli, name: str, tmp_path: Path, cache: Path, config: dict | None = None, *extra: str):
     folder = tmp_path / name
     shutil.copytree(HOSTILE / name, folder)
     if config is not None:
@@ -58,7 +61,7 @@ def run_hostile(name: str, tmp_path: Path, cache: Path, config: dict | None = No
     results = tmp_path / "results"
     before, cache_before = project_files(), file_hashes(cache)
     source_before = file_hashes(folder)
-    proc = run_cli("score", str(folder), "--task", TASK, "--results-dir", str(results), "--resamples", "200", *extra)
+    proc = cli("score", str(folder), "--task", TASK, "--results-dir", str(results), "--resamples", "200", *extra)
     assert project_files() == before, "a tracked file or the board changed"
     assert file_hashes(cache) == cache_before, "the baseline cache changed"
     assert file_hashes(folder) == source_before, "the submission folder changed"
@@ -91,41 +94,41 @@ def assert_submission_error(proc: subprocess.CompletedProcess, results: Path, na
 
 @pytest.mark.parametrize("name", ["stack-walk", "gc-model", "import-harness", "read-checkpoint", "patch-harness",
                                   "answer-key"])
-def test_reaching_for_the_model_or_the_answers_finds_nothing(name, tmp_path, warm_cache, data_dir):
-    proc, results = run_hostile(name, tmp_path, warm_cache, {"data_dir": str(data_dir)})
+def test_reaching_for_the_model_or_the_answers_finds_nothing(name, tmp_path, cli, warm_cache, data_dir):
+    proc, results = run_hostile(cli, name, tmp_path, warm_cache, {"data_dir": str(data_dir)})
     assert_honest_zero(proc, results, name)
 
 
-def test_weights_kept_in_a_global_do_not_reach_replace(tmp_path, warm_cache):
-    proc, results = run_hostile("global-smuggle", tmp_path, warm_cache)
+def test_weights_kept_in_a_global_do_not_reach_replace(tmp_path, cli, warm_cache):
+    proc, results = run_hostile(cli, "global-smuggle", tmp_path, warm_cache)
     assert assert_honest_zero(proc, results, "global-smuggle")["complexity"]["fitted_parameters"] == 0
 
 
-def test_the_cache_cannot_be_poisoned(tmp_path, warm_cache):
-    proc, results = run_hostile("poison-cache", tmp_path, warm_cache, {"cache": str(warm_cache)})
+def test_the_cache_cannot_be_poisoned(tmp_path, cli, warm_cache):
+    proc, results = run_hostile(cli, "poison-cache", tmp_path, warm_cache, {"cache": str(warm_cache)})
     assert_honest_zero(proc, results, "poison-cache")
     assert "rewrote" not in proc.stderr
 
 
-def test_records_cannot_be_forged(tmp_path, warm_cache):
+def test_records_cannot_be_forged(tmp_path, cli, warm_cache):
     folders = [str(ROOT / "leaderboard" / "results"), str(tmp_path / "results")]
-    proc, results = run_hostile("forge-board", tmp_path, warm_cache, {"folders": folders})
+    proc, results = run_hostile(cli, "forge-board", tmp_path, warm_cache, {"folders": folders})
     record = assert_honest_zero(proc, results, "forge-board")  # its own honest record, and no other
     assert "forged" not in record
     assert "Read-only file system" in proc.stderr  # the project's board is out of reach (the /tmp it sees is its own)
 
 
-def test_code_cannot_rewrite_itself_and_the_hash_is_taken_before_it_runs(tmp_path, warm_cache):
+def test_code_cannot_rewrite_itself_and_the_hash_is_taken_before_it_runs(tmp_path, cli, warm_cache):
     from benchmark.submissions import folder_hash
 
     expected = folder_hash(HOSTILE / "self-rewrite")
-    proc, results = run_hostile("self-rewrite", tmp_path, warm_cache)
+    proc, results = run_hostile(cli, "self-rewrite", tmp_path, warm_cache)
     record = assert_honest_zero(proc, results, "self-rewrite")
     assert record["submission"]["content_hash"] == expected == record["provenance"]["submission_hash"]
     assert "Read-only file system" in proc.stderr
 
 
-def test_no_network_no_leftover_processes_no_fork_bomb_no_disk_filling(tmp_path, warm_cache):
+def test_no_network_no_leftover_processes_no_fork_bomb_no_disk_filling(tmp_path, cli, warm_cache):
     connections: list[bytes] = []
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
@@ -146,7 +149,7 @@ def test_no_network_no_leftover_processes_no_fork_bomb_no_disk_filling(tmp_path,
     thread.start()
     marker = str(900000 + uuid.uuid4().int % 99999)
     try:
-        proc, results = run_hostile("escape-limits", tmp_path, warm_cache, {"port": server.getsockname()[1], "marker": marker})
+        proc, results = run_hostile(cli, "escape-limits", tmp_path, warm_cache, {"port": server.getsockname()[1], "marker": marker})
     finally:
         stop.set()
         thread.join(5)
@@ -169,10 +172,10 @@ def test_no_network_no_leftover_processes_no_fork_bomb_no_disk_filling(tmp_path,
     ("os-exit", (), ["exited with status 0"]),
     ("raise-interrupt", (), ["raised KeyboardInterrupt"]),
     ("fake-user-error", (), ["raised UserError: the harness is broken", "Traceback"]),
-    ("infinite-loop", ("--time-limit", "12"), ["time limit of 12 s"]),
+    ("infinite-loop", ("--time-limit", "4"), ["time limit of 4 s"]),
     ("memory-hog", ("--memory-limit", "2G"), ["replace()"]),
 ])
-def test_misbehaviour_is_one_submission_error(name, extra, fragments, tmp_path, warm_cache):
-    proc, results = run_hostile(name, tmp_path, warm_cache, None, *extra)
+def test_misbehaviour_is_one_submission_error(name, extra, fragments, tmp_path, cli, warm_cache):
+    proc, results = run_hostile(cli, name, tmp_path, warm_cache, None, *extra)
     assert_submission_error(proc, results, name, *fragments)
     assert "replacebench: error:" not in proc.stderr  # never the harness's own message

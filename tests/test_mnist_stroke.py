@@ -139,14 +139,15 @@ def test_output_contract_on_real_images(fit_images):
 def test_recovery_through_the_real_harness_is_significantly_positive(data_dir, session_cache):
     from benchmark.baseline import load_or_compute
     from benchmark.context import prepare
-    from benchmark.scoring import score
-    from benchmark.submissions import load_submission
+    from benchmark.scoring import score_folder
+    from benchmark.submissions import take_snapshot
     from benchmark.tasks import get_task
 
     ctx = prepare(get_task(TASK_ID))
-    submission = load_submission("mnist-stroke")
-    assert submission.kind == "hand-written"
-    result = score(ctx, submission, load_or_compute(ctx), n_resamples=300)
+    snapshot = take_snapshot("mnist-stroke")
+    assert snapshot.meta.kind == "hand-written"
+    snapshot.cleanup()
+    result = score_folder(ctx, load_or_compute(ctx), "mnist-stroke", n_resamples=300)
     primary = result.figures["primary"]
     assert primary["ablation"] == ctx.task.ablation and primary["defined"]
     assert primary["recovery_low"] > 0, primary

@@ -1,4 +1,5 @@
-"""Entry point of a submission's child process: `python -I -m benchmark.sandbox.child SPEC_JSON`.
+"""A submission's child process: forked by the zygote (`zygote.py`), or started as
+`python -I -u -m benchmark.sandbox.child SPEC_JSON` (the isolation probe).
 
 Trusted until it imports the submission:
 1. `unshare(2)` into new user, mount, PID, network, IPC and UTS namespaces, then
@@ -54,42 +55,42 @@ def _become_namespace_root() -> None:
     os.setresuid(0, 0, 0)
 
 
-def _become_pid_one(protocol_fds: tuple[int, int]) -> None:
-    """Fork; the parent waits and exits with the child's status, the child carries on as PID 1.
+def _become_pid_one(protocol_fds: tuple[int, int], status_fd: int) -> None:
+    """Fork; the parent waits and reports the child's exit status, the child carries on as PID 1.
 
-    The waiting parent closes the protocol pipes, so the harness sees them close when PID 1 dies.
+    The waiting parent closes the protocol pipes, so the harness sees them close when PID 1 dies, and writes
+    the status (an exit code, or 128 + the signal) to `status_fd` for the harness's message.
     """
     pid = os.fork()
     if pid == 0:
         ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        os.close(status_fd)
         return
     for fd in protocol_fds:
         os.close(fd)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
     _, status = os.waitpid(pid, 0)
-    os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
+    code = os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+    os.write(status_fd, str(code).encode())
+    os._exit(0)
 
 
-def main() -> None:
-    spec = json.loads(sys.argv[1])
-    os.dup2(2, 1)  # print() goes to the forwarded stderr
+def run(spec: dict) -> None:
+    """Namespaces, jail, then serve; `spec` names the pipes' descriptors in this process."""
     read_fd, write_fd = spec["read_fd"], spec["write_fd"]
-    failure = None
-    if spec["isolate"]:  # before any import that starts threads: unshare(CLONE_NEWUSER) needs one thread
-        try:
-            from .jail import JailSpec, enter, open_sources
+    try:
+        from .jail import JailSpec, enter, open_sources
 
-            jail = JailSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec["jail"].items()})
-            _namespaces(spec["sync_write"], spec["sync_read"])
-            sources = open_sources(jail)  # in the new mount namespace, still as the outer user
-            _become_namespace_root()
-            _become_pid_one((read_fd, write_fd))
-            enter(jail, sources)
-        except Exception as exc:  # the jail failed before any submission code: a harness-side problem
-            failure = f"{type(exc).__name__}: {exc}"
-    if failure is not None:  # nothing more is imported: the jail may be half built
-        os.write(write_fd, frame_header({"ok": False, "jail_error": failure}))
+        jail = JailSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec["jail"].items()})
+        _namespaces(spec["sync_write"], spec["sync_read"])
+        sources = open_sources(jail)  # in the new mount namespace, still as the outer user
+        _become_namespace_root()
+        _become_pid_one((read_fd, write_fd), spec["status_fd"])
+        enter(jail, sources)
+    except Exception as exc:  # the jail failed before any submission code: a harness-side problem
+        # nothing more is imported: the jail may be half built
+        os.write(write_fd, frame_header({"ok": False, "jail_error": f"{type(exc).__name__}: {exc}"}))
         return
     from .protocol import Channel
 
@@ -97,13 +98,13 @@ def main() -> None:
     if spec.get("probe"):
         channel.send({"ok": True})
         return
-    import numpy  # noqa: F401 - imported before the submission, so it loads from the read-only environment
+    import numpy  # noqa: F401 - imported before the submission (a no-op when forked from the zygote)
     import torch  # noqa: F401
 
     from .protocol import ChannelClosed
     from .worker import Worker, handle
 
-    worker = Worker(spec["folder"])
+    worker = Worker("/submission")
     channel.send({"ok": True})
     while True:
         try:
@@ -112,6 +113,12 @@ def main() -> None:
             return
         reply, out = handle(worker, header, arrays)
         channel.send(reply, out)
+
+
+def main() -> None:
+    """Started directly (the isolation probe): the spec is the first argument; stdout goes to stderr."""
+    os.dup2(2, 1)
+    run(json.loads(sys.argv[1]))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -106,36 +107,95 @@ def _forward(stream: int, sink: TextIO, label: str) -> None:
             sink.flush()
 
 
-class Child:
-    """One child process serving requests about one submission snapshot."""
+def _child_env() -> dict[str, str]:
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp", "LANG": "C.UTF-8"}
+    env.update({k: v for k, v in os.environ.items() if k.startswith(("OPENBLAS_", "OMP_", "MKL_"))})
+    return env
 
-    def __init__(self, folder: Path, limits: Limits, label: str, isolate: bool = True, probe: bool = False):
-        self.label, self.limits, self.isolate = label, limits, isolate
+
+class Zygote:
+    """The harness's handle on its zygote (`zygote.py`): started once, in the background, on first use."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen | None = None
+        self._socket: socket.socket | None = None
+        self._ready = False
+
+    def start(self) -> None:
+        """Start the zygote if it is not running; returns at once (it imports torch in the background)."""
+        with self._lock:
+            if self._process is not None and self._process.poll() is None:
+                return
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            try:
+                self._process = subprocess.Popen(
+                    [sys.executable, "-I", "-u", "-m", "benchmark.sandbox.zygote", str(theirs.fileno())],
+                    pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=_child_env(), cwd="/",
+                    start_new_session=True)
+            finally:
+                theirs.close()
+            self._socket, self._ready = ours, False
+
+    def _receive(self, timeout: float) -> dict[str, Any]:
+        assert self._socket is not None
+        self._socket.settimeout(timeout)
+        try:
+            message = self._socket.recv(1 << 16)
+        except (TimeoutError, OSError) as exc:
+            raise UserError(f"process isolation failed (the zygote did not answer: {exc}); {HOW_TO_ISOLATE}.") from None
+        if not message:
+            raise UserError(f"process isolation failed (the zygote exited); {HOW_TO_ISOLATE}.")
+        return json.loads(message)
+
+    def spawn(self, spec: dict[str, Any], fds: list[int], timeout: float = 120) -> int:
+        """Fork a child from the zygote with `fds` as its descriptors; its PID."""
+        self.start()
+        with self._lock:
+            assert self._socket is not None
+            if not self._ready:
+                self._receive(timeout)
+                self._ready = True
+            socket.send_fds(self._socket, [json.dumps({"spawn": spec}).encode()], fds)
+            reply = self._receive(timeout)
+        if "pid" not in reply:
+            raise UserError(f"process isolation failed ({reply.get('error')}); {HOW_TO_ISOLATE}.")
+        return int(reply["pid"])
+
+
+ZYGOTE = Zygote()
+
+
+class Child:
+    """One child process serving requests about one submission snapshot, in its own namespaces."""
+
+    def __init__(self, folder: Path, limits: Limits, label: str, probe: bool = False):
+        self.label, self.limits = label, limits
         self.used = 0.0
-        self.process: subprocess.Popen | None = None
-        self._root = tempfile.mkdtemp(prefix="replacebench-root-") if isolate else None
+        self._popen: subprocess.Popen | None = None
+        self._root = tempfile.mkdtemp(prefix="replacebench-root-")
         child_reads, parent_writes = os.pipe()
         parent_reads, child_writes = os.pipe()
         sync_in, sync_to_parent = os.pipe()
         sync_from_parent, sync_out = os.pipe()
+        status_read, status_write = os.pipe()
         err_read, err_write = os.pipe()
-        spec: dict[str, Any] = {"read_fd": child_reads, "write_fd": child_writes, "isolate": isolate, "probe": probe,
-                                "folder": "/submission" if isolate else str(folder),
-                                "sync_write": sync_to_parent, "sync_read": sync_from_parent}
-        if isolate:
-            cpu = int(limits.time_s * (os.cpu_count() or 1)) + 30
-            spec["jail"] = asdict(JailSpec(new_root=self._root, read_only=read_only_paths(), submission=str(folder),
-                                           hidden=hidden_paths(),
-                                           memory_bytes=limits.memory_bytes, processes=limits.processes,
-                                           file_bytes=limits.file_bytes, cpu_seconds=cpu))
-        env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp", "LANG": "C.UTF-8"}
-        env.update({k: v for k, v in os.environ.items() if k.startswith(("OPENBLAS_", "OMP_", "MKL_"))})
-        child_fds = (child_reads, child_writes, sync_to_parent, sync_from_parent)
-        self.started = time.monotonic()
+        cpu = int(limits.time_s * (os.cpu_count() or 1)) + 30
+        jail = JailSpec(new_root=self._root, read_only=read_only_paths(), submission=str(folder), hidden=hidden_paths(),
+                        memory_bytes=limits.memory_bytes, processes=limits.processes, file_bytes=limits.file_bytes,
+                        cpu_seconds=cpu)
+        child_fds = [child_reads, child_writes, sync_to_parent, sync_from_parent, status_write]
+        spec: dict[str, Any] = {"probe": probe, "jail": asdict(jail)}
         try:
-            self.process = subprocess.Popen(
-                [sys.executable, "-I", "-u", "-m", "benchmark.sandbox.child", json.dumps(spec)], pass_fds=child_fds,
-                stdin=subprocess.DEVNULL, stdout=err_write, stderr=err_write, env=env, cwd="/", start_new_session=True)
+            if probe:  # started from scratch: no torch to import, so no zygote needed
+                numbered = dict(zip(("read_fd", "write_fd", "sync_write", "sync_read", "status_fd"), child_fds))
+                self._popen = subprocess.Popen(
+                    [sys.executable, "-I", "-u", "-m", "benchmark.sandbox.child", json.dumps({**spec, **numbered})],
+                    pass_fds=child_fds, stdin=subprocess.DEVNULL, stdout=err_write, stderr=err_write, env=_child_env(),
+                    cwd="/", start_new_session=True)
+                self.pid = self._popen.pid
+            else:
+                self.pid = ZYGOTE.spawn(spec, [*child_fds, err_write])
         finally:
             for fd in (*child_fds, err_write):
                 os.close(fd)
@@ -143,7 +203,8 @@ class Child:
         self._forwarder.start()
         self.channel = Channel(parent_reads, parent_writes)
         self._sync = (sync_in, sync_out)
-        self._mapped = not isolate
+        self._status = status_read
+        self._mapped = False
 
     def _map_user(self) -> None:
         """Answer the child's unshare: write its user and group maps, then let it go on.
@@ -157,7 +218,7 @@ class Child:
             ready = select.select([sync_in], [], [], max(self._remaining(), 0.0))[0]
             if ready and os.read(sync_in, 1) == b"u":
                 uid, gid = _outer_ids()
-                pid = self.process.pid
+                pid = self.pid
                 if os.geteuid() != 0:  # an unprivileged map needs setgroups denied
                     Path(f"/proc/{pid}/setgroups").write_text("deny")
                 Path(f"/proc/{pid}/uid_map").write_text(f"0 {uid} 1")
@@ -212,12 +273,16 @@ class Child:
         return reply, out
 
     def _how_it_ended(self) -> str:
-        assert self.process is not None
-        try:
-            code = self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
+        """From the status the child's waiting parent wrote: its exit code, or the signal that ended it."""
+        import select
+
+        text = b""
+        if select.select([self._status], [], [], 5)[0]:
+            text = os.read(self._status, 16)
+        if not text.strip().isdigit():
             self.kill()
             return "closed its pipes"
+        code = int(text)
         if code > 128 and code - 128 in signal.valid_signals():
             name = signal.Signals(code - 128).name
             hint = " (a limit: memory, CPU or file size)" if name in ("SIGKILL", "SIGXCPU", "SIGXFSZ", "SIGSEGV") else ""
@@ -226,31 +291,34 @@ class Child:
 
     def kill(self) -> None:
         """End the child and everything it started (its PID namespace dies with it)."""
-        if self.process is not None and self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            self.process.kill()
-        if self.process is not None:
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if self._popen is not None:
+            self._popen.kill()
+            self._popen.wait()
 
-    def close(self) -> None:
+    def close(self, grace: float = 2.0) -> None:
+        """Close the pipes (a well-behaved child then exits on its own, within `grace` seconds), then kill."""
+        import select
+
         for fd in (self.channel.read_fd, self.channel.write_fd):
             try:
                 os.close(fd)
             except OSError:
                 pass
+        try:
+            select.select([self._status], [], [], grace)
+            os.close(self._status)
+        except (OSError, ValueError):
+            pass
         self.kill()
         self._forwarder.join(timeout=5)
-        if self._root is not None:
-            try:
-                os.rmdir(self._root)
-            except OSError:
-                pass
+        try:
+            os.rmdir(self._root)
+        except OSError:
+            pass
 
 
 _PROBE: list[str | None] = []

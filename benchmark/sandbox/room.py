@@ -7,9 +7,10 @@ signatures, float32 arrays and messages.
 
 - `fit` runs in one child and `replace` in a fresh one: the only state passed
   between them is what `fit` returned, so every stored number is counted.
-- Both children start at once, while the harness loads the model and its
-  baseline; they import the submission's code only when `load` is called,
-  after the baseline exists.
+- The zygote (one per harness process) imports torch while the harness loads
+  the model and its baseline; both children are forked from it when `load`
+  is called, after the baseline exists, and only then import the
+  submission's code.
 - `--in-process` (`isolate=False`) runs the same requests in the harness's own
   process, for debugging: nothing is isolated and the record says so.
 """
@@ -35,7 +36,7 @@ from ..submissions import (
     read_signature,
 )
 from ..tasks import Task
-from .process import Child, Limits, isolation_problem
+from .process import ZYGOTE, Child, Limits, isolation_problem
 from .protocol import Arrays
 from .worker import TaskView, Worker, handle
 
@@ -100,9 +101,10 @@ class IsolatedSubmission:
         self.fit_signature: Signature | None = None
         self._described: dict[str, Any] | None = None
         self._task: Task | None = None
-        name = snapshot.name
-        self._fit_child = self._start(f"submission '{name}' (fit)")
-        self._replace_child = self._start(f"submission '{name}' (replace)")
+        self._fit_child: Child | LocalChild | None = None
+        self._replace_child: Child | LocalChild | None = None
+        if isolate:
+            ZYGOTE.start()  # imports torch in the background while the harness loads the model and the baseline
 
     def _start(self, label: str) -> Child | LocalChild:
         if self.isolate:
@@ -135,6 +137,8 @@ class IsolatedSubmission:
         reply, out = child.request(header, arrays, max_bytes)
         if not reply["ok"]:
             message = _clean(reply.get("message"), MAX_MESSAGE) or "failed"
+            if self.isolate and ("MemoryError" in message or "Cannot allocate memory" in message):
+                message += f" (its memory limit is {self.limits.memory_bytes / (1 << 30):g} GiB; raise it with --memory-limit)"
             raise SubmissionError(f"{child.label}: {message}", _clean(reply.get("traceback"), MAX_TRACEBACK))
         return reply, out
 
@@ -142,6 +146,8 @@ class IsolatedSubmission:
         """Import the code in both children and check its signatures against the task."""
         self._task = task
         where = f"submission '{self.snapshot.name}'"
+        self._fit_child = self._start(f"{where} (fit)")
+        self._replace_child = self._start(f"{where} (replace)")
         replies = []
         for child in (self._fit_child, self._replace_child):
             assert child is not None

@@ -86,7 +86,8 @@ class Worker:
         try:
             return fn(*args, **kwargs)
         except BaseException as exc:  # noqa: B036 - everything the submission raises is its own failure
-            raise SubmissionFailure(f"{who} raised {type(exc).__name__}: {exc}", _own_traceback(exc, self.folder)) from None
+            detail = f": {exc}" if str(exc) else ""
+            raise SubmissionFailure(f"{who} raised {type(exc).__name__}{detail}", _own_traceback(exc, self.folder)) from None
 
     def load(self) -> dict[str, Any]:
         path = Path(self.folder) / CODE_FILE

@@ -1,0 +1,246 @@
+"""Submission folders, records and the board under attack: names, folder hygiene, overwrites, forged or damaged
+records, stale entries, the cache's integrity check, the protocol's own checks, and `verify`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import write_submission
+
+from benchmark.sandbox.process import isolation_problem
+
+TASK = "digits-mlp/fc1:17"
+SLUG = "digits-mlp__fc1-17"
+ZERO = "import torch\ndef replace(image, task):\n    return torch.zeros(image.shape[0], *task.target_shape)\n"
+needs_isolation = pytest.mark.skipif(isolation_problem() is not None, reason=f"no process isolation: {isolation_problem()}")
+
+
+def assert_one_line_error(proc, *fragments: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("replacebench: error: "), proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+def toml(folder: Path, name: str, extra: str = "") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "submission.toml").write_text(f'name = {json.dumps(name)}\nauthors = ["t"]\nkind = "baseline"\n'
+                                            f'description = "d"\n{extra}')
+    (folder / "replacement.py").write_text(ZERO)
+    return folder
+
+
+@pytest.mark.parametrize("folder, name, fragment", [
+    ("impostor", "linear", "must equal the folder's name 'impostor'"),
+    ("x", "../../../checkpoints/digits-mlp", "must match"),
+    ("star", "*", "must match"),
+    ("pipe", "a|b\n## injected <b>", "must match"),
+    ("Upper", "Upper", "must match"),
+])
+def test_submission_names_are_checked(tmp_path, cli, results_dir_path, folder, name, fragment):
+    sub = toml(tmp_path / folder, name)
+    assert_one_line_error(cli("score", str(sub), "--task", TASK, "--results-dir", str(results_dir_path)), fragment)
+    assert not results_dir_path.exists()
+
+
+@pytest.fixture()
+def results_dir_path(tmp_path: Path) -> Path:
+    return tmp_path / "results"
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    ("tasks = 5\n", "'tasks' must be a string or a list of strings"),
+    ("tasks = [1, 2]\n", "'tasks' must be a string or a list of strings"),
+])
+def test_mistyped_metadata(tmp_path, cli, extra, fragment):
+    sub = toml(tmp_path / "typo", "typo", extra)
+    assert_one_line_error(cli("score", str(sub), "--task", TASK, "--no-record"), fragment)
+
+
+def test_metadata_field_types_and_encoding(tmp_path, cli):
+    sub = toml(tmp_path / "enc", "enc")
+    (sub / "submission.toml").write_bytes(b'name = "enc"\nauthors = ["\xff\xfe"]\nkind = "baseline"\ndescription = "d"\n')
+    assert_one_line_error(cli("score", str(sub), "--task", TASK, "--no-record"), "not UTF-8")
+    (sub / "submission.toml").write_text('name = "enc"\nauthors = 3\nkind = "baseline"\ndescription = "d"\n')
+    assert_one_line_error(cli("score", str(sub), "--task", TASK, "--no-record"), "'authors' must be")
+    (sub / "submission.toml").write_text('name = "enc"\nauthors = ["a"]\nkind = "baseline"\ndescription = 7\n')
+    assert_one_line_error(cli("score", str(sub), "--task", TASK, "--no-record"), "'description' must be a string")
+
+
+def test_folder_hygiene(tmp_path, cli):
+    sub = toml(tmp_path / "hyg", "hyg")
+    (sub / "link.py").symlink_to("/etc/passwd")
+    assert_one_line_error(cli("score", str(sub), "--task", TASK, "--no-record"), "symbolic link")
+    (sub / "link.py").unlink()
+    os.mkfifo(sub / "pipe")
+    assert_one_line_error(cli("score", str(sub), "--task", TASK, "--no-record"), "not a regular file")
+    (sub / "pipe").unlink()
+    from benchmark import submissions
+
+    for i in range(submissions.MAX_FILES):
+        (sub / f"f{i}.txt").write_text("x")
+    assert_one_line_error(cli("score", str(sub), "--task", TASK, "--no-record"), f"at most {submissions.MAX_FILES}")
+    for i in range(submissions.MAX_FILES):
+        (sub / f"f{i}.txt").unlink()
+    (sub / "big.bin").write_bytes(b"\0" * (submissions.MAX_FOLDER_BYTES + 1))
+    assert_one_line_error(cli("score", str(sub), "--task", TASK, "--no-record"), "MiB")
+
+
+def test_every_file_counts_in_the_complexity_and_the_hash(tmp_path):
+    from benchmark.submissions import take_snapshot
+
+    sub = toml(tmp_path / "data-file", "data-file")
+    before = take_snapshot(str(sub))
+    (sub / "weights.txt").write_text(" ".join(str(i * 0.37) for i in range(2000)))
+    after = take_snapshot(str(sub))
+    assert after.description_bytes_xz > before.description_bytes_xz + 1000
+    assert after.content_hash != before.content_hash and "weights.txt" in after.files
+    assert not os.access(after.folder / "replacement.py", os.W_OK) or os.geteuid() == 0
+    assert (after.folder.stat().st_mode & 0o222) == 0  # read-only for everyone
+    before.cleanup()
+    after.cleanup()
+    assert not after.folder.exists()
+
+
+@needs_isolation
+def test_overwrites_need_the_same_submission_or_force(tmp_path, cli, session_cache):
+    results = tmp_path / "results"
+    a = toml(tmp_path / "a" / "entry", "entry")
+    assert cli("score", str(a), "--task", TASK, "--results-dir", str(results), "--resamples", "50").returncode == 0
+    b = toml(tmp_path / "b" / "entry", "entry")
+    (b / "submission.toml").write_text((b / "submission.toml").read_text().replace('["t"]', '["mallory"]'))
+    assert_one_line_error(cli("score", str(b), "--task", TASK, "--results-dir", str(results)), "authors", "--force")
+    (a / "replacement.py").write_text(ZERO + "# changed\n")
+    assert_one_line_error(cli("score", str(a), "--task", TASK, "--results-dir", str(results)), "different version", "--force")
+    proc = cli("score", str(b), "--task", TASK, "--results-dir", str(results), "--resamples", "50", "--force")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((results / SLUG / "entry.json").read_text())["submission"]["authors"] == ["mallory"]
+
+
+def test_sidecar_cleanup_touches_only_its_own_files(tmp_path):
+    from benchmark.records import STALE_SIDECAR_SECONDS, write_record
+
+    folder = tmp_path / SLUG
+    folder.mkdir(parents=True)
+    old = time.time() - STALE_SIDECAR_SECONDS - 60
+    mine, other, odd = folder / "zero.0123456789ab.npz", folder / "zero-two.0123456789ab.npz", folder / "zero.x.npz"
+    for path in (mine, other, odd):
+        path.write_bytes(b"x")
+        os.utime(path, (old, old))
+    write_record({"schema_version": 2}, {"a": np.zeros(3)}, tmp_path, SLUG, "zero")
+    assert not mine.exists() and other.exists() and odd.exists()
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory, session_cache) -> Path:
+    """Isolated records of zero and mean on the task, made once for the board and verify tests."""
+    from benchmark.cli import main
+
+    results = tmp_path_factory.mktemp("board") / "results"
+    for name in ("zero", "mean"):
+        assert main(["score", name, "--task", TASK, "--results-dir", str(results), "--resamples", "300"]) == 0
+    return results
+
+
+def copy_results(scored: Path, tmp_path: Path) -> Path:
+    results = tmp_path / "results"
+    shutil.copytree(scored, results)
+    return results
+
+
+@needs_isolation
+def test_board_leaves_off_damaged_and_forged_records_with_a_warning(scored, tmp_path, cli):
+    results = copy_results(scored, tmp_path)
+    folder = results / SLUG
+    (folder / "broken.json").write_text("{not json")
+    record = json.loads((folder / "mean.json").read_text())
+    edited = {**record, "submission": {**record["submission"], "name": "edited"}}
+    edited["results"]["primary"]["recovery"] = 0.999
+    (folder / "edited.json").write_text(json.dumps(edited))
+    damaged = json.loads((folder / "zero.json").read_text())
+    damaged["submission"]["name"] = "damaged"
+    (folder / "damaged.json").write_text(json.dumps(damaged))
+    sidecar = folder / damaged["sidecar"]["file"]
+    shutil.copy(sidecar, folder / "keep.npz")
+    (folder / "sidecar-damaged.json").write_text(json.dumps({**damaged, "sidecar": {"file": "keep.npz",
+                                                                                  "sha256": "0" * 64}}))
+    injected = json.loads((folder / "zero.json").read_text())
+    injected["submission"]["kind"] = "x | y\n## heading <script>alert(1)</script>"
+    (folder / "injected.json").write_text(json.dumps(injected))
+    proc = cli("leaderboard", "--results-dir", str(results), "--out", "-")
+    assert proc.returncode == 0, proc.stderr
+    warnings = proc.stderr.strip().splitlines()
+    for name in ("broken.json", "edited.json", "sidecar-damaged.json"):
+        assert any(name in w and w.startswith("replacebench: warning: left") for w in warnings), (name, warnings)
+    assert "| edited" not in proc.stdout and "primary recovery" in proc.stderr
+    assert "<script>" not in proc.stdout and "\n## heading" not in proc.stdout and "&lt;script&gt;" in proc.stdout
+    assert "x \\| y" in proc.stdout
+
+
+@needs_isolation
+def test_stale_and_not_isolated_entries_are_marked(scored, tmp_path, cli, monkeypatch):
+    results = copy_results(scored, tmp_path)
+    proc = cli("score", "linear", "--task", TASK, "--results-dir", str(results), "--resamples", "50", "--in-process")
+    assert proc.returncode == 0, proc.stderr
+    home = tmp_path / "home"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "submissions", home / "submissions")
+    (home / "submissions" / "mean" / "replacement.py").write_text(
+        (home / "submissions" / "mean" / "replacement.py").read_text() + "\n# edited after scoring\n")
+    from benchmark import paths
+
+    monkeypatch.setattr(paths, "PROJECT_ROOT", home)
+    board = cli("leaderboard", "--results-dir", str(results), "--out", "-").stdout
+    assert "| mean (stale) |" in board and "| linear (not isolated) |" in board and "| zero |" in board
+    monkeypatch.setattr(paths, "PROJECT_ROOT", Path(__file__).resolve().parent.parent)
+    compared = json.loads(cli("compare", "linear", "zero", "--task", TASK, "--results-dir", str(results), "--json").stdout)
+    assert compared["marks"] == {"linear": "not isolated", "zero": "current, isolated"}
+
+
+@needs_isolation
+def test_verify_passes_on_honest_records_and_fails_on_edited_ones(scored, tmp_path, cli):
+    results = copy_results(scored, tmp_path)
+    proc = cli("verify", "--all", "--results-dir", str(results))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "2 verified, 0 failed" in proc.stdout
+    path = results / SLUG / "mean.json"
+    record = json.loads(path.read_text())
+    record["results"]["primary"]["p_beats_ablation"] = 0.5  # no cheap check covers it; the re-score does
+    path.write_text(json.dumps(record))
+    proc = cli("verify", str(path))
+    assert proc.returncode == 1 and "primary.p_beats_ablation" in proc.stdout and "0 verified, 1 failed" in proc.stdout
+
+
+def test_verify_without_records_is_a_clear_error(tmp_path, cli):
+    assert_one_line_error(cli("verify", "--all", "--results-dir", str(tmp_path / "none")), "no records to verify")
+
+
+def test_a_tampered_cache_is_recomputed(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("REPLACEBENCH_CACHE", str(tmp_path / "cache"))
+    from benchmark.baseline import cache_file, load_or_compute
+    from benchmark.context import prepare
+    from benchmark.tasks import get_task
+
+    ctx = prepare(get_task(TASK))
+    first = load_or_compute(ctx)
+    path = cache_file(ctx)
+    assert load_or_compute(ctx).from_cache
+    head, _, payload = path.read_bytes().partition(b"\n")
+    import io
+
+    with np.load(io.BytesIO(payload)) as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["loss.zero"] = arrays["loss.clean"]  # a poisoned cache: the ablation costs nothing
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    path.write_bytes(head + b"\n" + buffer.getvalue())
+    again = load_or_compute(ctx)
+    assert not again.from_cache and "failed its integrity check" in capsys.readouterr().err
+    np.testing.assert_array_equal(again.loss("zero"), first.loss("zero"))
+    assert load_or_compute(ctx).from_cache
