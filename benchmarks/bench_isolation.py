@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI sets it (benchmark/cli.py), before torch loads
 
 
 def fetch_random_inception(cache: Path, data_dir: Path) -> None:

@@ -17,7 +17,7 @@ def data_dir() -> Path:
     value = os.environ.get("REPLACEBENCH_DATA")
     if not value or not Path(value).exists():
         pytest.skip("REPLACEBENCH_DATA is not set to the data directory (see README)")
-    return Path(value)
+    return Path(value).resolve()
 
 
 @pytest.fixture(scope="session")

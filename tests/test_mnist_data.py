@@ -47,7 +47,7 @@ def _linked_copy(data_dir: Path, dest_root: Path, copy: tuple[str, ...] = ()) ->
     raw = dest_root / "MNIST" / "raw"
     raw.mkdir(parents=True)
     for name in FILES:
-        src = data_dir / "MNIST" / "raw" / name
+        src = (data_dir / "MNIST" / "raw" / name).resolve()  # an absolute target: REPLACEBENCH_DATA may be relative
         if name in copy:
             shutil.copyfile(src, raw / name)
         else:

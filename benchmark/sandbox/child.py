@@ -92,9 +92,9 @@ def run(spec: dict) -> None:
         # nothing more is imported: the jail may be half built
         os.write(write_fd, frame_header({"ok": False, "jail_error": f"{type(exc).__name__}: {exc}"}))
         return
-    from .protocol import Channel
+    from .protocol import Channel, SharedView
 
-    channel = Channel(read_fd, write_fd, blocking=True)
+    channel = Channel(read_fd, write_fd, blocking=True, shared=SharedView(spec["shared_fd"]))
     if spec.get("probe"):
         channel.send({"ok": True})
         return

@@ -30,7 +30,8 @@ from typing import Any, TextIO
 
 from ..errors import SubmissionError, UserError
 from .jail import JailSpec
-from .protocol import Arrays, Channel, ChannelClosed, ChannelTimeout, ProtocolViolation
+from .protocol import Arrays, Channel, ChannelClosed, ChannelTimeout, ProtocolViolation, SharedInputs
+from .zygote import FD_NAMES
 
 FORWARDED_OUTPUT_BYTES = 1 << 20
 SYSTEM_PATHS = ("/usr", "/lib", "/lib32", "/lib64", "/bin", "/sbin", "/etc/ld.so.cache", "/etc/ld.so.conf",
@@ -110,6 +111,7 @@ def _forward(stream: int, sink: TextIO, label: str) -> None:
 def _child_env() -> dict[str, str]:
     env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp", "LANG": "C.UTF-8"}
     env.update({k: v for k, v in os.environ.items() if k.startswith(("OPENBLAS_", "OMP_", "MKL_"))})
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see cli.main: no spinning while the other side computes
     return env
 
 
@@ -184,11 +186,12 @@ class Child:
         jail = JailSpec(new_root=self._root, read_only=read_only_paths(), submission=str(folder), hidden=hidden_paths(),
                         memory_bytes=limits.memory_bytes, processes=limits.processes, file_bytes=limits.file_bytes,
                         cpu_seconds=cpu)
-        child_fds = [child_reads, child_writes, sync_to_parent, sync_from_parent, status_write]
+        self.shared = SharedInputs()
+        child_fds = [child_reads, child_writes, sync_to_parent, sync_from_parent, status_write, self.shared.fd]
         spec: dict[str, Any] = {"probe": probe, "jail": asdict(jail)}
         try:
             if probe:  # started from scratch: no torch to import, so no zygote needed
-                numbered = dict(zip(("read_fd", "write_fd", "sync_write", "sync_read", "status_fd"), child_fds))
+                numbered = dict(zip(FD_NAMES, child_fds))
                 self._popen = subprocess.Popen(
                     [sys.executable, "-I", "-u", "-m", "benchmark.sandbox.child", json.dumps({**spec, **numbered})],
                     pass_fds=child_fds, stdin=subprocess.DEVNULL, stdout=err_write, stderr=err_write, env=_child_env(),
@@ -197,7 +200,7 @@ class Child:
             else:
                 self.pid = ZYGOTE.spawn(spec, [*child_fds, err_write])
         finally:
-            for fd in (*child_fds, err_write):
+            for fd in (*child_fds[:-1], err_write):
                 os.close(fd)
         self._forwarder = threading.Thread(target=_forward, args=(err_read, sys.stderr, label), daemon=True)
         self._forwarder.start()
@@ -254,7 +257,7 @@ class Child:
         deadline = start + max(self._remaining(), 0.0)
         try:
             if header is not None:
-                self.channel.send(header, arrays, deadline)
+                self.channel.send(header, arrays, deadline, shared=self.shared)
             reply, out = self.channel.receive(max_bytes, deadline)
         except ChannelTimeout:
             self.kill()
@@ -308,6 +311,7 @@ class Child:
                 os.close(fd)
             except OSError:
                 pass
+        self.shared.close()
         try:
             select.select([self._status], [], [], grace)
             os.close(self._status)

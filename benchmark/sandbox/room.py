@@ -178,7 +178,8 @@ class IsolatedSubmission:
         arrays = {name: inputs[name] for name in self.fit_signature.inputs}
         if "target" in self.fit_signature.reserved:
             arrays["target"] = target
-        header = {"op": "fit", "task": view.to_json() if "task" in self.fit_signature.reserved else None}
+        header = {"op": "fit", "task": view.to_json() if "task" in self.fit_signature.reserved else None,
+                  "owned": True}  # the fit child's one request: its inputs are never overwritten
         try:
             _, params = self._ask(self._fit_child, header, arrays, max_bytes=self.limits.memory_bytes)
         finally:

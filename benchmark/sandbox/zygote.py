@@ -10,7 +10,7 @@ from scratch (`child.run`).
 Protocol on its Unix socket (one JSON message per datagram):
 - zygote → harness, once: {"ready": true};
 - harness → zygote: {"spawn": spec} with SCM_RIGHTS descriptors for
-  (read_fd, write_fd, sync_write, sync_read, status_fd, stderr), in that order;
+  (read_fd, write_fd, sync_write, sync_read, status_fd, shared_fd, stderr), in that order;
 - zygote → harness: {"pid": pid} of the fork (its own session and process group).
 
 The zygote dies with the harness (PR_SET_PDEATHSIG), each fork dies with the
@@ -26,7 +26,7 @@ import signal
 import socket
 import sys
 
-FD_NAMES = ("read_fd", "write_fd", "sync_write", "sync_read", "status_fd")
+FD_NAMES = ("read_fd", "write_fd", "sync_write", "sync_read", "status_fd", "shared_fd")
 MAX_MESSAGE = 1 << 20
 PR_SET_PDEATHSIG = 1
 
