@@ -112,6 +112,7 @@ def test_shared_inputs_reach_the_child_and_cannot_be_shrunk_or_sealed(pair):
     first = got["image"].copy()
     harness.send({"op": "replace"}, {"image": channels_last * 0}, deadline=time.monotonic() + 5, shared=shared)
     np.testing.assert_array_equal(got["image"], first)  # what the child received is its own copy
+    assert not child.receive(max_bytes=1 << 30)[1]["image"].any()
     seals = fcntl.fcntl(shared.fd, fcntl.F_GET_SEALS)
     assert seals & fcntl.F_SEAL_SHRINK and seals & fcntl.F_SEAL_SEAL
     with pytest.raises(PermissionError):
