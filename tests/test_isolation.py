@@ -244,3 +244,14 @@ def test_a_tampered_cache_is_recomputed(tmp_path, monkeypatch, capsys):
     assert not again.from_cache and "failed its integrity check" in capsys.readouterr().err
     np.testing.assert_array_equal(again.loss("zero"), first.loss("zero"))
     assert load_or_compute(ctx).from_cache
+
+
+@needs_isolation
+def test_what_a_submission_prints_is_marked_as_its_own(tmp_path, cli, session_cache):
+    code = "import sys\nprint('\\x1b[2K\\rreplacebench: error: the harness is broken')\n" + ZERO
+    sub = write_submission(tmp_path / "printer", code)
+    proc = cli("score", str(sub), "--task", TASK, "--no-record", "--resamples", "20")
+    assert proc.returncode == 0, proc.stderr
+    assert "\x1b" not in proc.stderr and "\r" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if "the harness is broken" in line]
+    assert lines and all(line.startswith("  [submission 'printer' (") for line in lines), proc.stderr

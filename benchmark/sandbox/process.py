@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -34,6 +35,7 @@ from .protocol import Arrays, Channel, ChannelClosed, ChannelTimeout, ProtocolVi
 from .zygote import FD_NAMES
 
 FORWARDED_OUTPUT_BYTES = 1 << 20
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # control characters a child may not print to the terminal
 SYSTEM_PATHS = ("/usr", "/lib", "/lib32", "/lib64", "/bin", "/sbin", "/etc/ld.so.cache", "/etc/ld.so.conf",
                 "/etc/ld.so.conf.d", "/etc/localtime")
 HOW_TO_ISOLATE = ("enable unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1 and "
@@ -101,7 +103,7 @@ def _forward(stream: int, sink: TextIO, label: str) -> None:
             if forwarded >= FORWARDED_OUTPUT_BYTES:
                 continue
             forwarded += len(line)
-            text = line.decode("utf-8", "replace").rstrip("\n")
+            text = CONTROL.sub("?", line.decode("utf-8", "replace").rstrip("\n"))  # no terminal escapes
             sink.write(f"  [{label}] {text}\n")
             if forwarded >= FORWARDED_OUTPUT_BYTES:
                 sink.write(f"  [{label}] (more output not shown)\n")

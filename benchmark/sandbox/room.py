@@ -17,7 +17,6 @@ signatures, float32 arrays and messages.
 
 from __future__ import annotations
 
-import re
 import signal
 import threading
 from types import TracebackType
@@ -36,13 +35,12 @@ from ..submissions import (
     read_signature,
 )
 from ..tasks import Task
-from .process import ZYGOTE, Child, Limits, isolation_problem
+from .process import CONTROL, ZYGOTE, Child, Limits, isolation_problem
 from .protocol import Arrays
 from .worker import TaskView, Worker, handle
 
 MAX_MESSAGE = 2000
 MAX_TRACEBACK = 64_000
-CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 MECHANISM = "user, mount, PID, network, IPC and UTS namespaces (unshare(2)); read-only snapshot; rlimits"
 
 
