@@ -158,7 +158,9 @@ def format_score(record: dict[str, Any]) -> str:
         lines.append("  " + key + ": " + ", ".join(f"{c} {fmt_pct(v)}" for c, v in acc.items()) + f"  (McNemar vs clean p {fmt_p(mc['p_value'])})")
     fid = ", ".join(f"{f['unit']}: r {f['pearson_r']:.3f}" if f.get("pearson_r") is not None else f"{f['unit']}: r —" for f in res["fidelity"][:10])
     lines.append(f"  fidelity {fid}")
-    lines.append(f"  complexity: {record['complexity']['fitted_parameters']} fitted parameters, {record['complexity']['source_bytes_xz']} B of source (xz)")
+    lines.append(f"  complexity: {record['complexity']['fitted_parameters']} fitted parameters, "
+                 f"{record['complexity']['source_bytes_xz']} B of files (xz)")
+    lines.append(f"  isolation: {record.get('isolation', {}).get('level', 'none')}")
     lines.append(f"  wall time {record['provenance']['seconds']['total']:.2f} s (baseline {'cached' if record['provenance']['baseline_from_cache'] else 'computed'})")
     return "\n".join(lines)
 
