@@ -168,8 +168,10 @@ def test_interrupted_scoring_leaves_no_record(tmp_path, results, session_cache):
         "    return torch.zeros(image.shape[0], *task.target_shape)\n"
     )
     sub = write_submission(tmp_path / "slow", code)
+    # as in a terminal: Ctrl-C reaches the command (a shell running CI in the background may ignore SIGINT)
     proc = subprocess.Popen([sys.executable, "-m", "benchmark", "score", str(sub), "--task", "digits-mlp/fc1:17",
-                             "--results-dir", str(results)], stderr=subprocess.PIPE, text=True, cwd=ROOT)
+                             "--results-dir", str(results)], stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = []
     assert proc.stderr is not None
     for line in proc.stderr:
