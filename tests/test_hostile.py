@@ -179,3 +179,13 @@ def test_misbehaviour_is_one_submission_error(name, extra, fragments, tmp_path, 
     proc, results = run_hostile(cli, name, tmp_path, warm_cache, None, *extra)
     assert_submission_error(proc, results, name, *fragments)
     assert "replacebench: error:" not in proc.stderr  # never the harness's own message
+
+
+@pytest.mark.parametrize("name, fragment", [("exit-zero", "raised SystemExit"), ("os-exit", "exited with status 0")])
+def test_stimuli_runs_the_submission_isolated_too(name, fragment, tmp_path, cli):
+    """`stimuli` goes through the same room as `score`: the same honest exits."""
+    folder = tmp_path / name
+    shutil.copytree(HOSTILE / name, folder)
+    proc = cli("stimuli", str(folder), "--task", "inceptionv1/mixed3b:379")
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith(f"replacebench: submission '{name}' (replace)") and fragment in proc.stderr
