@@ -4,7 +4,6 @@ On digits it reads scikit-learn's bundled digits; on MNIST the official files (t
 target.json, as an attacker would guess it). Whenever it can read any label, it pushes the unit, which the
 losses show; isolated, it reads nothing and returns the zero ablation.
 """
-import gzip
 import json
 import os
 
