@@ -255,3 +255,15 @@ def test_what_a_submission_prints_is_marked_as_its_own(tmp_path, cli, session_ca
     assert "\x1b" not in proc.stderr and "\r" not in proc.stderr
     lines = [line for line in proc.stderr.splitlines() if "the harness is broken" in line]
     assert lines and all(line.startswith("  [submission 'printer' (") for line in lines), proc.stderr
+
+
+@needs_isolation
+def test_fit_cannot_return_more_than_the_harness_holds(tmp_path, cli, session_cache, monkeypatch):
+    from benchmark.sandbox import room
+
+    monkeypatch.setattr(room, "MAX_PARAMS_BYTES", 4 << 20)
+    code = ("import torch\ndef fit(image):\n    return {'w': torch.zeros(2 << 20)}\n"
+            "def replace(image, task, params):\n    return torch.zeros(image.shape[0], *task.target_shape)\n")
+    sub = write_submission(tmp_path / "greedy", code)
+    proc = cli("score", str(sub), "--task", TASK, "--no-record")
+    assert proc.returncode == 1 and "broke the protocol" in proc.stderr and "more than the 4194304 allowed" in proc.stderr

@@ -41,6 +41,7 @@ from .worker import TaskView, Worker, handle
 
 MAX_MESSAGE = 2000
 MAX_TRACEBACK = 64_000
+MAX_PARAMS_BYTES = 1 << 30  # what fit may return (256 M numbers): the harness holds it in memory
 MECHANISM = "user, mount, PID, network, IPC and UTS namespaces (unshare(2)); read-only snapshot; rlimits"
 
 
@@ -179,7 +180,7 @@ class IsolatedSubmission:
         header = {"op": "fit", "task": view.to_json() if "task" in self.fit_signature.reserved else None,
                   "owned": True}  # the fit child's one request: its inputs are never overwritten
         try:
-            _, params = self._ask(self._fit_child, header, arrays, max_bytes=self.limits.memory_bytes)
+            _, params = self._ask(self._fit_child, header, arrays, max_bytes=min(self.limits.memory_bytes, MAX_PARAMS_BYTES))
         finally:
             self._close_fit_child()
         return check_params(params, f"submission '{self.snapshot.name}' fit()")
