@@ -25,19 +25,26 @@ def md(text: Any) -> str:
     return "".join(MARKDOWN_SPECIAL.get(ch, ch) for ch in out)
 
 
-def submission_state(record: dict[str, Any]) -> str:
-    """'' for an isolated record of the submission as it is now; else the marks a reader must see."""
+def submission_state(record: dict[str, Any], hashes: dict[Path, str | None] | None = None) -> str:
+    """'' for an isolated record of the submission as it is now; else the marks a reader must see.
+
+    `hashes` memoises each folder's current hash across the records of one rendering (None: unreadable).
+    """
     from .submissions import folder_hash
 
     marks = []
     if record.get("isolation", {}).get("level") != "namespaces":
         marks.append("not isolated")
     folder = paths.submissions_dir() / str(record["submission"]["name"])
-    try:
-        if folder.is_dir() and folder_hash(folder) != record["submission"]["content_hash"]:
+    hashes = {} if hashes is None else hashes
+    if folder.is_dir():
+        if folder not in hashes:
+            try:
+                hashes[folder] = folder_hash(folder)
+            except UserError:
+                hashes[folder] = None
+        if hashes[folder] != record["submission"]["content_hash"]:
             marks.append("stale")
-    except UserError:
-        marks.append("stale")
     return ", ".join(marks)
 
 
@@ -68,7 +75,7 @@ def sort_key(record: dict[str, Any]) -> tuple:
     return (not defined, -(primary["recovery"] if defined else 0.0), record["submission"]["name"])
 
 
-def task_table(records: list[dict[str, Any]]) -> list[str]:
+def task_table(records: list[dict[str, Any]], hashes: dict[Path, str | None]) -> list[str]:
     first = records[0]["task"]
     topk = first.get("topk", [1])
     head = ["#", "submission", "kind", f"recovery ({first['primary_ablation']}) [95% CI]", "zero", "mean", "resample",
@@ -79,7 +86,7 @@ def task_table(records: list[dict[str, Any]]) -> list[str]:
         res = record["results"]
         rec = res["recovery"]
         rs = [f["pearson_r"] for f in res["fidelity"] if f.get("pearson_r") is not None]
-        marks = [m for m in ("" if record["task"]["standard_protocol"] else "non-standard", submission_state(record)) if m]
+        marks = [m for m in ("" if record["task"]["standard_protocol"] else "non-standard", submission_state(record, hashes)) if m]
         name = md(record["submission"]["name"]) + (f" ({', '.join(marks)})" if marks else "")
         row = [
             str(rank), name, md(record["submission"]["kind"]), recovery_cell(res["primary"]),
@@ -100,6 +107,7 @@ def render(results_dir: Path, warn: Callable[[str], None] = lambda message: None
     A record that fails one is left off, and `warn` gets one line naming it.
     """
     by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    hashes: dict[Path, str | None] = {}  # each submission folder hashed once per rendering
     for path in find_records(results_dir):
         record, problems = load_checked(path)
         if record is None:
@@ -132,6 +140,6 @@ def render(results_dir: Path, warn: Callable[[str], None] = lambda message: None
         out += [f"## {md(task_id)}", "", f"Layer {md(t['layer'])}, units {md(t['units'])}, inputs "
                 f"{md(', '.join(map(str, t['inputs'])))}; {md(t['dataset'])} {md(t['eval_split'])} (n = {md(t['n_eval'])}); "
                 f"primary ablation: {md(t['primary_ablation'])}.", ""]
-        out += task_table(records)
+        out += task_table(records, hashes)
         out.append("")
     return "\n".join(out)

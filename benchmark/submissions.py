@@ -26,7 +26,7 @@ import shutil
 import stat
 import tempfile
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,14 +69,13 @@ class Snapshot:
     content_hash: str  # sha256 over (relative path, bytes) of every file, sorted
     files: tuple[str, ...]
     description_bytes_xz: int  # xz size of every file's bytes: a description-length proxy
-    _owned: bool = field(default=True, repr=False)
 
     @property
     def name(self) -> str:
         return self.meta.name
 
     def cleanup(self) -> None:
-        if self._owned and self.folder.exists():
+        if self.folder.exists():
             for root, dirs, _ in os.walk(self.folder):
                 for d in dirs:
                     os.chmod(os.path.join(root, d), 0o755)

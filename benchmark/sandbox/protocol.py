@@ -99,7 +99,7 @@ class SharedView:
         self.fd, self.size = fd, 0
         self.map: mmap.mmap | None = None
 
-    def copy(self, shape: tuple[int, ...], offset: int, owned: bool = False) -> np.ndarray:
+    def array(self, shape: tuple[int, ...], offset: int, owned: bool = False) -> np.ndarray:
         """The array at `offset`: a copy, or (`owned`: the harness will not write that region again) a view."""
         nbytes = 4 * int(np.prod(shape, dtype=np.int64))
         if offset + nbytes > self.size:
@@ -193,7 +193,7 @@ class Channel:
             if offset is not None:
                 if self.shared is None:
                     raise ProtocolViolation("a message points into shared memory, which this side does not read")
-                arrays[name] = self.shared.copy(shape, offset, owned=header.get("owned") is True)
+                arrays[name] = self.shared.array(shape, offset, owned=header.get("owned") is True)
                 continue
             value = np.empty(shape, dtype=np.float32)
             if value.size:

@@ -98,8 +98,6 @@ class IsolatedSubmission:
         self.snapshot, self.limits, self.isolate = snapshot, limits, isolate
         self.replace_signature: Signature | None = None
         self.fit_signature: Signature | None = None
-        self._described: dict[str, Any] | None = None
-        self._task: Task | None = None
         self._fit_child: Child | LocalChild | None = None
         self._replace_child: Child | LocalChild | None = None
         if isolate:
@@ -143,7 +141,6 @@ class IsolatedSubmission:
 
     def load(self, task: Task) -> None:
         """Import the code in both children and check its signatures against the task."""
-        self._task = task
         where = f"submission '{self.snapshot.name}'"
         self._fit_child = self._start(f"{where} (fit)")
         self._replace_child = self._start(f"{where} (replace)")
@@ -156,7 +153,6 @@ class IsolatedSubmission:
         if described[0] != described[1]:
             raise SubmissionError(f"{where}: its code declared different functions in two fresh processes; "
                                   "a submission must be deterministic at import")
-        self._described = described[0]
         self.replace_signature = read_signature(described[0]["replace"], task, RESERVED_REPLACE, f"{where} replace()")
         if described[0]["fit"] is not None:
             self.fit_signature = read_signature(described[0]["fit"], task, RESERVED_FIT, f"{where} fit()")

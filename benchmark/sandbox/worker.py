@@ -81,6 +81,7 @@ class Worker:
         self.module: Any = None
         self.params: dict[str, Any] = {}
         self.view: TaskView | None = None
+        self.pass_task = self.pass_params = False  # set by `setup`, which the harness sends before any `replace`
 
     def _call(self, who: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
