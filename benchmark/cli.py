@@ -91,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results-dir", type=Path, default=None)
     p.add_argument("--out", type=Path, default=None, help="output file (default leaderboard/README.md; '-' for stdout)")
 
+    p = sub.add_parser("length", help="a submission's description length, before fitting (see README: Complexity)")
+    p.add_argument("submission", help="a name under submissions/ or a path to a submission folder")
+    p.add_argument("--json", action="store_true")
+
     p = sub.add_parser("train", help="train a reference model with the pinned recipe")
     p.add_argument("model", help="digits-mlp, mnist-mlp or mnist-cnn")
     p.add_argument("--out-dir", type=Path, default=None, help="where the checkpoint goes (default checkpoints/)")
@@ -158,11 +162,42 @@ def format_score(record: dict[str, Any]) -> str:
         lines.append("  " + key + ": " + ", ".join(f"{c} {fmt_pct(v)}" for c, v in acc.items()) + f"  (McNemar vs clean p {fmt_p(mc['p_value'])})")
     fid = ", ".join(f"{f['unit']}: r {f['pearson_r']:.3f}" if f.get("pearson_r") is not None else f"{f['unit']}: r —" for f in res["fidelity"][:10])
     lines.append(f"  fidelity {fid}")
-    lines.append(f"  complexity: {record['complexity']['fitted_parameters']} fitted parameters, "
-                 f"{record['complexity']['source_bytes_xz']} B of files (xz)")
+    lines += complexity_lines(record["complexity"])
     lines.append(f"  isolation: {record.get('isolation', {}).get('level', 'none')}")
     lines.append(f"  wall time {record['provenance']['seconds']['total']:.2f} s (baseline {'cached' if record['provenance']['baseline_from_cache'] else 'computed'})")
     return "\n".join(lines)
+
+
+def complexity_lines(c: dict[str, Any]) -> list[str]:
+    """Description length and the copy test, as `score` prints them."""
+    if c.get("description_bits") is None:
+        return [f"  complexity: {c['fitted_parameters']} fitted parameters (description length not measured: score again)"]
+    b = c["bits"]
+    verdict = "a COPY: it can hold the target's own weights" if c["copy"] else "not a copy"
+    return [
+        (f"  description length {c['description_bits']:,} bits = {c['code_tokens']:,} code tokens ({b['code']:,}) + "
+         f"{c['literal_numbers']:,} literal numbers ({b['literals']:,}) + {c['data_bytes']:,} data bytes ({b['data']:,}) + "
+         f"{c['fitted_parameters']:,} fitted numbers ({b['fitted']:,})"),
+        f"  stored numbers {c['stored_numbers']:,} vs the target's fan-in {c['target_fan_in']:,}: {verdict}",
+    ]
+
+
+def cmd_length(args: argparse.Namespace) -> int:
+    from .description import BITS_PER_DATA_BYTE, BITS_PER_TOKEN
+    from .submissions import take_snapshot
+
+    snapshot = take_snapshot(args.submission)
+    snapshot.cleanup()
+    d = snapshot.description
+    if args.json:
+        print(json.dumps({"submission": snapshot.name, **d.as_dict(), "bits_without_fitted": d.total_bits(0)}, indent=2))
+        return 0
+    print(f"{snapshot.name}: {d.total_bits(0):,} bits before fitted numbers (each adds 32)")
+    print(f"  code     {d.code_tokens:>7,} tokens       × {BITS_PER_TOKEN} = {d.code_bits:>9,} bits")
+    print(f"  literals {d.literal_numbers:>7,} numbers      at their written precision = {d.literal_bits:>9,} bits")
+    print(f"  data     {d.data_bytes:>7,} bytes        × {BITS_PER_DATA_BYTE} = {d.data_bits:>9,} bits")
+    print(f"  stored numbers before fitting: {d.stored_numbers(0):,} (literal + data bytes / 4)")
+    return 0
 
 
 def tasks_served(meta_tasks: tuple[str, ...]) -> list[Any]:
@@ -373,7 +408,7 @@ def cmd_stimuli(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "tasks": cmd_tasks, "show": cmd_show, "score": cmd_score, "verify": cmd_verify, "compare": cmd_compare, "leaderboard": cmd_leaderboard,
-    "train": cmd_train, "fetch": cmd_fetch, "select": cmd_select, "stimuli": cmd_stimuli,
+    "length": cmd_length, "train": cmd_train, "fetch": cmd_fetch, "select": cmd_select, "stimuli": cmd_stimuli,
 }
 
 

@@ -69,6 +69,41 @@ def recovery_cell(stats: dict[str, Any]) -> str:
     return f"{fmt_pct(stats['recovery'])} [{low}, {high}]"
 
 
+def pareto_frontier(points: dict[str, tuple[float, float]]) -> set[str]:
+    """Names whose (recovery, bits) no other point dominates: none has recovery ≥ and bits ≤, one of them strictly.
+
+    Sorted by bits, then by recovery descending, a point is on the frontier when its recovery beats every
+    recovery seen at fewer bits (ties in both keep both).
+    """
+    out: set[str] = set()
+    best = -math.inf
+    previous: tuple[float, float] | None = None
+    for name, (recovery, bits) in sorted(points.items(), key=lambda item: (item[1][1], -item[1][0], item[0])):
+        if recovery > best or (recovery, bits) == previous:
+            out.add(name)
+            best, previous = max(best, recovery), (recovery, bits)
+    return out
+
+
+def frontier_entries(records: list[dict[str, Any]]) -> set[str]:
+    """The task's frontier of primary recovery against description length, over entries with a defined
+    recovery, a measured description length, and no copy flag (a copy explains nothing, whatever it scores)."""
+    points = {}
+    for record in records:
+        primary, c = record["results"]["primary"], record["complexity"]
+        if primary.get("defined") and primary.get("recovery") is not None and c.get("description_bits") is not None \
+                and not c.get("copy"):
+            points[record["submission"]["name"]] = (primary["recovery"], c["description_bits"])
+    return pareto_frontier(points)
+
+
+def numbers_cell(c: dict[str, Any]) -> str:
+    """'2 + 77' (fitted + literal numbers), or the fitted count alone for a record without the measure."""
+    if c.get("literal_numbers") is None:
+        return str(c["fitted_parameters"])
+    return f"{c['fitted_parameters']} + {c['literal_numbers']}"
+
+
 def sort_key(record: dict[str, Any]) -> tuple:
     primary = record["results"]["primary"]
     defined = bool(primary.get("defined")) and primary.get("recovery") is not None
@@ -80,13 +115,16 @@ def task_table(records: list[dict[str, Any]], hashes: dict[Path, str | None]) ->
     topk = first.get("topk", [1])
     head = ["#", "submission", "kind", f"recovery ({first['primary_ablation']}) [95% CI]", "zero", "mean", "resample",
             "p(beats abl.)", "p(R≥1)", *[f"top-{k} repl. / clean" for k in topk], "KL(clean‖repl.)", "fidelity r",
-            "params", "source (xz B)", "n"]
+            "numbers (fitted + literal)", "DL (bits)", "frontier", "n"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    frontier = frontier_entries(records)
     for rank, record in enumerate(sorted(records, key=sort_key), start=1):
         res = record["results"]
         rec = res["recovery"]
         rs = [f["pearson_r"] for f in res["fidelity"] if f.get("pearson_r") is not None]
-        marks = [m for m in ("" if record["task"]["standard_protocol"] else "non-standard", submission_state(record, hashes)) if m]
+        c = record["complexity"]
+        marks = [m for m in ("copy" if c.get("copy") else "", "" if record["task"]["standard_protocol"] else "non-standard",
+                             submission_state(record, hashes)) if m]
         name = md(record["submission"]["name"]) + (f" ({', '.join(marks)})" if marks else "")
         row = [
             str(rank), name, md(record["submission"]["kind"]), recovery_cell(res["primary"]),
@@ -94,8 +132,8 @@ def task_table(records: list[dict[str, Any]], hashes: dict[Path, str | None]) ->
             fmt_p(res["primary"]["p_beats_ablation"]), fmt_p(res["p_at_least_clean"]),
             *[f"{fmt_pct(res['accuracy'][f'top{k}']['replaced'])} / {fmt_pct(res['accuracy'][f'top{k}']['clean'])}" for k in topk],
             f"{res['mean_kl_clean_replaced']:.4f}", f"{sum(rs) / len(rs):.3f}" if rs else "—",
-            str(record["complexity"]["fitted_parameters"]), str(record["complexity"]["source_bytes_xz"]),
-            str(record["task"]["n_eval"]),
+            numbers_cell(c), "—" if c.get("description_bits") is None else f"{c['description_bits']:,}",
+            "◆" if record["submission"]["name"] in frontier else "", str(record["task"]["n_eval"]),
         ]
         lines.append("| " + " | ".join(row) + " |")
     return lines
@@ -127,9 +165,13 @@ def render(results_dir: Path, warn: Callable[[str], None] = lambda message: None
         "p(beats abl.): one-sided paired t-test that the replacement's loss is below the ablated loss.",
         "p(R≥1): one-sided paired t-test, H0: mean L_replaced ≥ mean L_clean; a small p shows the replacement's loss is below",
         "the original's (R > 1), the bar of a replacement at least as good as the neuron.",
-        "params: fitted numbers the submission stores; source: xz-compressed size of every file in its folder.",
-        "Marks after a name: `not isolated` (scored with --in-process), `stale` (its folder changed since scoring),",
-        "`non-standard` (eval or fit size overridden). Each record was checked against its per-example arrays.",
+        "numbers: those `fit` returned + the numbers written in the submission's files. DL (description length): 8 bits per",
+        "code token (comments, docstrings and names' spelling are free) + each written number at 4 bits per digit + 8 bits",
+        "per other data byte + 32 bits per fitted number (README: Complexity). ◆: on the task's frontier, where no other",
+        "entry recovers as much with a shorter description (copies and undefined recoveries excluded).",
+        "Marks after a name: `copy` (it stores at least as many numbers as the target's fan-in from its inputs, so it",
+        "could hold the target's own weights), `not isolated` (scored with --in-process), `stale` (its folder changed",
+        "since scoring), `non-standard` (eval or fit size overridden). Each record was checked against its per-example arrays.",
         "",
     ]
     if not by_task:

@@ -11,7 +11,15 @@ from typing import Any
 from . import __version__
 from .baseline import load_or_compute
 from .context import prepare
-from .records import SCHEMA_VERSION, check_overwrite, environment, git_commit, write_record
+from .description import BITS_PER_FITTED, CONVENTION_VERSION
+from .fan_in import target_fan_in
+from .records import (
+    SCHEMA_VERSION,
+    check_overwrite,
+    environment,
+    git_commit,
+    write_record,
+)
 from .sandbox.limits import limits_for
 from .sandbox.room import IsolatedSubmission
 from .scoring import DEFAULT_RESAMPLES, score
@@ -36,6 +44,25 @@ class RunOptions:
     force: bool = False  # overwrite a record made from a different submission hash or authors
 
 
+def complexity(snapshot: Snapshot, fitted: int, fan_in: int) -> dict[str, Any]:
+    """The record's complexity figures: description length in bits (`description.py`) and the copy test."""
+    d = snapshot.description
+    stored = d.stored_numbers(fitted)
+    return {
+        "convention": CONVENTION_VERSION,
+        "description_bits": d.total_bits(fitted),
+        "bits": {"code": d.code_bits, "literals": d.literal_bits, "data": d.data_bits, "fitted": BITS_PER_FITTED * fitted},
+        "code_tokens": d.code_tokens,
+        "fitted_parameters": fitted,
+        "literal_numbers": d.literal_numbers,
+        "data_bytes": d.data_bytes,
+        "stored_numbers": stored,
+        "target_fan_in": fan_in,
+        "copy": stored >= fan_in,
+        "source_bytes_xz": snapshot.description_bytes_xz,
+    }
+
+
 def run_score(task: Task, snapshot: Snapshot, options: RunOptions, results_dir: Path | None) -> tuple[dict[str, Any], Path | None]:
     """Score the submission `snapshot` on `task`; write its record under `results_dir` (None: do not write).
 
@@ -54,6 +81,7 @@ def run_score(task: Task, snapshot: Snapshot, options: RunOptions, results_dir: 
         baseline_seconds = time.perf_counter() - t0
         result = score(ctx, room, baseline, n_resamples=options.n_resamples, seed=options.seed, progress=options.progress)
         isolation = room.isolation
+    fan_in = target_fan_in(ctx.model, task.layer, task.units, ctx.input_shapes)
     submission_hash, task_hash = snapshot.content_hash, task.content_hash()
     meta = snapshot.meta
     record: dict[str, Any] = {
@@ -69,10 +97,7 @@ def run_score(task: Task, snapshot: Snapshot, options: RunOptions, results_dir: 
             "name": meta.name, "kind": meta.kind, "authors": list(meta.authors),
             "description": meta.description, "content_hash": submission_hash,
         },
-        "complexity": {
-            "fitted_parameters": result.fitted_parameters,
-            "source_bytes_xz": snapshot.description_bytes_xz,
-        },
+        "complexity": complexity(snapshot, result.fitted_parameters, fan_in),
         "isolation": isolation,
         "results": result.figures,
         "provenance": {

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from . import paths
+from .description import Description, measure, runnable_files
 from .errors import SubmissionError, UserError, did_you_mean, unknown
 from .sandbox.worker import CODE_FILE, TaskView
 from .tasks import Task
@@ -68,7 +69,8 @@ class Snapshot:
     meta: SubmissionMeta
     content_hash: str  # sha256 over (relative path, bytes) of every file, sorted
     files: tuple[str, ...]
-    description_bytes_xz: int  # xz size of every file's bytes: a description-length proxy
+    description_bytes_xz: int  # xz size of every file's bytes (the description length before schema 3)
+    description: Description  # description length by the convention of `description.py`
 
     @property
     def name(self) -> str:
@@ -174,14 +176,19 @@ def parse_meta(data: bytes, where: Path, folder_name: str) -> SubmissionMeta:
 
 
 def take_snapshot(name_or_path: str) -> Snapshot:
-    """Check the folder, copy it to a private read-only directory, and hash the copy's contents."""
+    """Check the folder, hash it, and copy what its code may see to a private read-only directory.
+
+    The hash and the description length are of the files as written. The copy the children run has every
+    comment and docstring blanked and no `submission.toml` (`description.runnable_files`): what the
+    description length does not charge for, the code cannot read.
+    """
     source = resolve_submission_path(name_or_path)
     files = read_folder(source)
     meta = parse_meta(files.get(META_FILE, b""), source / META_FILE, source.name)
     if CODE_FILE not in files:
         raise UserError(f"{source} has no {CODE_FILE}; define replace(...) there.")
     folder = Path(tempfile.mkdtemp(prefix=f"replacebench-{meta.name}-"))
-    for rel, data in files.items():
+    for rel, data in runnable_files(files).items():
         path = folder / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
@@ -192,7 +199,8 @@ def take_snapshot(name_or_path: str) -> Snapshot:
     folder.chmod(0o555)  # readable by the children's unprivileged user, writable by nobody
     blob = b"".join(files.values())
     return Snapshot(source=source, folder=folder, meta=meta, content_hash=content_hash(files), files=tuple(files),
-                    description_bytes_xz=len(lzma.compress(blob, preset=9 | lzma.PRESET_EXTREME)))
+                    description_bytes_xz=len(lzma.compress(blob, preset=9 | lzma.PRESET_EXTREME)),
+                    description=measure(files))
 
 
 @dataclass(frozen=True)

@@ -67,12 +67,26 @@ def check_against_sidecar(record: dict[str, Any], arrays: dict[str, np.ndarray])
     return problems
 
 
+def check_complexity(c: dict[str, Any]) -> list[str]:
+    """The complexity figures agree with each other (a record migrated from schema 2 has none to check)."""
+    if c.get("description_bits") is None:
+        return []
+    problems = []
+    if c["description_bits"] != sum(c["bits"].values()):
+        problems.append(f"description_bits {c['description_bits']} ≠ the sum of its parts {sum(c['bits'].values())}")
+    if c["stored_numbers"] < c["fitted_parameters"] + c["literal_numbers"]:
+        problems.append("stored_numbers is below fitted + literal numbers")
+    if c["copy"] != (c["stored_numbers"] >= c["target_fan_in"]):
+        problems.append(f"copy is {c['copy']} but stored numbers {c['stored_numbers']} vs fan-in {c['target_fan_in']} say otherwise")
+    return problems
+
+
 def load_checked(path: Path) -> tuple[dict[str, Any] | None, list[str]]:
     """A record that passes every cheap check (readable, sidecar sha256, figures), or None and why not."""
     try:
         record = read_record(path)
         arrays = read_sidecar(path, record)
-        problems = check_against_sidecar(record, arrays)
+        problems = check_against_sidecar(record, arrays) + check_complexity(record["complexity"])
     except UserError as exc:
         return None, [str(exc)]
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -135,9 +149,9 @@ def verify_record(path: Path, options: Any) -> list[str]:
     except (UserError, SubmissionError) as exc:
         return [f"re-scoring failed: {exc}"]
     problems = compare_results(record["results"], fresh["results"])
-    for key in ("fitted_parameters", "source_bytes_xz"):
-        if record["complexity"][key] != fresh["complexity"][key]:
-            problems.append(f"complexity.{key}: record {record['complexity'][key]}, re-score {fresh['complexity'][key]}")
+    for key, value in fresh["complexity"].items():
+        if record["complexity"].get(key) != value:
+            problems.append(f"complexity.{key}: record {record['complexity'].get(key)}, re-score {value}")
     if record.get("isolation", {}).get("level") != "namespaces":
         problems.append("the record was not scored in isolation; score it again without --in-process")
     return problems

@@ -55,7 +55,8 @@ def warm_cache(session_cache: Path, cli) -> Path:
 
 def run_hostile(cli, name: str, tmp_path: Path, cache: Path, config: dict | None = None, *extra: str):
     folder = tmp_path / name
-    shutil.copytree(HOSTILE / name, folder)
+    if not folder.exists():
+        shutil.copytree(HOSTILE / name, folder)
     if config is not None:
         (folder / "target.json").write_text(json.dumps(config))
     results = tmp_path / "results"
@@ -102,6 +103,42 @@ def test_reaching_for_the_model_or_the_answers_finds_nothing(name, tmp_path, cli
 def test_weights_kept_in_a_global_do_not_reach_replace(tmp_path, cli, warm_cache):
     proc, results = run_hostile(cli, "global-smuggle", tmp_path, warm_cache)
     assert assert_honest_zero(proc, results, "global-smuggle")["complexity"]["fitted_parameters"] == 0
+
+
+def test_weights_kept_in_prose_do_not_reach_the_code(tmp_path, cli, warm_cache):
+    """Comments, docstrings and the metadata cost nothing in the description length, so the code never sees them."""
+    import sys
+
+    import torch
+    from safetensors.numpy import load_file
+
+    from benchmark.description import measure
+    from benchmark.submissions import read_folder
+
+    state = load_file(str(ROOT / "checkpoints" / "digits-mlp.safetensors"))
+    unit = [*state["fc1_linear.weight"][17].tolist(), float(state["fc1_linear.bias"][17])]
+    folder = tmp_path / "prose-smuggle"
+    shutil.copytree(HOSTILE / "prose-smuggle", folder)
+    template = measure(read_folder(folder))
+    for name in ("replacement.py", "submission.toml"):
+        path = folder / name
+        path.write_text(path.read_text().replace("WEIGHTS", "w=[" + ",".join(map(repr, unit)) + "]"))
+    assert measure(read_folder(folder)) == template  # the weights in prose are free
+    # Run as written, outside the harness, the attack works: it copies the unit exactly.
+    probe = ("import sys, torch; sys.path.insert(0, sys.argv[1]); import replacement as r; "
+             "from types import SimpleNamespace as S; torch.manual_seed(0); x = torch.rand(5, 1, 8, 8); "
+             "print(r.replace(x, S(target_shape=(1,))).flatten().tolist())")
+    out = subprocess.run([sys.executable, "-c", probe, str(folder)], capture_output=True, text=True, check=True)
+    torch.manual_seed(0)
+    x = torch.rand(5, 1, 8, 8).numpy().reshape(5, 64)
+    expected = np.maximum(x.astype(np.float64) @ np.asarray(unit[:-1]) + unit[-1], 0)
+    np.testing.assert_allclose(json.loads(out.stdout.splitlines()[-1]), expected, rtol=1e-5, atol=1e-6)
+    assert "found 65 numbers" in out.stdout
+    # Scored, it finds nothing: the zero ablation, and its record is not a copy.
+    proc, results = run_hostile(cli, "prose-smuggle", tmp_path, warm_cache)
+    record = assert_honest_zero(proc, results, "prose-smuggle")
+    assert "found" not in proc.stderr
+    assert record["complexity"]["copy"] is False and record["complexity"]["stored_numbers"] < 65
 
 
 def test_the_cache_cannot_be_poisoned(tmp_path, cli, warm_cache):

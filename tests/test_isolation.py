@@ -197,7 +197,7 @@ def test_stale_and_not_isolated_entries_are_marked(scored, tmp_path, cli, monkey
 
     monkeypatch.setattr(paths, "PROJECT_ROOT", home)
     board = cli("leaderboard", "--results-dir", str(results), "--out", "-").stdout
-    assert "| mean (stale) |" in board and "| linear (not isolated) |" in board and "| zero |" in board
+    assert "| mean (stale) |" in board and "| linear (copy, not isolated) |" in board and "| zero |" in board
     monkeypatch.setattr(paths, "PROJECT_ROOT", Path(__file__).resolve().parent.parent)
     compared = json.loads(cli("compare", "linear", "zero", "--task", TASK, "--results-dir", str(results), "--json").stdout)
     assert compared["marks"] == {"linear": "not isolated", "zero": "current, isolated"}

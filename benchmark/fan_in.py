@@ -1,0 +1,54 @@
+"""A target's fan-in from its inputs: how many model parameters its value depends on, from the nearest input.
+
+For each allowed input `a` of a task, the fan-in from `a` is the number of
+parameters (weights and biases) on which the target units' value at one
+position (the centre of the map, for a conv layer) depends, through the stages
+strictly after `a` up to the target layer. The task's fan-in is the smallest
+over its inputs: the cheapest place a copy could start. A submission that
+stores at least that many numbers could hold the target's own weights
+(`description`, the copy test). Examples: one `mnist-mlp` fc1 unit from the
+image: 784 weights + 1 bias = 785; one `mnist-cnn` conv2 unit from conv1:
+32·3·3 + 1 = 289.
+
+Computed, not tabulated, so it holds for any model: on a copy of the model with
+every parameter made positive (|w| + 0.001) and positive random inputs, every
+ReLU is active, so the gradient of the target with respect to the parameters is
+non-zero exactly where the target depends on them. Shared (convolution)
+weights make max pools harmless: any winner in a window reaches the same kernel.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from .models.base import StagedModel
+
+PROBE_BATCH = 4
+PROBE_SEED = 0
+
+
+def fan_in_from(model: StagedModel, layer: str, units: tuple[int, ...], start: str,
+                start_shape: tuple[int, ...]) -> int:
+    """Parameters the target `layer[units]` (at its centre position) depends on, from activation `start`."""
+    positive = copy.deepcopy(model).float().cpu().eval()
+    with torch.no_grad():
+        for parameter in positive.parameters():
+            parameter.copy_(parameter.abs() + 1e-3)
+    for parameter in positive.parameters():
+        parameter.requires_grad_(True)
+    generator = torch.Generator().manual_seed(PROBE_SEED)
+    x = torch.rand((PROBE_BATCH, *start_shape), generator=generator) + 0.1  # [batch, *start_shape], positive
+    with torch.enable_grad():
+        out = positive.run(x, after=None if start == "image" else start, until=layer)  # [batch, channels, ...]
+        target = out[:, list(units)]  # [batch, n_units, ...]
+        for size in target.shape[2:]:
+            target = target.select(2, size // 2)  # the centre position: [batch, n_units]
+        target.sum().backward()
+    return sum(int((p.grad != 0).sum()) for p in positive.parameters() if p.grad is not None)
+
+
+def target_fan_in(model: StagedModel, layer: str, units: tuple[int, ...], input_shapes: dict[str, tuple[int, ...]]) -> int:
+    """The task's fan-in: the smallest fan-in over its allowed inputs (see the module docstring)."""
+    return min(fan_in_from(model, layer, units, name, shape) for name, shape in input_shapes.items())
