@@ -18,7 +18,8 @@ except `submission.toml` (its metadata, which the code never sees):
   same way; each element of an `.npy`, `.npz` or `.safetensors` array is a
   stored number at its dtype's width.
 - **Other data.** Every other character of a string literal or a text file,
-  and every byte of any other file, costs 8 bits, and counts as a quarter of a
+  every byte of an array file that is not an element (headers, padding), and
+  every byte of any other file, costs 8 bits, and counts as a quarter of a
   stored number for the copy test (4 bytes hold a float32).
 
 So, in bits:
@@ -165,6 +166,14 @@ def _prose_spans(tokens: list[tokenize.TokenInfo]) -> set[int]:
     return prose
 
 
+def _line_starts(text: str) -> list[int]:
+    """The offset in `text` at which each line starts (then one past the end)."""
+    starts = [0]
+    for line in text.splitlines(keepends=True):
+        starts.append(starts[-1] + len(line))
+    return starts
+
+
 def _tokens(source: bytes) -> tuple[list[tokenize.TokenInfo], str] | None:
     """The file's tokens and its decoded text, or None when it is not Python this interpreter parses.
 
@@ -191,9 +200,7 @@ def blank_prose(source: bytes) -> bytes | None:
     if parsed is None:
         return None
     tokens, text = parsed
-    starts = [0]
-    for line in text.splitlines(keepends=True):
-        starts.append(starts[-1] + len(line))
+    starts = _line_starts(text)
 
     def offset(position: tuple[int, int]) -> int:
         row, col = position
@@ -212,8 +219,8 @@ def blank_prose(source: bytes) -> bytes | None:
     blanked = text.encode("utf-8")
     try:
         ast.parse(blanked)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):  # a construct the blanker does not handle: run and count the file as written
-        return None
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None  # a construct the blanker does not handle: the file runs, and counts, as written
     return blanked
 
 
@@ -238,7 +245,12 @@ def _fstring_cost(literal: str) -> tuple[int, int, int, int]:
                 if part.format_spec is not None:
                     visit(part.format_spec)
 
-    for node in ast.walk(ast.parse(literal, mode="eval")):
+    try:
+        tree = ast.parse(literal, mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        found, found_bits, rest = _text_cost(literal)  # not expected: price it as text, nothing free
+        return 1, found, found_bits, rest
+    for node in ast.walk(tree):
         if isinstance(node, ast.JoinedStr):
             visit(node)
             break
@@ -251,9 +263,7 @@ def _code_cost(source: bytes) -> tuple[int, int, int, int] | None:
     if parsed is None or blank_prose(source) is None:
         return None
     tokens, text = parsed
-    starts = [0]
-    for line in text.splitlines(keepends=True):
-        starts.append(starts[-1] + len(line))
+    starts = _line_starts(text)
     prose = _prose_spans(tokens)
     n_tokens = numbers = bits = data = 0
     depth, fstring_start = 0, 0  # Python ≥ 3.12: the f-string being skipped over, read whole at its end
@@ -287,27 +297,42 @@ def _code_cost(source: bytes) -> tuple[int, int, int, int] | None:
     return n_tokens, numbers, bits, data
 
 
-def _array_cost(name: str, data: bytes) -> tuple[int, int] | None:
-    """(elements, bits) of an array file, at its dtype's width; None if it is not a readable array file."""
+def _array_cost(name: str, data: bytes) -> tuple[int, int, int] | None:
+    """(elements, bits, other bytes) of an array file; None if it is not a well-formed array file.
+
+    Elements are priced at their dtype's width. Every byte of the file that is not an element (headers,
+    metadata, padding, anything appended) is other data, so nothing rides along for free.
+    """
     try:
         if name.endswith(".safetensors"):
             (size,) = struct.unpack("<Q", data[:8])
             header = json.loads(data[8 : 8 + size])
-            numbers = bits = 0
+            numbers = bits = payload = 0
             for key, entry in header.items():
                 if key == "__metadata__":
                     continue
-                count = math.prod(int(s) for s in entry["shape"])
-                numbers, bits = numbers + count, bits + 8 * SAFETENSORS_BYTES[entry["dtype"]] * count
-            return numbers, bits
+                shape, (start, end), width = entry["shape"], entry["data_offsets"], SAFETENSORS_BYTES[entry["dtype"]]
+                if not all(isinstance(v, int) and v >= 0 for v in (*shape, start, end)):
+                    return None
+                count = math.prod(shape)
+                if end - start != count * width or 8 + size + end > len(data):
+                    return None
+                numbers, bits, payload = numbers + count, bits + 8 * width * count, payload + end - start
+            return numbers, bits, max(0, len(data) - payload)
         if name.endswith(".npz"):
+            numbers = bits = other = 0
             with zipfile.ZipFile(io.BytesIO(data)) as archive:
-                members = [np.load(io.BytesIO(archive.read(m)), allow_pickle=False) for m in archive.namelist()]
-        else:
-            members = [np.load(io.BytesIO(data), allow_pickle=False)]
-        return sum(int(a.size) for a in members), sum(8 * a.itemsize * int(a.size) for a in members)
+                for info in archive.infolist():
+                    raw = archive.read(info)
+                    array = np.load(io.BytesIO(raw), allow_pickle=False)
+                    numbers, bits = numbers + int(array.size), bits + 8 * array.nbytes
+                    other += len(raw) - array.nbytes
+                other += len(data) - sum(info.compress_size for info in archive.infolist())
+            return numbers, bits, max(0, other)
+        array = np.load(io.BytesIO(data), allow_pickle=False)
+        return int(array.size), 8 * array.nbytes, len(data) - array.nbytes
     except (ValueError, KeyError, TypeError, OSError, EOFError, struct.error, zipfile.BadZipFile, json.JSONDecodeError,
-            AttributeError):
+            AttributeError, OverflowError):
         return None
 
 
@@ -323,7 +348,7 @@ def measure(files: dict[str, bytes]) -> Description:
             continue
         array = _array_cost(name, content) if name.endswith(ARRAY_SUFFIXES) else None
         if array is not None:
-            numbers, bits = numbers + array[0], bits + array[1]
+            numbers, bits, data = numbers + array[0], bits + array[1], data + array[2]
             continue
         try:
             text = content.decode("utf-8")

@@ -70,8 +70,22 @@ def test_data_files_are_priced_by_what_they_hold(tmp_path):
     d = measure(files)
     assert d.literal_numbers == 15 + 4 + 4 + 21 + 2
     assert d.literal_bits == 15 * 16 + 4 * 32 + 4 * 8 + 21 * 32 + 4 + 8
-    assert d.data_bytes == 3 + 11  # ",", "-", "\n" of the csv; every byte of the binary file; metadata is free
+    # ",", "-", "\n" of the csv; every byte of the binary file; every byte of an array file that is not an element
+    # (npy/npz headers and the zip container; the safetensors length and header); the metadata file is free
+    overhead = (len(npy.getvalue()) - 15 * 2) + (len(npz.getvalue()) - (4 * 4 + 4)) + (8 + len(header))
+    assert d.data_bytes == 3 + 11 + overhead
     assert d.code_tokens == 0
+
+
+def test_array_files_cannot_hide_bytes_or_claim_negative_sizes():
+    npy = io.BytesIO()
+    np.save(npy, np.zeros(4, np.float32))
+    appended = measure({"w.npy": npy.getvalue() + b"hidden weights"})
+    assert appended.data_bytes == measure({"w.npy": npy.getvalue()}).data_bytes + len(b"hidden weights")
+    for shape, offsets in (([-5], [0, 0]), ([3], [0, 4]), ([1000], [0, 4000])):
+        header = json.dumps({"w": {"dtype": "F32", "shape": shape, "data_offsets": offsets}}).encode()
+        blob = struct.pack("<Q", len(header)) + header + bytes(12)
+        assert measure({"w.safetensors": blob}) == Description(0, 0, 0, len(blob))  # malformed: all of it is data
 
 
 def test_a_file_that_is_not_python_counts_whole_as_data():
