@@ -9,7 +9,8 @@ except `submission.toml` (its metadata, which the code never sees):
   cannot smuggle data to the code. Layout (newlines, indentation) is free too.
   A `.py` file that does not parse (or is over 1 MiB) is data, below.
   Every other name, keyword and operator token costs `BITS_PER_TOKEN` = 8 bits,
-  whatever its spelling, so renaming a variable changes nothing.
+  whatever its spelling, so renaming a variable changes nothing. (Code can read
+  its own names back, so the characters of a name beyond the 32nd are data.)
 - **Numbers.** Every numeric literal is a stored number, priced at the
   precision it is written in: `BITS_PER_DIGIT` = 4 bits per significant digit
   (exponent digits included; 4 bits per hex digit, 3 per octal, 1 per binary),
@@ -54,6 +55,7 @@ BYTES_PER_NUMBER = 4  # opaque data counts as one stored number per 4 bytes (a f
 META_FILE = "submission.toml"
 ARRAY_SUFFIXES = (".npy", ".npz", ".safetensors")
 MAX_CODE_BYTES = 1 << 20  # a larger .py file counts, whole, as data
+MAX_FREE_NAME = 32  # characters of a name that are free; the rest are data (the code can read names back)
 
 #: A decimal number written in text: digits with an optional fraction and exponent (its sign is data).
 TEXT_NUMBER = re.compile(r"(?:\d[\d_]*\.?[\d_]*|\.\d[\d_]*)(?:[eE][-+]?\d+)?")
@@ -286,7 +288,9 @@ def _code_cost(source: bytes) -> tuple[int, int, int, int] | None:
             numbers += 1
             bits += literal_bits(token.string)
             continue
-        if token.type == tokenize.STRING and "f" in _prefix(token.string):
+        if token.type == tokenize.NAME and len(token.string) > MAX_FREE_NAME:
+            cost = (1, 0, 0, len(token.string.encode()) - MAX_FREE_NAME)  # a name long enough to carry data
+        elif token.type == tokenize.STRING and "f" in _prefix(token.string):
             cost = _fstring_cost(token.string)
         elif token.type == tokenize.STRING:
             found, found_bits, rest = _text_cost(_string_body(token.string))

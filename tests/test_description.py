@@ -53,6 +53,9 @@ def test_a_small_source_counted_by_hand():
     assert measure(code_only('s = f"m={x.mean():.3f}"\n')) == Description(2 + 1 + 5, 1, 4, len("m=") + len("f"))
     # a string literal is one token; its characters are data (8 bits each) except the numbers written in it
     assert measure(code_only('k = "gain 0.5"\n')) == Description(3, 1, 4, 5)
+    # a name's first 32 characters are free, the rest are data: one name cannot carry a weight vector
+    assert measure(code_only("x = 1\n")) == measure(code_only("x" * 32 + " = 1\n"))
+    assert measure(code_only("x" * 1000 + " = 1\n")) == Description(2, 1, 4, 1000 - 32)
     d = measure(code_only("def replace(image):\n    return image * 2.5\n"))
     assert d.total_bits(fitted_numbers=3) == 9 * 8 + 8 + 3 * 32
     assert d.stored_numbers(fitted_numbers=3) == 4
