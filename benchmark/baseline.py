@@ -30,9 +30,10 @@ from tqdm import tqdm
 from . import paths
 from .atomic import atomic_path, atomic_write_bytes
 from .conditions import per_example_outputs
+from .stats import per_example_kl
 from .context import TaskContext
 
-FORMAT_VERSION = 2  # 2: the npz behind an HMAC line
+FORMAT_VERSION = 3  # 2: the npz behind an HMAC line; 3: adds kl.<ablation>
 CONDITIONS = ("clean", "zero", "mean", "resample")
 
 
@@ -40,12 +41,17 @@ CONDITIONS = ("clean", "zero", "mean", "resample")
 class Baseline:
     """Per-example results of the clean model and each ablation on the eval set."""
 
-    arrays: dict[str, np.ndarray]  # loss.<cond> [n], top<k>.<cond> [n], logp_clean [n, C], mean_activation, resample_partner [n]
+    arrays: dict[str, np.ndarray]  # loss.<cond> [n], top<k>.<cond> [n], logp_clean [n, C], kl.<ablation> [n],
+    # mean_activation, resample_partner [n]
     cache_path: Path | None = None
     from_cache: bool = False
 
     def loss(self, condition: str) -> np.ndarray:
         return self.arrays[f"loss.{condition}"]
+
+    def kl(self, ablation: str) -> np.ndarray:
+        """KL(clean ‖ ablated) per example `# [n]`."""
+        return self.arrays[f"kl.{ablation}"]
 
     def correct(self, condition: str, k: int) -> np.ndarray:
         return self.arrays[f"top{k}.{condition}"]
@@ -108,8 +114,12 @@ def compute_baseline(ctx: TaskContext, progress: bool = False) -> Baseline:
                 class_logits = model.class_logits(model.run(modified, after=task.layer))
                 for key, value in per_example_outputs(class_logits, labels, task.topk).items():
                     parts.setdefault(f"{key}.{condition}", []).append(value)
+                logp = torch.log_softmax(class_logits.float(), 1).cpu().numpy()  # [b, classes]
                 if condition == "clean":
-                    parts.setdefault("logp_clean", []).append(torch.log_softmax(class_logits.float(), 1).cpu().numpy())
+                    logp_clean = logp
+                    parts.setdefault("logp_clean", []).append(logp)
+                else:  # KL(clean ‖ ablated) per example, the denominator of KL recovery
+                    parts.setdefault(f"kl.{condition}", []).append(per_example_kl(logp_clean, logp))
             position += b
     arrays = {key: np.concatenate(chunks) for key, chunks in parts.items()}
     arrays["mean_activation"] = mean_activation.numpy()

@@ -156,6 +156,10 @@ def format_score(record: dict[str, Any]) -> str:
         mark = " (primary)" if name == res["primary"]["ablation"] else ""
         effect = f"effect {stats['effect']:+.4f} [{stats['effect_low']:+.4f}, {stats['effect_high']:+.4f}]"
         lines.append(f"  recovery vs {name:<8} {recovery_cell(stats):<28} {effect}  p(beats) {fmt_p(stats['p_beats_ablation'])}{mark}")
+    for name, stats in (res.get("kl_recovery") or {}).items():
+        mark = " (primary)" if name == res["primary"]["ablation"] else ""
+        lines.append(f"  KL recovery vs {name:<8} {recovery_cell(stats):<25} "
+                     f"mean KL(clean||{name}) {stats['effect']:.4g}{mark}")
     lines.append(f"  p(R >= 1) {fmt_p(res['p_at_least_clean'])}   mean KL(clean||replaced) {res['mean_kl_clean_replaced']:.5f}")
     for key, acc in res["accuracy"].items():
         mc = res["mcnemar_replaced_vs_clean"][key]

@@ -104,30 +104,63 @@ def numbers_cell(c: dict[str, Any]) -> str:
     return f"{c['fitted_parameters']} + {c['literal_numbers']}"
 
 
+ALPHA = 0.05
+
+
+def rankable(record: dict[str, Any]) -> bool:
+    """A standard-protocol record with a defined primary recovery (the others are shown, never ranked)."""
+    primary = record["results"]["primary"]
+    return bool(primary.get("defined")) and primary.get("recovery") is not None and record["task"]["standard_protocol"]
+
+
+def interval_ranks(intervals: dict[str, tuple[float, float]]) -> dict[str, int]:
+    """Ranks that respect the intervals: rank = 1 + the number of entries whose CI lies wholly above this one's.
+
+    Entries whose CIs overlap share a rank (or sit one rank apart only through a third entry).
+    """
+    return {name: 1 + sum(other_low > high for other_low, _ in intervals.values()) for name, (_, high) in intervals.items()}
+
+
+def board_ranks(records: list[dict[str, Any]]) -> dict[str, int]:
+    return interval_ranks({r["submission"]["name"]: (r["results"]["primary"]["recovery_low"],
+                                                    r["results"]["primary"]["recovery_high"])
+                           for r in records if rankable(r)})
+
+
+def beats_mean(record: dict[str, Any]) -> bool:
+    """Whether the replacement's loss is significantly below the mean ablation's (one-sided paired t-test)."""
+    p = record["results"]["recovery"]["mean"].get("p_beats_ablation")
+    return p is not None and p < ALPHA
+
+
 def sort_key(record: dict[str, Any]) -> tuple:
     primary = record["results"]["primary"]
-    defined = bool(primary.get("defined")) and primary.get("recovery") is not None
-    return (not defined, -(primary["recovery"] if defined else 0.0), record["submission"]["name"])
+    ranked = rankable(record)
+    return (not ranked, -(primary["recovery"] if ranked else 0.0), record["submission"]["name"])
 
 
 def task_table(records: list[dict[str, Any]], hashes: dict[Path, str | None]) -> list[str]:
     first = records[0]["task"]
     topk = first.get("topk", [1])
-    head = ["#", "submission", "kind", f"recovery ({first['primary_ablation']}) [95% CI]", "zero", "mean", "resample",
+    head = ["#", "submission", "kind", f"recovery ({first['primary_ablation']}) [95% CI]",
+            f"KL recovery ({first['primary_ablation']}) [95% CI]", "zero", "mean", "resample",
             "p(beats abl.)", "p(R≥1)", *[f"top-{k} repl. / clean" for k in topk], "KL(clean‖repl.)", "fidelity r",
             "numbers (fitted + literal)", "DL (bits)", "frontier", "n"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     frontier = frontier_entries(records)
-    for rank, record in enumerate(sorted(records, key=sort_key), start=1):
+    ranks = board_ranks(records)
+    for record in sorted(records, key=sort_key):
         res = record["results"]
         rec = res["recovery"]
         rs = [f["pearson_r"] for f in res["fidelity"] if f.get("pearson_r") is not None]
         c = record["complexity"]
-        marks = [m for m in ("copy" if c.get("copy") else "", "" if record["task"]["standard_protocol"] else "non-standard",
+        marks = [m for m in ("copy" if c.get("copy") else "", "" if beats_mean(record) else "≤ mean",
+                             "" if record["task"]["standard_protocol"] else "non-standard",
                              submission_state(record, hashes)) if m]
         name = md(record["submission"]["name"]) + (f" ({', '.join(marks)})" if marks else "")
         row = [
-            str(rank), name, md(record["submission"]["kind"]), recovery_cell(res["primary"]),
+            str(ranks.get(record["submission"]["name"], "—")), name, md(record["submission"]["kind"]), recovery_cell(res["primary"]),
+            "—" if not res.get("kl_recovery") else recovery_cell(res["kl_recovery"][res["primary"]["ablation"]]),
             *[fmt_pct(rec[a]["recovery"]) if rec[a]["defined"] else UNDEFINED for a in ("zero", "mean", "resample")],
             fmt_p(res["primary"]["p_beats_ablation"]), fmt_p(res["p_at_least_clean"]),
             *[f"{fmt_pct(res['accuracy'][f'top{k}']['replaced'])} / {fmt_pct(res['accuracy'][f'top{k}']['clean'])}" for k in topk],
@@ -162,6 +195,8 @@ def render(results_dir: Path, warn: Callable[[str], None] = lambda message: None
         "the task's eval set; 95% paired-bootstrap BCa intervals. "
         f"`{UNDEFINED}` means the ablation's effect on the loss (mean L_ablated − mean L_clean) has a 95% CI that does not lie",
         "wholly above 0: there is no measurable loss to recover, so recovery is not defined.",
+        "KL recovery = 1 − mean KL(clean‖replaced) / mean KL(clean‖ablated): the same, on the output distribution, with no",
+        "labels; far less noisy than cross-entropy (same bootstrap and gate). zero/mean/resample: CE recovery per ablation.",
         "p(beats abl.): one-sided paired t-test that the replacement's loss is below the ablated loss.",
         "p(R≥1): one-sided paired t-test, H0: mean L_replaced ≥ mean L_clean; a small p shows the replacement's loss is below",
         "the original's (R > 1), the bar of a replacement at least as good as the neuron.",
@@ -169,7 +204,10 @@ def render(results_dir: Path, warn: Callable[[str], None] = lambda message: None
         "code token (comments, docstrings and names' spelling are free) + each written number at 4 bits per digit + 8 bits",
         "per other data byte + 32 bits per fitted number (README: Complexity). ◆: on the task's frontier, where no other",
         "entry recovers as much with a shorter description (copies and undefined recoveries excluded).",
-        "Marks after a name: `copy` (it stores at least as many numbers as the target's fan-in from its inputs, so it",
+        "#: entries are ranked by primary recovery, and entries whose 95% CIs overlap share a rank (rank = 1 + the number",
+        "of entries whose CI lies wholly above); an undefined recovery or a non-standard run is shown but not ranked (—).",
+        "Marks after a name: `≤ mean` (its loss is not significantly below the mean ablation's: one-sided paired t-test,",
+        "p ≥ 0.05), `copy` (it stores at least as many numbers as the target's fan-in from its inputs, so it",
         "could hold the target's own weights), `not isolated` (scored with --in-process), `stale` (its folder changed",
         "since scoring), `non-standard` (eval or fit size overridden). Each record was checked against its per-example arrays.",
         "",
@@ -178,7 +216,7 @@ def render(results_dir: Path, warn: Callable[[str], None] = lambda message: None
         out.append("No results yet: run `replacebench score SUBMISSION --task TASK`.")
     for task_id in sorted(by_task, key=lambda t: (order.get(t, len(order)), t)):
         records = by_task[task_id]
-        t = records[0]["task"]
+        t = next((r["task"] for r in records if r["task"]["standard_protocol"]), records[0]["task"])  # the standard n
         out += [f"## {md(task_id)}", "", f"Layer {md(t['layer'])}, units {md(t['units'])}, inputs "
                 f"{md(', '.join(map(str, t['inputs'])))}; {md(t['dataset'])} {md(t['eval_split'])} (n = {md(t['n_eval'])}); "
                 f"primary ablation: {md(t['primary_ablation'])}.", ""]

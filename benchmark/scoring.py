@@ -27,6 +27,7 @@ from .sandbox.process import Limits
 from .sandbox.protocol import Arrays
 from .sandbox.room import IsolatedSubmission
 from .submissions import count_params, take_snapshot
+from .tasks import ABLATIONS
 
 DEFAULT_RESAMPLES = 2000
 
@@ -114,9 +115,11 @@ def summarize(ctx: TaskContext, baseline: Baseline, replaced: dict[str, np.ndarr
     l_clean = baseline.loss("clean")
     l_replaced = replaced["loss.replaced"]
     recovery = stats.recovery_stats(
-        l_clean, {a: baseline.loss(a) for a in ("zero", "mean", "resample")}, l_replaced,
+        l_clean, {a: baseline.loss(a) for a in ABLATIONS}, l_replaced,
         n_resamples=n_resamples, seed=seed,
     )
+    kl_recovery = stats.kl_recovery_stats({a: baseline.kl(a) for a in ABLATIONS}, replaced["kl"],
+                                          n_resamples=n_resamples, seed=seed)
     accuracy: dict[str, dict[str, float]] = {}
     mcnemar: dict[str, dict[str, Any]] = {}
     for k in task.topk:
@@ -127,6 +130,7 @@ def summarize(ctx: TaskContext, baseline: Baseline, replaced: dict[str, np.ndarr
     return {
         "primary": {"ablation": task.ablation, **primary.to_dict()},
         "recovery": {name: r.to_dict() for name, r in recovery.items()},
+        "kl_recovery": {name: r.to_dict() for name, r in kl_recovery.items()},
         "p_at_least_clean": stats.p_at_least_clean(l_clean, l_replaced),
         "mean_loss": {**{c: float(baseline.loss(c).mean()) for c in CONDITIONS}, "replaced": float(l_replaced.mean())},
         "accuracy": accuracy,
@@ -160,6 +164,7 @@ def score(ctx: TaskContext, room: IsolatedSubmission, baseline: Baseline, *, n_r
         **{f"loss.{c}": baseline.loss(c).astype(np.float32) for c in CONDITIONS},
         "loss.replaced": replaced["loss.replaced"].astype(np.float32),
         "kl": replaced["kl"].astype(np.float32),
+        **{f"kl.{a}": baseline.kl(a).astype(np.float32) for a in ABLATIONS},
         **{f"top{k}.{c}": baseline.correct(c, k) for k in ctx.task.topk for c in CONDITIONS},
         **{f"top{k}.replaced": replaced[f"top{k}.replaced"] for k in ctx.task.topk},
     }

@@ -475,6 +475,30 @@ def recovery_stats(
     return out
 
 
+def kl_recovery_stats(
+    kl_ablated: dict[str, Any],
+    kl_replaced: Any,
+    *,
+    level: float = 0.95,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> dict[str, RecoveryStats]:
+    """KL recovery against each ablation, with BCa CIs: no labels needed.
+
+    With per-example K_A = KL(clean ‖ ablated) and K_P = KL(clean ‖ replaced) `# [n]`, paired:
+
+        KL recovery R_KL = 1 − mean K_P / mean K_A = (mean K_A − mean K_P) / (mean K_A − 0)
+
+    which is `recovery_stats` with the clean "loss" identically 0 (KL(clean ‖ clean) = 0): the same paired
+    bootstrap, BCa interval and gate (effect = mean K_A, defined when its CI lies above 0). SAEBench's
+    `kl_div_score`, with an interval.
+    """
+    if not kl_ablated:
+        raise ValueError("kl_ablated must name at least one ablation")
+    n = len(_vector("kl_replaced", kl_replaced))
+    return recovery_stats(np.zeros(n), kl_ablated, kl_replaced, level=level, n_resamples=n_resamples, seed=seed)
+
+
 def compare_paired(
     l_clean: Any,
     l_ablated: Any,

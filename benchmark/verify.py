@@ -3,7 +3,8 @@
 Tolerances (numbers in the record vs numbers recomputed):
 - from the sidecar (float32 per-example losses, the record's figures came from
   float64): |a − b| ≤ SIDECAR_ATOL + SIDECAR_RTOL·|b| on mean losses, accuracy,
-  KL, effect and recovery with their CIs (primary ablation); `defined` exact;
+  KL, effect and recovery with their CIs (primary ablation); the primary KL recovery's effect, recovery
+  and CIs within KL_ATOL + SIDECAR_RTOL·|b| (a mean KL can be 1e-5); `defined` exact;
 - by re-scoring: every number in `results` within RESCORE_ATOL + RESCORE_RTOL·|b|;
   booleans, strings, counts, the submission hash and the complexity figures exact.
 """
@@ -22,6 +23,7 @@ from .errors import SubmissionError, UserError
 from .records import read_record, read_sidecar
 
 SIDECAR_ATOL, SIDECAR_RTOL = 1e-4, 1e-4
+KL_ATOL = 1e-9
 RESCORE_ATOL, RESCORE_RTOL = 1e-6, 1e-4
 RECOVERY_KEYS = ("effect", "effect_low", "effect_high", "recovery", "recovery_low", "recovery_high", "mean_clean",
                  "mean_ablated", "mean_replaced")
@@ -64,6 +66,16 @@ def check_against_sidecar(record: dict[str, Any], arrays: dict[str, np.ndarray])
     for key in RECOVERY_KEYS:
         if not _close(fresh[key], primary[key], SIDECAR_ATOL, SIDECAR_RTOL):
             problems.append(f"primary {key} {primary[key]!r} ≠ {fresh[key]!r} from the arrays")
+    kl_primary = (res.get("kl_recovery") or {}).get(primary["ablation"])
+    if kl_primary is not None:
+        kl = stats.kl_recovery_stats({primary["ablation"]: arrays[f"kl.{primary['ablation']}"].astype(np.float64)},
+                                     arrays["kl"].astype(np.float64), n_resamples=n_resamples, seed=seed)
+        fresh_kl = kl[primary["ablation"]].to_dict()
+        if fresh_kl["defined"] != kl_primary["defined"]:
+            problems.append("primary KL recovery's 'defined' differs from the arrays")
+        for key in ("effect", "effect_low", "effect_high", "recovery", "recovery_low", "recovery_high"):
+            if not _close(fresh_kl[key], kl_primary[key], KL_ATOL, SIDECAR_RTOL):  # KL can be ~1e-5: relative
+                problems.append(f"primary KL {key} {kl_primary[key]!r} ≠ {fresh_kl[key]!r} from the arrays")
     return problems
 
 

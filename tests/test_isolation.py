@@ -171,15 +171,24 @@ def test_board_leaves_off_damaged_and_forged_records_with_a_warning(scored, tmp_
     shutil.copy(sidecar, folder / "keep.npz")
     (folder / "sidecar-damaged.json").write_text(json.dumps({**damaged, "sidecar": {"file": "keep.npz",
                                                                                   "sha256": "0" * 64}}))
+    kl_forged = json.loads((folder / "mean.json").read_text())
+    kl_forged["submission"]["name"] = "kl-forged"
+    kl_forged["results"]["kl_recovery"]["zero"]["recovery_high"] = 1.0  # a narrower KL interval than its arrays give
+    (folder / "kl-forged.json").write_text(json.dumps(kl_forged))
+    copy_forged = json.loads((folder / "mean.json").read_text())
+    copy_forged["submission"]["name"] = "copy-forged"
+    copy_forged["complexity"]["target_fan_in"] = 1  # now its numbers reach the fan-in, but it says it is no copy
+    (folder / "copy-forged.json").write_text(json.dumps(copy_forged))
     injected = json.loads((folder / "zero.json").read_text())
     injected["submission"]["kind"] = "x | y\n## heading <script>alert(1)</script>"
     (folder / "injected.json").write_text(json.dumps(injected))
     proc = cli("leaderboard", "--results-dir", str(results), "--out", "-")
     assert proc.returncode == 0, proc.stderr
     warnings = proc.stderr.strip().splitlines()
-    for name in ("broken.json", "edited.json", "sidecar-damaged.json"):
+    for name in ("broken.json", "edited.json", "sidecar-damaged.json", "kl-forged.json", "copy-forged.json"):
         assert any(name in w and w.startswith("replacebench: warning: left") for w in warnings), (name, warnings)
     assert "| edited" not in proc.stdout and "primary recovery" in proc.stderr
+    assert "primary KL recovery_high" in proc.stderr and "copy is False" in proc.stderr
     assert "<script>" not in proc.stdout and "\n## heading" not in proc.stdout and "&lt;script&gt;" in proc.stdout
     assert "x \\| y" in proc.stdout
 
@@ -197,7 +206,8 @@ def test_stale_and_not_isolated_entries_are_marked(scored, tmp_path, cli, monkey
 
     monkeypatch.setattr(paths, "PROJECT_ROOT", home)
     board = cli("leaderboard", "--results-dir", str(results), "--out", "-").stdout
-    assert "| mean (stale) |" in board and "| linear (copy, not isolated) |" in board and "| zero |" in board
+    assert "| mean (≤ mean, stale) |" in board and "| linear (copy, ≤ mean, not isolated) |" in board
+    assert "| zero (≤ mean) |" in board
     monkeypatch.setattr(paths, "PROJECT_ROOT", Path(__file__).resolve().parent.parent)
     compared = json.loads(cli("compare", "linear", "zero", "--task", TASK, "--results-dir", str(results), "--json").stdout)
     assert compared["marks"] == {"linear": "not isolated", "zero": "current, isolated"}

@@ -157,6 +157,23 @@ def test_recovery_bca_matches_scipy():
     assert max(abs(lo - plo), abs(hi - phi)) > 2 * tol  # BCa is not just the percentile interval here
 
 
+def test_kl_recovery_bca_matches_scipy():
+    """KL recovery 1 − mean K_P / mean K_A, against scipy's BCa on the two KL columns directly."""
+    rng = np.random.default_rng(11)
+    k_abl = rng.lognormal(-3.0, 1.5, 40)  # sparse, heavy-tailed KL(clean ‖ ablated)
+    k_rep = k_abl * (1 - rng.beta(7, 3, 40)) + rng.exponential(0.002, 40)
+    ours = stats.kl_recovery_stats({"zero": k_abl}, k_rep, n_resamples=B_REF, seed=1)["zero"]
+    assert ours.defined and ours.ci_method == "bca"
+    lo, hi, boot = scipy_bca((k_abl, k_rep), lambda a, p, axis=-1: 1 - np.mean(p, axis) / np.mean(a, axis), B_REF, seed=2)
+    sd, plo, phi = _bootstrap_sd_and_percentile(boot)
+    tol = TOL * sd
+    assert ours.recovery == pytest.approx(1 - k_rep.mean() / k_abl.mean(), rel=1e-12)
+    assert ours.effect == pytest.approx(k_abl.mean(), rel=1e-12)
+    assert abs(ours.recovery_low - lo) < tol, (ours.recovery_low, lo, tol)
+    assert abs(ours.recovery_high - hi) < tol, (ours.recovery_high, hi, tol)
+    assert max(abs(lo - plo), abs(hi - phi)) > 2 * tol  # BCa is not just the percentile interval here
+
+
 def test_effect_bca_matches_scipy():
     c, a, p = skewed_losses(25, seed=3)
     ours = stats.recovery_stats(c, {"zero": a}, p, n_resamples=B_REF, seed=5)["zero"]

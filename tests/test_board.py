@@ -1,0 +1,37 @@
+"""The board's orderings: the frontier of recovery against description length, and ranks that respect the CIs."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def test_pareto_frontier_against_brute_force():
+    from benchmark.leaderboard import pareto_frontier
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n = int(rng.integers(1, 9))
+        points = {f"s{i}": (float(rng.integers(0, 4)) / 4, float(rng.integers(0, 4))) for i in range(n)}
+        brute = {a for a, (ra, ba) in points.items()
+                 if not any(rb >= ra and bb <= ba and (rb > ra or bb < ba) for rb, bb in points.values())}
+        assert pareto_frontier(points) == brute, points
+
+
+def test_interval_ranks_share_a_rank_where_intervals_overlap():
+    from benchmark.leaderboard import interval_ranks
+
+    assert interval_ranks({"a": (0.9, 1.0), "b": (0.8, 0.95), "c": (0.1, 0.5), "d": (0.45, 0.6), "e": (-0.1, 0.05)}) \
+        == {"a": 1, "b": 1, "c": 3, "d": 3, "e": 5}
+    assert interval_ranks({f"s{i}": (i - 0.1, i + 0.1) for i in range(5)}) == {f"s{i}": 5 - i for i in range(5)}
+    assert set(interval_ranks({f"s{i}": (0.0, 1.0 + i) for i in range(5)}).values()) == {1}
+    rng = np.random.default_rng(1)
+    for _ in range(200):  # against the definition by pairwise comparison
+        lows = rng.uniform(0, 1, 6)
+        intervals = {f"s{i}": (lo, lo + rng.uniform(0, 0.4)) for i, lo in enumerate(lows)}
+        ranks = interval_ranks(intervals)
+        for a, (low_a, high_a) in intervals.items():
+            for b, (low_b, high_b) in intervals.items():
+                if low_b > high_a:  # b is significantly above a: b ranks strictly better
+                    assert ranks[b] < ranks[a]
+            # by definition: one more than the number of entries whose CI lies wholly above
+            assert ranks[a] == 1 + sum(low_b > high_a for low_b, _ in intervals.values())
