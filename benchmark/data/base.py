@@ -70,7 +70,10 @@ def seeded_subset(labels: np.ndarray, size: int, seed: int, balanced: bool = Tru
 
     `balanced`: as equal a count per class as `size` allows (classes with fewer
     examples give what they have; the rest is spread over the others), chosen by
-    a seeded permutation within each class. `size >= len(labels)` returns all.
+    a seeded permutation within each class. When `size` does not divide evenly,
+    the classes that get one more are a seeded random choice over all classes
+    (never the lowest class ids: 500 of 1,000 ImageNet classes means 500 random
+    classes, one image each). `size >= len(labels)` returns all.
     """
     labels = np.asarray(labels)
     n = len(labels)
@@ -83,7 +86,7 @@ def seeded_subset(labels: np.ndarray, size: int, seed: int, balanced: bool = Tru
     pools = {c: rng.permutation(np.flatnonzero(labels == c)) for c in classes}
     quota = {c: 0 for c in classes}
     remaining = size
-    open_classes = list(classes)
+    open_classes = [classes[i] for i in rng.permutation(len(classes))]  # who gets the remainder: seeded, not by id
     while remaining > 0 and open_classes:
         share = max(1, remaining // len(open_classes))
         for c in list(open_classes):
