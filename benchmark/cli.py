@@ -115,9 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     _scoring(p, results=False)
     _isolation(p)
 
-    p = sub.add_parser("select", help="choose a model's target units (regenerates its task file)")
-    p.add_argument("model")
-    p.add_argument("--write", action="store_true", help="write tasks/<model>.toml (default: print it)")
+    from .select import FAMILIES
+
+    p = sub.add_parser("select", help="choose a task family's target units (regenerates its task file)")
+    p.add_argument("model", metavar="FAMILY", help=f"a task family: {', '.join(FAMILIES)}")
+    p.add_argument("--write", action="store_true", help="write tasks/<FAMILY>.toml (default: print it)")
     _common(p)
     return parser
 

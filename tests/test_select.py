@@ -20,7 +20,8 @@ from benchmark.select import (
 
 
 @pytest.mark.parametrize("model", [pytest.param("digits-mlp"), pytest.param("mnist-mlp", marks=pytest.mark.slow),
-                                   pytest.param("mnist-cnn", marks=pytest.mark.slow)])
+                                   pytest.param("mnist-cnn", marks=pytest.mark.slow),
+                                   pytest.param("mnist-mlp-fc2", marks=pytest.mark.slow)])
 def test_committed_task_file_regenerates_exactly(model, data_dir):
     text, path = select_targets(model, data_dir=data_dir if model != "digits-mlp" else None)
     assert path == paths.tasks_dir() / f"{model}.toml"
