@@ -50,8 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tasks", help="list tasks")
     p.add_argument("pattern", nargs="?", default="*", help="glob over task ids, e.g. 'mnist-cnn/*'")
 
-    p = sub.add_parser("show", help="show one task")
+    p = sub.add_parser("show", help="show one task, and the recovery difference its eval set can detect")
     p.add_argument("task")
+    _common(p)
+    p.add_argument("--imagenet", default=os.environ.get("REPLACEBENCH_IMAGENET"),
+                   help="ImageNet validation folder <wnid>/*.JPEG (default: $REPLACEBENCH_IMAGENET)")
 
     p = sub.add_parser("score", help="score a submission on a task")
     p.add_argument("submission", help="a name under submissions/ or a path to a submission folder")
@@ -146,7 +149,27 @@ def cmd_show(args: argparse.Namespace) -> int:
     for key, value in task.__dict__.items():
         print(f"{key:>18}: {value}")
     print(f"{'hash':>18}: {task.content_hash()}")
+    print(f"{'power':>18}: {power_line(task, args)}")
     return 0
+
+
+def power_line(task: Any, args: argparse.Namespace) -> str:
+    """The smallest recovery difference the task's eval set detects at 80% power, from its (cached) baseline."""
+    from . import stats
+    from .baseline import load_or_compute
+    from .context import prepare
+    from .leaderboard import fmt_points
+
+    try:
+        ctx = prepare(task, data_dir=args.data_dir, imagenet_dir=args.imagenet)
+        baseline = load_or_compute(ctx)
+    except UserError as exc:
+        return f"unavailable here ({exc})"
+    mde = stats.detectable_recovery_difference(baseline.loss("clean"), baseline.loss(task.ablation))
+    if mde is None:
+        return f"the {task.ablation} ablation does not raise the mean eval loss: no recovery to measure"
+    return (f"recovery differences of {fmt_points(mde)} points are detected at 80% power (paired, α = 0.05, "
+            f"n = {len(ctx.eval_indices)}; README: Statistics)")
 
 
 def format_score(record: dict[str, Any]) -> str:

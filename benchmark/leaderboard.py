@@ -8,9 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import paths
+import numpy as np
+
+from . import paths, stats
 from .errors import UserError
-from .records import find_records
+from .records import find_records, read_sidecar
 from .tasks import all_tasks
 from .verify import load_checked
 
@@ -53,6 +55,12 @@ def fmt_pct(value: float | None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
     return f"{100 * value + 0.0:.1f}%".replace("-0.0%", "0.0%")
+
+
+def fmt_points(fraction: float) -> str:
+    """A recovery difference in percentage points, to two significant digits: 0.64 → '64', 0.031 → '3.1'."""
+    points = 100 * fraction
+    return f"{points:,.0f}" if points >= 10 else f"{points:.2g}"
 
 
 def fmt_p(value: float | None) -> str:
@@ -172,6 +180,16 @@ def task_table(records: list[dict[str, Any]], hashes: dict[Path, str | None]) ->
     return lines
 
 
+def power_note(record: dict[str, Any], path: Path) -> str:
+    """What the eval set can resolve: the smallest recovery difference detected at 80% power (`stats`)."""
+    arrays = read_sidecar(path, record)
+    mde = stats.detectable_recovery_difference(arrays["loss.clean"].astype(np.float64),
+                                               arrays[f"loss.{record['task']['primary_ablation']}"].astype(np.float64))
+    if mde is None:
+        return "The primary ablation does not raise the mean loss: nothing to recover."
+    return f"Detectable recovery difference (80% power): {fmt_points(mde)} points."
+
+
 def render(results_dir: Path, warn: Callable[[str], None] = lambda message: None) -> str:
     """The leaderboard as Markdown, from every record that passes its checks (`verify.load_checked`).
 
@@ -179,12 +197,14 @@ def render(results_dir: Path, warn: Callable[[str], None] = lambda message: None
     """
     by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
     hashes: dict[Path, str | None] = {}  # each submission folder hashed once per rendering
+    where: dict[int, Path] = {}  # id(record) → its file
     for path in find_records(results_dir):
         record, problems = load_checked(path)
         if record is None:
             warn(f"left {path} off the board: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
             continue
         by_task[record["task"]["id"]].append(record)
+        where[id(record)] = path
     order = {tid: i for i, tid in enumerate(all_tasks())}
     out = [
         "# replacebench leaderboard",
@@ -204,6 +224,7 @@ def render(results_dir: Path, warn: Callable[[str], None] = lambda message: None
         "code token (comments, docstrings and names' spelling are free) + each written number at 4 bits per digit + 8 bits",
         "per other data byte + 32 bits per fitted number (README: Complexity). ◆: on the task's frontier, where no other",
         "entry recovers as much with a shorter description (copies and undefined recoveries excluded).",
+        "Each task's heading gives the smallest recovery difference its eval set detects at 80% power (README: Statistics).",
         "#: entries are ranked by primary recovery, and entries whose 95% CIs overlap share a rank (rank = 1 + the number",
         "of entries whose CI lies wholly above); an undefined recovery or a non-standard run is shown but not ranked (—).",
         "Marks after a name: `≤ mean` (its loss is not significantly below the mean ablation's: one-sided paired t-test,",
@@ -216,10 +237,11 @@ def render(results_dir: Path, warn: Callable[[str], None] = lambda message: None
         out.append("No results yet: run `replacebench score SUBMISSION --task TASK`.")
     for task_id in sorted(by_task, key=lambda t: (order.get(t, len(order)), t)):
         records = by_task[task_id]
-        t = next((r["task"] for r in records if r["task"]["standard_protocol"]), records[0]["task"])  # the standard n
+        shown = next((r for r in records if r["task"]["standard_protocol"]), records[0])  # the standard n
+        t = shown["task"]
         out += [f"## {md(task_id)}", "", f"Layer {md(t['layer'])}, units {md(t['units'])}, inputs "
                 f"{md(', '.join(map(str, t['inputs'])))}; {md(t['dataset'])} {md(t['eval_split'])} (n = {md(t['n_eval'])}); "
-                f"primary ablation: {md(t['primary_ablation'])}.", ""]
+                f"primary ablation: {md(t['primary_ablation'])}. {power_note(shown, where[id(shown)])}", ""]
         out += task_table(records, hashes)
         out.append("")
     return "\n".join(out)

@@ -475,6 +475,28 @@ def recovery_stats(
     return out
 
 
+def detectable_recovery_difference(l_clean: Any, l_ablated: Any, *, alpha: float = 0.05, power: float = 0.8) -> float | None:
+    """The smallest difference in recovery between two entries that a paired test detects with probability `power`.
+
+    With D_i = L_ablated,i − L_clean,i (the ablation's effect per example, mean E, SD s) and n examples:
+
+        MDE = (z_{1−α/2} + z_power) · s / (√n · E)
+
+    Two entries whose recoveries differ by ΔR differ in mean loss by ΔR·E. Assumed: the per-example difference of
+    their losses has the SD of D, as it does between an entry that recovers nothing and one that recovers all.
+    Entries closer to each other usually differ less per example, so for them this is conservative. None when
+    E ≤ 0 (nothing to recover).
+    """
+    c = _vector("l_clean", l_clean)
+    d = _vector("l_ablated", l_ablated, len(c)) - c
+    _check_n(len(d))
+    effect = float(d.mean())
+    if effect <= 0 or len(d) < 2:
+        return None
+    z = float(sps.norm.ppf(1 - alpha / 2) + sps.norm.ppf(power))
+    return z * float(d.std(ddof=1)) / (math.sqrt(len(d)) * effect)
+
+
 def kl_recovery_stats(
     kl_ablated: dict[str, Any],
     kl_replaced: Any,

@@ -211,6 +211,16 @@ def test_leaderboard_and_compare(tmp_path, results, session_cache):
     assert proc.returncode == 0, proc.stderr
     board = out.read_text()
     section = board.split(f"## {TASK}")[1]
+    # the heading's detectable difference, computed here from the per-example losses by hand
+    from benchmark.records import read_sidecar
+
+    zero = json.loads((results / "digits-mlp__fc1-17" / "zero.json").read_text())
+    losses = read_sidecar(results / "digits-mlp__fc1-17" / "zero.json", zero)
+    d = losses["loss.zero"].astype(np.float64) - losses["loss.clean"].astype(np.float64)
+    mde = (1.959964 + 0.841621) * d.std(ddof=1) / (np.sqrt(len(d)) * d.mean())
+    assert f"Detectable recovery difference (80% power): {100 * mde:.0f} points." in section.split("\n|")[0]
+    show = run_cli("show", TASK)
+    assert show.returncode == 0 and f"recovery differences of {100 * mde:.0f} points" in show.stdout
     rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| #")]
     # the mean ablation costs nothing measurable here, so no entry's loss is significantly below it (≤ mean)
     assert [r.split("|")[2].strip() for r in rows] == ["linear (copy, ≤ mean)", "mean (≤ mean)", "zero (≤ mean)"]

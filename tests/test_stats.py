@@ -481,3 +481,27 @@ def test_compare_identical_submissions():
     cmp = stats.compare_paired(c, c, pa, pa + 1.0, n_resamples=300)
     assert not cmp.defined and cmp.recovery_diff is None and cmp.recovery_a is None
     assert cmp.diff == pytest.approx(-1.0) and cmp.p_ttest == 0.0
+
+
+@pytest.mark.parametrize(("draw", "low", "high"), [
+    (lambda rng, n: rng.normal(1.0, np.sqrt(2.0), n), 0.775, 0.825),  # normal effects: the formula's own model
+    (lambda rng, n: rng.gamma(0.5, 2.0, n), 0.775, 0.86),  # skewed (Gamma 0.5): a t-test gains a little power
+])
+def test_detectable_recovery_difference_has_80_percent_power_by_simulation(draw, low, high):
+    """At the returned difference, a paired two-sided t-test at α = 0.05 rejects in ~80% of simulated datasets."""
+    rng = np.random.default_rng(5)
+    n, effect, sd = 900, 1.0, np.sqrt(2.0)  # both models: per-example effect D with mean 1 and SD √2
+    clean = rng.lognormal(0, 0.8, n)
+    ablated = clean + draw(rng, n)
+    d = ablated - clean
+    mde = stats.detectable_recovery_difference(clean, ablated)
+    assert mde == pytest.approx((sps.norm.ppf(0.975) + sps.norm.ppf(0.8)) * d.std(ddof=1) / (np.sqrt(n) * d.mean()))
+    population_mde = (sps.norm.ppf(0.975) + sps.norm.ppf(0.8)) * sd / (np.sqrt(n) * effect)
+    trials = 3000
+    rejections = 0
+    for _ in range(trials):
+        # two entries whose recoveries differ by the MDE; their per-example loss difference has the SD of D
+        diff = population_mde * effect + (draw(rng, n) - effect)
+        rejections += sps.ttest_1samp(diff, 0.0).pvalue < 0.05
+    assert low <= rejections / trials <= high, rejections / trials  # binomial SD 0.007
+    assert stats.detectable_recovery_difference(clean, clean - 0.1) is None  # nothing to recover
