@@ -30,8 +30,8 @@ from tqdm import tqdm
 from . import paths
 from .atomic import atomic_path, atomic_write_bytes
 from .conditions import per_example_outputs
-from .stats import per_example_kl
 from .context import TaskContext
+from .stats import per_example_kl
 
 FORMAT_VERSION = 3  # 2: the npz behind an HMAC line; 3: adds kl.<ablation>
 CONDITIONS = ("clean", "zero", "mean", "resample")

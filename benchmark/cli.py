@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     _scoring(p, results=False)
     _isolation(p)
 
-    from .select import FAMILIES
+    from .families import FAMILIES
 
     p = sub.add_parser("select", help="choose a task family's target units (regenerates its task file)")
     p.add_argument("model", metavar="FAMILY", help=f"a task family: {', '.join(FAMILIES)}")
