@@ -77,6 +77,12 @@ def recovery_cell(stats: dict[str, Any]) -> str:
     return f"{fmt_pct(stats['recovery'])} [{low}, {high}]"
 
 
+def rankable(record: dict[str, Any]) -> bool:
+    """A standard-protocol record with a defined primary recovery (the others are shown, never ranked)."""
+    primary = record["results"]["primary"]
+    return bool(primary.get("defined")) and primary.get("recovery") is not None and record["task"]["standard_protocol"]
+
+
 def pareto_frontier(points: dict[str, tuple[float, float]]) -> set[str]:
     """Names whose (recovery, bits) no other point dominates: none has recovery ≥ and bits ≤, one of them strictly.
 
@@ -94,13 +100,12 @@ def pareto_frontier(points: dict[str, tuple[float, float]]) -> set[str]:
 
 
 def frontier_entries(records: list[dict[str, Any]]) -> set[str]:
-    """The task's frontier of primary recovery against description length, over entries with a defined
-    recovery, a measured description length, and no copy flag (a copy explains nothing, whatever it scores)."""
+    """The task's frontier of primary recovery against description length, over the ranked entries (`rankable`)
+    with a measured description length and no copy flag (a copy explains nothing, whatever it scores)."""
     points = {}
     for record in records:
         primary, c = record["results"]["primary"], record["complexity"]
-        if primary.get("defined") and primary.get("recovery") is not None and c.get("description_bits") is not None \
-                and not c.get("copy"):
+        if rankable(record) and c.get("description_bits") is not None and not c.get("copy"):
             points[record["submission"]["name"]] = (primary["recovery"], c["description_bits"])
     return pareto_frontier(points)
 
@@ -115,16 +120,10 @@ def numbers_cell(c: dict[str, Any]) -> str:
 ALPHA = 0.05
 
 
-def rankable(record: dict[str, Any]) -> bool:
-    """A standard-protocol record with a defined primary recovery (the others are shown, never ranked)."""
-    primary = record["results"]["primary"]
-    return bool(primary.get("defined")) and primary.get("recovery") is not None and record["task"]["standard_protocol"]
-
-
 def interval_ranks(intervals: dict[str, tuple[float, float]]) -> dict[str, int]:
     """Ranks that respect the intervals: rank = 1 + the number of entries whose CI lies wholly above this one's.
 
-    Entries whose CIs overlap share a rank (or sit one rank apart only through a third entry).
+    Entries whose CIs overlap share a rank, unless a third entry lies wholly above one of them but not the other.
     """
     return {name: 1 + sum(other_low > high for other_low, _ in intervals.values()) for name, (_, high) in intervals.items()}
 
@@ -223,7 +222,7 @@ def render(results_dir: Path, warn: Callable[[str], None] = lambda message: None
         "numbers: those `fit` returned + the numbers written in the submission's files. DL (description length): 8 bits per",
         "code token (comments, docstrings and names' spelling are free) + each written number at 4 bits per digit + 8 bits",
         "per other data byte + 32 bits per fitted number (README: Complexity). ◆: on the task's frontier, where no other",
-        "entry recovers as much with a shorter description (copies and undefined recoveries excluded).",
+        "entry recovers as much with a shorter description (copies, undefined recoveries and non-standard runs excluded).",
         "Each task's heading gives the smallest recovery difference its eval set detects at 80% power (README: Statistics).",
         "#: entries are ranked by primary recovery, and entries whose 95% CIs overlap share a rank (rank = 1 + the number",
         "of entries whose CI lies wholly above); an undefined recovery or a non-standard run is shown but not ranked (—).",

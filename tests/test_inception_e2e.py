@@ -65,6 +65,7 @@ def test_fetch_score_leaderboard_on_real_images(fetched, data_dir):
     assert f"## {TASK}" in text and "top-5 repl. / clean" in text
     row = next(line for line in text.splitlines() if "| curve-detector (" in line)
     assert "non-standard)" in row and row.startswith("| — |")  # shown, marked, and not ranked among standard runs
+    assert row.split("|")[-3].strip() == ""  # nor put on the frontier
 
 
 def test_stimuli_report_with_the_model(fetched, data_dir):
