@@ -294,3 +294,20 @@ def test_blanked_code_computes_what_the_written_code_computes(tmp_path):
         outputs.append(module.replace(torch.randn(6, 1, 28, 28)))
     assert outputs[0].abs().sum() > 0
     torch.testing.assert_close(outputs[0], outputs[1], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("source", [
+    b"(" * 100_000,  # too deeply nested for the parser
+    b"x = " + b"1 + " * 200_000 + b"1\n",  # a very long expression
+    b"x = 1\n" * 200_000,  # over 1 MiB: not parsed at all
+    b"\xff\xfe not utf-8 \x00",  # not text
+    b"def f(:\n",  # a syntax error
+], ids=["nested", "long-expression", "over-1-MiB", "binary", "syntax-error"])
+def test_hostile_sources_are_measured_as_data_without_crashing_the_harness(source):
+    """The harness parses untrusted code: whatever it cannot read as Python is priced whole, never an exception."""
+    d = measure({"replacement.py": source})
+    if blank_prose(source) is None:  # not read as code: priced as data, at least 4 bits for every byte
+        assert d.code_tokens == 0 and d.total_bits(0) >= 4 * len(source)
+    else:  # read as code: every token is priced
+        assert d.code_tokens > 0 and d.total_bits(0) >= 8 * d.code_tokens
+    assert runnable_files({"replacement.py": source})["replacement.py"] in (source, blank_prose(source))
