@@ -192,6 +192,12 @@ def format_score(record: dict[str, Any]) -> str:
     fid = ", ".join(f"{f['unit']}: r {f['pearson_r']:.3f}" if f.get("pearson_r") is not None else f"{f['unit']}: r —" for f in res["fidelity"][:10])
     lines.append(f"  fidelity {fid}")
     lines += complexity_lines(record["complexity"])
+    if record.get("efficiency"):
+        from .leaderboard import fmt_seconds
+
+        e = record["efficiency"]
+        lines.append(f"  cost per example: replace {fmt_seconds(e['replace_seconds_per_example'])}, the original units "
+                     f"{fmt_seconds(e['original_seconds_per_example'])} ({e['original_macs_per_example']:,} multiply-adds)")
     lines.append(f"  isolation: {record.get('isolation', {}).get('level', 'none')}")
     lines.append(f"  wall time {record['provenance']['seconds']['total']:.2f} s (baseline {'cached' if record['provenance']['baseline_from_cache'] else 'computed'})")
     return "\n".join(lines)

@@ -29,17 +29,34 @@ PROBE_BATCH = 4
 PROBE_SEED = 0
 
 
-def fan_in_from(model: StagedModel, layer: str, units: tuple[int, ...], start: str,
-                start_shape: tuple[int, ...]) -> int:
-    """Parameters the target `layer[units]` (at its centre position) depends on, from activation `start`."""
+def positive_copy(model: StagedModel) -> StagedModel:
+    """A CPU float copy of the model with every parameter |w| + 0.001 and gradients on: every ReLU is active
+    on positive inputs, so a gradient is non-zero exactly where the output depends on something."""
     positive = copy.deepcopy(model).float().cpu().eval()
     with torch.no_grad():
         for parameter in positive.parameters():
             parameter.copy_(parameter.abs() + 1e-3)
     for parameter in positive.parameters():
         parameter.requires_grad_(True)
+    return positive
+
+
+def positive_inputs(start_shape: tuple[int, ...], batch: int) -> torch.Tensor:
+    """Seeded positive random inputs `# [batch, *start_shape]`."""
     generator = torch.Generator().manual_seed(PROBE_SEED)
-    x = torch.rand((PROBE_BATCH, *start_shape), generator=generator) + 0.1  # [batch, *start_shape], positive
+    return torch.rand((batch, *start_shape), generator=generator) + 0.1
+
+
+def nearest_input(model: StagedModel, input_shapes: dict[str, tuple[int, ...]]) -> str:
+    """The allowed input closest to the target: the latest stage among them (the image comes first)."""
+    return max(input_shapes, key=model.stage_index)
+
+
+def fan_in_from(model: StagedModel, layer: str, units: tuple[int, ...], start: str,
+                start_shape: tuple[int, ...]) -> int:
+    """Parameters the target `layer[units]` (at its centre position) depends on, from activation `start`."""
+    positive = positive_copy(model)
+    x = positive_inputs(start_shape, PROBE_BATCH)  # [batch, *start_shape], positive
     with torch.enable_grad():
         out = positive.run(x, after=None if start == "image" else start, until=layer)  # [batch, channels, ...]
         target = out[:, list(units)]  # [batch, n_units, ...]

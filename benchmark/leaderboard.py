@@ -63,6 +63,24 @@ def fmt_points(fraction: float) -> str:
     return f"{points:,.0f}" if points >= 10 else f"{points:.2g}"
 
 
+def fmt_seconds(seconds: float) -> str:
+    """A short duration to two significant digits: '850 ns', '3.1 µs', '120 µs', '2.4 ms', '1.3 s'."""
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if seconds >= scale:
+            value = seconds / scale
+            return f"{value:.2g} {unit}" if value < 100 else f"{value:.0f} {unit}"
+    return f"{seconds / 1e-9:.2g} ns"
+
+
+def efficiency_cells(record: dict[str, Any]) -> list[str]:
+    """'replace / original' wall time per example, and the original units' multiply-adds per example."""
+    e = record.get("efficiency")
+    if not e:
+        return ["—", "—"]
+    times = f"{fmt_seconds(e['replace_seconds_per_example'])} / {fmt_seconds(e['original_seconds_per_example'])}"
+    return [times, f"{e['original_macs_per_example']:,}"]
+
+
 def fmt_p(value: float | None) -> str:
     if value is None:
         return "—"
@@ -152,7 +170,8 @@ def task_table(records: list[dict[str, Any]], hashes: dict[Path, str | None]) ->
     head = ["#", "submission", "kind", f"recovery ({first['primary_ablation']}) [95% CI]",
             f"KL recovery ({first['primary_ablation']}) [95% CI]", "zero", "mean", "resample",
             "p(beats abl.)", "p(R≥1)", *[f"top-{k} repl. / clean" for k in topk], "KL(clean‖repl.)", "fidelity r",
-            "numbers (fitted + literal)", "DL (bits)", "frontier", "n"]
+            "numbers (fitted + literal)", "DL (bits)", "frontier", "time/example: replace / original", "original MACs",
+            "n"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     frontier = frontier_entries(records)
     ranks = board_ranks(records)
@@ -173,7 +192,7 @@ def task_table(records: list[dict[str, Any]], hashes: dict[Path, str | None]) ->
             *[f"{fmt_pct(res['accuracy'][f'top{k}']['replaced'])} / {fmt_pct(res['accuracy'][f'top{k}']['clean'])}" for k in topk],
             f"{res['mean_kl_clean_replaced']:.4f}", f"{sum(rs) / len(rs):.3f}" if rs else "—",
             numbers_cell(c), "—" if c.get("description_bits") is None else f"{c['description_bits']:,}",
-            "◆" if record["submission"]["name"] in frontier else "", str(record["task"]["n_eval"]),
+            "◆" if record["submission"]["name"] in frontier else "", *efficiency_cells(record), str(record["task"]["n_eval"]),
         ]
         lines.append("| " + " | ".join(row) + " |")
     return lines
@@ -223,6 +242,9 @@ def render(results_dir: Path, warn: Callable[[str], None] = lambda message: None
         "code token (comments, docstrings and names' spelling are free) + each written number at 4 bits per digit + 8 bits",
         "per other data byte + 32 bits per fitted number (README: Complexity). ◆: on the task's frontier, where no other",
         "entry recovers as much with a shorter description (copies, undefined recoveries and non-standard runs excluded).",
+        "time/example: wall time of the submission's replace calls per example (measured by the harness, transfers",
+        "included) / the original layer's from the nearest input, × the units' share of its channels; original MACs: the",
+        "multiply-adds that compute the units' whole map from the nearest input (README: Efficiency).",
         "Each task's heading gives the smallest recovery difference its eval set detects at 80% power (README: Statistics).",
         "#: entries are ranked by primary recovery, and entries whose 95% CIs overlap share a rank (rank = 1 + the number",
         "of entries whose CI lies wholly above); an undefined recovery or a non-standard run is shown but not ranked (—).",

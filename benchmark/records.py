@@ -30,8 +30,8 @@ from .errors import UserError
 if TYPE_CHECKING:
     from .submissions import Snapshot
 
-SCHEMA_VERSION = 4  # 2 adds "isolation", 3 the description length and copy test, 4 KL recovery; older records are
-# migrated on read
+SCHEMA_VERSION = 5  # 2 adds "isolation", 3 the description length and copy test, 4 KL recovery, 5 "efficiency";
+# older records are migrated on read
 #: Complexity figures schema 3 added; a migrated record has them as None (not measured: score it again).
 COMPLEXITY_V3 = ("convention", "description_bits", "bits", "code_tokens", "literal_numbers", "data_bytes",
                  "stored_numbers", "target_fan_in", "copy")
@@ -125,6 +125,8 @@ def migrate(record: dict[str, Any]) -> dict[str, Any]:
         record = {**record, "schema_version": 3, "complexity": {**dict.fromkeys(COMPLEXITY_V3), **complexity}}
     if record.get("schema_version") == 3 and isinstance(record.get("results"), dict):
         record = {**record, "schema_version": 4, "results": {**record["results"], "kl_recovery": None}}
+    if record.get("schema_version") == 4:
+        record = {**record, "schema_version": 5, "efficiency": None}
     return record
 
 

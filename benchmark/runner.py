@@ -12,6 +12,7 @@ from . import __version__
 from .baseline import load_or_compute
 from .context import prepare
 from .description import BITS_PER_FITTED, CONVENTION_VERSION
+from .efficiency import original_macs, original_seconds_per_example
 from .fan_in import target_fan_in
 from .records import (
     SCHEMA_VERSION,
@@ -82,6 +83,13 @@ def run_score(task: Task, snapshot: Snapshot, options: RunOptions, results_dir: 
         result = score(ctx, room, baseline, n_resamples=options.n_resamples, seed=options.seed, progress=options.progress)
         isolation = room.isolation
     fan_in = target_fan_in(ctx.model, task.layer, task.units, ctx.input_shapes)
+    n_eval = len(ctx.eval_indices)
+    efficiency = {
+        "original_macs_per_example": original_macs(ctx.model, task.layer, task.units, ctx.input_shapes),
+        "original_seconds_per_example": original_seconds_per_example(ctx.model, task.layer, task.units,
+                                                                     ctx.input_shapes, ctx.device),
+        "replace_seconds_per_example": result.seconds["replace_calls"] / n_eval,
+    }
     submission_hash, task_hash = snapshot.content_hash, task.content_hash()
     meta = snapshot.meta
     record: dict[str, Any] = {
@@ -99,6 +107,7 @@ def run_score(task: Task, snapshot: Snapshot, options: RunOptions, results_dir: 
         },
         "complexity": complexity(snapshot, result.fitted_parameters, fan_in),
         "isolation": isolation,
+        "efficiency": efficiency,
         "results": result.figures,
         "provenance": {
             "package_version": __version__,

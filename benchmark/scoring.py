@@ -74,8 +74,9 @@ def fit_submission(ctx: TaskContext, room: IsolatedSubmission, progress: bool = 
 
 
 def replaced_pass(ctx: TaskContext, room: IsolatedSubmission, baseline: Baseline,
-                  progress: bool = False) -> tuple[dict[str, np.ndarray], list[stats.UnitFidelity]]:
-    """The eval pass with the replacement spliced in: per-example outputs and activation fidelity."""
+                  progress: bool = False) -> tuple[dict[str, np.ndarray], list[stats.UnitFidelity], float]:
+    """The eval pass with the replacement spliced in: per-example outputs, activation fidelity, and the wall
+    seconds spent in the submission's `replace` calls (measured here, around each call, transfers included)."""
     task, model = ctx.task, ctx.model
     assert room.replace_signature is not None
     names = room.replace_signature.inputs
@@ -85,6 +86,7 @@ def replaced_pass(ctx: TaskContext, room: IsolatedSubmission, baseline: Baseline
     logp_clean = baseline.arrays["logp_clean"]
     parts: dict[str, list[np.ndarray]] = {}
     position = 0
+    replace_seconds = 0.0
     with torch.no_grad(), capture(model, [n for n in names if n != "image"]) as store:
         for _, images in tqdm(ctx.eval_set.batches(ctx.eval_indices, task.batch_size), desc=f"score {room.snapshot.name}",
                               unit="batch", total=-(-len(ctx.eval_indices) // task.batch_size), disable=not progress):
@@ -92,8 +94,11 @@ def replaced_pass(ctx: TaskContext, room: IsolatedSubmission, baseline: Baseline
             b = len(images)
 
             def compute(original: torch.Tensor) -> torch.Tensor:  # original: [b, C, ...]
+                nonlocal replace_seconds
                 inputs = {n: as_array(images if n == "image" else store[n]) for n in names}
+                began = time.perf_counter()
                 out = room.replace(inputs, (b, *ctx.target_shape))  # [b, n_units, ...], validated
+                replace_seconds += time.perf_counter() - began
                 fidelity.update(as_array(original[:, units]), out)
                 return torch.from_numpy(out).to(ctx.device)
 
@@ -105,7 +110,7 @@ def replaced_pass(ctx: TaskContext, room: IsolatedSubmission, baseline: Baseline
             logp = torch.log_softmax(class_logits.float(), 1).cpu().numpy()
             parts.setdefault("kl", []).append(stats.per_example_kl(logp_clean[position : position + b], logp))
             position += b
-    return {k: np.concatenate(v) for k, v in parts.items()}, fidelity.result()
+    return {k: np.concatenate(v) for k, v in parts.items()}, fidelity.result(), replace_seconds
 
 
 def summarize(ctx: TaskContext, baseline: Baseline, replaced: dict[str, np.ndarray], fidelity: list,
@@ -153,7 +158,7 @@ def score(ctx: TaskContext, room: IsolatedSubmission, baseline: Baseline, *, n_r
     room.start_replace(ctx.view(), params)
     timings["fit"] = time.perf_counter() - start
     start = time.perf_counter()
-    replaced, fidelity = replaced_pass(ctx, room, baseline, progress)
+    replaced, fidelity, timings["replace_calls"] = replaced_pass(ctx, room, baseline, progress)
     timings["replaced_pass"] = time.perf_counter() - start
     start = time.perf_counter()
     figures = summarize(ctx, baseline, replaced, fidelity, n_resamples, seed)

@@ -6,7 +6,8 @@ Tolerances (numbers in the record vs numbers recomputed):
   KL, effect and recovery with their CIs (primary ablation); the primary KL recovery's effect, recovery
   and CIs within KL_ATOL + SIDECAR_RTOL·|b| (a mean KL can be 1e-5); `defined` exact;
 - by re-scoring: every number in `results` within RESCORE_ATOL + RESCORE_RTOL·|b|;
-  booleans, strings, counts, the submission hash and the complexity figures exact.
+  booleans, strings, counts, the submission hash, the complexity figures and the original units' multiply-adds
+  exact (wall times are measurements of a machine, not compared).
 """
 
 from __future__ import annotations
@@ -164,6 +165,10 @@ def verify_record(path: Path, options: Any) -> list[str]:
     for key, value in fresh["complexity"].items():
         if record["complexity"].get(key) != value:
             problems.append(f"complexity.{key}: record {record['complexity'].get(key)}, re-score {value}")
+    old_macs = (record.get("efficiency") or {}).get("original_macs_per_example")
+    if old_macs != fresh["efficiency"]["original_macs_per_example"]:
+        problems.append(f"efficiency.original_macs_per_example: record {old_macs}, "
+                        f"re-score {fresh['efficiency']['original_macs_per_example']}")
     if record.get("isolation", {}).get("level") != "namespaces":
         problems.append("the record was not scored in isolation; score it again without --in-process")
     return problems

@@ -39,3 +39,9 @@ def assert_matches_committed(trained: Path, committed: Path, atol: float = 1e-4)
     for key in a:
         assert a[key].shape == b[key].shape and a[key].dtype == b[key].dtype, key
         torch.testing.assert_close(a[key], b[key], atol=atol, rtol=0, msg=lambda m: f"{key}: {m}")
+
+
+def board_column(board: str, title: str) -> int:
+    """The index, in `row.split("|")`, of the board's column titled `title` (from the first table header)."""
+    header = next(line for line in board.splitlines() if line.startswith("| # |"))
+    return [cell.strip() for cell in header.split("|")].index(title)
