@@ -135,7 +135,7 @@ def _prefix(token: str) -> str:
 
 def _string_body(token: str) -> str:
     """The characters between the quotes of a string literal token (its prefix dropped)."""
-    body = token.lstrip("rRbBuUfF")
+    body = token[len(_prefix(token)):]
     quote = body[:3] if body[:3] in ('"""', "'''") else body[:1]
     return body[len(quote) : len(body) - len(quote)]
 
@@ -192,16 +192,9 @@ def _tokens(source: bytes) -> tuple[list[tokenize.TokenInfo], str] | None:
     return tokens, source.decode(encoding)
 
 
-def blank_prose(source: bytes) -> bytes | None:
-    """The code with every comment and prose string emptied, line numbers kept; None if it does not parse.
-
-    A comment becomes `#`; a docstring becomes `""` (or a triple-quoted string of only its newlines),
-    so a traceback points at the same lines. The result is UTF-8 (a coding cookie is a comment too).
-    """
-    parsed = _tokens(source)
-    if parsed is None:
-        return None
-    tokens, text = parsed
+def _blank(tokens: list[tokenize.TokenInfo], text: str) -> bytes | None:
+    """`text` with every comment and prose string emptied, line numbers kept (see `blank_prose`); None if the
+    result does not parse."""
     starts = _line_starts(text)
 
     def offset(position: tuple[int, int]) -> int:
@@ -216,14 +209,26 @@ def blank_prose(source: bytes) -> bytes | None:
     for token in tokens:
         if token.type == tokenize.COMMENT:
             edits.append((offset(token.start), offset(token.end), "#"))
-    for start, end, replacement in sorted(edits, reverse=True):
-        text = text[:start] + replacement + text[end:]
-    blanked = text.encode("utf-8")
+    pieces, position = [], 0
+    for start, end, replacement in sorted(edits):  # the spans never overlap: one pass, in order
+        pieces += [text[position:start], replacement]
+        position = end
+    blanked = ("".join(pieces) + text[position:]).encode("utf-8")
     try:
         ast.parse(blanked)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None  # a construct the blanker does not handle: the file runs, and counts, as written
     return blanked
+
+
+def blank_prose(source: bytes) -> bytes | None:
+    """The code with every comment and prose string emptied, line numbers kept; None if it does not parse.
+
+    A comment becomes `#`; a docstring becomes `""` (or a triple-quoted string of only its newlines),
+    so a traceback points at the same lines. The result is UTF-8 (a coding cookie is a comment too).
+    """
+    parsed = _tokens(source)
+    return None if parsed is None else _blank(*parsed)
 
 
 def _fstring_cost(literal: str) -> tuple[int, int, int, int]:
@@ -262,9 +267,11 @@ def _fstring_cost(literal: str) -> tuple[int, int, int, int]:
 def _code_cost(source: bytes) -> tuple[int, int, int, int] | None:
     """(tokens, numbers, number bits, data bytes) of Python source; None if it does not parse."""
     parsed = _tokens(source)
-    if parsed is None or blank_prose(source) is None:
-        return None
-    tokens, text = parsed
+    return None if parsed is None or _blank(*parsed) is None else _token_cost(*parsed)
+
+
+def _token_cost(tokens: list[tokenize.TokenInfo], text: str) -> tuple[int, int, int, int]:
+    """(tokens, numbers, number bits, data bytes) of a parsed file's tokens (see the module docstring)."""
     starts = _line_starts(text)
     prose = _prose_spans(tokens)
     n_tokens = numbers = bits = data = 0
@@ -340,14 +347,23 @@ def _array_cost(name: str, data: bytes) -> tuple[int, int, int] | None:
         return None
 
 
-def measure(files: dict[str, bytes]) -> Description:
-    """The description length of a submission folder (relative path → bytes), by the convention above."""
+def measure_and_blank(files: dict[str, bytes]) -> tuple[Description, dict[str, bytes]]:
+    """The description length of a submission folder (relative path → bytes), by the convention above, and the
+    folder as its code sees it: prose blanked from every Python file that parses, no metadata file.
+
+    What is free in the description length is exactly what the code cannot read. Each file is parsed once.
+    """
     tokens = numbers = bits = data = 0
+    runnable: dict[str, bytes] = {}
     for name, content in sorted(files.items()):
         if name == META_FILE:
             continue
-        code = _code_cost(content) if name.endswith(".py") else None
-        if code is not None:
+        runnable[name] = content
+        parsed = _tokens(content) if name.endswith(".py") else None
+        blanked = None if parsed is None else _blank(*parsed)
+        if parsed is not None and blanked is not None:
+            runnable[name] = blanked
+            code = _token_cost(*parsed)
             tokens, numbers, bits, data = tokens + code[0], numbers + code[1], bits + code[2], data + code[3]
             continue
         array = _array_cost(name, content) if name.endswith(ARRAY_SUFFIXES) else None
@@ -363,18 +379,14 @@ def measure(files: dict[str, bytes]) -> Description:
             numbers, bits, data = numbers + found, bits + found_bits, data + rest
         else:
             data += len(content)
-    return Description(code_tokens=tokens, literal_numbers=numbers, literal_bits=bits, data_bytes=data)
+    return Description(code_tokens=tokens, literal_numbers=numbers, literal_bits=bits, data_bytes=data), runnable
+
+
+def measure(files: dict[str, bytes]) -> Description:
+    """The description length of a submission folder (see `measure_and_blank`)."""
+    return measure_and_blank(files)[0]
 
 
 def runnable_files(files: dict[str, bytes]) -> dict[str, bytes]:
-    """The folder as its code sees it: prose blanked from every Python file that parses, no metadata file.
-
-    What is free in the description length is exactly what the code cannot read.
-    """
-    out = {}
-    for name, content in files.items():
-        if name == META_FILE:
-            continue
-        blanked = blank_prose(content) if name.endswith(".py") else None
-        out[name] = content if blanked is None else blanked
-    return out
+    """The folder as its code sees it (see `measure_and_blank`)."""
+    return measure_and_blank(files)[1]

@@ -55,7 +55,12 @@ def nearest_input(model: StagedModel, input_shapes: dict[str, tuple[int, ...]]) 
 def fan_in_from(model: StagedModel, layer: str, units: tuple[int, ...], start: str,
                 start_shape: tuple[int, ...]) -> int:
     """Parameters the target `layer[units]` (at its centre position) depends on, from activation `start`."""
-    positive = positive_copy(model)
+    return _fan_in(positive_copy(model), layer, units, start, start_shape)
+
+
+def _fan_in(positive: StagedModel, layer: str, units: tuple[int, ...], start: str, start_shape: tuple[int, ...]) -> int:
+    """`fan_in_from` on a model already made positive (`positive_copy`); its gradients are reset first."""
+    positive.zero_grad(set_to_none=True)
     x = positive_inputs(start_shape, PROBE_BATCH)  # [batch, *start_shape], positive
     with torch.enable_grad():
         out = positive.run(x, after=None if start == "image" else start, until=layer)  # [batch, channels, ...]
@@ -68,4 +73,5 @@ def fan_in_from(model: StagedModel, layer: str, units: tuple[int, ...], start: s
 
 def target_fan_in(model: StagedModel, layer: str, units: tuple[int, ...], input_shapes: dict[str, tuple[int, ...]]) -> int:
     """The task's fan-in: the smallest fan-in over its allowed inputs (see the module docstring)."""
-    return min(fan_in_from(model, layer, units, name, shape) for name, shape in input_shapes.items())
+    positive = positive_copy(model)  # one copy serves every input
+    return min(_fan_in(positive, layer, units, name, shape) for name, shape in input_shapes.items())

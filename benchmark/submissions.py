@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from . import paths
-from .description import Description, measure, runnable_files
+from .description import Description, measure_and_blank
 from .errors import SubmissionError, UserError, did_you_mean, unknown
 from .sandbox.worker import CODE_FILE, TaskView
 from .tasks import Task
@@ -179,7 +179,7 @@ def take_snapshot(name_or_path: str) -> Snapshot:
     """Check the folder, hash it, and copy what its code may see to a private read-only directory.
 
     The hash and the description length are of the files as written. The copy the children run has every
-    comment and docstring blanked and no `submission.toml` (`description.runnable_files`): what the
+    comment and docstring blanked and no `submission.toml` (`description.measure_and_blank`): what the
     description length does not charge for, the code cannot read.
     """
     source = resolve_submission_path(name_or_path)
@@ -187,8 +187,9 @@ def take_snapshot(name_or_path: str) -> Snapshot:
     meta = parse_meta(files.get(META_FILE, b""), source / META_FILE, source.name)
     if CODE_FILE not in files:
         raise UserError(f"{source} has no {CODE_FILE}; define replace(...) there.")
+    description, runnable = measure_and_blank(files)
     folder = Path(tempfile.mkdtemp(prefix=f"replacebench-{meta.name}-"))
-    for rel, data in runnable_files(files).items():
+    for rel, data in runnable.items():
         path = folder / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
@@ -200,7 +201,7 @@ def take_snapshot(name_or_path: str) -> Snapshot:
     blob = b"".join(files.values())
     return Snapshot(source=source, folder=folder, meta=meta, content_hash=content_hash(files), files=tuple(files),
                     description_bytes_xz=len(lzma.compress(blob, preset=9 | lzma.PRESET_EXTREME)),
-                    description=measure(files))
+                    description=description)
 
 
 @dataclass(frozen=True)
