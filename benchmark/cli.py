@@ -66,8 +66,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-cache", action="store_true", help="recompute clean/ablation results instead of using the cache")
     p.add_argument("--eval-size", type=int, help="override the task's eval size (marks the result non-standard)")
     p.add_argument("--fit-size", type=int, help="override the task's fit size (marks the result non-standard)")
-    p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--force", action="store_true",
                    help="overwrite a record made from a different version or authors of this submission")
     _common(p)
@@ -121,8 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     from .families import FAMILIES
 
     p = sub.add_parser("select", help="choose a task family's target units (regenerates its task file)")
-    p.add_argument("model", metavar="FAMILY", help=f"a task family: {', '.join(FAMILIES)}")
+    p.add_argument("model", metavar="FAMILY", help=f"a task family: {', '.join([*FAMILIES, 'inceptionv1-random'])}")
     p.add_argument("--write", action="store_true", help="write tasks/<FAMILY>.toml (default: print it)")
+    p.add_argument("--imagenet", metavar="DIR", help="ImageNet validation images (inceptionv1-random checks liveness on them)")
+    p.add_argument("--unchecked", action="store_true",
+                   help="inceptionv1-random only: write the seeded draw without checking liveness (no weights needed)")
     _common(p)
     return parser
 
@@ -283,8 +284,8 @@ def cmd_score(args: argparse.Namespace) -> int:
                           file=sys.stderr)
         else:
             tasks = select_tasks(args.task)
-        options = run_options(args, eval_size=args.eval_size, fit_size=args.fit_size, n_resamples=args.resamples,
-                              seed=args.seed, use_cache=not args.no_cache, isolate=not args.in_process, force=args.force)
+        options = run_options(args, eval_size=args.eval_size, fit_size=args.fit_size,
+                              use_cache=not args.no_cache, isolate=not args.in_process, force=args.force)
         results_dir = None if args.no_record else (args.results_dir or default_results_dir())
         records = []
         for task in tasks:
@@ -392,7 +393,15 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 def cmd_select(args: argparse.Namespace) -> int:
     from .select import select_targets
 
-    text, path = select_targets(args.model, data_dir=args.data_dir, write=args.write)
+    from .inception_random import FAMILY, select_random_inception
+
+    if args.model == FAMILY:
+        text, path = select_random_inception(args.imagenet or os.environ.get("REPLACEBENCH_IMAGENET"), args.data_dir,
+                                             unchecked=args.unchecked, write=args.write)
+    elif args.unchecked:
+        raise UserError(f"--unchecked is for {FAMILY} only: {args.model} is chosen from its own data, which is here.")
+    else:
+        text, path = select_targets(args.model, data_dir=args.data_dir, write=args.write)
     print(f"wrote {path}" if args.write else text, end="" if not args.write else "\n")
     return 0
 

@@ -26,11 +26,13 @@ from . import paths
 from .atomic import atomic_write_bytes
 from .download import sha256_file
 from .errors import UserError
+from .stats import LEGACY_INTERVALS
 
 if TYPE_CHECKING:
     from .submissions import Snapshot
 
-SCHEMA_VERSION = 5  # 2 adds "isolation", 3 the description length and copy test, 4 KL recovery, 5 "efficiency";
+SCHEMA_VERSION = 6  # 2 adds "isolation", 3 the description length and copy test, 4 KL recovery, 5 "efficiency",
+# 6 closed-form intervals (provenance "intervals": "hall-fieller"; before, "bootstrap-bca" with a seed and resamples);
 # older records are migrated on read
 #: Complexity figures schema 3 added; a migrated record has them as None (not measured: score it again).
 COMPLEXITY_V3 = ("convention", "description_bits", "bits", "code_tokens", "literal_numbers", "data_bytes",
@@ -127,6 +129,11 @@ def migrate(record: dict[str, Any]) -> dict[str, Any]:
         record = {**record, "schema_version": 4, "results": {**record["results"], "kl_recovery": None}}
     if record.get("schema_version") == 4:
         record = {**record, "schema_version": 5, "efficiency": None}
+    if record.get("schema_version") == 5:
+        provenance = record.get("provenance")
+        if isinstance(provenance, dict):
+            provenance = {**provenance, "intervals": LEGACY_INTERVALS}
+        record = {**record, "schema_version": 6, "provenance": provenance}
     return record
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, stats
 from .baseline import load_or_compute
 from .context import prepare
 from .description import BITS_PER_FITTED, CONVENTION_VERSION
@@ -23,7 +23,7 @@ from .records import (
 )
 from .sandbox.limits import limits_for
 from .sandbox.room import IsolatedSubmission
-from .scoring import DEFAULT_RESAMPLES, score
+from .scoring import score
 from .submissions import Snapshot
 from .tasks import Task
 
@@ -35,8 +35,6 @@ class RunOptions:
     imagenet_dir: str | None = None
     eval_size: int | None = None
     fit_size: int | None = None
-    n_resamples: int = DEFAULT_RESAMPLES
-    seed: int = 0
     progress: bool = False
     use_cache: bool = True
     isolate: bool = True  # False: --in-process (debugging; the record says it was not isolated)
@@ -80,7 +78,7 @@ def run_score(task: Task, snapshot: Snapshot, options: RunOptions, results_dir: 
         t0 = time.perf_counter()
         baseline = load_or_compute(ctx, progress=options.progress, use_cache=options.use_cache)
         baseline_seconds = time.perf_counter() - t0
-        result = score(ctx, room, baseline, n_resamples=options.n_resamples, seed=options.seed, progress=options.progress)
+        result = score(ctx, room, baseline, progress=options.progress)
         isolation = room.isolation
     fan_in = target_fan_in(ctx.model, task.layer, task.units, ctx.input_shapes)
     n_eval = len(ctx.eval_indices)
@@ -118,8 +116,7 @@ def run_score(task: Task, snapshot: Snapshot, options: RunOptions, results_dir: 
             "submission_hash": submission_hash,
             **environment(),
             "device": str(ctx.device),
-            "seed": options.seed,
-            "bootstrap_resamples": options.n_resamples,
+            "intervals": stats.INTERVALS,
             "n_examples": int(len(ctx.eval_indices)),
             "baseline_from_cache": baseline.from_cache,
             "seconds": {"total": time.perf_counter() - started, "baseline": baseline_seconds, **result.seconds},

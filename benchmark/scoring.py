@@ -29,7 +29,6 @@ from .sandbox.room import IsolatedSubmission
 from .submissions import count_params, take_snapshot
 from .tasks import ABLATIONS
 
-DEFAULT_RESAMPLES = 2000
 
 
 @dataclass
@@ -113,18 +112,13 @@ def replaced_pass(ctx: TaskContext, room: IsolatedSubmission, baseline: Baseline
     return {k: np.concatenate(v) for k, v in parts.items()}, fidelity.result(), replace_seconds
 
 
-def summarize(ctx: TaskContext, baseline: Baseline, replaced: dict[str, np.ndarray], fidelity: list,
-              n_resamples: int, seed: int) -> dict[str, Any]:
+def summarize(ctx: TaskContext, baseline: Baseline, replaced: dict[str, np.ndarray], fidelity: list) -> dict[str, Any]:
     """Every figure of a result record, from per-example arrays."""
     task = ctx.task
     l_clean = baseline.loss("clean")
     l_replaced = replaced["loss.replaced"]
-    recovery = stats.recovery_stats(
-        l_clean, {a: baseline.loss(a) for a in ABLATIONS}, l_replaced,
-        n_resamples=n_resamples, seed=seed,
-    )
-    kl_recovery = stats.kl_recovery_stats({a: baseline.kl(a) for a in ABLATIONS}, replaced["kl"],
-                                          n_resamples=n_resamples, seed=seed)
+    recovery = stats.recovery_stats(l_clean, {a: baseline.loss(a) for a in ABLATIONS}, l_replaced)
+    kl_recovery = stats.kl_recovery_stats({a: baseline.kl(a) for a in ABLATIONS}, replaced["kl"])
     accuracy: dict[str, dict[str, float]] = {}
     mcnemar: dict[str, dict[str, Any]] = {}
     for k in task.topk:
@@ -145,8 +139,7 @@ def summarize(ctx: TaskContext, baseline: Baseline, replaced: dict[str, np.ndarr
     }
 
 
-def score(ctx: TaskContext, room: IsolatedSubmission, baseline: Baseline, *, n_resamples: int = DEFAULT_RESAMPLES,
-          seed: int = 0, progress: bool = False) -> ScoreResult:
+def score(ctx: TaskContext, room: IsolatedSubmission, baseline: Baseline, *, progress: bool = False) -> ScoreResult:
     """Load the submission's code (the baseline already exists), fit it if it has a fit step, run the replaced
     eval pass, and compute every statistic."""
     timings: dict[str, float] = {}
@@ -161,7 +154,7 @@ def score(ctx: TaskContext, room: IsolatedSubmission, baseline: Baseline, *, n_r
     replaced, fidelity, timings["replace_calls"] = replaced_pass(ctx, room, baseline, progress)
     timings["replaced_pass"] = time.perf_counter() - start
     start = time.perf_counter()
-    figures = summarize(ctx, baseline, replaced, fidelity, n_resamples, seed)
+    figures = summarize(ctx, baseline, replaced, fidelity)
     timings["statistics"] = time.perf_counter() - start
     arrays = {
         "eval_indices": ctx.eval_indices,
@@ -177,12 +170,12 @@ def score(ctx: TaskContext, room: IsolatedSubmission, baseline: Baseline, *, n_r
 
 
 def score_folder(ctx: TaskContext, baseline: Baseline, name_or_path: str, *, isolate: bool = True,
-                 limits: Limits | None = None, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
+                 limits: Limits | None = None,
                  progress: bool = False) -> ScoreResult:
     """Snapshot a submission folder and score it in its own room (isolated unless `isolate=False`)."""
     snapshot = take_snapshot(name_or_path)
     try:
         with IsolatedSubmission(snapshot, limits or limits_for(ctx.task.dataset), isolate=isolate) as room:
-            return score(ctx, room, baseline, n_resamples=n_resamples, seed=seed, progress=progress)
+            return score(ctx, room, baseline, progress=progress)
     finally:
         snapshot.cleanup()

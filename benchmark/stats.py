@@ -7,12 +7,15 @@ Headline quantity, per ablation kind (zero / mean / resample):
 
     recovery R = (mean L_ablated - mean L_replaced) / (mean L_ablated - mean L_clean)
 
-Its confidence interval is Efron's BCa interval over a *paired* bootstrap of the
-examples: every resample picks the same example indices for all loss columns, so
-the correlation between a given example's clean / ablated / replaced losses is
-kept. All ablations (and the effect) share one set of resamples. The jackknife
-values for the BCa acceleration are computed in closed form, O(n), from
-leave-one-out sums (every statistic here is a mean or a ratio of means).
+Its confidence interval is Fieller's, and the ablation effect's is Hall's
+skewness-corrected t-interval: closed forms, in `benchmark.intervals`, so a figure
+has no Monte Carlo error and no digit depends on a seed. Records before schema 6
+used Efron's BCa interval over a *paired* bootstrap of the examples
+(`bootstrap_recovery_stats`, kept to check them; `compare_paired` still uses it):
+every resample picks the same example indices for all loss columns, so the
+correlation between a given example's clean / ablated / replaced losses is kept.
+The jackknife values for the BCa acceleration are computed in closed form, O(n),
+from leave-one-out sums (every statistic here is a mean or a ratio of means).
 
 Result types are frozen dataclasses with `to_dict()` giving JSON-ready values
 (plain float / int / bool / None; a non-finite float becomes None).
@@ -29,7 +32,13 @@ import numpy as np
 from scipy import special
 from scipy import stats as sps
 
+from benchmark import intervals
 from benchmark.errors import UserError
+
+#: How records' intervals are computed. "hall-fieller" (schema 6): closed forms, `recovery_stats`.
+#: Records before schema 6 have "bootstrap-bca": `bootstrap_recovery_stats` with their seed and resamples.
+INTERVALS = "hall-fieller"
+LEGACY_INTERVALS = "bootstrap-bca"
 
 # ----------------------------------------------------------------------------
 # result types
@@ -413,10 +422,60 @@ def recovery_stats(
     l_replaced: Any,
     *,
     level: float = 0.95,
+) -> dict[str, RecoveryStats]:
+    """Recovery of the replacement against each ablation, with closed-form CIs (`benchmark.intervals`).
+
+    Per-example losses `# [n]`, paired (same examples, same order). For each
+    ablation name with losses A (C = clean, P = replaced), D = A − C and N = A − P:
+
+        effect   E = mean D                    (Hall's skewness-corrected interval)
+        recovery R = mean N / mean D           (Fieller's interval)
+        defined  = the effect's interval lies wholly above 0 AND Fieller's interval is bounded
+                   (mean D is more than z standard errors above 0); otherwise R and its CI are None
+        p_beats_ablation: one-sided paired t-test of A - P, H1: mean(A - P) > 0
+
+    No resampling: the figures are functions of the data alone, so no digit depends on a seed.
+    Their coverage and the gate's false-"defined" rate are measured by `benchmarks/coverage_gate.py`.
+    """
+    _check_level(level)
+    if not l_ablated:
+        raise ValueError("l_ablated must name at least one ablation")
+    c = _vector("l_clean", l_clean)
+    n = len(c)
+    _check_n(n)
+    p = _vector("l_replaced", l_replaced, n)
+    mean_c, mean_p = float(c.mean()), float(p.mean())
+    out: dict[str, RecoveryStats] = {}
+    for name, values in l_ablated.items():
+        a = _vector(f"l_ablated[{name!r}]", values, n)
+        d, num = a - c, a - p  # [n], [n]
+        e_lo, e_hi = intervals.skew_corrected_mean_interval(d, level)
+        fieller = intervals.fieller_ratio_interval(num, d, level)
+        defined = bool(math.isfinite(e_lo) and e_lo > 0 and fieller is not None)
+        r_hat = r_lo = r_hi = None
+        if defined:
+            r_hat = float(num.mean()) / float(d.mean())
+            r_lo, r_hi = fieller
+        out[name] = RecoveryStats(
+            n=n, mean_clean=mean_c, mean_ablated=float(a.mean()), mean_replaced=mean_p,
+            effect=float(d.mean()), effect_low=e_lo, effect_high=e_hi, defined=defined,
+            recovery=r_hat, recovery_low=r_lo, recovery_high=r_hi,
+            p_beats_ablation=paired_t_test(a, p, alternative="greater").p_value,
+            level=level, ci_method="fieller" if defined else "hall",
+        )
+    return out
+
+
+def bootstrap_recovery_stats(
+    l_clean: Any,
+    l_ablated: dict[str, Any],
+    l_replaced: Any,
+    *,
+    level: float = 0.95,
     n_resamples: int = 2000,
     seed: int = 0,
 ) -> dict[str, RecoveryStats]:
-    """Recovery of the replacement against each ablation, with BCa CIs.
+    """The intervals of records before schema 6: recovery against each ablation, with bootstrap BCa CIs.
 
     Per-example losses `# [n]`, paired (same examples, same order). For each
     ablation name with losses A (C = clean, P = replaced):
@@ -502,10 +561,31 @@ def kl_recovery_stats(
     kl_replaced: Any,
     *,
     level: float = 0.95,
+) -> dict[str, RecoveryStats]:
+    """KL recovery against each ablation, with closed-form CIs: no labels needed.
+
+    With per-example K_A = KL(clean ‖ ablated) and K_P = KL(clean ‖ replaced) `# [n]`, paired:
+
+        KL recovery R_KL = 1 − mean K_P / mean K_A = (mean K_A − mean K_P) / (mean K_A − 0)
+
+    which is `recovery_stats` with the clean "loss" identically 0 (KL(clean ‖ clean) = 0): the same
+    intervals and gate. SAEBench's `kl_div_score`, with an interval.
+    """
+    if not kl_ablated:
+        raise ValueError("kl_ablated must name at least one ablation")
+    n = len(_vector("kl_replaced", kl_replaced))
+    return recovery_stats(np.zeros(n), kl_ablated, kl_replaced, level=level)
+
+
+def bootstrap_kl_recovery_stats(
+    kl_ablated: dict[str, Any],
+    kl_replaced: Any,
+    *,
+    level: float = 0.95,
     n_resamples: int = 2000,
     seed: int = 0,
 ) -> dict[str, RecoveryStats]:
-    """KL recovery against each ablation, with BCa CIs: no labels needed.
+    """The KL intervals of records before schema 6 (bootstrap BCa).
 
     With per-example K_A = KL(clean ‖ ablated) and K_P = KL(clean ‖ replaced) `# [n]`, paired:
 
@@ -518,7 +598,7 @@ def kl_recovery_stats(
     if not kl_ablated:
         raise ValueError("kl_ablated must name at least one ablation")
     n = len(_vector("kl_replaced", kl_replaced))
-    return recovery_stats(np.zeros(n), kl_ablated, kl_replaced, level=level, n_resamples=n_resamples, seed=seed)
+    return bootstrap_recovery_stats(np.zeros(n), kl_ablated, kl_replaced, level=level, n_resamples=n_resamples, seed=seed)
 
 
 def compare_paired(

@@ -13,7 +13,9 @@ Tolerances (numbers in the record vs numbers recomputed):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,14 @@ def _close(a: Any, b: Any, atol: float, rtol: float) -> bool:
     return a == b
 
 
+def interval_functions(provenance: dict[str, Any]) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """The (recovery, KL recovery) statistics a record was computed with: closed forms, or a legacy record's bootstrap."""
+    if provenance.get("intervals") == stats.INTERVALS:
+        return stats.recovery_stats, stats.kl_recovery_stats
+    legacy = {"n_resamples": provenance["bootstrap_resamples"], "seed": provenance["seed"]}
+    return (partial(stats.bootstrap_recovery_stats, **legacy), partial(stats.bootstrap_kl_recovery_stats, **legacy))
+
+
 def check_against_sidecar(record: dict[str, Any], arrays: dict[str, np.ndarray]) -> list[str]:
     """Headline figures recomputed from the per-example arrays; one line per figure that disagrees."""
     problems = []
@@ -58,9 +68,9 @@ def check_against_sidecar(record: dict[str, Any], arrays: dict[str, np.ndarray])
     if not _close(float(arrays["kl"].astype(np.float64).mean()), res["mean_kl_clean_replaced"], SIDECAR_ATOL, SIDECAR_RTOL):
         problems.append("mean KL differs from the arrays")
     primary = res["primary"]
-    seed, n_resamples = record["provenance"]["seed"], record["provenance"]["bootstrap_resamples"]
-    fresh = stats.recovery_stats(losses["clean"], {primary["ablation"]: losses[primary["ablation"]]}, losses["replaced"],
-                                 n_resamples=n_resamples, seed=seed)[primary["ablation"]].to_dict()
+    recovery, kl_recovery = interval_functions(record["provenance"])
+    fresh = recovery(losses["clean"], {primary["ablation"]: losses[primary["ablation"]]},
+                     losses["replaced"])[primary["ablation"]].to_dict()
     if fresh["defined"] != primary["defined"]:
         problems.append(f"primary recovery is {'defined' if fresh['defined'] else 'undefined'} from the arrays, "
                         f"but the record says otherwise")
@@ -69,8 +79,8 @@ def check_against_sidecar(record: dict[str, Any], arrays: dict[str, np.ndarray])
             problems.append(f"primary {key} {primary[key]!r} ≠ {fresh[key]!r} from the arrays")
     kl_primary = (res.get("kl_recovery") or {}).get(primary["ablation"])
     if kl_primary is not None:
-        kl = stats.kl_recovery_stats({primary["ablation"]: arrays[f"kl.{primary['ablation']}"].astype(np.float64)},
-                                     arrays["kl"].astype(np.float64), n_resamples=n_resamples, seed=seed)
+        kl = kl_recovery({primary["ablation"]: arrays[f"kl.{primary['ablation']}"].astype(np.float64)},
+                         arrays["kl"].astype(np.float64))
         fresh_kl = kl[primary["ablation"]].to_dict()
         if fresh_kl["defined"] != kl_primary["defined"]:
             problems.append("primary KL recovery's 'defined' differs from the arrays")
@@ -152,7 +162,6 @@ def verify_record(path: Path, options: Any) -> list[str]:
             return [f"stale: submissions/{name} changed since this record was scored; score it again"]
         overrides = record["task"].get("overrides") or {}
         run = replace(options, eval_size=overrides.get("eval_size"), fit_size=overrides.get("fit_size"),
-                      seed=record["provenance"]["seed"], n_resamples=record["provenance"]["bootstrap_resamples"],
                       isolate=True)
         snapshot = take_snapshot(str(folder))
         try:

@@ -46,7 +46,7 @@ def coverage(sigma: float, n: int, datasets: int, resamples: int) -> tuple[float
     widths = []
     for k in range(datasets):
         k_ablated, k_replaced = simulate(rng, n, sigma)
-        s = stats.kl_recovery_stats({"zero": k_ablated}, k_replaced, n_resamples=resamples, seed=k)["zero"]
+        s = stats.bootstrap_kl_recovery_stats({"zero": k_ablated}, k_replaced, n_resamples=resamples, seed=k)["zero"]
         if not s.defined:
             undefined += 1  # counted as a miss
             continue

@@ -58,10 +58,10 @@ def test_baseline_conditions_match_a_naive_full_forward(digits):
 
 def test_zero_submission_recovers_nothing_and_linear_everything(digits):
     ctx, baseline = digits
-    zero = score_folder(ctx, baseline, "zero", n_resamples=500)
+    zero = score_folder(ctx, baseline, "zero")
     np.testing.assert_array_equal(zero.arrays["loss.replaced"], zero.arrays["loss.zero"])
     assert zero.figures["primary"]["recovery"] == pytest.approx(0.0, abs=1e-12)
-    linear = score_folder(ctx, baseline, "linear", n_resamples=500)
+    linear = score_folder(ctx, baseline, "linear")
     assert linear.figures["primary"]["recovery"] > 0.99
     assert linear.figures["fidelity"][0]["r2"] > 0.999
     assert linear.fitted_parameters == 64 + 1 + 1  # weights + bias + kernel size
@@ -69,13 +69,13 @@ def test_zero_submission_recovers_nothing_and_linear_everything(digits):
 
 def test_mean_submission_equals_mean_ablation(digits):
     ctx, baseline = digits
-    result = score_folder(ctx, baseline, "mean", n_resamples=200)
+    result = score_folder(ctx, baseline, "mean")
     np.testing.assert_allclose(result.arrays["loss.replaced"], result.arrays["loss.mean"], rtol=1e-5, atol=1e-6)
 
 
 def test_linear_recovers_mlp_units_on_mnist(session_cache, data_dir):
     ctx = prepare(get_task("mnist-mlp/fc1:13"))
-    result = score_folder(ctx, load_or_compute(ctx), "linear", n_resamples=300)
+    result = score_folder(ctx, load_or_compute(ctx), "linear")
     assert result.figures["primary"]["defined"]
     assert result.figures["primary"]["recovery"] > 0.98
     assert result.fitted_parameters == 784 + 1 + 1
@@ -140,7 +140,7 @@ def test_eval_and_fit_sets_are_disjoint_on_a_shared_split(session_cache):
 def test_bad_signatures_are_refused(digits, tmp_path, code, message):
     ctx, baseline = digits
     with pytest.raises(UserError, match=message):
-        score_folder(ctx, baseline, str(write_submission(tmp_path / "bad", code)), n_resamples=10)
+        score_folder(ctx, baseline, str(write_submission(tmp_path / "bad", code)))
 
 
 def test_unknown_task_suggests_the_closest():

@@ -47,7 +47,7 @@ def test_fetch_score_leaderboard_on_real_images(fetched, data_dir):
     root, env = fetched
     results = root / "results"
     for name in ("zero", "curve-detector"):
-        proc = run_cli("score", name, *score_args(data_dir, results, "--resamples", "300"), env=env)
+        proc = run_cli("score", name, *score_args(data_dir, results), env=env)
         assert proc.returncode == 0, proc.stderr
     record = json.loads((results / "inceptionv1__mixed3b-curves" / "curve-detector.json").read_text())
     assert record["task"]["n_eval"] == 24 and record["task"]["n_fit"] == 16

@@ -113,13 +113,13 @@ def test_every_file_counts_in_the_complexity_and_the_hash(tmp_path):
 def test_overwrites_need_the_same_submission_or_force(tmp_path, cli, session_cache):
     results = tmp_path / "results"
     a = toml(tmp_path / "a" / "entry", "entry")
-    assert cli("score", str(a), "--task", TASK, "--results-dir", str(results), "--resamples", "50").returncode == 0
+    assert cli("score", str(a), "--task", TASK, "--results-dir", str(results)).returncode == 0
     b = toml(tmp_path / "b" / "entry", "entry")
     (b / "submission.toml").write_text((b / "submission.toml").read_text().replace('["t"]', '["mallory"]'))
     assert_one_line_error(cli("score", str(b), "--task", TASK, "--results-dir", str(results)), "authors", "--force")
     (a / "replacement.py").write_text(ZERO + "# changed\n")
     assert_one_line_error(cli("score", str(a), "--task", TASK, "--results-dir", str(results)), "different version", "--force")
-    proc = cli("score", str(b), "--task", TASK, "--results-dir", str(results), "--resamples", "50", "--force")
+    proc = cli("score", str(b), "--task", TASK, "--results-dir", str(results), "--force")
     assert proc.returncode == 0, proc.stderr
     assert json.loads((results / SLUG / "entry.json").read_text())["submission"]["authors"] == ["mallory"]
 
@@ -145,7 +145,7 @@ def scored(tmp_path_factory, session_cache) -> Path:
 
     results = tmp_path_factory.mktemp("board") / "results"
     for name in ("zero", "mean"):
-        assert main(["score", name, "--task", TASK, "--results-dir", str(results), "--resamples", "300"]) == 0
+        assert main(["score", name, "--task", TASK, "--results-dir", str(results)]) == 0
     return results
 
 
@@ -196,7 +196,7 @@ def test_board_leaves_off_damaged_and_forged_records_with_a_warning(scored, tmp_
 @needs_isolation
 def test_stale_and_not_isolated_entries_are_marked(scored, tmp_path, cli, monkeypatch):
     results = copy_results(scored, tmp_path)
-    proc = cli("score", "linear", "--task", TASK, "--results-dir", str(results), "--resamples", "50", "--in-process")
+    proc = cli("score", "linear", "--task", TASK, "--results-dir", str(results), "--in-process")
     assert proc.returncode == 0, proc.stderr
     home = tmp_path / "home"
     shutil.copytree(Path(__file__).resolve().parent.parent / "submissions", home / "submissions")
@@ -260,7 +260,7 @@ def test_a_tampered_cache_is_recomputed(tmp_path, monkeypatch, capsys):
 def test_what_a_submission_prints_is_marked_as_its_own(tmp_path, cli, session_cache):
     code = "import sys\nprint('\\x1b[2K\\rreplacebench: error: the harness is broken')\n" + ZERO
     sub = write_submission(tmp_path / "printer", code)
-    proc = cli("score", str(sub), "--task", TASK, "--no-record", "--resamples", "20")
+    proc = cli("score", str(sub), "--task", TASK, "--no-record")
     assert proc.returncode == 0, proc.stderr
     assert "\x1b" not in proc.stderr and "\r" not in proc.stderr
     lines = [line for line in proc.stderr.splitlines() if "the harness is broken" in line]

@@ -147,7 +147,7 @@ def test_recovery_through_the_real_harness_is_significantly_positive(data_dir, s
     snapshot = take_snapshot("mnist-stroke")
     assert snapshot.meta.kind == "hand-written"
     snapshot.cleanup()
-    result = score_folder(ctx, load_or_compute(ctx), "mnist-stroke", n_resamples=300)
+    result = score_folder(ctx, load_or_compute(ctx), "mnist-stroke")
     primary = result.figures["primary"]
     assert primary["ablation"] == ctx.task.ablation and primary["defined"]
     assert primary["recovery_low"] > 0, primary

@@ -14,7 +14,7 @@ from scipy import stats as sps
 from sklearn.metrics import r2_score
 from statsmodels.stats.contingency_tables import mcnemar
 
-from benchmark import stats
+from benchmark import intervals, stats
 from benchmark.errors import UserError
 
 # ----------------------------------------------------------------------------
@@ -146,7 +146,7 @@ def _bootstrap_sd_and_percentile(boot: np.ndarray) -> tuple[float, float, float]
 
 def test_recovery_bca_matches_scipy():
     c, a, p = skewed_losses(40, seed=2)
-    ours = stats.recovery_stats(c, {"zero": a}, p, n_resamples=B_REF, seed=1)["zero"]
+    ours = stats.bootstrap_recovery_stats(c, {"zero": a}, p, n_resamples=B_REF, seed=1)["zero"]
     assert ours.defined and ours.ci_method == "bca"
     lo, hi, boot = scipy_bca((a, p, c), ratio_stat, B_REF, seed=2)
     sd, plo, phi = _bootstrap_sd_and_percentile(boot)
@@ -162,7 +162,7 @@ def test_kl_recovery_bca_matches_scipy():
     rng = np.random.default_rng(11)
     k_abl = rng.lognormal(-3.0, 1.5, 40)  # sparse, heavy-tailed KL(clean ‖ ablated)
     k_rep = k_abl * (1 - rng.beta(7, 3, 40)) + rng.exponential(0.002, 40)
-    ours = stats.kl_recovery_stats({"zero": k_abl}, k_rep, n_resamples=B_REF, seed=1)["zero"]
+    ours = stats.bootstrap_kl_recovery_stats({"zero": k_abl}, k_rep, n_resamples=B_REF, seed=1)["zero"]
     assert ours.defined and ours.ci_method == "bca"
     lo, hi, boot = scipy_bca((k_abl, k_rep), lambda a, p, axis=-1: 1 - np.mean(p, axis) / np.mean(a, axis), B_REF, seed=2)
     sd, plo, phi = _bootstrap_sd_and_percentile(boot)
@@ -176,7 +176,7 @@ def test_kl_recovery_bca_matches_scipy():
 
 def test_effect_bca_matches_scipy():
     c, a, p = skewed_losses(25, seed=3)
-    ours = stats.recovery_stats(c, {"zero": a}, p, n_resamples=B_REF, seed=5)["zero"]
+    ours = stats.bootstrap_recovery_stats(c, {"zero": a}, p, n_resamples=B_REF, seed=5)["zero"]
     lo, hi, boot = scipy_bca((a, c), effect_stat, B_REF, seed=6)
     sd, plo, phi = _bootstrap_sd_and_percentile(boot)
     tol = TOL * sd
@@ -222,13 +222,13 @@ def test_bca_degenerate_cases_do_not_crash():
 
 def test_recovery_undefined_when_ablation_changes_nothing():
     c, _, p = skewed_losses(500, seed=4)
-    res = stats.recovery_stats(c, {"zero": c.copy()}, p, n_resamples=500)["zero"]
+    res = stats.recovery_stats(c, {"zero": c.copy()}, p)["zero"]
     assert not res.defined
     assert res.recovery is None and res.recovery_low is None and res.recovery_high is None
     assert res.effect == 0.0 and res.effect_low == 0.0 and res.effect_high == 0.0
     # zero-mean noise: the effect CI straddles 0
     noise = np.random.default_rng(0).normal(0, 1, 500)
-    res = stats.recovery_stats(c, {"zero": c + noise - noise.mean()}, p, n_resamples=500)["zero"]
+    res = stats.recovery_stats(c, {"zero": c + noise - noise.mean()}, p)["zero"]
     assert not res.defined and res.recovery is None
     assert res.effect_low < 0 < res.effect_high
     json.dumps(res.to_dict(), allow_nan=False)
@@ -237,14 +237,14 @@ def test_recovery_undefined_when_ablation_changes_nothing():
 def test_recovery_undefined_when_ablation_lowers_the_loss():
     """A significant negative effect leaves no loss to recover: undefined, not a sign-flipped ratio."""
     c, _, p = skewed_losses(500, seed=6)
-    res = stats.recovery_stats(c, {"zero": c - 0.5}, p, n_resamples=500)["zero"]
+    res = stats.recovery_stats(c, {"zero": c - 0.5}, p)["zero"]
     assert res.effect_high < 0
     assert not res.defined and res.recovery is None
 
 
 def test_recovery_zero_and_one():
     c, a, p = skewed_losses(500, seed=5)
-    res = stats.recovery_stats(c, {"zero": a, "mean": a + 0.5}, a.copy(), n_resamples=500)
+    res = stats.recovery_stats(c, {"zero": a, "mean": a + 0.5}, a.copy())
     z = res["zero"]
     assert z.defined and z.recovery == pytest.approx(0.0, abs=1e-12)
     assert abs(z.recovery_low) < 1e-9 and abs(z.recovery_high) < 1e-9  # replaced == ablated in every resample
@@ -252,7 +252,7 @@ def test_recovery_zero_and_one():
     m = res["mean"]  # against a different ablation the same replacement recovers 0.5 / (effect + 0.5)
     assert m.recovery == pytest.approx(0.5 / (a.mean() + 0.5 - c.mean()), rel=1e-12)
     assert m.recovery_low < m.recovery < m.recovery_high
-    res = stats.recovery_stats(c, {"zero": a}, c.copy(), n_resamples=500)["zero"]
+    res = stats.recovery_stats(c, {"zero": a}, c.copy())["zero"]
     assert res.recovery == pytest.approx(1.0, abs=1e-12)
     assert res.recovery_low == pytest.approx(1.0, abs=1e-9) and res.recovery_high == pytest.approx(1.0, abs=1e-9)
     assert res.p_beats_ablation < 1e-10
@@ -260,10 +260,10 @@ def test_recovery_zero_and_one():
 
 def test_recovery_stats_fields_and_shared_resamples():
     c, a, p = skewed_losses(300, seed=6)
-    both = stats.recovery_stats(c, {"zero": a, "mean": a * 1.2}, p, n_resamples=400, seed=3)
-    alone = stats.recovery_stats(c, {"zero": a}, p, n_resamples=400, seed=3)["zero"]
+    both = stats.recovery_stats(c, {"zero": a, "mean": a * 1.2}, p)
+    alone = stats.recovery_stats(c, {"zero": a}, p)["zero"]
     z = both["zero"]
-    assert z == alone  # adding an ablation does not change another's numbers (same resamples)
+    assert z == alone  # adding an ablation does not change another's numbers
     assert z.n == 300
     assert z.mean_clean == pytest.approx(c.mean()) and z.mean_replaced == pytest.approx(p.mean())
     assert z.effect == pytest.approx(a.mean() - c.mean())
@@ -273,10 +273,10 @@ def test_recovery_stats_fields_and_shared_resamples():
     d = z.to_dict()
     assert set(d) == {f.name for f in dataclasses.fields(z)}
     json.dumps(d, allow_nan=False)
-    # the bootstrap CI of the effect is the BCa of exactly these resamples
-    boot = stats.paired_bootstrap_means(np.stack([c, a, a * 1.2, p], 1), 400, seed=3)
-    expect = stats.bca_interval(z.effect, boot[:, 1] - boot[:, 0], stats.jackknife_mean(a - c), 0.95)
-    assert (z.effect_low, z.effect_high) == pytest.approx(expect, rel=1e-12)
+    # the effect's interval is Hall's on D = A − C, the recovery's Fieller's on (A − P, A − C)
+    assert (z.effect_low, z.effect_high) == intervals.skew_corrected_mean_interval(a - c, 0.95)
+    assert (z.recovery_low, z.recovery_high) == intervals.fieller_ratio_interval(a - p, a - c, 0.95)
+    assert z.ci_method == "fieller"
 
 
 def test_recovery_stats_user_errors():
@@ -451,8 +451,8 @@ def test_compare_paired_matches_references():
     assert cmp.diff == pytest.approx(pa.mean() - pb.mean(), rel=1e-12)
     assert cmp.p_ttest == pytest.approx(sps.ttest_rel(pa, pb).pvalue, rel=1e-9)
     assert cmp.p_wilcoxon == pytest.approx(sps.wilcoxon(pa, pb).pvalue, rel=1e-12)
-    single_a = stats.recovery_stats(c, {"z": abl}, pa, n_resamples=100)["z"]
-    single_b = stats.recovery_stats(c, {"z": abl}, pb, n_resamples=100)["z"]
+    single_a = stats.recovery_stats(c, {"z": abl}, pa)["z"]
+    single_b = stats.recovery_stats(c, {"z": abl}, pb)["z"]
     assert cmp.defined
     assert cmp.recovery_a == pytest.approx(single_a.recovery, rel=1e-12)
     assert cmp.recovery_diff == pytest.approx(single_a.recovery - single_b.recovery, rel=1e-10)
@@ -475,10 +475,10 @@ def test_compare_paired_matches_references():
 
 def test_compare_identical_submissions():
     c, abl, pa = skewed_losses(100, seed=12)
-    cmp = stats.compare_paired(c, abl, pa, pa.copy(), n_resamples=300)
+    cmp = stats.compare_paired(c, abl, pa, pa.copy())
     assert cmp.diff == 0.0 and cmp.p_ttest == 1.0 and cmp.p_wilcoxon == 1.0
     assert cmp.recovery_diff == 0.0 and cmp.recovery_diff_low == 0.0 and cmp.recovery_diff_high == 0.0
-    cmp = stats.compare_paired(c, c, pa, pa + 1.0, n_resamples=300)
+    cmp = stats.compare_paired(c, c, pa, pa + 1.0)
     assert not cmp.defined and cmp.recovery_diff is None and cmp.recovery_a is None
     assert cmp.diff == pytest.approx(-1.0) and cmp.p_ttest == 0.0
 

@@ -46,7 +46,7 @@ def test_bca_coverage_recovery_and_effect():
     t0 = time.perf_counter()
     for k in range(N_DATASETS):
         c, a, p = simulate(rng, N_EXAMPLES)
-        s = stats.recovery_stats(c, {"zero": a}, p, level=0.95, n_resamples=N_RESAMPLES, seed=k)["zero"]
+        s = stats.bootstrap_recovery_stats(c, {"zero": a}, p, level=0.95, n_resamples=N_RESAMPLES, seed=k)["zero"]
         hit_e += s.effect_low <= TRUE_EFFECT <= s.effect_high
         if not s.defined:
             undefined += 1  # counted as a miss for the recovery

@@ -1,0 +1,126 @@
+"""The closed-form intervals, each against an independent computation, and what they promise.
+
+- Fieller's interval is the set of R₀ that scipy's one-sample t-test of N − R₀ D does not reject,
+  found here by brute force on a fine grid.
+- Hall's interval is the set of means μ whose transformed statistic lies within ±z, found here with
+  scipy's skewness and a root finder, from the paper's formula rather than its closed-form inverse.
+- No digit depends on a seed or on the order of the examples (20 shuffles).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import optimize
+from scipy import stats as sps
+
+from benchmark import intervals, stats
+
+
+def sparse_losses(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Clean, ablated, replaced: ~10% of examples hurt, by lognormal amounts; per-example recovery Beta(7, 3)."""
+    rng = np.random.default_rng(seed)
+    c = rng.lognormal(-1.0, 1.5, n)
+    hurt = rng.random(n) < 0.1
+    s = rng.lognormal(-1.5, 1.2, n) * hurt
+    a = c + s
+    return c, a, a - rng.beta(7, 3, n) * s
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fieller_equals_the_t_tests_acceptance_set(seed):
+    c, a, p = sparse_losses(300, seed)
+    num, den = a - p, a - c
+    lo, hi = intervals.fieller_ratio_interval(num, den, 0.95)
+    z = sps.norm.ppf(0.975)
+    r_hat = num.mean() / den.mean()
+
+    def accepted(r0: float) -> bool:
+        u = num - r0 * den
+        t = sps.ttest_1samp(u, 0.0).statistic
+        return abs(t) <= z
+
+    assert lo < r_hat < hi
+    for edge, inside in ((lo, r_hat), (hi, r_hat)):
+        step = 1e-6 * max(1.0, abs(edge))
+        assert accepted(edge + math.copysign(step, inside - edge)) and not accepted(edge - math.copysign(step, inside - edge))
+    grid = np.linspace(lo - 1, hi + 1, 4001)
+    found = grid[[accepted(r) for r in grid]]
+    assert found.min() == pytest.approx(lo, abs=(grid[1] - grid[0])) and found.max() == pytest.approx(hi, abs=grid[1] - grid[0])
+
+
+def test_fieller_is_unbounded_when_the_denominator_is_not_significant():
+    rng = np.random.default_rng(3)
+    den = rng.normal(0.01, 1.0, 200)  # mean far inside its standard error
+    assert intervals.fieller_ratio_interval(0.5 * den + rng.normal(0, 0.1, 200), den, 0.95) is None
+
+
+def test_fieller_exact_multiples_give_a_point():
+    c, a, _ = sparse_losses(500, 4)
+    d = a - c
+    assert intervals.fieller_ratio_interval(d, d, 0.95) == pytest.approx((1.0, 1.0), abs=1e-9)  # replaced = clean
+    assert intervals.fieller_ratio_interval(np.zeros_like(d), d, 0.95) == pytest.approx((0.0, 0.0), abs=1e-12)
+
+
+def hall_statistic(x: np.ndarray, mu: float) -> float:
+    """g(T) = T + γ T²/(3√n) + γ² T³/(27 n) + γ/(6√n), T = √n (x̄ − μ)/s (Hall 1992), γ the biased sample skewness."""
+    n = len(x)
+    t = math.sqrt(n) * (x.mean() - mu) / x.std(ddof=1)
+    g = sps.skew(x, bias=True)
+    return t + g * t * t / (3 * math.sqrt(n)) + g * g * t**3 / (27 * n) + g / (6 * math.sqrt(n))
+
+
+@pytest.mark.parametrize("level", [0.9, 0.95])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_hall_interval_inverts_the_transformed_statistic(seed, level):
+    c, a, _ = sparse_losses(400, seed)
+    d = a - c
+    lo, hi = intervals.skew_corrected_mean_interval(d, level)
+    z = sps.norm.ppf(0.5 + level / 2)
+    se = d.std(ddof=1) / math.sqrt(len(d))
+    # g(T(μ)) decreases in μ: the lower end solves g = +z, the upper g = −z
+    lo_ref = optimize.brentq(lambda mu: hall_statistic(d, mu) - z, d.mean() - 20 * se, d.mean())
+    hi_ref = optimize.brentq(lambda mu: hall_statistic(d, mu) + z, d.mean(), d.mean() + 20 * se)
+    assert (lo, hi) == pytest.approx((lo_ref, hi_ref), rel=1e-9)
+    t_lo, t_hi = d.mean() - z * se, d.mean() + z * se
+    assert hi > t_hi and lo > t_lo  # right-skewed: shifted up, further on the long side
+
+
+def test_hall_interval_without_skew_is_the_normal_interval():
+    x = np.concatenate([np.linspace(-1, 1, 101), [0.0]])  # symmetric: skewness 0
+    z = sps.norm.ppf(0.975)
+    se = x.std(ddof=1) / math.sqrt(len(x))
+    assert intervals.skew_corrected_mean_interval(x, 0.95) == pytest.approx((-z * se, z * se), abs=1e-12)
+    assert intervals.skew_corrected_mean_interval(np.full(10, 2.5), 0.95) == (2.5, 2.5)
+
+
+def printed(res: dict[str, stats.RecoveryStats]) -> list[str]:
+    """Every figure as the board prints it (percent with one decimal, effects to 4 significant digits)."""
+    out = []
+    for r in res.values():
+        out.append(f"{r.effect:+.4g} [{r.effect_low:+.4g}, {r.effect_high:+.4g}] {r.defined}")
+        if r.defined:
+            out.append(f"{100 * r.recovery:.1f}% [{100 * r.recovery_low:.1f}, {100 * r.recovery_high:.1f}]")
+    return out
+
+
+def test_no_printed_digit_depends_on_a_seed_or_the_order_of_examples():
+    """20 shuffles (seeds 0–19) of a sparse, heavy-tailed task: every printed digit is the same.
+
+    A bootstrap interval fails this: its resamples pick different examples once the order changes.
+    """
+    c, a, p = sparse_losses(900, 7)
+    mean_abl = a + np.random.default_rng(8).normal(0, 0.02, 900)
+    reference = printed(stats.recovery_stats(c, {"zero": a, "mean": mean_abl}, p))
+    kl_reference = printed(stats.kl_recovery_stats({"zero": a - c}, p - c + 0.01))
+    boot_prints = set()
+    for seed in range(20):
+        order = np.random.default_rng(seed).permutation(900)
+        res = stats.recovery_stats(c[order], {"zero": a[order], "mean": mean_abl[order]}, p[order])
+        assert printed(res) == reference, seed
+        assert printed(stats.kl_recovery_stats({"zero": (a - c)[order]}, (p - c + 0.01)[order])) == kl_reference
+        boot = stats.bootstrap_recovery_stats(c[order], {"zero": a[order]}, p[order], n_resamples=2000, seed=0)
+        boot_prints.add(tuple(printed(boot)))
+    assert len(boot_prints) > 1  # the test can fail: the bootstrap's digits do move
