@@ -19,10 +19,12 @@ columns left to right, rounded):
 
 i.e. an excitatory vertical band at window columns 2-3 next to an inhibitory
 band at columns 5-6, both over rows 1-6: ink in a vertical stroke with blank
-paper just to its right. The unit fires along the right-hand side of the
-vertical strokes of 1, 4, 7, 9 (its mean map is highest in the right half of
-the digit area) and is silent inside wide blobs of ink (both bands inked) and
-on blank paper. The conv2 weights agree: no single conv1 channel dominates
+paper just to its right. The unit fires along the right-hand side of
+vertical strokes: its mean map over the fit set peaks at columns 9-10 of 14,
+the right flank of a centred digit, and summed over the map it is largest on
+4s, 0s and 1s (74, 72, 70 on average over 2,000 fit-set images) and smallest
+on 5s (38). It is silent inside wide blobs of ink (both bands inked) and on
+blank paper. The conv2 weights agree: no single conv1 channel dominates
 (the largest share is conv1:21 with 13% of the L1 mass), so the unit is best
 read in image space, where the pattern is one oriented edge.
 
@@ -39,6 +41,13 @@ position) by ReLU-aware least squares; on the fit set they come out near
 a = 6.3, c = 10.3, bias = -0.07. A replacement that drops the band of the
 left flank (window column 0, weight -0.4) loses little: r 0.913 without it,
 0.919 with it, on 2,000 fit-set images; so it is left out.
+
+Measured on the eval set (MNIST test, n = 10,000), once the design was frozen:
+recovery vs zero 76.7% [49.5, 94.6] against the mean's 12.8% [-6.2, 29.1]
+(the mean stores 196 numbers, one per position); the replaced loss is below
+the mean ablation's with paired p = 0.002; KL recovery 87.7% [85.1, 90.3]
+against the mean's 25.2%; fidelity r 0.917. DL 2,860 bits (3 fitted
+numbers, 24 literal).
 """
 
 import torch
