@@ -25,7 +25,7 @@ the right flank of a centred digit, and summed over the map it is largest on
 4s, 0s and 1s (74, 72, 70 on average over 2,000 fit-set images) and smallest
 on 5s (38). It is silent inside wide blobs of ink (both bands inked) and on
 blank paper. The conv2 weights agree: no single conv1 channel dominates
-(the largest share is conv1:21 with 13% of the L1 mass), so the unit is best
+(the largest share of its weights, by absolute sum, is conv1:21 with 6%), so the unit is best
 read in image space, where the pattern is one oriented edge.
 
 The computation. With `ink = image * STD + MEAN` in [0, 1], zero-padded by 3
