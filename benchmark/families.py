@@ -38,7 +38,7 @@ class Family:
 #: no fitted map of the inputs reproduces a unit exactly, and a copy would need the 200,961 parameters behind it.
 HARDER_NOTE = ("Harder family: the only input is the image, two nonlinear layers (fc1, fc2) below the target, so a "
                "fitted map of the inputs cannot copy a unit exactly.\n# One group task, measured on the eval set when the "
-               "family was chosen: zeroing single fc2 units, or the top 5 together (+0.0013 nats, 95% CI [-0.0015, "
+               "family was chosen: zeroing single fc2 units, or the top 5 together (+0.0013 nats, 95% CI [-0.0016, "
                "+0.0040]),\n# changes the loss too little to measure; zeroing the top 20 costs +0.030 nats [+0.023, +0.036].")
 
 FAMILIES = {
