@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from . import __version__
 from .errors import SubmissionError, UserError
 
 
@@ -45,6 +46,7 @@ def _isolation(parser: argparse.ArgumentParser, in_process: bool = True) -> None
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="replacebench", description="Replace a neuron with your own account of it; measure the loss it recovers.")
+    parser.add_argument("--version", action="version", version=f"replacebench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("tasks", help="list tasks")
@@ -261,6 +263,14 @@ def start_zygote(args: argparse.Namespace) -> None:
         ZYGOTE.start()
 
 
+def check_data_first(tasks: list[Any], args: argparse.Namespace) -> None:
+    """Open every dataset split the tasks read before scoring the first: a missing one fails now, not mid-run."""
+    from .data.registry import open_split
+
+    for dataset, split in sorted({(t.dataset, s) for t in tasks for s in (t.eval_split, t.fit_split)}):
+        open_split(dataset, split, args.data_dir, args.imagenet)
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     start_zygote(args)
     from .records import default_results_dir
@@ -286,6 +296,7 @@ def cmd_score(args: argparse.Namespace) -> int:
             tasks = select_tasks(args.task)
         options = run_options(args, eval_size=args.eval_size, fit_size=args.fit_size,
                               use_cache=not args.no_cache, isolate=not args.in_process, force=args.force)
+        check_data_first(tasks, args)
         results_dir = None if args.no_record else (args.results_dir or default_results_dir())
         records = []
         for task in tasks:
@@ -295,10 +306,11 @@ def cmd_score(args: argparse.Namespace) -> int:
                 print(format_score(record))
                 if path is not None:
                     print(f"  record: {path}")
+                sys.stdout.flush()  # each task's figures as soon as they exist, to a pipe or a file too
     finally:
         snapshot.cleanup()
     if args.json:
-        print(json.dumps(records[0] if len(records) == 1 else records, indent=2))
+        print(json.dumps(records, indent=2))  # always a list, one record per task
     return 0
 
 
@@ -326,6 +338,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from .records import default_results_dir
     from .tasks import get_task
 
+    if any(ch in args.task for ch in "*?["):
+        raise UserError(f"compare takes one task id, not a pattern ('{args.task}'); list the ids with "
+                        f"`replacebench tasks '{args.task}'`.")
     task = get_task(args.task)
     result = compare(args.results_dir or default_results_dir(), task, args.a, args.b)
     if args.json:

@@ -127,8 +127,19 @@ def prepare(
         model = model.to(memory_format=torch.channels_last)
     eval_set = open_split(task.dataset, task.eval_split, data_dir, imagenet_dir)
     fit_set = eval_set if task.fit_split == task.eval_split else open_split(task.dataset, task.fit_split, data_dir, imagenet_dir)
-    overrides = {k: v for k, v in (("eval_size", eval_size), ("fit_size", fit_size)) if v is not None}
+    for flag, size in (("--eval-size", eval_size), ("--fit-size", fit_size)):
+        if size is not None and size < 2:
+            raise UserError(f"{flag} {size}: the statistics need at least 2 examples; pass 2 or more, or leave it out "
+                            f"for the task's standard size.")
+    standard = {"eval_size": task.eval_size, "fit_size": task.fit_size}
+    requested = {"eval_size": eval_size, "fit_size": fit_size}
+    overrides = {k: v for k, v in requested.items() if v is not None and v != standard[k]}
     eval_indices, fit_indices = _splits(task, eval_set, fit_set, eval_size or task.eval_size, fit_size or task.fit_size)
+    for key, got in (("eval_size", len(eval_indices)), ("fit_size", len(fit_indices))):
+        if key in overrides and overrides[key] > got:
+            flag = "--" + key.replace("_", "-")
+            raise UserError(f"{flag} {overrides[key]}: task {task.id}'s data has only {got} examples for it; "
+                            f"pass at most {got}.")
     if len(eval_indices) == 0 or len(fit_indices) == 0:
         raise UserError(f"task {task.id}: the data has too few examples for an eval and a fit set; point to a larger data folder.")
 

@@ -43,8 +43,12 @@ def cached_sha256(path: str | os.PathLike) -> str:
     return _SHA_CACHE[key]
 
 
-def download(url: str, dest: str | os.PathLike, sha256: str | None = None, timeout: float = 60.0) -> str:
-    """Fetch `url` to `dest` atomically; verify `sha256` if given. Returns the file's sha256."""
+def download(url: str, dest: str | os.PathLike, sha256: str | None = None, timeout: float = 60.0,
+             by_hand: str | None = None) -> str:
+    """Fetch `url` to `dest` atomically; verify `sha256` if given. Returns the file's sha256.
+
+    `by_hand`: what a user without the network should do instead (default: put the file into `dest`'s folder).
+    """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
@@ -58,7 +62,8 @@ def download(url: str, dest: str | os.PathLike, sha256: str | None = None, timeo
                         out.write(block)
             except (urllib.error.URLError, OSError) as exc:
                 reason = getattr(exc, "reason", exc)
-                raise UserError(f"could not download {url}: {reason}. Check the network, or fetch the file by hand into {dest.parent}.") from None
+                instead = by_hand or f"fetch the file by hand into {dest.parent}"
+                raise UserError(f"could not download {url}: {reason}. Check the network, or {instead}.") from None
         actual = digest.hexdigest()
         if sha256 is not None and actual != sha256:
             raise UserError(f"{url} has sha256 {actual}, expected {sha256}: the download is corrupt or the source changed. Try again, or report it.")

@@ -57,7 +57,7 @@ def test_tasks_lists_every_family():
 def test_score_writes_a_record_with_provenance(results, session_cache):
     proc = run_cli("score", "linear", "--task", TASK, "--results-dir", str(results), "--json")
     assert proc.returncode == 0, proc.stderr
-    record = json.loads(proc.stdout)
+    (record,) = json.loads(proc.stdout)  # always a list, one record per task
     on_disk = json.loads((results / "digits-mlp__fc1-17" / "linear.json").read_text())
     assert on_disk["results"] == record["results"]
     prov = record["provenance"]

@@ -62,7 +62,7 @@ def test_replace_time_is_measured_by_the_harness(tmp_path, cli, session_cache):
     folder = write_submission(tmp_path / "slow", SLOW)
     proc = cli("score", str(folder), "--task", "digits-mlp/fc1:17", "--no-record", "--json")
     assert proc.returncode == 0, proc.stderr
-    record = json.loads(proc.stdout)
+    (record,) = json.loads(proc.stdout)
     e = record["efficiency"]
     calls = -(-900 // 500)  # one replace call per eval batch (900 examples, batches of 500)
     assert e["replace_seconds_per_example"] >= calls * 0.05 / 900

@@ -32,9 +32,9 @@ def board_records(task_id: str, excluding: str) -> list[dict]:
 @pytest.mark.slow
 @pytest.mark.parametrize(("name", "task_id"), EXEMPLARS)
 def test_exemplar_beats_the_mean_with_few_numbers_and_sits_on_the_frontier(cli, data_dir, session_cache, name, task_id):
-    proc = cli("score", name, "--task", task_id, "--no-record", "--json", "--data-dir", str(data_dir), "--resamples", "1000")
+    proc = cli("score", name, "--task", task_id, "--no-record", "--json", "--data-dir", str(data_dir))
     assert proc.returncode == 0, proc.stderr
-    record = json.loads(proc.stdout)
+    (record,) = json.loads(proc.stdout)
     assert record["submission"]["kind"] == "hand-written" and record["task"]["standard_protocol"]
 
     c = record["complexity"]

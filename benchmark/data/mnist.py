@@ -155,7 +155,7 @@ def _fetch_one(url: str, dest: Path, sha256: str, md5: str | None) -> None:
     """Download `url` (a gzip archive), check it, decompress it to `dest` atomically."""
     with tempfile.TemporaryDirectory(prefix=".fetch-", dir=dest.parent) as tmp:
         archive = Path(tmp) / (dest.name + ".gz")
-        download(url, archive)
+        download(url, archive, by_hand=f"download {url} by hand and put it, decompressed, at {dest}")
         if md5 is not None:
             actual_md5 = hashlib.md5(archive.read_bytes()).hexdigest()
             if actual_md5 != md5:
