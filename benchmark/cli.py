@@ -306,6 +306,13 @@ def cmd_score(args: argparse.Namespace) -> int:
                           file=sys.stderr)
         else:
             tasks = select_tasks(args.task)
+        if secret is not None:
+            from .heldout import TRANSFORMS
+
+            without = sorted({t.dataset for t in tasks if t.dataset not in TRANSFORMS})
+            if without:
+                raise UserError(f"no held-out split is defined for {', '.join(without)} tasks (only "
+                                f"{', '.join(sorted(TRANSFORMS))}): score them without --held-out-secret.")
         options = run_options(args, eval_size=args.eval_size, fit_size=args.fit_size, n_resamples=args.resamples,
                               seed=args.seed, use_cache=not args.no_cache, isolate=not args.in_process, force=args.force,
                               heldout_secret=secret)

@@ -225,10 +225,6 @@ def test_a_label_lookup_beats_the_neuron_in_public_is_flagged_and_collapses_on_t
 
     public, held = (json.loads((results / SLUG / f"label-lookup{s}.json").read_text()) for s in ("", ".heldout"))
     p, h = public["results"]["primary"], held["results"]["primary"]
-    print(f"label-lookup: public recovery {p['recovery']:.3f} [{p['recovery_low']:.3f}, {p['recovery_high']:.3f}], "
-          f"r {public['results']['fidelity'][0]['pearson_r']:.3f}, KL recovery "
-          f"{public['results']['kl_recovery']['zero']['recovery']:.3f}; held-out {h['recovery']:.3f} "
-          f"[{h['recovery_low']:.3f}, {h['recovery_high']:.3f}]")
     assert p["recovery_low"] > 1.5  # beats the neuron in public, by far
     assert h["recovery_high"] < p["recovery_low"] and h["recovery"] < 1.0  # and not on the held-out split
     assert beats_by_other_means(public) and not beats_by_other_means(held)
@@ -242,6 +238,10 @@ def test_a_label_lookup_beats_the_neuron_in_public_is_flagged_and_collapses_on_t
     assert "beats by other means" in cells[board_column(proc.stdout, "submission")]
     assert cells[board_column(proc.stdout, "held-out recovery [95% CI]")].startswith(f"{100 * h['recovery']:.1f}%")
     assert "◆" not in cells[board_column(proc.stdout, "frontier")]
+    print(f"label-lookup: public recovery {p['recovery']:.3f} [{p['recovery_low']:.3f}, {p['recovery_high']:.3f}], "
+          f"r {public['results']['fidelity'][0]['pearson_r']:.3f}, KL recovery "
+          f"{public['results']['kl_recovery']['zero']['recovery']:.3f}; held-out {h['recovery']:.3f} "
+          f"[{h['recovery_low']:.3f}, {h['recovery_high']:.3f}]")
 
 
 # -- a hostile search for the secret ---------------------------------------------------------------------------------
@@ -279,3 +279,53 @@ def test_a_submission_cannot_find_the_secret(tmp_path, cli, session_cache, secre
         np.testing.assert_array_equal(arrays["loss.replaced"], arrays["loss.zero"])
     assert record["split"] == "held-out" and record["results"]["primary"]["recovery"] == 0.0
     assert text not in json.dumps(record)
+
+
+# -- records: file names, sidecar clean-up, consistency ---------------------------------------------------------------
+
+def test_public_and_heldout_sidecars_clean_up_only_their_own(tmp_path):
+    import os
+    import time
+
+    from benchmark.records import STALE_SIDECAR_SECONDS, write_record
+
+    folder = tmp_path / SLUG
+    folder.mkdir(parents=True)
+    old = time.time() - STALE_SIDECAR_SECONDS - 60
+    public, held = folder / "zero.0123456789ab.npz", folder / "zero.heldout.0123456789ab.npz"
+    for path in (public, held):
+        path.write_bytes(b"x")
+        os.utime(path, (old, old))
+    path, _ = write_record({"schema_version": 6, "split": "held-out", "heldout_commitment": "0" * 64},
+                           {"a": np.zeros(3)}, tmp_path, SLUG, "zero")
+    assert path.name == "zero.heldout.json" and not held.exists() and public.exists()
+    held.write_bytes(b"x")
+    os.utime(held, (old, old))
+    path, _ = write_record({"schema_version": 6, "split": "public", "heldout_commitment": None},
+                           {"a": np.zeros(3)}, tmp_path, SLUG, "zero")
+    assert path.name == "zero.json" and not public.exists() and held.exists()
+
+
+def test_a_record_whose_split_disagrees_with_its_file_is_refused(tmp_path):
+    from benchmark.errors import UserError
+    from benchmark.records import read_record
+
+    good = {"schema_version": 6, "split": "held-out", "heldout_commitment": "a" * 64}
+    for name, record in (("x.json", good), ("x.heldout.json", {**good, "split": "public"}),
+                         ("x.heldout.json", {**good, "heldout_commitment": None}),
+                         ("x.heldout.json", {**good, "heldout_commitment": "secret"}),
+                         ("x.json", {**good, "split": "public"}), ("x.json", {**good, "split": "private"})):
+        path = tmp_path / name
+        path.write_text(json.dumps(record))
+        with pytest.raises(UserError, match="inconsistent split"):
+            read_record(path)
+    (tmp_path / "x.heldout.json").write_text(json.dumps(good))
+    assert read_record(tmp_path / "x.heldout.json")["split"] == "held-out"
+
+
+def test_score_all_with_a_secret_refuses_tasks_without_a_heldout_split_before_scoring(tmp_path, cli, secret_file):
+    results = tmp_path / "results"
+    proc = cli("score", "curve-detector", "--all", "--imagenet", str(tmp_path), "--results-dir", str(results),
+               "--held-out-secret", str(secret_file[0]))
+    one_error_line(proc, "no held-out split is defined for imagenet")
+    assert not results.exists()
