@@ -58,6 +58,8 @@ class Baseline:
 
 
 def cache_key(ctx: TaskContext) -> str:
+    """sha256 of the JSON of everything the baseline depends on; a held-out split adds its commitment (so public
+    and held-out baselines never share a file: the data hash differs too)."""
     payload = {
         "format": FORMAT_VERSION,
         "task": ctx.task.content_hash(),
@@ -65,11 +67,15 @@ def cache_key(ctx: TaskContext) -> str:
         "data": ctx.data_hash,
         "device": ctx.device.type,
     }
+    if ctx.heldout_commitment is not None:  # public keys stay as they were
+        payload["heldout_commitment"] = ctx.heldout_commitment
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
 def cache_file(ctx: TaskContext) -> Path:
-    return paths.cache_dir("baselines") / f"{ctx.task.slug()}-{cache_key(ctx)[:24]}.npz.hmac"
+    """`<slug>-<key24>.npz.hmac`, or `<slug>-heldout-<commitment12>-<key24>.npz.hmac` for a held-out split."""
+    split = f"-heldout-{ctx.heldout_commitment[:12]}" if ctx.heldout_commitment else ""
+    return paths.cache_dir("baselines") / f"{ctx.task.slug()}{split}-{cache_key(ctx)[:24]}.npz.hmac"
 
 
 def fit_target_activations(ctx: TaskContext, progress: bool = False) -> torch.Tensor:

@@ -44,6 +44,12 @@ def _isolation(parser: argparse.ArgumentParser, in_process: bool = True) -> None
                                  "and the record says so")
 
 
+def _heldout(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--held-out-secret", type=Path, default=None, metavar="FILE",
+                        help=f"{what} on the held-out split: eval images moved by transforms seeded by the secret in FILE "
+                             "(read by the harness only; the record keeps only its commitment; README: Held-out split)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="replacebench", description="Replace a neuron with your own account of it; measure the loss it recovers.")
     parser.add_argument("--version", action="version", version=f"replacebench {__version__}")
@@ -70,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fit-size", type=int, help="override the task's fit size (marks the result non-standard)")
     p.add_argument("--force", action="store_true",
                    help="overwrite a record made from a different version or authors of this submission")
+    _heldout(p, "score")
     _common(p)
     _scoring(p)
     _isolation(p)
@@ -79,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("records", nargs="*", default=[], type=Path, help="record files (.json) to verify")
     which.add_argument("--all", action="store_true", help="every record under the results folder")
     p.add_argument("--results-dir", type=Path, default=None, help="with --all: where the records are (default: leaderboard/results)")
+    _heldout(p, "also re-score held-out records")
     _common(p)
     _scoring(p, results=False)
     _isolation(p, in_process=False)
@@ -179,7 +187,9 @@ def format_score(record: dict[str, Any]) -> str:
     from .leaderboard import fmt_p, fmt_pct, recovery_cell
 
     res = record["results"]
-    lines = [f"{record['submission']['name']} on {record['task']['id']} (n = {record['task']['n_eval']})"]
+    split = "" if record.get("split", "public") == "public" else \
+        f", held-out split (commitment {record['heldout_commitment'][:12]}…)"
+    lines = [f"{record['submission']['name']} on {record['task']['id']} (n = {record['task']['n_eval']}{split})"]
     for name, stats in res["recovery"].items():
         mark = " (primary)" if name == res["primary"]["ablation"] else ""
         effect = f"effect {stats['effect']:+.4f} [{stats['effect_low']:+.4f}, {stats['effect_high']:+.4f}]"
@@ -271,7 +281,20 @@ def check_data_first(tasks: list[Any], args: argparse.Namespace) -> None:
         open_split(dataset, split, args.data_dir, args.imagenet)
 
 
+def read_heldout_secret(args: argparse.Namespace) -> bytes | None:
+    """The held-out secret's bytes from `--held-out-secret FILE` (None without it), read here, in the harness."""
+    if args.held_out_secret is None:
+        return None
+    from .heldout import read_secret
+
+    if getattr(args, "in_process", False):
+        raise UserError("--held-out-secret cannot be combined with --in-process: the submission would run in the "
+                        "process that holds the secret.")
+    return read_secret(args.held_out_secret)
+
+
 def cmd_score(args: argparse.Namespace) -> int:
+    secret = read_heldout_secret(args)  # before any child starts: a bad file is a one-line error
     start_zygote(args)
     from .records import default_results_dir
     from .runner import run_score
@@ -294,8 +317,16 @@ def cmd_score(args: argparse.Namespace) -> int:
                           file=sys.stderr)
         else:
             tasks = select_tasks(args.task)
+        if secret is not None:
+            from .heldout import TRANSFORMS
+
+            without = sorted({t.dataset for t in tasks if t.dataset not in TRANSFORMS})
+            if without:
+                raise UserError(f"no held-out split is defined for {', '.join(without)} tasks (only "
+                                f"{', '.join(sorted(TRANSFORMS))}): score them without --held-out-secret.")
         options = run_options(args, eval_size=args.eval_size, fit_size=args.fit_size,
-                              use_cache=not args.no_cache, isolate=not args.in_process, force=args.force)
+                              use_cache=not args.no_cache, isolate=not args.in_process, force=args.force,
+                              heldout_secret=secret)
         check_data_first(tasks, args)
         results_dir = None if args.no_record else (args.results_dir or default_results_dir())
         records = []
@@ -315,26 +346,33 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    start_zygote(args)
+    secret = read_heldout_secret(args)
     from .records import default_results_dir, find_records
-    from .verify import verify_record
+    from .verify import check_heldout_secrets, verify_record
 
     paths = find_records(args.results_dir or default_results_dir()) if args.all else list(args.records)
     if not paths:
         raise UserError("no records to verify; score something first, or name record files (.json).")
-    failed = 0
+    needs_secret = check_heldout_secrets(paths, secret)  # a wrong secret is an error before anything runs
+    start_zygote(args)
+    failed = skipped = 0
     for path in paths:
-        problems = verify_record(path, run_options(args))
+        if path in needs_secret:
+            skipped += 1
+            print(f"skip {path}: a held-out record; re-scoring it needs the board's secret "
+                  f"(--held-out-secret FILE, commitment {needs_secret[path][:12]}…)")
+            continue
+        problems = verify_record(path, run_options(args, heldout_secret=secret))
         failed += bool(problems)
         print(f"{'FAIL' if problems else 'ok  '} {path}")
         for problem in problems:
             print(f"     {problem}")
-    print(f"{len(paths) - failed} verified, {failed} failed")
+    print(f"{len(paths) - failed - skipped} verified, {failed} failed" + (f", {skipped} skipped (held-out)" if skipped else ""))
     return 1 if failed else 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import compare
+    from .compare import compare, format_comparison
     from .records import default_results_dir
     from .tasks import get_task
 
@@ -346,10 +384,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    print(f"{args.a} vs {args.b} on {task.id} (paired over the same eval examples)")
-    for key, value in result.items():
-        if key not in ("task", "a", "b"):
-            print(f"  {key}: {value}")
+    print(format_comparison(result))
     return 0
 
 
@@ -496,6 +531,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("replacebench: interrupted; no record was written.", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as other Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the interpreter's final flush is silent
+        return 0
 
 
 if __name__ == "__main__":

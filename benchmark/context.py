@@ -40,6 +40,7 @@ class TaskContext:
     standard_protocol: bool  # False when eval/fit sizes were overridden
     overrides: dict[str, int] = field(default_factory=dict)
     channels_last: bool = False  # the model (and so its input batches) use channels-last memory
+    heldout_commitment: str | None = None  # the held-out split's commitment (heldout.py); None: the public eval set
 
     def to_input(self, images: torch.Tensor) -> torch.Tensor:
         """A batch of images on the task's device, in the model's preferred memory layout."""
@@ -116,8 +117,13 @@ def prepare(
     imagenet_dir: str | Path | None = None,
     eval_size: int | None = None,
     fit_size: int | None = None,
+    heldout_secret: bytes | None = None,
 ) -> TaskContext:
-    """Load and check the task's model and data; choose its eval and fit sets."""
+    """Load and check the task's model and data; choose its eval and fit sets.
+
+    `heldout_secret`: score on the held-out split, the eval examples moved by secret-seeded transforms
+    (`heldout.py`); the fit set stays public and untouched.
+    """
     torch_device = parse_device(device)
     model, sha = load_model(task.model, task.checkpoint, task.checkpoint_sha256)
     check_task_against_model(task, model)
@@ -142,6 +148,14 @@ def prepare(
                             f"pass at most {got}.")
     if len(eval_indices) == 0 or len(fit_indices) == 0:
         raise UserError(f"task {task.id}: the data has too few examples for an eval and a fit set; point to a larger data folder.")
+    commitment = None
+    if heldout_secret is not None:
+        from .heldout import held_out
+
+        if fit_set is eval_set:
+            raise UserError(f"task {task.id}: its fit and eval sets share a split; no held-out split is defined for it.")
+        eval_set = held_out(eval_set, task.dataset, heldout_secret, task.id)
+        commitment = eval_set.commitment
 
     # One example through the model gives every shape we need.
     probe = eval_set.load(eval_indices[:1]).to(torch_device)
@@ -167,4 +181,5 @@ def prepare(
         eval_indices=eval_indices, fit_indices=fit_indices,
         input_shapes={k: v for k, v in shapes.items() if k in task.inputs}, layer_shape=layer_shape,
         data_hash=digest.hexdigest(), standard_protocol=not overrides, overrides=overrides, channels_last=channels_last,
+        heldout_commitment=commitment,
     )

@@ -95,10 +95,40 @@ def recovery_cell(stats: dict[str, Any]) -> str:
     return f"{fmt_pct(stats['recovery'])} [{low}, {high}]"
 
 
-def rankable(record: dict[str, Any]) -> bool:
-    """A standard-protocol record with a defined primary recovery (the others are shown, never ranked)."""
+OTHER_MEANS_R = 0.5
+
+
+def mean_fidelity_r(record: dict[str, Any]) -> float | None:
+    """The mean over units of the activation fidelity's Pearson r (units without an r left out; None if none has one)."""
+    rs = [f["pearson_r"] for f in record["results"]["fidelity"] if f.get("pearson_r") is not None]
+    return sum(rs) / len(rs) if rs else None
+
+
+def beats_by_other_means(record: dict[str, Any]) -> bool:
+    """Whether the entry beats the neuron without computing it: its primary recovery is significantly above 1 (the
+    95% CI's low end > 1), and either the mean activation fidelity r over its units is below OTHER_MEANS_R (0.5) or
+    its primary KL recovery is significantly below 0 (the CI's high end < 0: its output distribution is further
+    from the clean model's than the ablated model's is).
+
+    Lowering the loss below the neuron's with output that does not track the unit, or that moves the output
+    distribution more than removing the unit does, means it found the answer elsewhere (e.g. by looking up public
+    labels: `tests/hostile/label-lookup` has r 0.67 but KL recovery −716%). Such an entry is shown, never ranked.
+    """
     primary = record["results"]["primary"]
-    return bool(primary.get("defined")) and primary.get("recovery") is not None and record["task"]["standard_protocol"]
+    if not (primary.get("defined") and primary.get("recovery_low") is not None and primary["recovery_low"] > 1):
+        return False
+    r = mean_fidelity_r(record)
+    kl = (record["results"].get("kl_recovery") or {}).get(primary["ablation"]) or {}
+    kl_below_zero = bool(kl.get("defined")) and kl.get("recovery_high") is not None and kl["recovery_high"] < 0
+    return (r is not None and r < OTHER_MEANS_R) or kl_below_zero
+
+
+def rankable(record: dict[str, Any]) -> bool:
+    """A standard-protocol public record with a defined primary recovery that does not beat the neuron by other
+    means (the others are shown, never ranked)."""
+    primary = record["results"]["primary"]
+    return bool(primary.get("defined")) and primary.get("recovery") is not None and record["task"]["standard_protocol"] \
+        and record.get("split", "public") == "public" and not beats_by_other_means(record)
 
 
 def pareto_frontier(points: dict[str, tuple[float, float]]) -> set[str]:
@@ -117,13 +147,14 @@ def pareto_frontier(points: dict[str, tuple[float, float]]) -> set[str]:
     return out
 
 
-def frontier_entries(records: list[dict[str, Any]]) -> set[str]:
+def frontier_entries(records: list[dict[str, Any]], excluded: set[str] = frozenset()) -> set[str]:
     """The task's frontier of primary recovery against description length, over the ranked entries (`rankable`)
     with a measured description length and no copy flag (a copy explains nothing, whatever it scores)."""
     points = {}
     for record in records:
         primary, c = record["results"]["primary"], record["complexity"]
-        if rankable(record) and c.get("description_bits") is not None and not c.get("copy"):
+        if rankable(record) and c.get("description_bits") is not None and not c.get("copy") \
+                and record["submission"]["name"] not in excluded:
             points[record["submission"]["name"]] = (primary["recovery"], c["description_bits"])
     return pareto_frontier(points)
 
@@ -146,10 +177,11 @@ def interval_ranks(intervals: dict[str, tuple[float, float]]) -> dict[str, int]:
     return {name: 1 + sum(other_low > high for other_low, _ in intervals.values()) for name, (_, high) in intervals.items()}
 
 
-def board_ranks(records: list[dict[str, Any]]) -> dict[str, int]:
+def board_ranks(records: list[dict[str, Any]], excluded: set[str] = frozenset()) -> dict[str, int]:
+    """Interval ranks (`interval_ranks`) of the rankable records whose names are not in `excluded`."""
     return interval_ranks({r["submission"]["name"]: (r["results"]["primary"]["recovery_low"],
                                                     r["results"]["primary"]["recovery_high"])
-                           for r in records if rankable(r)})
+                           for r in records if rankable(r) and r["submission"]["name"] not in excluded})
 
 
 def beats_mean(record: dict[str, Any]) -> bool:
@@ -164,28 +196,52 @@ def sort_key(record: dict[str, Any]) -> tuple:
     return (not ranked, -(primary["recovery"] if ranked else 0.0), record["submission"]["name"])
 
 
-def task_table(records: list[dict[str, Any]], hashes: dict[Path, str | None]) -> list[str]:
-    first = records[0]["task"]
+def heldout_cell(public: dict[str, Any] | None, heldout: dict[str, Any] | None) -> str:
+    """The held-out record's primary recovery with its CI ('—' when none), marked when it scored another version."""
+    if heldout is None:
+        return "—"
+    cell = recovery_cell(heldout["results"]["primary"])
+    if public is not None and public["submission"]["content_hash"] != heldout["submission"]["content_hash"]:
+        cell += " (other version)"
+    return cell
+
+
+def task_table(records: list[dict[str, Any]], hashes: dict[Path, str | None],
+               heldout: dict[str, dict[str, Any]] | None = None) -> list[str]:
+    """One task's table. `records`: its public records; `heldout`: its held-out records by submission name (shown in
+    their own column; one without a public record gets its own row, marked `held-out only`, never ranked).
+    An entry flagged `beats by other means` on either split is not ranked and not on the frontier."""
+    heldout = heldout or {}
+    public_names = {r["submission"]["name"] for r in records}
+    rows = list(records) + [r for name, r in sorted(heldout.items()) if name not in public_names]
+    first = rows[0]["task"]
     topk = first.get("topk", [1])
-    head = ["#", "submission", "kind", f"recovery ({first['primary_ablation']}) [95% CI]",
+    head = ["#", "submission", "kind", f"recovery ({first['primary_ablation']}) [95% CI]", "held-out recovery [95% CI]",
             f"KL recovery ({first['primary_ablation']}) [95% CI]", "zero", "mean", "resample",
             "p(beats abl.)", "p(R≥1)", *[f"top-{k} repl. / clean" for k in topk], "KL(clean‖repl.)", "fidelity r",
             "numbers (fitted + literal)", "DL (bits)", "frontier", "time/example: replace / original", "original MACs",
             "n"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    frontier = frontier_entries(records)
-    ranks = board_ranks(records)
-    for record in sorted(records, key=sort_key):
+    other_means = {r["submission"]["name"] for r in rows if beats_by_other_means(r)} | \
+        {name for name, r in heldout.items() if beats_by_other_means(r)}
+    frontier = frontier_entries(records, other_means)
+    ranks = board_ranks(records, other_means)
+    for record in sorted(rows, key=lambda r: (r["submission"]["name"] not in ranks, *sort_key(r))):
         res = record["results"]
         rec = res["recovery"]
         rs = [f["pearson_r"] for f in res["fidelity"] if f.get("pearson_r") is not None]
         c = record["complexity"]
-        marks = [m for m in ("copy" if c.get("copy") else "", "" if beats_mean(record) else "≤ mean",
+        sub = record["submission"]["name"]
+        only = record.get("split", "public") == "held-out"
+        marks = [m for m in ("held-out only" if only else "",
+                             "beats by other means" if sub in other_means else "",
+                             "copy" if c.get("copy") else "", "" if beats_mean(record) else "≤ mean",
                              "" if record["task"]["standard_protocol"] else "non-standard",
                              submission_state(record, hashes)) if m]
         name = md(record["submission"]["name"]) + (f" ({', '.join(marks)})" if marks else "")
         row = [
-            str(ranks.get(record["submission"]["name"], "—")), name, md(record["submission"]["kind"]), recovery_cell(res["primary"]),
+            str(ranks.get(sub, "—")), name, md(record["submission"]["kind"]),
+            "—" if only else recovery_cell(res["primary"]), heldout_cell(None if only else record, heldout.get(sub)),
             "—" if not res.get("kl_recovery") else recovery_cell(res["kl_recovery"][res["primary"]["ablation"]]),
             *[fmt_pct(rec[a]["recovery"]) if rec[a]["defined"] else UNDEFINED for a in ("zero", "mean", "resample")],
             fmt_p(res["primary"]["p_beats_ablation"]), fmt_p(res["p_at_least_clean"]),
@@ -214,6 +270,7 @@ def render(results_dir: Path, warn: Callable[[str], None] = lambda message: None
     A record that fails one is left off, and `warn` gets one line naming it.
     """
     by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    heldout_by_task: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
     hashes: dict[Path, str | None] = {}  # each submission folder hashed once per rendering
     where: dict[int, Path] = {}  # id(record) → its file
     for path in find_records(results_dir):
@@ -221,7 +278,10 @@ def render(results_dir: Path, warn: Callable[[str], None] = lambda message: None
         if record is None:
             warn(f"left {path} off the board: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
             continue
-        by_task[record["task"]["id"]].append(record)
+        if record["split"] == "held-out":
+            heldout_by_task[record["task"]["id"]][record["submission"]["name"]] = record
+        else:
+            by_task[record["task"]["id"]].append(record)
         where[id(record)] = path
     order = {tid: i for i, tid in enumerate(all_tasks())}
     out = [
@@ -252,18 +312,26 @@ def render(results_dir: Path, warn: Callable[[str], None] = lambda message: None
         "Marks after a name: `≤ mean` (its loss is not significantly below the mean ablation's: one-sided paired t-test,",
         "p ≥ 0.05), `copy` (it stores at least as many numbers as the target's fan-in from its inputs, so it",
         "could hold the target's own weights), `not isolated` (scored with --in-process), `stale` (its folder changed",
-        "since scoring), `non-standard` (eval or fit size overridden). Each record was checked against its per-example arrays.",
+        "since scoring), `non-standard` (eval or fit size overridden), `beats by other means` (primary recovery's 95% CI",
+        f"lies wholly above 100% on the public or the held-out split, while the mean fidelity r over its units is below {OTHER_MEANS_R}",
+        "or its KL recovery's CI lies wholly below 0: it lowers the loss below the neuron's without computing the neuron,",
+        "e.g. by looking up public labels; never ranked), `held-out only` (no public record; the row's figures are the",
+        "held-out split's).",
+        "held-out recovery: primary recovery on the held-out split, the eval images moved by secret-seeded shifts and",
+        "rotations that only the board's maintainer can reproduce (README: Held-out split); `verify` re-scores it only",
+        "with the secret. Each record was checked against its per-example arrays.",
         "",
     ]
-    if not by_task:
+    if not by_task and not heldout_by_task:
         out.append("No results yet: run `replacebench score SUBMISSION --task TASK`.")
-    for task_id in sorted(by_task, key=lambda t: (order.get(t, len(order)), t)):
+    for task_id in sorted(set(by_task) | set(heldout_by_task), key=lambda t: (order.get(t, len(order)), t)):
         records = by_task[task_id]
-        shown = next((r for r in records if r["task"]["standard_protocol"]), records[0])  # the standard n
+        candidates = records or list(heldout_by_task[task_id].values())
+        shown = next((r for r in candidates if r["task"]["standard_protocol"]), candidates[0])  # the standard n
         t = shown["task"]
         out += [f"## {md(task_id)}", "", f"Layer {md(t['layer'])}, units {md(t['units'])}, inputs "
                 f"{md(', '.join(map(str, t['inputs'])))}; {md(t['dataset'])} {md(t['eval_split'])} (n = {md(t['n_eval'])}); "
                 f"primary ablation: {md(t['primary_ablation'])}. {power_note(shown, where[id(shown)])}", ""]
-        out += task_table(records, hashes)
+        out += task_table(records, hashes, heldout_by_task[task_id])
         out.append("")
     return "\n".join(out)

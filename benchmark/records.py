@@ -1,7 +1,9 @@
 """Result records: one JSON file per (task, submission), with provenance, plus a per-example `.npz` sidecar.
 
 Layout: `<results>/<task-slug>/<submission>.json` and `<submission>.<sha12>.npz`,
-where sha12 starts the sidecar's sha256 (stored in the record). Both files are
+where sha12 starts the sidecar's sha256 (stored in the record). A held-out record (README: Held-out split)
+lives beside the public one as `<submission>.heldout.json` and `<submission>.heldout.<sha12>.npz`; a
+submission's name has no dot, so the two never collide. Both files are
 written to temporary names in the same folder and renamed into place, sidecar
 first, so a reader never sees a partial file, and two concurrent runs never
 write into the same file: the record that lands last wins whole, and always
@@ -32,8 +34,10 @@ if TYPE_CHECKING:
     from .submissions import Snapshot
 
 SCHEMA_VERSION = 6  # 2 adds "isolation", 3 the description length and copy test, 4 KL recovery, 5 "efficiency",
-# 6 closed-form intervals (provenance "intervals": "hall-fieller"; before, "bootstrap-bca" with a seed and resamples);
-# older records are migrated on read
+# 6 closed-form intervals (provenance "intervals": "hall-fieller"; before, "bootstrap-bca" with a seed and resamples),
+# "split" ("public" | "held-out") and "heldout_commitment"; older records are migrated on read
+SPLITS = ("public", "held-out")
+HELDOUT_SUFFIX = ".heldout"
 #: Complexity figures schema 3 added; a migrated record has them as None (not measured: score it again).
 COMPLEXITY_V3 = ("convention", "description_bits", "bits", "code_tokens", "literal_numbers", "data_bytes",
                  "stored_numbers", "target_fan_in", "copy")
@@ -74,12 +78,21 @@ def default_results_dir() -> Path:
     return paths.leaderboard_dir() / "results"
 
 
+def record_stem(submission: str, split: str = "public") -> str:
+    """The file stem of a record: `<submission>` (public) or `<submission>.heldout` (held-out)."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}")
+    return submission + (HELDOUT_SUFFIX if split == "held-out" else "")
+
+
 def write_record(record: dict[str, Any], arrays: dict[str, np.ndarray], results_dir: Path, task_slug: str,
                  submission: str) -> tuple[Path, dict[str, Any]]:
-    """Write the sidecar, then the record that names it; remove this submission's stale sidecars.
+    """Write the sidecar, then the record that names it; remove this submission's stale sidecars of the same split.
 
-    Returns the record's path and the record as written (with its `sidecar` entry).
+    The file stem is `record_stem(submission, record["split"])`. Returns the record's path and the record as written
+    (with its `sidecar` entry).
     """
+    submission = record_stem(submission, record.get("split", "public"))
     folder = results_dir / task_slug
     folder.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
@@ -92,16 +105,18 @@ def write_record(record: dict[str, Any], arrays: dict[str, np.ndarray], results_
     path = folder / f"{submission}.json"
     atomic_write_bytes(path, (json.dumps(record, indent=2, sort_keys=False) + "\n").encode())
     now = time.time()
-    ours = re.compile(re.escape(submission) + r"\.[0-9a-f]{12}\.npz")  # never a glob over user text
+    # never a glob over user text; `x.<sha12>.npz` never matches `x.heldout.<sha12>.npz`, nor the reverse
+    ours = re.compile(re.escape(submission) + r"\.[0-9a-f]{12}\.npz")
     for old in folder.iterdir():
         if ours.fullmatch(old.name) and old.name != sidecar.name and now - old.stat().st_mtime > STALE_SIDECAR_SECONDS:
             old.unlink(missing_ok=True)
     return path, record
 
 
-def check_overwrite(results_dir: Path, task_slug: str, snapshot: Snapshot) -> None:
-    """Refuse to replace a record that a different submission (hash or authors) made under the same name."""
-    path = results_dir / task_slug / f"{snapshot.name}.json"
+def check_overwrite(results_dir: Path, task_slug: str, snapshot: Snapshot, split: str = "public") -> None:
+    """Refuse to replace a record (of the same split) that a different submission (hash or authors) made under the
+    same name."""
+    path = results_dir / task_slug / f"{record_stem(snapshot.name, split)}.json"
     if not path.exists():
         return
     try:
@@ -130,10 +145,9 @@ def migrate(record: dict[str, Any]) -> dict[str, Any]:
     if record.get("schema_version") == 4:
         record = {**record, "schema_version": 5, "efficiency": None}
     if record.get("schema_version") == 5:
-        provenance = record.get("provenance")
-        if isinstance(provenance, dict):
-            provenance = {**provenance, "intervals": LEGACY_INTERVALS}
-        record = {**record, "schema_version": 6, "provenance": provenance}
+        if isinstance(record.get("provenance"), dict):  # its intervals were bootstrap BCa, with its seed and resamples
+            record = {**record, "provenance": {**record["provenance"], "intervals": LEGACY_INTERVALS}}
+        record = {**record, "schema_version": 6, "split": "public", "heldout_commitment": None}
     return record
 
 
@@ -145,6 +159,11 @@ def read_record(path: Path) -> dict[str, Any]:
     record = migrate(record) if isinstance(record, dict) else {}
     if record.get("schema_version") != SCHEMA_VERSION:
         raise UserError(f"{path} has schema version {record.get('schema_version')}, expected {SCHEMA_VERSION}; score again.")
+    split, commitment = record.get("split"), record.get("heldout_commitment")
+    held_out = split == "held-out"
+    if split not in SPLITS or held_out != (isinstance(commitment, str) and re.fullmatch(r"[0-9a-f]{64}", commitment) is not None) \
+            or (not held_out and commitment is not None) or held_out != path.name.endswith(HELDOUT_SUFFIX + ".json"):
+        raise UserError(f"{path} has an inconsistent split ({split!r}, commitment {commitment!r}) for its file name; score again.")
     return record
 
 

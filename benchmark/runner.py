@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ from .baseline import load_or_compute
 from .context import prepare
 from .description import BITS_PER_FITTED, CONVENTION_VERSION
 from .efficiency import original_macs, original_seconds_per_example
+from .errors import UserError
 from .fan_in import target_fan_in
 from .records import (
     SCHEMA_VERSION,
@@ -41,6 +42,12 @@ class RunOptions:
     time_limit: float | None = None  # seconds per child; None: the task family's default
     memory_limit: str | None = None  # e.g. "8G"; None: the task family's default
     force: bool = False  # overwrite a record made from a different submission hash or authors
+    # the held-out split's secret (`heldout.py`), read by this process from a file; never printed, never in a record
+    heldout_secret: bytes | None = field(default=None, repr=False)
+
+    @property
+    def split(self) -> str:
+        return "public" if self.heldout_secret is None else "held-out"
 
 
 def complexity(snapshot: Snapshot, fitted: int, fan_in: int) -> dict[str, Any]:
@@ -69,12 +76,15 @@ def run_score(task: Task, snapshot: Snapshot, options: RunOptions, results_dir: 
     code is imported only once the baseline exists.
     """
     started = time.perf_counter()
+    if options.heldout_secret is not None and not options.isolate:
+        raise UserError("--held-out-secret cannot be combined with --in-process: the submission would run in the "
+                        "process that holds the secret.")
     if results_dir is not None and not options.force:
-        check_overwrite(results_dir, task.slug(), snapshot)
+        check_overwrite(results_dir, task.slug(), snapshot, options.split)
     limits = limits_for(task.dataset, options.time_limit, options.memory_limit)
     with IsolatedSubmission(snapshot, limits, isolate=options.isolate) as room:
         ctx = prepare(task, device=options.device, data_dir=options.data_dir, imagenet_dir=options.imagenet_dir,
-                      eval_size=options.eval_size, fit_size=options.fit_size)
+                      eval_size=options.eval_size, fit_size=options.fit_size, heldout_secret=options.heldout_secret)
         t0 = time.perf_counter()
         baseline = load_or_compute(ctx, progress=options.progress, use_cache=options.use_cache)
         baseline_seconds = time.perf_counter() - t0
@@ -92,6 +102,8 @@ def run_score(task: Task, snapshot: Snapshot, options: RunOptions, results_dir: 
     meta = snapshot.meta
     record: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
+        "split": options.split,
+        "heldout_commitment": ctx.heldout_commitment,
         "task": {
             "id": task.id, "version": task.version, "hash": task_hash, "model": task.model,
             "layer": task.layer, "units": list(task.units), "inputs": list(task.inputs),
@@ -119,6 +131,7 @@ def run_score(task: Task, snapshot: Snapshot, options: RunOptions, results_dir: 
             "intervals": stats.INTERVALS,
             "n_examples": int(len(ctx.eval_indices)),
             "baseline_from_cache": baseline.from_cache,
+            "heldout_transform": ctx.eval_set.transform.to_dict() if ctx.heldout_commitment else None,
             "seconds": {"total": time.perf_counter() - started, "baseline": baseline_seconds, **result.seconds},
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         },

@@ -11,7 +11,7 @@ Its confidence interval is Fieller's, and the ablation effect's is Hall's
 skewness-corrected t-interval: closed forms, in `benchmark.intervals`, so a figure
 has no Monte Carlo error and no digit depends on a seed. Records before schema 6
 used Efron's BCa interval over a *paired* bootstrap of the examples
-(`bootstrap_recovery_stats`, kept to check them; `compare_paired` still uses it):
+(`bootstrap_recovery_stats`, kept to check them):
 every resample picks the same example indices for all loss columns, so the
 correlation between a given example's clean / ablated / replaced losses is kept.
 The jackknife values for the BCa acceleration are computed in closed form, O(n),
@@ -608,20 +608,17 @@ def compare_paired(
     l_b: Any,
     *,
     level: float = 0.95,
-    n_resamples: int = 2000,
-    seed: int = 0,
 ) -> Comparison:
-    """Compare submissions a and b on the same examples of one task and one ablation.
+    """Compare submissions a and b on the same examples of one task and one ablation, in closed form.
 
-    diff = mean L_a - mean L_b with a BCa CI (paired bootstrap; jackknife = leave-one-out means);
-    p_ttest: two-sided paired t-test of L_a - L_b (`paired_t_test`);
-    p_wilcoxon: two-sided Wilcoxon signed-rank test of L_a - L_b, computed by
+    diff = mean L_a − mean L_b, with Hall's skewness-corrected interval of the mean of L_a − L_b;
+    p_ttest: two-sided paired t-test of L_a − L_b (`paired_t_test`): the primary test;
+    p_wilcoxon: two-sided Wilcoxon signed-rank test of L_a − L_b, computed by
         scipy.stats.wilcoxon (zero differences dropped, "wilcox" zero method);
-        1.0 when every difference is 0;
-    recovery_diff = R_a - R_b = (mean L_b - mean L_a) / (mean L_ablated - mean L_clean),
-        BCa CI from the same paired resamples, jackknife in closed form
-        (`jackknife_ratio_of_means` with num = L_b - L_a, den = L_ablated - L_clean);
-        None, like R_a and R_b, unless the effect CI lies wholly above 0.
+        1.0 when every difference is 0: a robustness check, not the verdict;
+    recovery_diff = R_a − R_b = (mean L_b − mean L_a) / (mean L_ablated − mean L_clean), positive when a recovers
+        more, with Fieller's interval (num = L_b − L_a, den = L_ablated − L_clean);
+        None, like R_a and R_b, unless the recovery gate of `recovery_stats` passes.
     """
     _check_level(level)
     c = _vector("l_clean", l_clean)
@@ -630,48 +627,22 @@ def compare_paired(
     abl = _vector("l_ablated", l_ablated, n)
     a = _vector("l_a", l_a, n)
     b = _vector("l_b", l_b, n)
-
-    boot = paired_bootstrap_means(np.stack([c, abl, a, b], axis=1), n_resamples, seed)  # [B, 4]
     mean_c, mean_abl, mean_a, mean_b = (float(v.mean()) for v in (c, abl, a, b))
-
-    diff = mean_a - mean_b
-    d_iv = bca_interval_info(diff, boot[:, 2] - boot[:, 3], jackknife_mean(a - b), level)
-
-    e_hat, e_boot, e_iv = _ablation_effect(abl, c, boot[:, 1], boot[:, 0], level)
-    defined = _effect_is_positive(e_iv)
-
+    d_lo, d_hi = intervals.skew_corrected_mean_interval(a - b, level)
+    gate = recovery_stats(c, {"ablation": abl}, a, level=level)["ablation"]
     r_a = r_b = r_d = r_lo = r_hi = None
-    if defined:
+    if gate.defined:
+        e_hat = gate.effect
         r_a = (mean_abl - mean_a) / e_hat
         r_b = (mean_abl - mean_b) / e_hat
         r_d = (mean_b - mean_a) / e_hat
-        r_boot = _ratio(boot[:, 3] - boot[:, 2], e_boot)
-        r_iv = bca_interval_info(r_d, r_boot, jackknife_ratio_of_means(b - a, abl - c), level)
-        r_lo, r_hi = r_iv.low, r_iv.high
-
-    if np.all(a == b):
-        p_w = 1.0
-    else:
-        p_w = float(sps.wilcoxon(a, b, alternative="two-sided").pvalue)
-
+        r_lo, r_hi = intervals.fieller_ratio_interval(b - a, abl - c, level) or (-math.inf, math.inf)
+    p_w = 1.0 if np.all(a == b) else float(sps.wilcoxon(a, b, alternative="two-sided").pvalue)
     return Comparison(
-        n=n,
-        mean_a=mean_a,
-        mean_b=mean_b,
-        diff=diff,
-        diff_low=d_iv.low,
-        diff_high=d_iv.high,
-        p_ttest=paired_t_test(a, b, alternative="two-sided").p_value,
-        p_wilcoxon=p_w,
-        effect=e_hat,
-        effect_low=e_iv.low,
-        effect_high=e_iv.high,
-        defined=defined,
-        recovery_a=r_a,
-        recovery_b=r_b,
-        recovery_diff=r_d,
-        recovery_diff_low=r_lo,
-        recovery_diff_high=r_hi,
+        n=n, mean_a=mean_a, mean_b=mean_b, diff=mean_a - mean_b, diff_low=d_lo, diff_high=d_hi,
+        p_ttest=paired_t_test(a, b, alternative="two-sided").p_value, p_wilcoxon=p_w,
+        effect=gate.effect, effect_low=gate.effect_low, effect_high=gate.effect_high, defined=gate.defined,
+        recovery_a=r_a, recovery_b=r_b, recovery_diff=r_d, recovery_diff_low=r_lo, recovery_diff_high=r_hi,
         level=level,
     )
 

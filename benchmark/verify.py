@@ -141,8 +141,38 @@ def compare_results(stored: dict[str, Any], fresh: dict[str, Any]) -> list[str]:
     return problems
 
 
+def check_heldout_secrets(paths: list[Path], secret: bytes | None) -> dict[Path, str]:
+    """The held-out records among `paths` that need a secret to re-score, with their commitments (empty when a
+    secret is given). A given secret must match every held-out record's commitment, else a UserError (before
+    anything runs). Unreadable records are left to `verify_record` to report."""
+    from .heldout import commitment
+
+    held: dict[Path, str] = {}
+    for path in paths:
+        try:
+            record = read_record(path)
+        except UserError:
+            continue
+        if record["split"] == "held-out":
+            held[path] = record["heldout_commitment"]
+    if secret is None:
+        return held
+    mine = commitment(secret)
+    wrong = [p for p, c in held.items() if c != mine]
+    if wrong:
+        raise UserError(f"the --held-out-secret file does not match {wrong[0]} (its commitment {held[wrong[0]][:12]}…, "
+                        f"this secret's {mine[:12]}…)" + (f" nor {len(wrong) - 1} other record(s)" if len(wrong) > 1 else "")
+                        + "; use the secret the record was scored with.")
+    return {}
+
+
 def verify_record(path: Path, options: Any) -> list[str]:
-    """Problems with the record at `path`: cheap checks, then a fresh isolated re-score compared figure by figure."""
+    """Problems with the record at `path`: cheap checks, then a fresh isolated re-score compared figure by figure.
+
+    A held-out record is re-scored on the held-out split with `options.heldout_secret`, which must match its
+    commitment; a public record always on the public split (the secret is not used).
+    """
+    from .heldout import commitment
     from .runner import run_score
     from .submissions import folder_hash, take_snapshot
     from .tasks import get_task
@@ -150,6 +180,13 @@ def verify_record(path: Path, options: Any) -> list[str]:
     record, problems = load_checked(path)
     if record is None:
         return problems
+    secret = options.heldout_secret if record["split"] == "held-out" else None
+    if record["split"] == "held-out":
+        if secret is None:
+            return [f"a held-out record: re-scoring it needs the secret (--held-out-secret FILE, commitment "
+                    f"{record['heldout_commitment'][:12]}…)"]
+        if commitment(secret) != record["heldout_commitment"]:
+            return ["the held-out secret does not match this record's commitment"]
     name = record["submission"]["name"]
     folder = paths.submissions_dir() / name
     try:
@@ -162,7 +199,7 @@ def verify_record(path: Path, options: Any) -> list[str]:
             return [f"stale: submissions/{name} changed since this record was scored; score it again"]
         overrides = record["task"].get("overrides") or {}
         run = replace(options, eval_size=overrides.get("eval_size"), fit_size=overrides.get("fit_size"),
-                      isolate=True)
+                      isolate=True, heldout_secret=secret)
         snapshot = take_snapshot(str(folder))
         try:
             fresh, _ = run_score(task, snapshot, run, results_dir=None)
@@ -171,6 +208,8 @@ def verify_record(path: Path, options: Any) -> list[str]:
     except (UserError, SubmissionError) as exc:
         return [f"re-scoring failed: {exc}"]
     problems = compare_results(record["results"], fresh["results"])
+    if fresh["heldout_commitment"] != record["heldout_commitment"]:
+        problems.append("heldout_commitment differs from the re-score")
     for key, value in fresh["complexity"].items():
         if record["complexity"].get(key) != value:
             problems.append(f"complexity.{key}: record {record['complexity'].get(key)}, re-score {value}")

@@ -79,7 +79,28 @@ def test_fetch_mnist_offline_names_where_the_file_goes(tmp_path):
     assert not list((tmp_path / "data" / "MNIST" / "raw").iterdir())  # nothing partial left
 
 
-def test_tasks_into_a_closed_pipe_is_quiet():
-    proc = subprocess.run(f"{sys.executable} -m benchmark tasks | head -1", shell=True, capture_output=True, text=True,
-                          cwd=ROOT)
-    assert proc.stdout.startswith("task") and "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+def test_output_into_a_closed_pipe_is_quiet():
+    for command in ("tasks", "compare zero mean --task digits-mlp/fc1:17"):
+        proc = subprocess.run(f"{sys.executable} -m benchmark {command} | head -1", shell=True, capture_output=True,
+                              text=True, cwd=ROOT)
+        assert proc.stdout and "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, (command, proc.stderr)
+
+
+def test_compare_prints_a_verdict_with_the_primary_test(tmp_path, session_cache):
+    """The verdict names the winner, the recovery difference with its CI at meaningful digits, and the primary test."""
+    import re
+
+    results = tmp_path / "results"
+    for name in ("zero", "mean"):
+        assert run_cli("score", name, "--task", TASK, "--results-dir", str(results)).returncode == 0
+    proc = run_cli("compare", "zero", "mean", "--task", TASK, "--results-dir", str(results))
+    assert proc.returncode == 0, proc.stderr
+    verdict = proc.stdout.splitlines()[1]
+    found = re.fullmatch(r"  verdict: mean beats zero: recovery \+(\d+) points \[\+(\d+), \+(\d+)\], "
+                         r"paired t-test p < 1e-4", verdict)
+    assert found, verdict
+    compared = json.loads(run_cli("compare", "zero", "mean", "--task", TASK, "--results-dir", str(results), "--json").stdout)
+    d, lo, hi = (100 * -compared[k] for k in ("recovery_diff", "recovery_diff_high", "recovery_diff_low"))
+    assert [int(x) for x in found.groups()] == [round(d), round(lo), round(hi)]  # width > 10 points: whole points
+    assert "negative: zero has the lower loss" in proc.stdout and "robustness check" in proc.stdout
+    assert "{" not in proc.stdout  # no raw dicts

@@ -266,7 +266,7 @@ def test_length_command_prints_the_parts(cli):
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1
 
 
-def test_records_of_schema_2_migrate_without_the_measure(tmp_path):
+def test_records_of_schema_2_migrate_to_6_without_the_measure(tmp_path):
     from benchmark.leaderboard import numbers_cell
     from benchmark.records import SCHEMA_VERSION, migrate
 
@@ -274,6 +274,7 @@ def test_records_of_schema_2_migrate_without_the_measure(tmp_path):
     new = migrate(old)
     assert new["schema_version"] == SCHEMA_VERSION == 6 and new["complexity"]["fitted_parameters"] == 66
     assert new["results"]["kl_recovery"] is None and new["efficiency"] is None
+    assert new["split"] == "public" and new["heldout_commitment"] is None
     assert new["complexity"]["description_bits"] is None and new["complexity"]["copy"] is None
     assert numbers_cell(new["complexity"]) == "66"
 

@@ -73,3 +73,13 @@ def test_records_of_schema_4_migrate_without_efficiency():
     from benchmark.records import migrate
 
     assert migrate({"schema_version": 4, "results": {}})["efficiency"] is None
+
+
+def test_records_of_schema_5_migrate_to_the_public_split():
+    from benchmark.records import SCHEMA_VERSION, migrate
+
+    new = migrate({"schema_version": 5, "results": {}, "efficiency": None})
+    assert new == {"schema_version": SCHEMA_VERSION, "results": {}, "efficiency": None, "split": "public",
+                   "heldout_commitment": None}
+    old = migrate({"schema_version": 5, "results": {}, "provenance": {"seed": 0, "bootstrap_resamples": 2000}})
+    assert old["provenance"]["intervals"] == "bootstrap-bca"  # checked with the bootstrap it was made with

@@ -124,3 +124,37 @@ def test_no_printed_digit_depends_on_a_seed_or_the_order_of_examples():
         boot = stats.bootstrap_recovery_stats(c[order], {"zero": a[order]}, p[order], n_resamples=2000, seed=0)
         boot_prints.add(tuple(printed(boot)))
     assert len(boot_prints) > 1  # the test can fail: the bootstrap's digits do move
+
+
+def test_records_before_schema_6_are_checked_with_their_bootstrap(tmp_path, cli, session_cache):
+    """A schema-6 record rewritten as schema 5 with bootstrap figures passes the board's checks; the same record
+    with the closed-form figures but the legacy label does not (the check really recomputes the bootstrap)."""
+    import json
+
+    from benchmark.records import read_sidecar
+    from benchmark.verify import load_checked
+
+    results = tmp_path / "results"
+    assert cli("score", "mean", "--task", "digits-mlp/fc1:17", "--results-dir", str(results)).returncode == 0
+    path = results / "digits-mlp__fc1-17" / "mean.json"
+    record = json.loads(path.read_text())
+    assert record["provenance"]["intervals"] == stats.INTERVALS and load_checked(path)[0] is not None
+    arrays = read_sidecar(path, record)
+    c, z, p = (arrays[f"loss.{k}"].astype(np.float64) for k in ("clean", "zero", "replaced"))
+    boot = stats.bootstrap_recovery_stats(c, {"zero": z}, p, n_resamples=2000, seed=0)["zero"].to_dict()
+    kl = stats.bootstrap_kl_recovery_stats({"zero": arrays["kl.zero"].astype(np.float64)}, arrays["kl"].astype(np.float64),
+                                           n_resamples=2000, seed=0)["zero"].to_dict()
+    closed_low = record["results"]["primary"]["recovery_low"]
+    legacy = {k: v for k, v in json.loads(json.dumps(record)).items() if k not in ("split", "heldout_commitment")}
+    legacy["schema_version"] = 5
+    legacy["provenance"] = {**{k: v for k, v in record["provenance"].items() if k != "intervals"},
+                            "seed": 0, "bootstrap_resamples": 2000}
+    unchanged = json.loads(json.dumps(legacy))
+    legacy["results"]["primary"].update(boot)
+    legacy["results"]["kl_recovery"]["zero"] = kl
+    path.write_text(json.dumps(legacy))
+    loaded, problems = load_checked(path)
+    assert loaded is not None and loaded["provenance"]["intervals"] == stats.LEGACY_INTERVALS, problems
+    assert boot["recovery_low"] != closed_low  # the two methods differ here
+    path.write_text(json.dumps(unchanged))  # closed-form figures under the legacy label
+    assert load_checked(path)[0] is None

@@ -1,0 +1,331 @@
+"""The held-out split (README: Held-out split): secret-seeded transforms of the eval images, records that keep only
+the secret's commitment, `verify` with and without the secret, the board's held-out column, a label look-up cheat
+that the held-out split defeats and the board flags, and a hostile search for the secret.
+
+Digits is bundled with scikit-learn, so these need no data directory. The CLI's `main` runs in this process; the
+submissions run in real isolated children.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers import ROOT, board_column
+
+from benchmark.sandbox.process import isolation_problem
+
+HOSTILE = Path(__file__).parent / "hostile"
+TASK = "digits-mlp/fc1:17"
+SLUG = "digits-mlp__fc1-17"
+MARKER = "RBHELDOUT-"  # the secret's format, known to an attacker; the rest is random per test
+
+_problem = isolation_problem()
+needs_isolation = pytest.mark.skipif(_problem is not None, reason=f"no process isolation here: {_problem}")
+
+
+@pytest.fixture()
+def secret_file(tmp_path: Path) -> tuple[Path, str]:
+    """A secret file outside the project (mode 0600), and its text."""
+    import secrets
+
+    text = MARKER + secrets.token_hex(24)
+    path = tmp_path / "maintainer" / "heldout.secret"
+    path.parent.mkdir()
+    path.write_text(text + "\n")
+    path.chmod(0o600)
+    return path, text
+
+
+# -- the transform ---------------------------------------------------------------------------------------------------
+
+def test_commitment_is_the_documented_hash():
+    from benchmark.heldout import commitment
+
+    secret = b"s" * 16
+    assert commitment(secret) == hashlib.sha256(b"replacebench-heldout-v1" + secret).hexdigest()
+
+
+def test_transform_parameters_are_deterministic_bounded_and_depend_on_secret_task_and_index():
+    from benchmark.heldout import TRANSFORMS, example_params
+
+    t = TRANSFORMS["mnist"]
+    a = example_params(b"a" * 16, "mnist-mlp/fc1:13", range(2000), t)
+    assert np.array_equal(a, example_params(b"a" * 16, "mnist-mlp/fc1:13", range(2000), t))
+    assert np.all(np.abs(a[:, :2]) <= t.max_shift_px) and np.all(np.abs(a[:, 2]) <= t.max_rotation_deg)
+    assert np.abs(a[:, :2]).max() > 0.99 * t.max_shift_px and np.abs(a[:, 2]).max() > 0.99 * t.max_rotation_deg
+    assert abs(a[:, 2].mean()) < 0.5  # uniform, centred
+    assert len(np.unique(a, axis=0)) == 2000  # every example its own transform
+    for other in (example_params(b"b" * 16, "mnist-mlp/fc1:13", range(2000), t),
+                  example_params(b"a" * 16, "mnist-cnn/conv2:61", range(2000), t)):
+        assert not np.any(np.all(other == a, axis=1))
+
+
+def test_the_transform_is_identity_at_zero_and_moves_content_by_whole_pixels():
+    from benchmark.heldout import apply
+
+    rng = np.random.default_rng(0)
+    images = torch.from_numpy(rng.random((3, 1, 8, 8), dtype=np.float32))
+    torch.testing.assert_close(apply(images, np.zeros((3, 3)), 0.0), images, atol=1e-6, rtol=0)
+    moved = apply(images, np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]]), background=0.5)
+    torch.testing.assert_close(moved[0, 0, :, 1:], images[0, 0, :, :-1], atol=1e-5, rtol=0)  # right by 1 px
+    torch.testing.assert_close(moved[1, 0, 1:, :], images[1, 0, :-1, :], atol=1e-5, rtol=0)  # down by 1 px
+    torch.testing.assert_close(moved[2, 0, :, :-1], images[2, 0, :, 1:], atol=1e-5, rtol=0)  # left by 1 px
+    assert torch.allclose(moved[0, 0, :, 0], torch.tensor(0.5))  # the background moves in
+    turned = apply(images, np.array([[0.0, 0.0, 90.0]] * 3), background=0.0)
+    assert any(torch.allclose(turned[0, 0], torch.rot90(images[0, 0], k, (0, 1)), atol=1e-5) for k in (1, -1))
+
+
+def test_reading_the_secret_refuses_missing_or_short_files(tmp_path):
+    from benchmark.errors import UserError
+    from benchmark.heldout import read_secret
+
+    with pytest.raises(UserError, match="no such file"):
+        read_secret(tmp_path / "nothing")
+    (tmp_path / "short").write_text("abc\n")
+    with pytest.raises(UserError, match="at least 16"):
+        read_secret(tmp_path / "short")
+    (tmp_path / "ok").write_text("x" * 20 + "\n")
+    assert read_secret(tmp_path / "ok") == b"x" * 20
+
+
+def test_only_the_eval_set_moves_and_the_baseline_cache_keys_by_the_commitment(session_cache):
+    from benchmark.baseline import cache_file
+    from benchmark.context import prepare
+    from benchmark.heldout import commitment
+    from benchmark.tasks import get_task
+
+    task = get_task(TASK)
+    public, held = prepare(task), prepare(task, heldout_secret=b"k" * 32)
+    assert held.heldout_commitment == commitment(b"k" * 32) and public.heldout_commitment is None
+    np.testing.assert_array_equal(public.eval_indices, held.eval_indices)
+    np.testing.assert_array_equal(public.eval_labels, held.eval_labels)
+    assert torch.equal(public.fit_set.load(public.fit_indices), held.fit_set.load(held.fit_indices))
+    a, b = public.eval_set.load(public.eval_indices), held.eval_set.load(held.eval_indices)
+    assert not torch.equal(a, b) and (a != b).flatten(1).any(1).all()  # every example moved
+    assert torch.equal(b, held.eval_set.load(held.eval_indices))  # deterministic
+    assert public.data_hash != held.data_hash
+    assert cache_file(public) != cache_file(held) and f"heldout-{held.heldout_commitment[:12]}" in cache_file(held).name
+    assert cache_file(held) != cache_file(prepare(task, heldout_secret=b"m" * 32))
+
+
+# -- the CLI: records, verify, the board -----------------------------------------------------------------------------
+
+def one_error_line(proc: subprocess.CompletedProcess, fragment: str) -> None:
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert proc.stderr.startswith("replacebench: error: ") and proc.stderr.count("\n") == 1, proc.stderr
+    assert fragment in proc.stderr, proc.stderr
+
+
+def test_user_mistakes_are_one_line_and_write_nothing(tmp_path, cli, secret_file):
+    results = tmp_path / "results"
+    one_error_line(cli("score", "zero", "--task", TASK, "--results-dir", str(results),
+                       "--held-out-secret", str(tmp_path / "missing")), "no such file")
+    one_error_line(cli("score", "zero", "--task", TASK, "--results-dir", str(results), "--in-process",
+                       "--held-out-secret", str(secret_file[0])), "--in-process")
+    (tmp_path / "short").write_text("short\n")
+    one_error_line(cli("score", "zero", "--task", TASK, "--results-dir", str(results),
+                       "--held-out-secret", str(tmp_path / "short")), "at least 16")
+    assert not results.exists()
+
+
+@needs_isolation
+def test_heldout_records_sit_beside_public_ones_and_verify_needs_the_secret(tmp_path, cli, session_cache, secret_file):
+    from benchmark.heldout import commitment
+
+    path, text = secret_file
+    results = tmp_path / "results"
+    for extra in ((), ("--held-out-secret", str(path))):
+        proc = cli("score", "zero", "--task", TASK, "--results-dir", str(results), *extra)
+        assert proc.returncode == 0, proc.stderr
+    folder = results / SLUG
+    public, held = (json.loads((folder / f"zero{s}.json").read_text()) for s in ("", ".heldout"))
+    assert (public["schema_version"], public["split"], public["heldout_commitment"]) == (6, "public", None)
+    assert (held["split"], held["heldout_commitment"]) == ("held-out", commitment(text.encode()))
+    assert held["sidecar"]["file"].startswith("zero.heldout.") and public["sidecar"]["file"].startswith("zero.")
+    assert len(list(folder.glob("*.npz"))) == 2
+    assert held["results"]["accuracy"]["top1"]["clean"] < public["results"]["accuracy"]["top1"]["clean"]
+    for file in folder.iterdir():  # the secret is nowhere in what a board publishes
+        assert text.encode() not in file.read_bytes() and MARKER.encode() not in file.read_bytes()
+    caches = sorted(p.name for p in (session_cache / "baselines").glob(f"{SLUG}*"))
+    assert any("heldout" in n for n in caches) and any("heldout" not in n for n in caches)
+    for p in (session_cache / "baselines").iterdir():
+        assert text.encode() not in p.read_bytes()
+
+    # verify: without the secret the held-out record is skipped with one line; with a wrong one, an error
+    proc = cli("verify", "--all", "--results-dir", str(results))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    skip = [line for line in proc.stdout.splitlines() if line.startswith("skip")]
+    assert len(skip) == 1 and "zero.heldout.json" in skip[0] and "--held-out-secret" in skip[0]
+    assert "1 verified, 0 failed, 1 skipped (held-out)" in proc.stdout and "Traceback" not in proc.stderr
+    wrong = tmp_path / "wrong.secret"
+    wrong.write_text(MARKER + "0" * 48)
+    one_error_line(cli("verify", str(folder / "zero.heldout.json"), "--held-out-secret", str(wrong)), "does not match")
+    proc = cli("verify", "--all", "--results-dir", str(results), "--held-out-secret", str(path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "2 verified, 0 failed" in proc.stdout
+
+    # the board: one row for zero, its held-out recovery in its own column
+    proc = cli("leaderboard", "--results-dir", str(results), "--out", "-")
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and line.split("|")[2].strip().startswith("zero")]
+    assert len(rows) == 1
+    cell = rows[0].split("|")[board_column(proc.stdout, "held-out recovery [95% CI]")].strip()
+    assert cell == "0.0% [0.0, 0.0]"
+
+
+# -- the label look-up cheat -----------------------------------------------------------------------------------------
+
+def write_answers(folder: Path) -> np.ndarray:
+    """What a cheater can build from public things: the public eval images and labels, and per class the value of
+    unit 17 (from −30 to 30 in steps of 1) that most lowers that class's mean loss under the public model."""
+    from benchmark.context import prepare
+    from benchmark.tasks import get_task
+
+    ctx = prepare(get_task(TASK))
+    images = ctx.eval_set.load(ctx.eval_indices)
+    labels = torch.as_tensor(ctx.eval_labels)
+    push = np.zeros(10, dtype=np.float32)
+    with torch.no_grad():
+        act = ctx.model.run(images, until="fc1")
+        for c in range(10):
+            mine = act[labels == c].clone()
+            losses = []
+            for v in np.arange(-30, 31):
+                mine[:, 17] = float(v)
+                losses.append(torch.nn.functional.cross_entropy(ctx.model.run(mine, after="fc1"), labels[labels == c]).item())
+            push[c] = np.arange(-30, 31)[int(np.argmin(losses))]
+    np.savez(folder / "answers.npz", images=images.reshape(len(images), -1).numpy(), labels=ctx.eval_labels, push=push)
+    return push
+
+
+@needs_isolation
+def test_a_label_lookup_beats_the_neuron_in_public_is_flagged_and_collapses_on_the_heldout_split(
+        tmp_path, cli, session_cache, secret_file):
+    from benchmark.leaderboard import beats_by_other_means
+
+    folder = tmp_path / "subs" / "label-lookup"
+    shutil.copytree(HOSTILE / "label-lookup", folder)
+    push = write_answers(folder)
+    assert np.ptp(push) > 0
+    results = tmp_path / "results"
+    public_run = cli("score", str(folder), "--task", TASK, "--results-dir", str(results))
+    assert public_run.returncode == 0, public_run.stderr
+    held_run = cli("score", str(folder), "--task", TASK, "--results-dir", str(results), "--held-out-secret", str(secret_file[0]))
+    assert held_run.returncode == 0, held_run.stderr
+    assert "found 500 of 500" in public_run.stderr and "found 400 of 400" in public_run.stderr
+    assert "found 0 of 500" in held_run.stderr and "found 0 of 400" in held_run.stderr  # no held-out image matches
+
+    public, held = (json.loads((results / SLUG / f"label-lookup{s}.json").read_text()) for s in ("", ".heldout"))
+    p, h = public["results"]["primary"], held["results"]["primary"]
+    assert p["recovery_low"] > 1.5  # beats the neuron in public, by far
+    assert h["recovery_high"] < p["recovery_low"] and h["recovery"] < 1.0  # and not on the held-out split
+    assert beats_by_other_means(public) and not beats_by_other_means(held)
+    assert public["results"]["kl_recovery"]["zero"]["recovery_high"] < 0
+
+    proc = cli("leaderboard", "--results-dir", str(results), "--out", "-")
+    assert proc.returncode == 0, proc.stderr
+    row = next(line for line in proc.stdout.splitlines() if line.startswith("| ") and "label-lookup" in line.split("|")[2])
+    cells = [c.strip() for c in row.split("|")]
+    assert cells[board_column(proc.stdout, "#")] == "—"
+    assert "beats by other means" in cells[board_column(proc.stdout, "submission")]
+    assert cells[board_column(proc.stdout, "held-out recovery [95% CI]")].startswith(f"{100 * h['recovery']:.1f}%")
+    assert "◆" not in cells[board_column(proc.stdout, "frontier")]
+    print(f"label-lookup: public recovery {p['recovery']:.3f} [{p['recovery_low']:.3f}, {p['recovery_high']:.3f}], "
+          f"r {public['results']['fidelity'][0]['pearson_r']:.3f}, KL recovery "
+          f"{public['results']['kl_recovery']['zero']['recovery']:.3f}; held-out {h['recovery']:.3f} "
+          f"[{h['recovery_low']:.3f}, {h['recovery_high']:.3f}]")
+
+
+# -- a hostile search for the secret ---------------------------------------------------------------------------------
+
+def test_the_secret_search_finds_it_when_run_outside_the_harness(tmp_path, secret_file):
+    """The attack works where nothing isolates it: it reads the secret from the host path."""
+    folder = tmp_path / "find-secret"
+    shutil.copytree(HOSTILE / "find-secret", folder)
+    (folder / "target.json").write_text(json.dumps({"marker_hex": MARKER.encode().hex(), "path": str(secret_file[0]), "walk": False}))
+    out = subprocess.run([sys.executable, "-c", "import replacement"], cwd=folder, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "FOUND in ['the host path']" in out.stderr
+
+
+@needs_isolation
+def test_a_submission_cannot_find_the_secret(tmp_path, cli, session_cache, secret_file, monkeypatch):
+    """Scored on the held-out split, with the secret in a file it is told the path of and even in the harness's own
+    environment, it finds nothing: its losses are the zero ablation's, exactly."""
+    path, text = secret_file
+    monkeypatch.setenv("REPLACEBENCH_TEST_HELDOUT_SECRET", text)  # children get a fixed environment, never this one
+    folder = tmp_path / "find-secret"
+    shutil.copytree(HOSTILE / "find-secret", folder)
+    (folder / "target.json").write_text(json.dumps({"marker_hex": MARKER.encode().hex(), "path": str(path)}))
+    results = tmp_path / "results"
+    proc = cli("score", str(folder), "--task", TASK, "--results-dir", str(results),
+               "--held-out-secret", str(path))
+    assert proc.returncode == 0, proc.stderr
+    assert "find-secret: searched" in proc.stderr and "nothing" in proc.stderr and "FOUND" not in proc.stderr
+    assert "the host path: FileNotFoundError" in proc.stderr
+    searched = int(proc.stderr.split("find-secret: searched ")[1].split()[0])
+    assert searched > 1000  # it did read the files it could see (the interpreter, the packages, the harness)
+    record = json.loads((results / SLUG / "find-secret.heldout.json").read_text())
+    with np.load(results / SLUG / record["sidecar"]["file"]) as arrays:
+        np.testing.assert_array_equal(arrays["loss.replaced"], arrays["loss.zero"])
+    assert record["split"] == "held-out" and record["results"]["primary"]["recovery"] == 0.0
+    assert text not in json.dumps(record)
+
+
+# -- records: file names, sidecar clean-up, consistency ---------------------------------------------------------------
+
+def test_public_and_heldout_sidecars_clean_up_only_their_own(tmp_path):
+    import os
+    import time
+
+    from benchmark.records import STALE_SIDECAR_SECONDS, write_record
+
+    folder = tmp_path / SLUG
+    folder.mkdir(parents=True)
+    old = time.time() - STALE_SIDECAR_SECONDS - 60
+    public, held = folder / "zero.0123456789ab.npz", folder / "zero.heldout.0123456789ab.npz"
+    for path in (public, held):
+        path.write_bytes(b"x")
+        os.utime(path, (old, old))
+    path, _ = write_record({"schema_version": 6, "split": "held-out", "heldout_commitment": "0" * 64},
+                           {"a": np.zeros(3)}, tmp_path, SLUG, "zero")
+    assert path.name == "zero.heldout.json" and not held.exists() and public.exists()
+    held.write_bytes(b"x")
+    os.utime(held, (old, old))
+    path, _ = write_record({"schema_version": 6, "split": "public", "heldout_commitment": None},
+                           {"a": np.zeros(3)}, tmp_path, SLUG, "zero")
+    assert path.name == "zero.json" and not public.exists() and held.exists()
+
+
+def test_a_record_whose_split_disagrees_with_its_file_is_refused(tmp_path):
+    from benchmark.errors import UserError
+    from benchmark.records import read_record
+
+    good = {"schema_version": 6, "split": "held-out", "heldout_commitment": "a" * 64}
+    for name, record in (("x.json", good), ("x.heldout.json", {**good, "split": "public"}),
+                         ("x.heldout.json", {**good, "heldout_commitment": None}),
+                         ("x.heldout.json", {**good, "heldout_commitment": "secret"}),
+                         ("x.json", {**good, "split": "public"}), ("x.json", {**good, "split": "private"})):
+        path = tmp_path / name
+        path.write_text(json.dumps(record))
+        with pytest.raises(UserError, match="inconsistent split"):
+            read_record(path)
+    (tmp_path / "x.heldout.json").write_text(json.dumps(good))
+    assert read_record(tmp_path / "x.heldout.json")["split"] == "held-out"
+
+
+def test_score_all_with_a_secret_refuses_tasks_without_a_heldout_split_before_scoring(tmp_path, cli, secret_file):
+    results = tmp_path / "results"
+    proc = cli("score", "curve-detector", "--all", "--imagenet", str(tmp_path), "--results-dir", str(results),
+               "--held-out-secret", str(secret_file[0]))
+    one_error_line(proc, "no held-out split is defined for imagenet")
+    assert not results.exists()
