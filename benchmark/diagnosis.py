@@ -157,7 +157,8 @@ def write_report(ctx: TaskContext, name: str, dest: Path, o_all: np.ndarray, r_a
         "fidelity": [{**f, "unit": int(u)} for u, f in zip(task.units, fidelity)],
     }
     rs = [f.get("pearson_r") for f in fidelity]
-    report["overall_r_text"] = ", ".join(f"{u}: {r:.3f}" if r is not None else f"{u}: —" for u, r in zip(task.units, rs))
+    report["overall_r_text"] = ", ".join(f"{u}: {r:.3f}" if r is not None else f"{u}: —"
+                                         for u, r in list(zip(task.units, rs))[:10]) + (" …" if len(rs) > 10 else "")
 
     def example(i: int) -> dict[str, Any]:
         return {"eval_position": int(i), "dataset_index": int(ctx.eval_indices[i]), "label": int(labels[i]),

@@ -191,7 +191,7 @@ def test_diagnose_keeps_the_model_out_of_reach(tmp_path, env):
 
 
 @pytest.mark.slow
-def test_inspect_inception_with_random_weights(tmp_path, data_dir):
+def test_inspect_and_diagnose_inception_with_random_weights(tmp_path, data_dir):
     """InceptionV1 with random weights fetched from a local server, on the 103 sample JPEGs."""
     from helpers_inception import random_state_dict, serve_directory
 
@@ -216,3 +216,17 @@ def test_inspect_inception_with_random_weights(tmp_path, data_dir):
     unit = report["unit_reports"][0]
     assert np.array(unit["mean_map"]).shape == tuple(report["target_shape"][1:]) == (28, 28)
     assert len(unit["top_examples"]) == 6 and all(0 <= e["argmax_pixel"][0] < 224 for e in unit["top_examples"])
+    if isolation_problem() is not None:
+        pytest.skip(f"diagnose needs process isolation: {isolation_problem()}")
+    out = tmp_path / "diag"
+    proc = run_cli("diagnose", "curve-detector", "--task", "inceptionv1/mixed3b:379", "--imagenet",
+                   str(data_dir / "imagenet-sample"), "--fit-size", "12", "--eval-size", "16", "--top", "4",
+                   "--out", str(out), "--json", env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert_report_folder(report, out, "diagnose.json")
+    assert report["n_eval"] == 16 and report["isolation"]["level"] == "namespaces"
+    assert np.array(report["diff_map"]["379"]).shape == (28, 28)
+    assert sum(c["n"] for c in report["by_class"]["379"]) == 16
+    fit_positions = {e["dataset_index"] for e in unit["top_examples"]}
+    assert not fit_positions & {e["dataset_index"] for e in report["top_by_activation"]}  # inspect: fit; diagnose: eval
