@@ -365,6 +365,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     from . import paths
 
     if args.html is not None:
+        if args.out is not None:
+            raise UserError("--out and --html write different things (the Markdown board, the site); pass one.")
         from .records import default_results_dir
         from .site import write_site
 

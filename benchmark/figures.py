@@ -45,6 +45,10 @@ DISPLAY: dict[str, dict[str, Any]] = {
 }
 
 
+#: Thumbnail size in a grid, per dataset (px): small digits are enlarged more, photographs less.
+TILE = {"digits": 72, "mnist": 84, "imagenet": 150}
+
+
 def to_pixels(images: np.ndarray, dataset: str) -> np.ndarray:
     """Model-ready images `# [n, C, H, W]` → displayable uint8 RGB `# [n, H, W, 3]` (`DISPLAY`)."""
     d = DISPLAY[dataset]

@@ -1,7 +1,8 @@
 """`replacebench inspect TASK`: what to know about a task's inputs and units before writing a replacement.
 
 Only the harness runs here (no submission code), and only on the task's FIT set (`ctx.fit_set`,
-`ctx.fit_indices`); the eval set is never read for any figure or picture. For each unit u, with a_u the unit's
+`ctx.fit_indices`); the eval set is never read for any figure or picture (`context.prepare`, shared by every
+command, opens the eval split only to draw the splits and to probe one example's shapes). For each unit u, with a_u the unit's
 activation on fit example i (`# [n_fit]` for a dense unit, `# [n_fit, h, w]` for a conv channel):
 
 - activation statistics over every example and position: mean, sd, quantiles, fraction active (a > 0);
@@ -138,7 +139,7 @@ def inspect_task(task: Task, out: Path | None, *, data_dir: str | None = None, i
             pixels = figures.to_pixels(images, task.dataset)
             captions = [f"{score[i]:.3g} y={labels[i]}" for i in order]
             files: dict[str, str] = {}
-            files["top"] = figures.save_png(figures.grid(list(pixels), captions), tmp / f"unit{unit}_top.png")
+            files["top"] = figures.save_png(figures.grid(list(pixels), captions, tile=figures.TILE[task.dataset]), tmp / f"unit{unit}_top.png")
             w_sum = weighted[j, -1]
             w_mean = weighted[j, :-1].reshape(mean_image.shape) / w_sum if w_sum > 0 else mean_image
             trio = figures.to_pixels(np.stack([mean_image, w_mean]), task.dataset)
@@ -169,7 +170,7 @@ def inspect_task(task: Task, out: Path | None, *, data_dir: str | None = None, i
                 files["argmax_map"] = figures.save_png(figures.upsample(figures.heat_rgb(counts), big), tmp / f"unit{unit}_argmax_map.png")
                 vmax = float(score[order[0]]) if len(order) else None
                 overlays = [figures.overlay(pixels[k], a[i], vmax) for k, i in enumerate(order)]
-                files["top_overlay"] = figures.save_png(figures.grid(overlays, captions), tmp / f"unit{unit}_top_overlay.png")
+                files["top_overlay"] = figures.save_png(figures.grid(overlays, captions, tile=figures.TILE[task.dataset]), tmp / f"unit{unit}_top_overlay.png")
                 for k, i in enumerate(order):
                     r, c = (int(v) for v in pos[i])
                     entry["top_examples"][k]["argmax"] = [r, c]

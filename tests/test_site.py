@@ -154,3 +154,5 @@ def test_html_out_refuses_a_foreign_folder(tmp_path):
     proc = run_cli("leaderboard", "--html", str(foreign), "--results-dir", str(default_results_dir()))
     assert proc.returncode == 2 and proc.stderr.startswith("replacebench: error: ") and len(proc.stderr.splitlines()) == 1
     assert [p.name for p in foreign.iterdir()] == ["keep.txt"]
+    proc = run_cli("leaderboard", "--html", str(tmp_path / "s"), "--out", str(tmp_path / "b.md"))
+    assert proc.returncode == 2 and "--html" in proc.stderr and not list(tmp_path.glob("s*")) + list(tmp_path.glob("b.md"))
