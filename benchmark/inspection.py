@@ -71,10 +71,10 @@ def label_text(label: int, names: list[str] | None) -> str:
     return str(label) if names is None or label >= len(names) else f"{label} {names[label]}"
 
 
-def fit_pass(ctx: TaskContext) -> tuple[np.ndarray, dict[str, dict[str, Any]], np.ndarray, np.ndarray]:
-    """One pass over the fit set: the target units `# [n_fit, n_units, *spatial]`, each allowed input's shape and
-    moments, the image sum Σ_i x_i `# [C, H, W]` and, per unit, Σ_i w_i x_i `# [n_units, C, H, W]` with Σ_i w_i
-    in an extra array `# [n_units]` (returned stacked as the last two values)."""
+def fit_pass(ctx: TaskContext) -> tuple[np.ndarray, dict[str, dict[str, Any]], np.ndarray, np.ndarray, np.ndarray]:
+    """One pass over the fit set. Returns the target units `# [n_fit, n_units, *spatial]`, each allowed input's
+    shape per example and moments, the image sum Σ_i x_i `# [C, H, W]`, per unit Σ_i w_i x_i
+    `# [n_units, C, H, W]`, and per unit Σ_i w_i `# [n_units]`, with w_i = max(s_i, 0) (module docstring)."""
     task, model = ctx.task, ctx.model
     units = torch.as_tensor(task.units)
     hooked = [n for n in task.inputs if n != "image"]
@@ -83,7 +83,7 @@ def fit_pass(ctx: TaskContext) -> tuple[np.ndarray, dict[str, dict[str, Any]], n
     targets = []
     image_sum = None
     weighted = None
-    weights = np.zeros(len(task.units))
+    weights = np.zeros(len(task.units))  # Σ_i w_i per unit
     with torch.no_grad(), capture(model, hooked) as store:
         for _, images in ctx.fit_set.batches(ctx.fit_indices, task.batch_size):
             act = model.run(ctx.to_input(images), until=task.layer)[:, units.to(ctx.device)].float().cpu().numpy()
@@ -100,8 +100,8 @@ def fit_pass(ctx: TaskContext) -> tuple[np.ndarray, dict[str, dict[str, Any]], n
             weighted = part if weighted is None else weighted + part
             weights += w.sum(0)
     info = {n: {"shape": shapes[n], **moments[n].result()} for n in task.inputs}
-    return np.concatenate(targets), info, image_sum, np.concatenate([weighted.reshape(len(weights), -1),
-                                                                     weights[:, None]], axis=1)
+    assert image_sum is not None and weighted is not None, "the fit set is empty"
+    return np.concatenate(targets), info, image_sum, weighted, weights
 
 
 def inspect_task(task: Task, out: Path | None, *, data_dir: str | None = None, imagenet_dir: str | None = None,
@@ -110,11 +110,9 @@ def inspect_task(task: Task, out: Path | None, *, data_dir: str | None = None, i
     ctx = prepare(task, device=device, data_dir=data_dir, imagenet_dir=imagenet_dir, fit_size=fit_size)
     dest = Path(out) if out is not None else default_out("inspect", task.slug())
     names = class_names(ctx, data_dir)
-    acts, input_info, image_sum, weighted = fit_pass(ctx)  # acts: [n_fit, n_units, *spatial]
+    acts, input_info, image_sum, weighted, weights = fit_pass(ctx)  # acts: [n_fit, n_units, *spatial]
     n = len(acts)
-    image_shape = tuple(input_info["image"]["shape"]) if "image" in input_info else tuple(ctx.fit_set.load(ctx.fit_indices[:1]).shape[1:])
-    if image_sum is None:  # pragma: no cover - every batch has an image
-        raise AssertionError("empty fit set")
+    image_shape = image_sum.shape  # (C, H, W)
     mean_image = image_sum / n  # [C, H, W]
     conv = acts.ndim == 4
     labels = ctx.fit_set.labels()[ctx.fit_indices]
@@ -140,8 +138,8 @@ def inspect_task(task: Task, out: Path | None, *, data_dir: str | None = None, i
             captions = [f"{score[i]:.3g} y={labels[i]}" for i in order]
             files: dict[str, str] = {}
             files["top"] = figures.save_png(figures.grid(list(pixels), captions, tile=figures.TILE[task.dataset]), tmp / f"unit{unit}_top.png")
-            w_sum = weighted[j, -1]
-            w_mean = weighted[j, :-1].reshape(mean_image.shape) / w_sum if w_sum > 0 else mean_image
+            w_sum = float(weights[j])
+            w_mean = weighted[j] / w_sum if w_sum > 0 else mean_image  # [C, H, W]
             trio = figures.to_pixels(np.stack([mean_image, w_mean]), task.dataset)
             diff = (w_mean - mean_image).mean(0)  # [H, W], averaged over colour channels
             files["weighted_mean"] = figures.save_png(
