@@ -230,3 +230,13 @@ def test_inspect_and_diagnose_inception_with_random_weights(tmp_path, data_dir):
     assert sum(c["n"] for c in report["by_class"]["379"]) == 16
     fit_positions = {e["dataset_index"] for e in unit["top_examples"]}
     assert not fit_positions & {e["dataset_index"] for e in report["top_by_activation"]}  # inspect: fit; diagnose: eval
+
+
+@needs_isolation
+def test_diagnose_of_a_failing_submission_exits_1_and_leaves_no_folder(tmp_path, env):
+    sub = write_submission(tmp_path / "raiser", "def replace(image):\n    raise ValueError('no idea')\n")
+    out = tmp_path / "out"
+    proc = run_cli("diagnose", str(sub), "--task", "digits-mlp/fc1:17", "--out", str(out), env=env)
+    assert proc.returncode == 1 and proc.stderr.startswith("replacebench: submission 'raiser'"), proc.stderr
+    assert "ValueError: no idea" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["raiser"]
