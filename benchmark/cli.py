@@ -101,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("leaderboard", help="render leaderboard/README.md from the records")
     p.add_argument("--results-dir", type=Path, default=None)
     p.add_argument("--out", type=Path, default=None, help="output file (default leaderboard/README.md; '-' for stdout)")
+    p.add_argument("--html", type=Path, default=None, metavar="DIR",
+                   help="write the static site (index, a page per task and per submission) into DIR instead")
 
     p = sub.add_parser("length", help="a submission's description length, before fitting (see README: Complexity)")
     p.add_argument("submission", help="a name under submissions/ or a path to a submission folder")
@@ -122,6 +124,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", required=True)
     p.add_argument("--json", action="store_true")
     p.add_argument("--fit-size", type=int, help="override the task's fit size for the fit step")
+    _common(p)
+    _scoring(p, results=False)
+    _isolation(p)
+
+    p = sub.add_parser("inspect", help="a task's inputs and units on its fit set: statistics, top examples, maps")
+    p.add_argument("task")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: <cache>/inspect/<task-slug>)")
+    p.add_argument("--json", action="store_true", help="print the statistics and the images' paths as JSON")
+    p.add_argument("--top", type=int, default=16, help="how many top-activating fit examples to show per unit")
+    p.add_argument("--fit-size", type=int, help="override the task's fit size")
+    _common(p)
+    _scoring(p, results=False)
+
+    p = sub.add_parser("diagnose", help="where a submission diverges from the original units, run isolated as by score")
+    p.add_argument("submission")
+    p.add_argument("--task", required=True)
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: <cache>/diagnose/<task-slug>/<submission>)")
+    p.add_argument("--json", action="store_true", help="print the statistics and the images' paths as JSON")
+    p.add_argument("--top", type=int, default=16, help="how many most-divergent examples to show")
+    p.add_argument("--eval-size", type=int, help="override the task's eval size")
+    p.add_argument("--fit-size", type=int, help="override the task's fit size")
     _common(p)
     _scoring(p, results=False)
     _isolation(p)
@@ -390,6 +413,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from . import paths
+
+    if args.html is not None:
+        if args.out is not None:
+            raise UserError("--out and --html write different things (the Markdown board, the site); pass one.")
+        from .records import default_results_dir
+        from .site import write_site
+
+        out = write_site(args.results_dir or default_results_dir(), args.html,
+                         warn=lambda message: print(f"replacebench: warning: {message}", file=sys.stderr))
+        print(f"wrote {out / 'index.html'}")
+        return 0
     from .atomic import atomic_write_bytes
     from .leaderboard import render
     from .records import default_results_dir
@@ -500,9 +534,48 @@ def cmd_stimuli(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_count(name: str, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise UserError(f"{name} must be at least 1, not {value}.")
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from .inspection import inspect_task
+    from .tasks import get_task
+
+    check_count("--top", args.top)
+    check_count("--fit-size", args.fit_size)
+    report = inspect_task(get_task(args.task), args.out, data_dir=args.data_dir, imagenet_dir=args.imagenet,
+                          device=args.device, top=args.top, fit_size=args.fit_size)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"inspected {report['task']} on its fit set (n = {report['n_fit']}); open {report['html']}")
+    return 0
+
+
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    start_zygote(args)
+    from .diagnosis import diagnose
+    from .tasks import get_task
+
+    check_count("--top", args.top)
+    check_count("--eval-size", args.eval_size)
+    check_count("--fit-size", args.fit_size)
+    report = diagnose(args.submission, get_task(args.task), args.out, options=run_options(
+        args, eval_size=args.eval_size, fit_size=args.fit_size, isolate=not args.in_process), top=args.top)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"diagnosed {report['submission']} on {report['task']} (n = {report['n_eval']}); "
+              f"r {report['overall_r_text']}; open {report['html']}")
+    return 0
+
+
 COMMANDS = {
     "tasks": cmd_tasks, "show": cmd_show, "score": cmd_score, "verify": cmd_verify, "compare": cmd_compare, "leaderboard": cmd_leaderboard,
     "length": cmd_length, "train": cmd_train, "fetch": cmd_fetch, "select": cmd_select, "stimuli": cmd_stimuli,
+    "inspect": cmd_inspect, "diagnose": cmd_diagnose,
 }
 
 

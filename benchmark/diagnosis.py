@@ -1,0 +1,260 @@
+"""`replacebench diagnose SUB --task TASK`: where a replacement diverges from the units it replaces.
+
+The submission runs exactly as `score` runs it (`scoring.fit_submission` and `scoring.replaced_pass`, in an
+`IsolatedSubmission`: its own namespaced children, fit on the fit set, never handed the model, its weights or
+any label). The harness records each batch's validated output on its side, and recomputes the original units
+by running the model up to the target layer. On the task's eval set (as `score`), with o = the original
+activation and r = the replacement's, per unit, example i and position p:
+
+- activation divergence of example i: d_i = mean over units and positions of |r − o|;
+- loss difference of example i: ΔL_i = L_replaced,i − L_clean,i (cross-entropy, nats; > 0: the replacement
+  costs loss there);
+- fidelity by class: Pearson r of r against o over the examples of that class (every position);
+- fidelity by activation level: the values o are cut at their deciles (equal edges merged, so a unit that is 0 on
+  most examples gets one bin for its zeros); per bin n, Pearson r, mean o, mean r and mean |r − o|;
+- conv units: the mean |r − o| map over the eval set `# [h, w]`, and for the most divergent examples the
+  original and replaced maps laid over the image (the same colour scale for both).
+Examples are shown with per-unit values: the value itself (dense) or the maximum over positions (conv).
+
+Outputs: PNGs, `index.html` and `diagnose.json` in one folder, written whole or not at all. Default folder:
+`<cache>/diagnose/<task-slug>/<submission>/`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import figures
+from .baseline import load_or_compute
+from .context import TaskContext, prepare
+from .figures import esc
+from .inspection import class_names, default_out, label_text
+from .runner import RunOptions
+from .sandbox.limits import limits_for
+from .sandbox.room import IsolatedSubmission
+from .scoring import fit_submission, replaced_pass
+from .submissions import take_snapshot
+from .tasks import Task
+
+
+class RecordingRoom:
+    """The submission's room as `replaced_pass` sees it, keeping a copy of each validated output (harness side)."""
+
+    def __init__(self, room: IsolatedSubmission) -> None:
+        self._room = room
+        self.outputs: list[np.ndarray] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._room, name)
+
+    def replace(self, inputs: dict[str, np.ndarray], expected_shape: tuple[int, ...]) -> np.ndarray:
+        out = self._room.replace(inputs, expected_shape)  # validated: float32, finite, [b, n_units, ...]
+        self.outputs.append(out.copy())
+        return out
+
+
+def eval_originals(ctx: TaskContext) -> np.ndarray:
+    """The original units on the eval set `# [n_eval, n_units, *spatial]` (layers up to the target only)."""
+    units = torch.as_tensor(ctx.task.units)
+    chunks = []
+    with torch.no_grad():
+        for _, images in ctx.eval_set.batches(ctx.eval_indices, ctx.task.batch_size):
+            act = ctx.model.run(ctx.to_input(images), until=ctx.task.layer)
+            chunks.append(act[:, units.to(act.device)].float().cpu().numpy())
+    return np.concatenate(chunks)
+
+
+def pearson(x: np.ndarray, y: np.ndarray) -> float | None:
+    """Pearson r of two samples (float64); None with fewer than 2 values or a constant sample."""
+    x, y = np.asarray(x, np.float64).ravel(), np.asarray(y, np.float64).ravel()
+    if len(x) < 2:
+        return None
+    x, y = x - x.mean(), y - y.mean()
+    den = float(np.sqrt((x * x).sum() * (y * y).sum()))
+    return None if den == 0 else float((x * y).sum() / den)
+
+
+def by_decile(o: np.ndarray, r: np.ndarray) -> list[dict[str, Any]]:
+    """Fidelity within the deciles of the original values `o` (equal edges merged); see the module docstring."""
+    o, r = o.ravel().astype(np.float64), r.ravel().astype(np.float64)
+    edges = np.unique(np.quantile(o, np.linspace(0, 1, 11)))
+    if len(edges) == 1:
+        edges = np.array([edges[0], edges[0]])
+    bins = np.clip(np.searchsorted(edges, o, side="right") - 1, 0, len(edges) - 2)
+    out = []
+    for b in range(len(edges) - 1):
+        m = bins == b
+        if not m.any():
+            continue
+        out.append({"low": float(edges[b]), "high": float(edges[b + 1]), "n": int(m.sum()), "r": pearson(o[m], r[m]),
+                    "mean_original": float(o[m].mean()), "mean_replaced": float(r[m].mean()),
+                    "mean_abs_diff": float(np.abs(r[m] - o[m]).mean())})
+    return out
+
+
+def by_class(o: np.ndarray, r: np.ndarray, labels: np.ndarray, names: list[str] | None) -> list[dict[str, Any]]:
+    """Per class present: n examples, Pearson r (every position) and mean |r − o|; worst r first (None last)."""
+    rows = []
+    for c in np.unique(labels):
+        m = labels == c
+        rows.append({"label": int(c), "class": label_text(int(c), names), "n": int(m.sum()), "r": pearson(o[m], r[m]),
+                     "mean_abs_diff": float(np.abs(r[m] - o[m]).mean())})
+    return sorted(rows, key=lambda row: (row["r"] is None, row["r"] if row["r"] is not None else 0.0, row["label"]))
+
+
+def per_example_value(a: np.ndarray) -> np.ndarray:
+    """`# [n, n_units, *spatial]` → `# [n, n_units]`: the value (dense) or the maximum over positions (conv)."""
+    return a.reshape(a.shape[0], a.shape[1], -1).max(axis=2)
+
+
+def diagnose(name_or_path: str, task: Task, out: Path | None, *, options: RunOptions, top: int = 16) -> dict[str, Any]:
+    """Run the submission isolated, as `score` does, and write the divergence report; returns what `--json` prints."""
+    snapshot = take_snapshot(name_or_path)
+    try:
+        dest = Path(out) if out is not None else default_out("diagnose", task.slug(), snapshot.name)
+        figures.check_out_dir(dest.expanduser().absolute())  # fail before any work
+        limits = limits_for(task.dataset, options.time_limit, options.memory_limit)
+        with IsolatedSubmission(snapshot, limits, isolate=options.isolate) as room:
+            ctx = prepare(task, device=options.device, data_dir=options.data_dir, imagenet_dir=options.imagenet_dir,
+                          eval_size=options.eval_size, fit_size=options.fit_size)
+            baseline = load_or_compute(ctx, progress=options.progress, use_cache=options.use_cache)
+            room.load(task)
+            params = fit_submission(ctx, room, options.progress)
+            room.start_replace(ctx.view(), params)
+            recorder = RecordingRoom(room)
+            replaced, fidelity, _ = replaced_pass(ctx, recorder, baseline, options.progress)  # type: ignore[arg-type]
+            isolation = room.isolation
+    finally:
+        snapshot.cleanup()
+    r_all = np.concatenate(recorder.outputs)  # [n, n_units, *spatial]
+    o_all = eval_originals(ctx)  # [n, n_units, *spatial]
+    return write_report(ctx, snapshot.name, dest, o_all, r_all, baseline.loss("clean"), replaced["loss.replaced"],
+                        [f.to_dict() for f in fidelity], isolation, top, options.data_dir)
+
+
+def write_report(ctx: TaskContext, name: str, dest: Path, o_all: np.ndarray, r_all: np.ndarray, loss_clean: np.ndarray,
+                 loss_replaced: np.ndarray, fidelity: list[dict[str, Any]], isolation: dict[str, Any], top: int,
+                 data_dir: str | None) -> dict[str, Any]:
+    task = ctx.task
+    n = len(o_all)
+    conv = o_all.ndim == 4
+    labels = ctx.eval_labels
+    names = class_names(ctx, data_dir)
+    diff = r_all - o_all
+    divergence = np.abs(diff).reshape(n, -1).mean(axis=1)  # d_i [n]
+    delta_loss = (loss_replaced.astype(np.float64) - loss_clean.astype(np.float64))  # ΔL_i [n]
+    o_ex, r_ex = per_example_value(o_all), per_example_value(r_all)  # [n, n_units]
+    worst_unit = np.abs(diff).reshape(n, len(task.units), -1).mean(axis=2).argmax(axis=1)  # [n]
+    dest = dest.expanduser().absolute()
+    report: dict[str, Any] = {
+        "submission": name, "task": task.id, "n_eval": int(n), "units": list(task.units), "isolation": isolation,
+        "read": "eval set, as score; the submission got the allowed inputs only (no labels, no model)",
+        "mean_loss": {"clean": float(loss_clean.mean()), "replaced": float(loss_replaced.mean())},
+        "fidelity": [{**f, "unit": int(u)} for u, f in zip(task.units, fidelity)],
+    }
+    rs = [f.get("pearson_r") for f in fidelity]
+    report["overall_r_text"] = ", ".join(f"{u}: {r:.3f}" if r is not None else f"{u}: —"
+                                         for u, r in list(zip(task.units, rs))[:10]) + (" …" if len(rs) > 10 else "")
+
+    def example(i: int) -> dict[str, Any]:
+        return {"eval_position": int(i), "dataset_index": int(ctx.eval_indices[i]), "label": int(labels[i]),
+                "class": label_text(int(labels[i]), names), "divergence": float(divergence[i]),
+                "loss_clean": float(loss_clean[i]), "loss_replaced": float(loss_replaced[i]),
+                "loss_difference": float(delta_loss[i]),
+                "units": [{"unit": int(u), "original": float(o_ex[i, j]), "replaced": float(r_ex[i, j])}
+                          for j, u in enumerate(task.units)]}
+
+    def caption(i: int) -> str:
+        j = int(worst_unit[i])
+        prefix = f"u{task.units[j]}:" if len(task.units) > 1 else ""
+        return f"{prefix}{o_ex[i, j]:.2g}>{r_ex[i, j]:.2g}"
+
+    with figures.atomic_dir(dest) as tmp:
+        files: dict[str, str] = {}
+        sets = {"activation": np.argsort(-divergence, kind="stable")[:top],
+                "loss": np.argsort(-delta_loss, kind="stable")[:top]}
+        for key, order in sets.items():
+            report[f"top_by_{key}"] = [example(int(i)) for i in order]
+            pixels = figures.to_pixels(ctx.eval_set.load(ctx.eval_indices[order]).numpy(), task.dataset)
+            files[f"top_by_{key}"] = figures.save_png(figures.grid(list(pixels), [caption(int(i)) for i in order], tile=figures.TILE[task.dataset]),
+                                                      tmp / f"top_by_{key}.png")
+            if conv:
+                tiles, caps = [], []
+                for k, i in enumerate(order):
+                    j = int(worst_unit[i])
+                    vmax = float(max(o_all[i, j].max(), r_all[i, j].max(), 1e-12))
+                    tiles += [figures.overlay(pixels[k], o_all[i, j], vmax), figures.overlay(pixels[k], r_all[i, j], vmax)]
+                    caps += [f"orig {o_ex[i, j]:.2g}", f"repl {r_ex[i, j]:.2g}"]
+                files[f"top_by_{key}_maps"] = figures.save_png(figures.grid(tiles, caps, tile=figures.TILE[task.dataset]), tmp / f"top_by_{key}_maps.png")
+        report["by_class"], report["by_decile"] = {}, {}
+        for j, u in enumerate(task.units):
+            o, r = o_all[:, j], r_all[:, j]
+            report["by_class"][str(u)] = by_class(o.reshape(n, -1), r.reshape(n, -1), labels, names)
+            report["by_decile"][str(u)] = by_decile(o, r)
+            files[f"scatter_{u}"] = figures.save_png(
+                figures.scatter_png(o, r, label_x=f"original {u}", label_y="replaced"), tmp / f"unit{u}_scatter.png")
+            if conv:
+                mean_abs = np.abs(r - o).mean(axis=0)  # [h, w]
+                report.setdefault("diff_map", {})[str(u)] = [[round(float(v), 6) for v in row] for row in mean_abs]
+                shape = ctx.eval_set.load(ctx.eval_indices[:1]).shape[2:]
+                big = (max(int(shape[0]), 160), max(int(shape[1]), 160))
+                files[f"diff_map_{u}"] = figures.save_png(figures.upsample(figures.heat_rgb(mean_abs), big),
+                                                          tmp / f"unit{u}_diff_map.png")
+        report["images"] = {k: str(dest / v) for k, v in files.items()}
+        report["out"] = str(dest)
+        report["html"] = str(dest / "index.html")
+        (tmp / "index.html").write_text(render_page(report, files, conv))
+        figures.write_json(tmp / "diagnose.json", report)
+    return report
+
+
+def fmt_r(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def example_rows(examples: list[dict[str, Any]]) -> list[list[str]]:
+    return [[str(e["dataset_index"]), e["class"], f"{e['divergence']:.4g}", f"{e['loss_difference']:+.4f}",
+             "; ".join(f"{u['unit']}: {u['original']:.3g} → {u['replaced']:.3g}" for u in e["units"][:5])
+             + (" …" if len(e["units"]) > 5 else "")] for e in examples]
+
+
+def render_page(report: dict[str, Any], files: dict[str, str], conv: bool) -> str:
+    head = ["eval index", "class", "mean |r − o|", "ΔL (nats)", "original → replaced per unit"]
+    fid_rows = [[str(f["unit"]), fmt_r(f.get("pearson_r")), fmt_r(f.get("r2"))] for f in report["fidelity"]]
+    body = [f"<h1>diagnose {esc(report['submission'])} on {esc(report['task'])}</h1>",
+            f"<p>n = {report['n_eval']} eval examples (as <code>score</code>); isolation: "
+            f"{esc(report['isolation'].get('level'))}. Mean loss clean {report['mean_loss']['clean']:.4f}, replaced "
+            f"{report['mean_loss']['replaced']:.4f} nats.</p>",
+            "<h2>Fidelity</h2>", figures.table(["unit", "Pearson r", "R²"], fid_rows)]
+    for key, title in (("activation", "by activation: largest mean |replaced − original|"),
+                       ("loss", "by loss: largest L_replaced − L_clean")):
+        body += [f"<h2>Most divergent examples, {esc(title)}</h2>",
+                 f'<figure><img src="{esc(files["top_by_" + key])}" alt="examples"><figcaption>caption: the unit that '
+                 "differs most there, original &gt; replaced" + (" (maximum over positions)" if conv else "")
+                 + "</figcaption></figure>"]
+        if conv:
+            body.append(f'<figure><img src="{esc(files["top_by_" + key + "_maps"])}" alt="maps"><figcaption>Pairs: '
+                        "the original map and the replacement's, over the image, on one colour scale</figcaption></figure>")
+        body.append(figures.table(head, example_rows(report[f"top_by_{key}"]), left=2))
+    for u in report["units"]:
+        body.append(f"<h2>Unit {u}</h2>")
+        body.append(f'<figure><img src="{esc(files[f"scatter_{u}"])}" alt="scatter"><figcaption>replaced against '
+                    "original, every example and position (grey: identity)</figcaption></figure>")
+        if conv:
+            body.append(f'<figure><img src="{esc(files[f"diff_map_{u}"])}" alt="difference map"><figcaption>mean '
+                        "|replaced − original| per position over the eval set</figcaption></figure>")
+        deciles = [[f"[{d['low']:.3g}, {d['high']:.3g}]", str(d["n"]), fmt_r(d["r"]), f"{d['mean_original']:.3g}",
+                    f"{d['mean_replaced']:.3g}", f"{d['mean_abs_diff']:.3g}"] for d in report["by_decile"][str(u)]]
+        body += ["<h3>By level of the original activation (deciles)</h3>",
+                 figures.table(["original in", "n", "r", "mean original", "mean replaced", "mean |diff|"], deciles)]
+        classes = report["by_class"][str(u)]
+        shown = classes[:20]
+        note = f" (the {len(shown)} worst of {len(classes)}; all are in diagnose.json)" if len(classes) > 20 else ""
+        body += [f"<h3>By class, worst r first{esc(note)}</h3>",
+                 figures.table(["class", "n", "r", "mean |diff|"],
+                               [[c["class"], str(c["n"]), fmt_r(c["r"]), f"{c['mean_abs_diff']:.3g}"] for c in shown])]
+    return figures.page(f"diagnose {report['submission']} on {report['task']}", "\n".join(body))

@@ -1,0 +1,238 @@
+"""`replacebench inspect TASK`: what to know about a task's inputs and units before writing a replacement.
+
+Only the harness runs here (no submission code), and only on the task's FIT set (`ctx.fit_set`,
+`ctx.fit_indices`); the eval set is never read for any figure or picture (`context.prepare`, shared by every
+command, opens the eval split only to draw the splits and to probe one example's shapes). For each unit u, with a_u the unit's
+activation on fit example i (`# [n_fit]` for a dense unit, `# [n_fit, h, w]` for a conv channel):
+
+- activation statistics over every example and position: mean, sd, quantiles, fraction active (a > 0);
+- the per-example score s_i = a_i (dense) or max over positions of a_i (conv); the top-K fit examples by s;
+- the activation-weighted mean input: x̄_w = Σ_i w_i x_i / Σ_i w_i with w_i = max(s_i, 0), beside the plain
+  mean x̄ = Σ_i x_i / n and the difference x̄_w − x̄ (what the unit's strongest examples have more of);
+- conv units: the mean activation map (1/n) Σ_i a_i `# [h, w]`, where the per-example argmax positions fall
+  (a count per position, over examples with s_i > 0), and the top examples with their maps laid over them.
+  A position (r, c) of an h × w map is shown at pixel ((r + ½) · H / h, (c + ½) · W / w) of the H × W image.
+
+Outputs: PNGs, `index.html` and `inspect.json` in one folder, written whole or not at all (`figures.atomic_dir`).
+Default folder: `<cache>/inspect/<task-slug>/` (`$REPLACEBENCH_CACHE`, else `~/.cache/replacebench`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import figures, paths
+from .context import TaskContext, prepare
+from .figures import esc
+from .hooks import capture
+from .tasks import Task
+
+
+def default_out(kind: str, *parts: str) -> Path:
+    """`<cache>/<kind>/<parts…>` (the folder itself is created only when the report is complete)."""
+    return paths.user_cache_root().joinpath(kind, *parts)
+
+
+class _Moments:
+    """Streaming min, max, mean and sd (ddof 0) of every value of an input, batch by batch (float64 sums)."""
+
+    def __init__(self) -> None:
+        self.n, self.s, self.ss, self.lo, self.hi = 0, 0.0, 0.0, np.inf, -np.inf
+
+    def update(self, x: np.ndarray) -> None:
+        x = x.astype(np.float64, copy=False)
+        self.n += x.size
+        self.s += float(x.sum())
+        self.ss += float(np.square(x).sum())
+        self.lo, self.hi = min(self.lo, float(x.min())), max(self.hi, float(x.max()))
+
+    def result(self) -> dict[str, float]:
+        mean = self.s / self.n
+        return {"min": self.lo, "max": self.hi, "mean": mean, "sd": float(np.sqrt(max(self.ss / self.n - mean**2, 0.0)))}
+
+
+def class_names(ctx: TaskContext, data_dir: str | None) -> list[str] | None:
+    """Readable class names where the dataset has them (ImageNet's label map), else None (the digit is the name)."""
+    if ctx.task.dataset != "imagenet":
+        return None
+    try:
+        from .data.imagenet import load_class_names
+
+        return load_class_names(data_dir)
+    except Exception:  # the names are a nicety; the index is always shown
+        return None
+
+
+def label_text(label: int, names: list[str] | None) -> str:
+    return str(label) if names is None or label >= len(names) else f"{label} {names[label]}"
+
+
+def fit_pass(ctx: TaskContext) -> tuple[np.ndarray, dict[str, dict[str, Any]], np.ndarray, np.ndarray, np.ndarray]:
+    """One pass over the fit set. Returns the target units `# [n_fit, n_units, *spatial]`, each allowed input's
+    shape per example and moments, the image sum Σ_i x_i `# [C, H, W]`, per unit Σ_i w_i x_i
+    `# [n_units, C, H, W]`, and per unit Σ_i w_i `# [n_units]`, with w_i = max(s_i, 0) (module docstring)."""
+    task, model = ctx.task, ctx.model
+    units = torch.as_tensor(task.units)
+    hooked = [n for n in task.inputs if n != "image"]
+    moments = {n: _Moments() for n in task.inputs}
+    shapes: dict[str, list[int]] = {}
+    targets = []
+    image_sum = None
+    weighted = None
+    weights = np.zeros(len(task.units))  # Σ_i w_i per unit
+    with torch.no_grad(), capture(model, hooked) as store:
+        for _, images in ctx.fit_set.batches(ctx.fit_indices, task.batch_size):
+            act = model.run(ctx.to_input(images), until=task.layer)[:, units.to(ctx.device)].float().cpu().numpy()
+            targets.append(act)  # [b, n_units, *spatial]
+            x = images.numpy().astype(np.float64)  # [b, C, H, W]
+            for name in task.inputs:
+                value = x if name == "image" else store[name].float().cpu().numpy()
+                shapes[name] = list(value.shape[1:])
+                moments[name].update(value)
+            score = act.reshape(len(act), len(task.units), -1).max(axis=2)  # [b, n_units]
+            w = np.clip(score, 0, None).astype(np.float64)
+            image_sum = x.sum(0) if image_sum is None else image_sum + x.sum(0)
+            part = np.einsum("bu,bchw->uchw", w, x)
+            weighted = part if weighted is None else weighted + part
+            weights += w.sum(0)
+    info = {n: {"shape": shapes[n], **moments[n].result()} for n in task.inputs}
+    assert image_sum is not None and weighted is not None, "the fit set is empty"
+    return np.concatenate(targets), info, image_sum, weighted, weights
+
+
+def inspect_task(task: Task, out: Path | None, *, data_dir: str | None = None, imagenet_dir: str | None = None,
+                 device: str | None = None, top: int = 16, fit_size: int | None = None) -> dict[str, Any]:
+    """Write the inspection report for `task` into `out` (default `default_out`); returns what `--json` prints."""
+    ctx = prepare(task, device=device, data_dir=data_dir, imagenet_dir=imagenet_dir, fit_size=fit_size)
+    dest = Path(out) if out is not None else default_out("inspect", task.slug())
+    names = class_names(ctx, data_dir)
+    acts, input_info, image_sum, weighted, weights = fit_pass(ctx)  # acts: [n_fit, n_units, *spatial]
+    n = len(acts)
+    image_shape = image_sum.shape  # (C, H, W)
+    mean_image = image_sum / n  # [C, H, W]
+    conv = acts.ndim == 4
+    labels = ctx.fit_set.labels()[ctx.fit_indices]
+    display = figures.DISPLAY[task.dataset]
+    if "image" in input_info:
+        input_info["image"]["scaling"] = display["scaling"]
+    report: dict[str, Any] = {
+        "task": task.id, "model": task.model, "layer": task.layer, "units": list(task.units),
+        "dataset": task.dataset, "fit_split": task.fit_split, "n_fit": int(n), "read": "fit set only",
+        "image": {"shape": list(image_shape), "scaling": display["scaling"], "range": list(display["range"])},
+        "inputs": input_info, "target_shape": list(acts.shape[1:]),
+        "unit_kind": "conv channel (per-example score: max over positions)" if conv else "dense unit",
+    }
+    with figures.atomic_dir(dest) as tmp:
+        unit_reports = []
+        sections = []
+        for j, unit in enumerate(task.units):
+            a = acts[:, j]  # [n] or [n, h, w]
+            score = a.reshape(n, -1).max(axis=1) if conv else a  # [n]
+            order = np.argsort(-score, kind="stable")[:top]
+            images = ctx.fit_set.load(ctx.fit_indices[order]).numpy()  # [k, C, H, W]
+            pixels = figures.to_pixels(images, task.dataset)
+            captions = [f"{score[i]:.3g} y={labels[i]}" for i in order]
+            files: dict[str, str] = {}
+            files["top"] = figures.save_png(figures.grid(list(pixels), captions, tile=figures.TILE[task.dataset]), tmp / f"unit{unit}_top.png")
+            w_sum = float(weights[j])
+            w_mean = weighted[j] / w_sum if w_sum > 0 else mean_image  # [C, H, W]
+            trio = figures.to_pixels(np.stack([mean_image, w_mean]), task.dataset)
+            diff = (w_mean - mean_image).mean(0)  # [H, W], averaged over colour channels
+            files["weighted_mean"] = figures.save_png(
+                figures.grid([trio[1], trio[0], figures.signed_rgb(diff)], ["weighted", "plain mean", "w - mean"],
+                             tile=160 if task.dataset != "imagenet" else 224, columns=3),
+                tmp / f"unit{unit}_weighted_mean.png")
+            entry: dict[str, Any] = {
+                "unit": int(unit), "activation": figures.quantile_summary(a),
+                "top_examples": [
+                    {"fit_position": int(i), "dataset_index": int(ctx.fit_indices[i]), "label": int(labels[i]),
+                     "class": label_text(int(labels[i]), names), "score": float(score[i])} for i in order],
+                "top_classes": top_classes(labels, score, names),
+                "weighted_mean_weight": float(w_sum),
+            }
+            if conv:
+                h, w = a.shape[1:]
+                entry["per_example_max"] = figures.quantile_summary(score)
+                flat = a.reshape(n, -1).argmax(axis=1)
+                pos = np.stack(np.unravel_index(flat, (h, w)), axis=1)  # [n, 2] (row, col)
+                counts = np.zeros((h, w))
+                live = score > 0
+                np.add.at(counts, (pos[live, 0], pos[live, 1]), 1)
+                mean_map = a.mean(0)
+                big = (max(image_shape[1], 160), max(image_shape[2], 160))
+                files["mean_map"] = figures.save_png(figures.upsample(figures.heat_rgb(mean_map), big), tmp / f"unit{unit}_mean_map.png")
+                files["argmax_map"] = figures.save_png(figures.upsample(figures.heat_rgb(counts), big), tmp / f"unit{unit}_argmax_map.png")
+                vmax = float(score[order[0]]) if len(order) else None
+                overlays = [figures.overlay(pixels[k], a[i], vmax) for k, i in enumerate(order)]
+                files["top_overlay"] = figures.save_png(figures.grid(overlays, captions, tile=figures.TILE[task.dataset]), tmp / f"unit{unit}_top_overlay.png")
+                for k, i in enumerate(order):
+                    r, c = (int(v) for v in pos[i])
+                    entry["top_examples"][k]["argmax"] = [r, c]
+                    entry["top_examples"][k]["argmax_pixel"] = [(r + 0.5) * image_shape[1] / h, (c + 0.5) * image_shape[2] / w]
+                entry["argmax_counts"] = counts.astype(int).tolist()
+                entry["mean_map"] = [[round(float(v), 6) for v in row] for row in mean_map]
+            entry["images"] = {k: str(dest / v) for k, v in files.items()}
+            unit_reports.append(entry)
+            sections.append(unit_section(entry, files, conv))
+        report["unit_reports"] = unit_reports
+        report["out"] = str(dest)
+        report["html"] = str(dest / "index.html")
+        (tmp / "index.html").write_text(render_page(report, sections))
+        figures.write_json(tmp / "inspect.json", report)
+    return report
+
+
+def top_classes(labels: np.ndarray, score: np.ndarray, names: list[str] | None, k: int = 50) -> list[dict[str, Any]]:
+    """The classes of the top-k examples by score, most frequent first, with their counts."""
+    order = np.argsort(-score, kind="stable")[:k]
+    values, counts = np.unique(labels[order], return_counts=True)
+    ranked = sorted(zip(values.tolist(), counts.tolist()), key=lambda vc: (-vc[1], vc[0]))[:10]
+    return [{"label": int(v), "class": label_text(int(v), names), "count": int(c)} for v, c in ranked]
+
+
+def stats_row(name: str, s: dict[str, float]) -> list[str]:
+    return [name, *(f"{s[k]:.4g}" for k in ("mean", "sd", "min", "q10", "median", "q90", "q99", "max")),
+            f"{100 * s['fraction_active']:.1f}%"]
+
+
+STATS_HEAD = ["over", "mean", "sd", "min", "q10", "median", "q90", "q99", "max", "active (> 0)"]
+
+
+def unit_section(entry: dict[str, Any], files: dict[str, str], conv: bool) -> str:
+    rows = [stats_row("every example" + (" and position" if conv else ""), entry["activation"])]
+    if conv:
+        rows.append(stats_row("per-example max", entry["per_example_max"]))
+    classes = ", ".join(f"{c['class']} ×{c['count']}" for c in entry["top_classes"])
+    parts = [f"<h2>Unit {entry['unit']}</h2>", figures.table(STATS_HEAD, rows),
+             f"<p>Classes of the top 50 fit examples: {esc(classes)}</p>",
+             f'<figure><img src="{esc(files["top"])}" alt="top examples"><figcaption>Top {len(entry["top_examples"])} '
+             "fit examples by score (caption: score, label)</figcaption></figure>",
+             f'<figure><img src="{esc(files["weighted_mean"])}" alt="weighted mean"><figcaption>Activation-weighted '
+             "mean input (weights max(s, 0)), the plain fit-set mean, and their difference (red: more ink/light in "
+             "the unit's strong examples, blue: less)</figcaption></figure>"]
+    if conv:
+        parts += [f'<figure><img src="{esc(files["top_overlay"])}" alt="overlays"><figcaption>The same examples with '
+                  "the unit's map laid over them (scaled to the top score)</figcaption></figure>",
+                  f'<figure><img src="{esc(files["mean_map"])}" alt="mean map"><figcaption>Mean activation map over '
+                  "the fit set</figcaption></figure>",
+                  f'<figure><img src="{esc(files["argmax_map"])}" alt="argmax map"><figcaption>Where each fit '
+                  "example's maximum falls (count per position, examples with max &gt; 0)</figcaption></figure>"]
+    return "\n".join(parts)
+
+
+def render_page(report: dict[str, Any], sections: list[str]) -> str:
+    rows = [[name, "×".join(map(str, v["shape"])), f"{v['min']:.4g}", f"{v['max']:.4g}", f"{v['mean']:.4g}",
+             f"{v['sd']:.4g}"] for name, v in report["inputs"].items()]
+    body = [f"<h1>inspect {esc(report['task'])}</h1>",
+            f"<p>Model {esc(report['model'])}, layer <code>{esc(report['layer'])}</code>, units "
+            f"{esc(', '.join(map(str, report['units'])))} ({esc(report['unit_kind'])}); per-example target shape "
+            f"{esc('×'.join(map(str, report['target_shape'])))}. Everything here is from the <b>fit set</b> "
+            f"({esc(report['dataset'])} {esc(report['fit_split'])}, n = {report['n_fit']}); the eval set is not read.</p>",
+            f"<p>Image: {esc('×'.join(map(str, report['image']['shape'])))} per example; {esc(report['image']['scaling'])}.</p>",
+            "<h2>Inputs a replacement may read</h2>",
+            figures.table(["input", "shape per example", "min", "max", "mean", "sd"], rows), *sections]
+    return figures.page(f"inspect {report['task']}", "\n".join(body))

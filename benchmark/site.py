@@ -1,0 +1,363 @@
+"""`replacebench leaderboard --html DIR`: the board as a static site that works offline.
+
+Pages: `index.html` (every task, and a cross-task summary per submission), `tasks/<task-slug>.html` (the ranked
+table, a forest plot of the primary recovery CIs and recovery against description length, both inline SVG) and
+`submissions/<name>.html` (description, authors, date, commit, provenance, and its entry on every task).
+
+The data, ranks, frontier and marks are the Markdown board's own (`leaderboard.py`): the same checked records
+(`verify.load_checked`), `board_ranks`, `frontier_entries`, `sort_key`, `rankable`, `submission_state`. Every
+page is one file with inline CSS and SVG, no script, and a Content-Security-Policy that forbids loading anything
+from elsewhere. All text from records passes through `html.escape`. The folder is written whole or not at all
+(`figures.atomic_dir`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from . import figures
+from .figures import esc
+from .leaderboard import (
+    UNDEFINED,
+    beats_mean,
+    board_ranks,
+    fmt_p,
+    fmt_pct,
+    frontier_entries,
+    numbers_cell,
+    power_note,
+    rankable,
+    recovery_cell,
+    sort_key,
+    submission_state,
+)
+from .records import find_records
+from .tasks import all_tasks
+from .verify import load_checked
+
+NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # a submission's name, as `submissions.parse_meta` requires
+Board = dict[str, list[dict[str, Any]]]
+
+
+def load_board(results_dir: Path, warn: Callable[[str], None]) -> tuple[Board, dict[int, Path]]:
+    """Every record that passes its checks, by task id, and each record's file (by `id(record)`); as `render`."""
+    by_task: Board = defaultdict(list)
+    where: dict[int, Path] = {}
+    for path in find_records(results_dir):
+        record, problems = load_checked(path)
+        if record is not None and not NAME.fullmatch(str(record["submission"]["name"])):
+            record, problems = None, ["its submission name is not a valid name (it would name a page)"]
+        if record is None:
+            warn(f"left {path} off the site: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+            continue
+        by_task[record["task"]["id"]].append(record)
+        where[id(record)] = path
+    return by_task, where
+
+
+def slug(task_id: str) -> str:
+    """The task's file-name slug, as `Task.slug`: `mnist-cnn/conv2:7` → `mnist-cnn__conv2-7`."""
+    return task_id.replace("/", "__").replace(":", "-")
+
+
+def task_href(task_id: str, prefix: str = "") -> str:
+    return f"{prefix}tasks/{esc(slug(task_id))}.html"
+
+
+def sub_href(name: str, prefix: str = "") -> str:
+    return f"{prefix}submissions/{esc(name)}.html"
+
+
+def nav(prefix: str) -> str:
+    return f'<p class="muted"><a href="{prefix}index.html">replacebench leaderboard</a></p>'
+
+
+def marks(record: dict[str, Any], hashes: dict[Path, str | None]) -> list[str]:
+    """The board's marks after a name: copy, ≤ mean, non-standard, not isolated, stale."""
+    c = record["complexity"]
+    return [m for m in ("copy" if c.get("copy") else "", "" if beats_mean(record) else "≤ mean",
+                        "" if record["task"]["standard_protocol"] else "non-standard",
+                        submission_state(record, hashes)) if m]
+
+
+def header_row(cells: list[str], left: tuple[int, ...]) -> str:
+    """A table's header row; the columns in `left` are left-aligned."""
+    return "<tr>" + "".join(("<th class='l'>" if i in left else "<th>") + esc(h) + "</th>" for i, h in enumerate(cells)) + "</tr>"
+
+
+def dl_cell(c: dict[str, Any]) -> str:
+    return "—" if c.get("description_bits") is None else f"{c['description_bits']:,}"
+
+
+def mean_r(record: dict[str, Any]) -> float | None:
+    rs = [f["pearson_r"] for f in record["results"]["fidelity"] if f.get("pearson_r") is not None]
+    return sum(rs) / len(rs) if rs else None
+
+
+# -- SVG -------------------------------------------------------------------------------------------------------------
+
+def nice_ticks(lo: float, hi: float, count: int = 6) -> list[float]:
+    """Round tick values covering [lo, hi]: a step of 1, 2 or 5 × 10^k giving about `count` ticks."""
+    span = hi - lo if hi > lo else 1.0
+    raw = span / count
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    start = math.ceil(lo / step) * step
+    return [round(start + i * step, 10) for i in range(int((hi - start) / step + 1e-9) + 1)]
+
+
+def forest_svg(records: list[dict[str, Any]], frontier: set[str]) -> str:
+    """Each entry's primary recovery and 95% CI as a point on a line, one row per entry, with 0% and 100% marked.
+
+    x = recovery in percent, linear, over [min(0, lowest low) − 5, max(100, highest high) + 5].
+    """
+    rows = sorted(records, key=sort_key)
+    defined = [r for r in rows if r["results"]["primary"].get("defined") and r["results"]["primary"].get("recovery") is not None]
+    lows = [100 * r["results"]["primary"]["recovery_low"] for r in defined] or [0.0]
+    highs = [100 * r["results"]["primary"]["recovery_high"] for r in defined] or [100.0]
+    lo, hi = min(0.0, min(lows)) - 5, max(100.0, max(highs)) + 5
+    left, right, row_h, top = 190, 30, 22, 20
+    width = 760
+    height = top + row_h * len(rows) + 52
+    span = width - left - right
+
+    def x(v: float) -> float:
+        return left + (v - lo) / (hi - lo) * span
+
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+           f'aria-label="forest plot of recovery" font-family="sans-serif" font-size="12">',
+           f'<rect x="0" y="0" width="{width}" height="{height}" fill="#fff"/>']
+    for t in nice_ticks(lo, hi):
+        out.append(f'<line x1="{x(t):.1f}" y1="{top - 6}" x2="{x(t):.1f}" y2="{height - 42}" stroke="#eee"/>')
+        out.append(f'<text x="{x(t):.1f}" y="{height - 26}" text-anchor="middle" fill="#555">{t:g}%</text>')
+    for ref in (0.0, 100.0):
+        out.append(f'<line x1="{x(ref):.1f}" y1="{top - 6}" x2="{x(ref):.1f}" y2="{height - 42}" stroke="#888" '
+                   'stroke-dasharray="4 3"/>')
+    for i, record in enumerate(rows):
+        y = top + row_h * i + row_h / 2
+        name = record["submission"]["name"]
+        p = record["results"]["primary"]
+        out.append(f'<text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end">{esc(name)}</text>')
+        if p.get("defined") and p.get("recovery") is not None:
+            a, b, c = (100 * p[k] for k in ("recovery_low", "recovery", "recovery_high"))
+            colour = "#b45309" if name in frontier else ("#999" if record["complexity"].get("copy") else "#0550ae")
+            out.append(f'<g><title>{esc(name)}: {esc(recovery_cell(p))}</title>'
+                       f'<line x1="{x(a):.1f}" y1="{y:.1f}" x2="{x(c):.1f}" y2="{y:.1f}" stroke="{colour}" stroke-width="2"/>'
+                       f'<circle cx="{x(b):.1f}" cy="{y:.1f}" r="4" fill="{colour}"/></g>')
+        else:
+            out.append(f'<text x="{left + 4}" y="{y + 4:.1f}" fill="#9a3412">{esc(UNDEFINED)}</text>')
+    out.append(f'<text x="{left + span / 2:.1f}" y="{height - 6}" text-anchor="middle" fill="#333">'
+               "primary recovery, 95% CI (dashed: 0% and 100%; orange: on the frontier; grey: copy)</text>")
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def scatter_svg(records: list[dict[str, Any]], frontier: set[str]) -> str:
+    """Primary recovery (y, %, with its CI) against description length (x, bits, log10 scale), per entry with both.
+
+    Frontier entries are orange diamonds, copies grey rings, the others blue dots.
+    """
+    pts = [r for r in records if r["complexity"].get("description_bits") and r["results"]["primary"].get("defined")
+           and r["results"]["primary"].get("recovery") is not None]
+    width, height, left, bottom, top, right = 760, 380, 60, 50, 20, 150
+    if not pts:
+        return ('<svg xmlns="http://www.w3.org/2000/svg" width="420" height="40" font-family="sans-serif" '
+                'font-size="12"><text x="4" y="24">No entry has both a defined recovery and a description length.</text></svg>')
+    bits = [math.log10(r["complexity"]["description_bits"]) for r in pts]
+    lows = [100 * r["results"]["primary"]["recovery_low"] for r in pts]
+    highs = [100 * r["results"]["primary"]["recovery_high"] for r in pts]
+    x_lo, x_hi = math.floor(min(bits) * 2) / 2 - 0.25, math.ceil(max(bits) * 2) / 2 + 0.25
+    y_lo, y_hi = min(0.0, min(lows)) - 5, max(100.0, max(highs)) + 5
+
+    def x(v: float) -> float:
+        return left + (v - x_lo) / (x_hi - x_lo) * (width - left - right)
+
+    def y(v: float) -> float:
+        return height - bottom - (v - y_lo) / (y_hi - y_lo) * (height - bottom - top)
+
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+           f'aria-label="recovery against description length" font-family="sans-serif" font-size="12">',
+           f'<rect x="0" y="0" width="{width}" height="{height}" fill="#fff"/>',
+           f'<rect x="{left}" y="{top}" width="{width - left - right}" height="{height - top - bottom}" fill="none" stroke="#999"/>']
+    for e in range(math.ceil(x_lo), math.floor(x_hi) + 1):
+        out.append(f'<line x1="{x(e):.1f}" y1="{top}" x2="{x(e):.1f}" y2="{height - bottom}" stroke="#eee"/>')
+        out.append(f'<text x="{x(e):.1f}" y="{height - bottom + 16}" text-anchor="middle" fill="#555">{10 ** e:,}</text>')
+    for t in nice_ticks(y_lo, y_hi):
+        out.append(f'<line x1="{left}" y1="{y(t):.1f}" x2="{width - right}" y2="{y(t):.1f}" stroke="#eee"/>')
+        out.append(f'<text x="{left - 6}" y="{y(t) + 4:.1f}" text-anchor="end" fill="#555">{t:g}%</text>')
+    for record, b, a, c in zip(pts, bits, lows, highs):
+        name = record["submission"]["name"]
+        r = 100 * record["results"]["primary"]["recovery"]
+        tip = f"{name}: {recovery_cell(record['results']['primary'])}, {record['complexity']['description_bits']:,} bits"
+        if name in frontier:
+            d = 6
+            shape = (f'<polygon points="{x(b):.1f},{y(r) - d:.1f} {x(b) + d:.1f},{y(r):.1f} {x(b):.1f},{y(r) + d:.1f} '
+                     f'{x(b) - d:.1f},{y(r):.1f}" fill="#b45309"/>')
+        elif record["complexity"].get("copy"):
+            shape = f'<circle cx="{x(b):.1f}" cy="{y(r):.1f}" r="4.5" fill="#fff" stroke="#888" stroke-width="1.5"/>'
+        else:
+            shape = f'<circle cx="{x(b):.1f}" cy="{y(r):.1f}" r="4.5" fill="#0550ae"/>'
+        out.append(f'<g><title>{esc(tip)}</title><line x1="{x(b):.1f}" y1="{y(a):.1f}" x2="{x(b):.1f}" y2="{y(c):.1f}" '
+                   f'stroke="#bbb"/>{shape}<text x="{x(b) + 8:.1f}" y="{y(r) + 4:.1f}" fill="#333">{esc(name)}</text></g>')
+    out.append(f'<text x="{left + (width - left - right) / 2:.1f}" y="{height - 12}" text-anchor="middle" fill="#333">'
+               "description length (bits, log scale)</text>")
+    out.append(f'<text x="14" y="{top + (height - top - bottom) / 2:.1f}" fill="#333" '
+               f'transform="rotate(-90 14 {top + (height - top - bottom) / 2:.1f})" text-anchor="middle">recovery</text>')
+    legend = [("#b45309", "frontier ◆"), ("#0550ae", "entry"), ("#888", "copy (off the frontier)")]
+    for i, (colour, text) in enumerate(legend):
+        out.append(f'<rect x="{width - right + 14}" y="{top + 18 * i}" width="10" height="10" fill="{colour}"/>'
+                   f'<text x="{width - right + 30}" y="{top + 18 * i + 9}">{esc(text)}</text>')
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+# -- pages -----------------------------------------------------------------------------------------------------------
+
+def task_page(task_id: str, records: list[dict[str, Any]], record_path: Path, hashes: dict[Path, str | None]) -> str:
+    shown = next((r for r in records if r["task"]["standard_protocol"]), records[0])
+    t = shown["task"]
+    frontier = frontier_entries(records)
+    ranks = board_ranks(records)
+    abl = t["primary_ablation"]
+    head = ["#", "submission", "kind", f"recovery ({abl}) [95% CI]", f"KL recovery ({abl}) [95% CI]",
+            "p(beats abl.)", "p(R≥1)", "fidelity r", "numbers (fitted + literal)", "DL (bits)", "frontier", "marks", "n"]
+    rows = []
+    for record in sorted(records, key=sort_key):
+        res, c, name = record["results"], record["complexity"], record["submission"]["name"]
+        kl = res.get("kl_recovery")
+        r = mean_r(record)
+        rows.append("<tr>" + "".join([
+            f"<td>{esc(ranks.get(name, '—'))}</td>",
+            f'<td class="l"><a href="{sub_href(name, "../")}">{esc(name)}</a></td>',
+            f'<td class="l">{esc(record["submission"]["kind"])}</td>',
+            f"<td>{esc(recovery_cell(res['primary']))}</td>",
+            f"<td>{esc('—' if not kl else recovery_cell(kl[res['primary']['ablation']]))}</td>",
+            f"<td>{esc(fmt_p(res['primary']['p_beats_ablation']))}</td>", f"<td>{esc(fmt_p(res['p_at_least_clean']))}</td>",
+            f"<td>{esc('—' if r is None else f'{r:.3f}')}</td>", f"<td>{esc(numbers_cell(c))}</td>",
+            f"<td>{esc(dl_cell(c))}</td>",
+            f"<td>{'◆' if name in frontier else ''}</td>", f'<td class="l">{esc(", ".join(marks(record, hashes)))}</td>',
+            f"<td>{esc(record['task']['n_eval'])}</td>"]) + "</tr>")
+    table = "<table>" + header_row(head, (1, 2, 11)) + "\n" + "\n".join(rows) + "</table>"
+    body = [nav("../"), f"<h1>{esc(task_id)}</h1>",
+            f"<p>Layer <code>{esc(t['layer'])}</code>, units {esc(', '.join(map(str, t['units'])))}, inputs "
+            f"{esc(', '.join(map(str, t['inputs'])))}; {esc(t['dataset'])} {esc(t['eval_split'])} (n = {esc(t['n_eval'])}); "
+            f"primary ablation: {esc(abl)}. {esc(power_note(shown, record_path))}</p>",
+            "<p class=\"muted\">Ranked by primary recovery; entries whose 95% CIs overlap share a rank; undefined or "
+            "non-standard runs are shown but not ranked (—). ◆: no other entry recovers as much with a shorter "
+            "description (copies excluded). Marks as on the Markdown board (README: Records, the board and verify).</p>",
+            table, "<h2>Recovery with its 95% CI</h2>", forest_svg(records, frontier),
+            "<h2>Recovery against description length</h2>", scatter_svg(records, frontier)]
+    return figures.page(f"{task_id} — replacebench", "\n".join(body))
+
+
+def submission_page(name: str, entries: list[tuple[str, dict[str, Any]]], ranks: dict[str, dict[str, int]],
+                    frontiers: dict[str, set[str]], hashes: dict[Path, str | None]) -> str:
+    latest = max((r for _, r in entries), key=lambda r: r["provenance"].get("created") or "")
+    sub, prov = latest["submission"], latest["provenance"]
+    rows = []
+    for task_id, record in sorted(entries, key=lambda e: e[0]):
+        res, c, p = record["results"], record["complexity"], record["provenance"]
+        kl = res.get("kl_recovery")
+        rows.append("<tr>" + "".join([
+            f'<td class="l"><a href="{task_href(task_id, "../")}">{esc(task_id)}</a></td>',
+            f"<td>{esc(ranks[task_id].get(name, '—'))}</td>", f"<td>{esc(recovery_cell(res['primary']))}</td>",
+            f"<td>{esc('—' if not kl else recovery_cell(kl[res['primary']['ablation']]))}</td>",
+            f"<td>{esc(dl_cell(c))}</td>",
+            f"<td>{'◆' if name in frontiers[task_id] else ''}</td>",
+            f'<td class="l">{esc(", ".join(marks(record, hashes)))}</td>',
+            f'<td class="l">{esc(p.get("created") or "—")}</td>',
+            f'<td class="l"><code>{esc((p.get("git_commit") or "—")[:12])}</code>{" (dirty)" if p.get("git_dirty") else ""}</td>',
+        ]) + "</tr>")
+    head = ["task", "#", "recovery [95% CI]", "KL recovery [95% CI]", "DL (bits)", "frontier", "marks", "scored", "commit"]
+    table = "<table>" + header_row(head, (0, 6, 7, 8)) + "\n" + "\n".join(rows) + "</table>"
+    prov_rows = [["submission hash", sub.get("content_hash")], ["scored (latest)", prov.get("created")],
+                 ["commit", f"{prov.get('git_commit')}" + (" (uncommitted changes)" if prov.get("git_dirty") else "")],
+                 ["package", prov.get("package_version")],
+                 ["isolation", (latest.get("isolation") or {}).get("level", "none")],
+                 ["intervals", prov.get("intervals", "—")], ["device", prov.get("device")],
+                 ["python / torch / numpy / scipy", " / ".join(str(prov.get(k)) for k in ("python", "torch", "numpy", "scipy"))],
+                 ["platform", prov.get("platform")]]
+    body = [nav("../"), f"<h1>{esc(name)}</h1>",
+            f"<p><b>{esc(sub.get('kind'))}</b> by {esc(', '.join(map(str, sub.get('authors') or [])) or '—')}</p>",
+            f"<blockquote>{esc(sub.get('description') or '')}</blockquote>",
+            "<h2>Entries</h2>", table, "<h2>Provenance (latest record)</h2>",
+            figures.table(["", "value"], [[k, "—" if v is None else v] for k, v in prov_rows], left=2)]
+    return figures.page(f"{name} — replacebench", "\n".join(body))
+
+
+def index_page(board: Board, ranks: dict[str, dict[str, int]], frontiers: dict[str, set[str]],
+               hashes: dict[Path, str | None], order: dict[str, int]) -> str:
+    task_rows = []
+    by_sub: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+    for task_id in sorted(board, key=lambda t: (order.get(t, len(order)), t)):
+        records = board[task_id]
+        for r in records:
+            by_sub[r["submission"]["name"]].append((task_id, r))
+        ranked = [r for r in sorted(records, key=sort_key) if rankable(r)]
+        best = ranked[0] if ranked else None
+        task_rows.append("<tr>" + "".join([
+            f'<td class="l"><a href="{task_href(task_id)}">{esc(task_id)}</a></td>', f"<td>{len(records)}</td>",
+            f'<td class="l">{esc(best["submission"]["name"]) if best else "—"}</td>',
+            f"<td>{esc(recovery_cell(best['results']['primary'])) if best else '—'}</td>",
+            f"<td>{esc(records[0]['task']['n_eval'])}</td>"]) + "</tr>")
+    sub_rows = []
+    for name in sorted(by_sub):
+        entries = by_sub[name]
+        recs = [r for _, r in entries]
+        defined = [r["results"]["primary"]["recovery"] for r in recs if rankable(r)]
+        rs = [v for v in (mean_r(r) for r in recs) if v is not None]
+        firsts = sum(ranks[t].get(name) == 1 for t, _ in entries)
+        sub_rows.append("<tr>" + "".join([
+            f'<td class="l"><a href="{sub_href(name)}">{esc(name)}</a></td>',
+            f'<td class="l">{esc(recs[0]["submission"]["kind"])}</td>', f"<td>{len(entries)}</td>",
+            f"<td>{len(defined)}</td>", f"<td>{firsts}</td>",
+            f"<td>{sum(name in frontiers[t] for t, _ in entries)}</td>",
+            f"<td>{esc(fmt_pct(statistics.median(defined)) if defined else '—')}</td>",
+            f"<td>{esc(f'{statistics.fmean(rs):.3f}' if rs else '—')}</td>",
+            f"<td>{sum(bool(r['complexity'].get('copy')) for r in recs)}</td>",
+            f'<td class="l">{esc(", ".join(sorted({m for r in recs for m in marks(r, hashes) if m in ("stale", "not isolated")})))}</td>',
+        ]) + "</tr>")
+
+    body = ["<h1>replacebench leaderboard</h1>",
+            "<p>Recovery = (mean L_ablated − mean L_replaced) / (mean L_ablated − mean L_clean), per-example "
+            "cross-entropy on each task's eval set, with 95% intervals. Generated by <code>replacebench leaderboard "
+            "--html</code> from the checked records; works offline.</p>"]
+    if not board:
+        body.append("<p>No results yet: run <code>replacebench score SUBMISSION --task TASK</code>.</p>")
+    body += ["<h2>Submissions across tasks</h2>",
+             "<p class=\"muted\">ranked: tasks where its primary recovery is defined and the run standard; #1: tasks "
+             "where it shares rank 1; median recovery over the ranked tasks; r: mean activation fidelity over its "
+             "tasks.</p>",
+             "<table>" + header_row(["submission", "kind", "tasks", "ranked", "#1", "on frontier", "median recovery",
+                                 "mean r", "copies", "marks"], (0, 1, 9)) + "\n" + "\n".join(sub_rows) + "</table>",
+             "<h2>Tasks</h2>",
+             "<table>" + header_row(["task", "entries", "top entry", "its recovery [95% CI]", "n"], (0, 2)) + "\n"
+             + "\n".join(task_rows) + "</table>"]
+    return figures.page("replacebench leaderboard", "\n".join(body)), by_sub  # type: ignore[return-value]
+
+
+def write_site(results_dir: Path, out: Path, warn: Callable[[str], None] = lambda message: None) -> Path:
+    """Render the site from `results_dir` into `out` (replaced whole); returns `out`'s absolute path."""
+    out = Path(out).expanduser().absolute()
+    board, where = load_board(results_dir, warn)
+    hashes: dict[Path, str | None] = {}
+    ranks = {t: board_ranks(rs) for t, rs in board.items()}
+    frontiers = {t: frontier_entries(rs) for t, rs in board.items()}
+    order = {tid: i for i, tid in enumerate(all_tasks())}
+    with figures.atomic_dir(out) as tmp:
+        index, by_sub = index_page(board, ranks, frontiers, hashes, order)
+        (tmp / "index.html").write_text(index)
+        (tmp / "tasks").mkdir()
+        (tmp / "submissions").mkdir()
+        for task_id, records in board.items():
+            shown = next((r for r in records if r["task"]["standard_protocol"]), records[0])
+            (tmp / "tasks" / f"{slug(task_id)}.html").write_text(task_page(task_id, records, where[id(shown)], hashes))
+        for name, entries in by_sub.items():
+            (tmp / "submissions" / f"{name}.html").write_text(submission_page(name, entries, ranks, frontiers, hashes))
+    return out

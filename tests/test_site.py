@@ -1,0 +1,158 @@
+"""The static site (`replacebench leaderboard --html DIR`), rendered from the committed records into a temporary
+folder and opened in a real headless browser (Chromium): every page type loads with no console message (errors,
+blocked requests and Content-Security-Policy violations all log one), its DOM has what the page is for, and its
+screenshot is not blank. Skips, saying why, where no browser is installed.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from helpers import run_cli
+from PIL import Image
+
+from benchmark.records import default_results_dir
+
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
+def browser() -> str:
+    for name in BROWSERS:
+        path = shutil.which(name)
+        if path:
+            return path
+    pytest.skip("no headless browser installed (tried " + ", ".join(BROWSERS) + "); e.g. apt-get install -y chromium")
+
+
+def open_page(page: Path, tmp: Path, screenshot: Path | None = None) -> tuple[str, list[str]]:
+    """Load `page` in headless Chromium: its DOM after scripts, and every console message it logged."""
+    args = [browser(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", f"--user-data-dir={tmp / 'profile'}",
+            "--enable-logging=stderr", "--v=0", "--window-size=1200,1600"]
+    args += [f"--screenshot={screenshot}"] if screenshot else ["--dump-dom"]
+    proc = subprocess.run([*args, page.absolute().as_uri()], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    console = [line for line in proc.stderr.splitlines() if ":CONSOLE" in line]
+    return proc.stdout, console
+
+
+class Links(HTMLParser):
+    """Every href/src in a page, and the tags seen."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refs: list[str] = []
+        self.tags: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        self.refs += [v for k, v in attrs if k in ("href", "src") and v]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("site") / "site"
+    proc = run_cli("leaderboard", "--html", str(out), "--results-dir", str(default_results_dir()))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"wrote {out / 'index.html'}"
+    return out
+
+
+def committed() -> tuple[set[str], set[str]]:
+    """Task slugs and submission names of the committed records."""
+    records = [json.loads(p.read_text()) for p in default_results_dir().glob("*/*.json")]
+    return {p.parent.name for p in default_results_dir().glob("*/*.json")}, {r["submission"]["name"] for r in records}
+
+
+def test_every_task_and_submission_has_a_page_and_every_link_resolves(site):
+    tasks, subs = committed()
+    assert {p.stem for p in (site / "tasks").glob("*.html")} == tasks
+    assert {p.stem for p in (site / "submissions").glob("*.html")} == subs
+    for page in site.rglob("*.html"):
+        text = page.read_text()
+        assert "Content-Security-Policy" in text and "<script" not in text
+        parser = Links()
+        parser.feed(text)
+        for ref in parser.refs:
+            assert not re.match(r"[a-z]+:", ref), f"{page.name} refers outside the site: {ref}"
+            assert (page.parent / ref).resolve().exists(), f"{page.name}: broken link {ref}"
+    parser = Links()
+    parser.feed((site / "tasks" / "mnist-mlp__fc1-13.html").read_text())
+    assert parser.tags.count("svg") == 2  # the forest plot and the scatter
+
+
+@pytest.mark.parametrize("page", ["index.html", "tasks/mnist-mlp__fc1-13.html", "tasks/mnist-mlp__fc2-top20.html",
+                                  "submissions/mnist-stroke.html"])
+def test_page_types_open_in_a_real_browser_without_console_messages(site, tmp_path, page):
+    dom, console = open_page(site / page, tmp_path)
+    assert console == [], console
+    assert "</table>" in dom
+    if page.startswith("tasks/"):
+        assert dom.count("<svg") == 2 and "<circle" in dom and "<line" in dom  # the plots, with points and CIs
+    if page == "index.html":
+        for name in ("zero", "mean", "linear", "mnist-stroke"):
+            assert f'href="submissions/{name}.html"' in dom
+    if page.startswith("submissions/"):
+        record = json.loads((default_results_dir() / "mnist-mlp__fc1-13" / "mnist-stroke.json").read_text())
+        assert html.escape(record["submission"]["description"], quote=False) in dom and "Provenance" in dom
+        assert record["provenance"]["git_commit"][:12] in dom
+    shot = tmp_path / "shot.png"
+    _, console = open_page(site / page, tmp_path, screenshot=shot)
+    assert console == [], console
+    with Image.open(shot) as image:
+        rgb = image.convert("RGB")
+        colours = rgb.getcolors(maxcolors=1 << 16)
+        assert colours is None or len(colours) > 20, "the screenshot is blank"
+        non_white = sum(n for n, c in (colours or []) if c != (255, 255, 255)) if colours else 10**6
+        assert non_white > 2000, "the screenshot is nearly blank"
+
+
+def test_the_browser_check_catches_errors_and_external_requests(tmp_path):
+    """Negative control: a page that throws, or that loads something from elsewhere, logs a console message."""
+    from benchmark.figures import page
+
+    bad = tmp_path / "bad.html"
+    bad.write_text(page("bad", '<p>x</p><img src="https://example.com/x.png">'))
+    _, console = open_page(bad, tmp_path)
+    assert console and "example.com" in " ".join(console)
+    throws = tmp_path / "throws.html"
+    throws.write_text("<!DOCTYPE html><html><body><script>throw new Error('probe')</script></body></html>")
+    _, console = open_page(throws, tmp_path)
+    assert console and "probe" in " ".join(console)
+
+
+def test_text_from_records_is_escaped(tmp_path):
+    """A record whose description and authors hold markup shows it as text: no element, no script."""
+    results = tmp_path / "results"
+    src = default_results_dir() / "mnist-mlp__fc1-13"
+    shutil.copytree(src, results / src.name)
+    path = results / src.name / "mnist-stroke.json"
+    record = json.loads(path.read_text())
+    evil = '<script>document.title="pwned"</script><img src=x onerror=alert(1)>"&'
+    record["submission"]["description"] = evil
+    record["submission"]["authors"] = [evil]
+    path.write_text(json.dumps(record))
+    out = tmp_path / "site"
+    proc = run_cli("leaderboard", "--html", str(out), "--results-dir", str(results))
+    assert proc.returncode == 0, proc.stderr
+    text = (out / "submissions" / "mnist-stroke.html").read_text()
+    assert evil not in text and html.escape(evil, quote=True) in text
+    dom, console = open_page(out / "submissions" / "mnist-stroke.html", tmp_path)
+    assert console == [] and "<script" not in dom and "<img" not in dom and "pwned" not in dom.split("<body")[0]
+
+
+def test_html_out_refuses_a_foreign_folder(tmp_path):
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "keep.txt").write_text("mine")
+    proc = run_cli("leaderboard", "--html", str(foreign), "--results-dir", str(default_results_dir()))
+    assert proc.returncode == 2 and proc.stderr.startswith("replacebench: error: ") and len(proc.stderr.splitlines()) == 1
+    assert [p.name for p in foreign.iterdir()] == ["keep.txt"]
+    proc = run_cli("leaderboard", "--html", str(tmp_path / "s"), "--out", str(tmp_path / "b.md"))
+    assert proc.returncode == 2 and "--html" in proc.stderr and not list(tmp_path.glob("s*")) + list(tmp_path.glob("b.md"))
