@@ -35,3 +35,30 @@ def test_interval_ranks_share_a_rank_where_intervals_overlap():
                     assert ranks[b] < ranks[a]
             # by definition: one more than the number of entries whose CI lies wholly above
             assert ranks[a] == 1 + sum(low_b > high_a for low_b, _ in intervals.values())
+
+
+def test_every_shipped_task_on_the_committed_board_is_powered():
+    """Every non-ImageNet task has committed records, each with a defined primary recovery whose effect is at least
+    POWER_MARGIN standard errors above 0 on the eval set (recomputed from the sidecar's per-example losses)."""
+    import math
+
+    from benchmark import paths
+    from benchmark.records import find_records, read_record, read_sidecar
+    from benchmark.select import POWER_MARGIN
+    from benchmark.tasks import all_tasks
+
+    results = paths.leaderboard_dir() / "results"
+    seen = set()
+    for path in find_records(results):
+        record = read_record(path)
+        task = record["task"]["id"]
+        if task not in all_tasks() or not record["task"].get("standard_protocol", True):
+            continue
+        arrays = read_sidecar(path, record)
+        d = arrays["loss.zero"].astype(np.float64) - arrays["loss.clean"].astype(np.float64)
+        t = d.mean() / (d.std(ddof=1) / math.sqrt(len(d)))
+        assert record["results"]["primary"]["defined"], (task, record["submission"]["name"])
+        assert t >= POWER_MARGIN, (task, t)
+        seen.add(task)
+    shipped = {tid for tid, t in all_tasks().items() if t.dataset != "imagenet"}
+    assert shipped <= seen, sorted(shipped - seen)
