@@ -43,9 +43,9 @@ left flank (window column 0, weight -0.4) loses little: r 0.913 without it,
 0.919 with it, on 2,000 fit-set images; so it is left out.
 
 Measured on the eval set (MNIST test, n = 10,000), once the design was frozen:
-recovery vs zero 76.7% [49.5, 94.6] against the mean's 12.8% [-6.2, 29.1]
+recovery vs zero 76.7% [47.5, 94.9] against the mean's 12.8% [-6.3, 28.5]
 (the mean stores 196 numbers, one per position); the replaced loss is below
-the mean ablation's with paired p = 0.002; KL recovery 87.7% [85.1, 90.3]
+the mean ablation's with paired p = 0.002; KL recovery 87.7% [84.5, 90.1]
 against the mean's 25.2%; fidelity r 0.917. DL 2,860 bits (3 fitted
 numbers, 24 literal).
 """

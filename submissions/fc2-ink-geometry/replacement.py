@@ -52,9 +52,9 @@ the held-out train images (recovery 74% against the mean's 65% there,
 paired p ~ 1e-11); single-feature variants and other units helped less.
 
 Measured on the eval set (MNIST test, n = 10,000), once the design was frozen:
-recovery vs zero 91.1% [79.6, 104.3] against the mean's 74.8% [60.3, 89.0];
+recovery vs zero 91.1% [79.2, 104.1] against the mean's 74.8% [60.3, 89.4];
 the replaced loss is below the mean ablation's with paired p = 1.1e-5; KL
-recovery 74.5% [71.1, 77.6] against the mean's 61.6%; fidelity r 0.66, 0.75,
+recovery 74.5% [71.2, 77.7] against the mean's 61.6%; fidelity r 0.66, 0.75,
 0.66 for units 3, 33, 67. DL 5,048 bits (9 fitted numbers, 68 literal).
 """
 
