@@ -34,11 +34,11 @@ def git(repo: Path, *args: str) -> str:
 
 @pytest.fixture()
 def pull_request(tmp_path: Path) -> Path:
-    """A clone on a branch `pr` (off `target`) whose one commit adds submissions/half-unit (it serves digits-mlp/fc1:17)."""
+    """A clone on a branch `pull-request` (off `target`) whose one commit adds submissions/half-unit (it serves digits-mlp/fc1:17)."""
     repo = tmp_path / "repo"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(repo)], check=True)
     git(repo, "checkout", "-q", "-B", "target")  # the branch the pull request targets
-    git(repo, "checkout", "-q", "-b", "pr")
+    git(repo, "checkout", "-q", "-b", "pull-request")
     folder = repo / "submissions" / "half-unit"
     folder.mkdir()
     (folder / "submission.toml").write_text('name = "half-unit"\nauthors = ["a stranger"]\nkind = "hand-written"\n'
@@ -60,7 +60,7 @@ def test_the_workflow_script_scores_verifies_and_renders_a_new_submission(pull_r
     assert changed.returncode == 0, changed.stderr
     assert changed.stdout.split() == ["half-unit"]
     out = repo / "pr"
-    proc = run_in(repo, "bash", ".github/scripts/check-submissions", "main", str(out))
+    proc = run_in(repo, "bash", ".github/scripts/check-submissions", "target", str(out))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     record = json.loads((out / "results" / "digits-mlp__fc1-17" / "half-unit.json").read_text())
     assert record["isolation"]["level"] == "namespaces" and record["submission"]["authors"] == ["a stranger"]
@@ -81,3 +81,5 @@ def test_nothing_changed_and_a_bad_base_are_clear(pull_request):
     proc = run_in(repo, sys.executable, "-m", "benchmark", "changed-submissions", "--base", "no-such-branch")
     assert proc.returncode == 2 and proc.stderr.startswith("replacebench: error: git merge-base")
     assert proc.stderr.count("\n") == 1
+    proc = run_in(repo, "bash", ".github/scripts/check-submissions", "no-such-branch", str(repo / "pr"))
+    assert proc.returncode == 2 and "no submission folder changed" not in proc.stdout  # the script stops there
