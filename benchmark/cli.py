@@ -104,6 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--html", type=Path, default=None, metavar="DIR",
                    help="write the static site (index, a page per task and per submission) into DIR instead")
 
+    p = sub.add_parser("changed-submissions", help="the submission folders a pull request adds or changes (for the "
+                                                   "public board's workflow)")
+    p.add_argument("--base", required=True, help="the branch the pull request targets, e.g. origin/main")
+
     p = sub.add_parser("length", help="a submission's description length, before fitting (see README: Complexity)")
     p.add_argument("submission", help="a name under submissions/ or a path to a submission folder")
     p.add_argument("--json", action="store_true")
@@ -394,6 +398,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_changed_submissions(args: argparse.Namespace) -> int:
+    from .changed import changed_submissions
+
+    for name in changed_submissions(args.base):
+        print(name)
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from .compare import compare, format_comparison
     from .records import default_results_dir
@@ -575,7 +587,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
 COMMANDS = {
     "tasks": cmd_tasks, "show": cmd_show, "score": cmd_score, "verify": cmd_verify, "compare": cmd_compare, "leaderboard": cmd_leaderboard,
     "length": cmd_length, "train": cmd_train, "fetch": cmd_fetch, "select": cmd_select, "stimuli": cmd_stimuli,
-    "inspect": cmd_inspect, "diagnose": cmd_diagnose,
+    "inspect": cmd_inspect, "diagnose": cmd_diagnose, "changed-submissions": cmd_changed_submissions,
 }
 
 

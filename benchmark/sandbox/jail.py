@@ -146,6 +146,11 @@ def enter(spec: JailSpec, sources: dict[str, int]) -> None:
     root = spec.new_root
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     _mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=16m,mode=0755")
+    # the private /tmp and /dev/shm first, so that a read-only path under the host's /tmp (a harness or environment
+    # living there) is bound on top of them, not hidden under them
+    for name, size in (("tmp", spec.file_bytes), ("dev/shm", spec.file_bytes)):
+        os.makedirs(f"{root}/{name}", exist_ok=True)
+        _mount("tmpfs", f"{root}/{name}", "tmpfs", MS_NOSUID | MS_NODEV, f"size={max(size, 1 << 20)},mode=1777")
     for path in spec.read_only:
         if path in sources:
             _bind_read_only(f"/proc/self/fd/{sources[path]}", root + path)
@@ -158,9 +163,6 @@ def enter(spec: JailSpec, sources: dict[str, int]) -> None:
             _mount("tmpfs", root + path, "tmpfs", MS_NOSUID | MS_NODEV | MS_RDONLY, "size=4k,mode=0555")
     for fd in sources.values():  # a descriptor of a host directory would lead out of the new root
         os.close(fd)
-    for name, size in (("tmp", spec.file_bytes), ("dev/shm", spec.file_bytes)):
-        os.makedirs(f"{root}/{name}", exist_ok=True)
-        _mount("tmpfs", f"{root}/{name}", "tmpfs", MS_NOSUID | MS_NODEV, f"size={max(size, 1 << 20)},mode=1777")
     for device in DEVICES:
         target = f"{root}/dev/{device}"
         open(target, "a").close()

@@ -55,6 +55,21 @@ class Limits:
         return asdict(self)
 
 
+# `python -I` ignores the working directory and PYTHONPATH, so `-m benchmark...` would import whichever `benchmark` the
+# environment installs, which need not be the harness running now (another checkout, an editable install elsewhere).
+# The children run the harness's own package instead: its parent folder goes first on sys.path, then the module runs.
+_BOOT = ("import runpy, sys; sys.path.insert(0, sys.argv.pop(1)); module = sys.argv.pop(1); "
+         "runpy.run_module(module, run_name='__main__', alter_sys=True)")
+
+
+def harness_module_command(module: str, *args: str) -> list[str]:
+    """The command that runs `module` (e.g. benchmark.sandbox.child) of this very harness package, isolated (-I)."""
+    import benchmark
+
+    root = str(Path(benchmark.__file__).resolve().parent.parent)
+    return [sys.executable, "-I", "-u", "-c", _BOOT, root, module, *args]
+
+
 def read_only_paths() -> tuple[str, ...]:
     """What the child sees, read-only: the interpreter, this environment's packages, the harness, system libraries.
 
@@ -134,7 +149,7 @@ class Zygote:
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             try:
                 self._process = subprocess.Popen(
-                    [sys.executable, "-I", "-u", "-m", "benchmark.sandbox.zygote", str(theirs.fileno())],
+                    harness_module_command("benchmark.sandbox.zygote", str(theirs.fileno())),
                     pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=_child_env(), cwd="/",
                     start_new_session=True)
             finally:
@@ -195,7 +210,7 @@ class Child:
             if probe:  # started from scratch: no torch to import, so no zygote needed
                 numbered = dict(zip(FD_NAMES, child_fds))
                 self._popen = subprocess.Popen(
-                    [sys.executable, "-I", "-u", "-m", "benchmark.sandbox.child", json.dumps({**spec, **numbered})],
+                    harness_module_command("benchmark.sandbox.child", json.dumps({**spec, **numbered})),
                     pass_fds=child_fds, stdin=subprocess.DEVNULL, stdout=err_write, stderr=err_write, env=_child_env(),
                     cwd="/", start_new_session=True)
                 self.pid = self._popen.pid
