@@ -17,6 +17,7 @@ from typing import Any
 
 from . import __version__
 from .errors import SubmissionError, UserError
+from .stats import StatisticsError
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -608,6 +609,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except UserError as exc:
+        print(f"replacebench: error: {exc}", file=sys.stderr)
+        return 2
+    except StatisticsError as exc:  # data the statistics cannot use: the user's to fix (e.g. too few examples)
         print(f"replacebench: error: {exc}", file=sys.stderr)
         return 2
     except SubmissionError as exc:

@@ -30,23 +30,20 @@ from .download import download, sha256_file
 from .errors import UserError
 from .models.inception import InceptionV1
 from .models.registry import check_state_dict, load_model
+from .models.weights import (
+    CACHE_SUBDIR,
+    METADATA_NAME,
+    PTH_NAME,
+    SAFETENSORS_NAME,
+    inception_weights_path,
+)
 from .paths import cache_dir
 from .paths import data_dir as resolve_data_dir
 
 WEIGHTS_URL = "https://github.com/ProGamerGov/pytorch-old-tensorflow-models/raw/master/inception5h.pth"
 LABELS_URL = "https://raw.githubusercontent.com/greentfrapp/lucent/master/lucent/modelzoo/misc/old_imagenet_labels.txt"
 
-CACHE_SUBDIR = "inceptionv1"
-PTH_NAME = "inception5h.pth"
-SAFETENSORS_NAME = "inception5h.safetensors"
-METADATA_NAME = "inception5h.json"
 
-_FETCH = "Run `replacebench fetch inceptionv1`."
-
-
-def inception_weights_path() -> Path:
-    """Where the converted weights live: `<cache>/inceptionv1/inception5h.safetensors`."""
-    return cache_dir(CACHE_SUBDIR) / SAFETENSORS_NAME
 
 
 def read_state_dict_pth(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -132,16 +129,6 @@ def fetch_inceptionv1(data_dir: str | os.PathLike | None = None, weights_url: st
         "labels_sha256": labels_sha,
         "data_dir": str(resolve_data_dir(data_dir)),
     }
-
-
-def recorded_sha256(st_path: Path) -> str | None:
-    meta_path = st_path.with_name(METADATA_NAME)
-    if st_path.name != SAFETENSORS_NAME or not meta_path.is_file():
-        return None
-    try:
-        return json.loads(meta_path.read_text())["safetensors_sha256"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise UserError(f"{meta_path} is unreadable. {_FETCH}") from None
 
 
 def load_inceptionv1(path: str | os.PathLike | None = None, sha256: str | None = None) -> InceptionV1:

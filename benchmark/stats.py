@@ -33,7 +33,6 @@ from scipy import special
 from scipy import stats as sps
 
 from benchmark import intervals
-from benchmark.errors import UserError
 
 #: How records' intervals are computed. "hall-fieller" (schema 6): closed forms, `recovery_stats`.
 #: Records before schema 6 have "bootstrap-bca": `bootstrap_recovery_stats` with their seed and resamples.
@@ -165,6 +164,11 @@ def _numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
+class StatisticsError(ValueError):
+    """Data the statistics cannot use (too few examples, non-finite values). The harness shows it as a user error;
+    this module knows nothing of the command line."""
+
+
 def _vector(name: str, x: Any, n: int | None = None) -> np.ndarray:
     """1-D float64 array of finite values, of length `n` when given."""
     v = _numpy(x).astype(np.float64, copy=False)
@@ -173,7 +177,7 @@ def _vector(name: str, x: Any, n: int | None = None) -> np.ndarray:
     if n is not None and len(v) != n:
         raise ValueError(f"{name} has {len(v)} values but the other inputs have {n}; they must be paired")
     if not np.all(np.isfinite(v)):
-        raise UserError(
+        raise StatisticsError(
             f"{name} contains NaN or inf losses; check that the replacement outputs finite values of a sensible scale"
         )
     return v
@@ -181,7 +185,7 @@ def _vector(name: str, x: Any, n: int | None = None) -> np.ndarray:
 
 def _check_n(n: int) -> None:
     if n < 2:
-        raise UserError(f"statistics need at least 2 examples, got {n}; evaluate on more examples")
+        raise StatisticsError(f"statistics need at least 2 examples, got {n}; evaluate on more examples")
 
 
 def _check_level(level: float) -> None:
@@ -774,7 +778,7 @@ class FidelityAccumulator:
         if m == 0:
             return
         if not (np.all(np.isfinite(y)) and np.all(np.isfinite(h))):
-            raise UserError("activations contain NaN or inf; the replacement must return finite values")
+            raise StatisticsError("activations contain NaN or inf; the replacement must return finite values")
         my, mh = y.mean(axis=1), h.mean(axis=1)  # [U]
         dy, dh = y - my[:, None], h - mh[:, None]  # [U, m]
         m2y, m2h, cov = (dy * dy).sum(1), (dh * dh).sum(1), (dy * dh).sum(1)

@@ -15,7 +15,6 @@ from sklearn.metrics import r2_score
 from statsmodels.stats.contingency_tables import mcnemar
 
 from benchmark import intervals, stats
-from benchmark.errors import UserError
 
 # ----------------------------------------------------------------------------
 # helpers
@@ -280,9 +279,9 @@ def test_recovery_stats_fields_and_shared_resamples():
 
 
 def test_recovery_stats_user_errors():
-    with pytest.raises(UserError):
+    with pytest.raises(stats.StatisticsError):
         stats.recovery_stats([1.0], {"zero": [2.0]}, [1.5])
-    with pytest.raises(UserError):
+    with pytest.raises(stats.StatisticsError):
         stats.recovery_stats([1.0, 2.0], {"zero": [2.0, 3.0]}, [1.5, float("nan")])
     with pytest.raises(ValueError):
         stats.recovery_stats([1.0, 2.0], {"zero": [2.0, 3.0, 4.0]}, [1.5, 2.5])
@@ -499,3 +498,16 @@ def test_detectable_recovery_difference_has_80_percent_power_by_simulation(draw,
         rejections += sps.ttest_1samp(diff, 0.0).pvalue < 0.05
     assert low <= rejections / trials <= high, rejections / trials  # binomial SD 0.007
     assert stats.detectable_recovery_difference(clean, clean - 0.1) is None  # nothing to recover
+
+
+def test_one_top_k_rule_in_scoring_and_statistics():
+    """The scoring path's top-k (`per_example_outputs`) is `topk_correct`'s: a tie counts in the label's favour,
+    whatever order a sort would put the tied classes in."""
+    from benchmark.conditions import per_example_outputs
+
+    logits = torch.tensor([[1.0, 1.0, 0.0], [0.0, 2.0, 2.0], [3.0, 1.0, 1.0], [0.5, 0.5, 0.5]])  # [4, 3]
+    labels = torch.tensor([1, 1, 2, 2])
+    out = per_example_outputs(logits, labels, (1, 2))
+    for k in (1, 2):
+        np.testing.assert_array_equal(out[f"top{k}"], stats.topk_correct(logits.numpy(), labels.numpy(), k))
+    np.testing.assert_array_equal(out["top1"], [True, True, False, True])

@@ -13,6 +13,7 @@ from .. import paths
 from ..download import cached_sha256
 from ..errors import UserError, unknown
 from .base import StagedModel
+from .weights import METADATA_NAME, inception_weights_path, recorded_sha256
 
 #: model id → (module, class name); imported lazily so `replacebench tasks` stays fast.
 MODEL_CLASSES: dict[str, tuple[str, str]] = {
@@ -40,8 +41,6 @@ def model_class(model_id: str) -> type[StagedModel]:
 def checkpoint_path(model_id: str, checkpoint: str) -> Path:
     """Where a task's checkpoint lives: "fetched" means the converted download in the cache."""
     if checkpoint == "fetched":
-        from ..fetch_inception import inception_weights_path
-
         return inception_weights_path()
     return paths.PROJECT_ROOT / checkpoint
 
@@ -85,8 +84,6 @@ def load_model(model_id: str, checkpoint: str, expected_sha256: str = "", pinned
         raise UserError(f"checkpoint for {model_id} not found at {path}; run `{HOW_TO_GET[model_id]}`.")
     actual = cached_sha256(path)
     if not expected_sha256 and model_id in FETCHED_MODELS:
-        from ..fetch_inception import METADATA_NAME, recorded_sha256
-
         expected_sha256 = recorded_sha256(path) or ""  # what `fetch` converted; guards against later damage
         pinned_by = METADATA_NAME
     if expected_sha256 and actual != expected_sha256:
