@@ -45,9 +45,12 @@ NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # a submission's name, as `submi
 Board = dict[str, list[dict[str, Any]]]
 
 
-def load_board(results_dir: Path, warn: Callable[[str], None]) -> tuple[Board, dict[int, Path]]:
-    """Every record that passes its checks, by task id, and each record's file (by `id(record)`); as `render`."""
+def load_board(results_dir: Path, warn: Callable[[str], None]
+               ) -> tuple[Board, dict[str, dict[str, dict[str, Any]]], dict[int, Path]]:
+    """Every public record that passes its checks, by task id; the held-out ones, by task id and submission; and
+    each record's file (by `id(record)`); as `render`."""
     by_task: Board = defaultdict(list)
+    heldout: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
     where: dict[int, Path] = {}
     for path in find_records(results_dir):
         record, problems = load_checked(path)
@@ -56,9 +59,12 @@ def load_board(results_dir: Path, warn: Callable[[str], None]) -> tuple[Board, d
         if record is None:
             warn(f"left {path} off the site: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
             continue
-        by_task[record["task"]["id"]].append(record)
+        if record.get("split", "public") == "held-out":
+            heldout[record["task"]["id"]][record["submission"]["name"]] = record
+        else:
+            by_task[record["task"]["id"]].append(record)
         where[id(record)] = path
-    return by_task, where
+    return by_task, heldout, where
 
 
 def slug(task_id: str) -> str:
@@ -219,13 +225,17 @@ def scatter_svg(records: list[dict[str, Any]], frontier: set[str]) -> str:
 
 # -- pages -----------------------------------------------------------------------------------------------------------
 
-def task_page(task_id: str, records: list[dict[str, Any]], record_path: Path, hashes: dict[Path, str | None]) -> str:
+def task_page(task_id: str, records: list[dict[str, Any]], record_path: Path, hashes: dict[Path, str | None],
+              heldout: dict[str, dict[str, Any]] | None = None) -> str:
+    """A task's page: its public entries, with each one's held-out recovery beside it (— when none)."""
+    heldout = heldout or {}
     shown = next((r for r in records if r["task"]["standard_protocol"]), records[0])
     t = shown["task"]
     frontier = frontier_entries(records)
     ranks = board_ranks(records)
     abl = t["primary_ablation"]
-    head = ["#", "submission", "kind", f"recovery ({abl}) [95% CI]", f"KL recovery ({abl}) [95% CI]",
+    head = ["#", "submission", "kind", f"recovery ({abl}) [95% CI]", "held-out recovery [95% CI]",
+            f"KL recovery ({abl}) [95% CI]",
             "p(beats abl.)", "p(R≥1)", "fidelity r", "numbers (fitted + literal)", "DL (bits)", "frontier", "marks", "n"]
     rows = []
     for record in sorted(records, key=sort_key):
@@ -237,13 +247,14 @@ def task_page(task_id: str, records: list[dict[str, Any]], record_path: Path, ha
             f'<td class="l"><a href="{sub_href(name, "../")}">{esc(name)}</a></td>',
             f'<td class="l">{esc(record["submission"]["kind"])}</td>',
             f"<td>{esc(recovery_cell(res['primary']))}</td>",
+            f"<td>{esc(recovery_cell(heldout[name]['results']['primary']) if name in heldout else '—')}</td>",
             f"<td>{esc('—' if not kl else recovery_cell(kl[res['primary']['ablation']]))}</td>",
             f"<td>{esc(fmt_p(res['primary']['p_beats_ablation']))}</td>", f"<td>{esc(fmt_p(res['p_at_least_clean']))}</td>",
             f"<td>{esc('—' if r is None else f'{r:.3f}')}</td>", f"<td>{esc(numbers_cell(c))}</td>",
             f"<td>{esc(dl_cell(c))}</td>",
             f"<td>{'◆' if name in frontier else ''}</td>", f'<td class="l">{esc(", ".join(marks(record, hashes)))}</td>',
             f"<td>{esc(record['task']['n_eval'])}</td>"]) + "</tr>")
-    table = "<table>" + header_row(head, (1, 2, 11)) + "\n" + "\n".join(rows) + "</table>"
+    table = "<table>" + header_row(head, (1, 2, 12)) + "\n" + "\n".join(rows) + "</table>"
     body = [nav("../"), f"<h1>{esc(task_id)}</h1>",
             f"<p>Layer <code>{esc(t['layer'])}</code>, units {esc(', '.join(map(str, t['units'])))}, inputs "
             f"{esc(', '.join(map(str, t['inputs'])))}; {esc(t['dataset'])} {esc(t['eval_split'])} (n = {esc(t['n_eval'])}); "
@@ -345,7 +356,7 @@ def index_page(board: Board, ranks: dict[str, dict[str, int]], frontiers: dict[s
 def write_site(results_dir: Path, out: Path, warn: Callable[[str], None] = lambda message: None) -> Path:
     """Render the site from `results_dir` into `out` (replaced whole); returns `out`'s absolute path."""
     out = Path(out).expanduser().absolute()
-    board, where = load_board(results_dir, warn)
+    board, heldout, where = load_board(results_dir, warn)
     hashes: dict[Path, str | None] = {}
     ranks = {t: board_ranks(rs) for t, rs in board.items()}
     frontiers = {t: frontier_entries(rs) for t, rs in board.items()}
@@ -357,7 +368,8 @@ def write_site(results_dir: Path, out: Path, warn: Callable[[str], None] = lambd
         (tmp / "submissions").mkdir()
         for task_id, records in board.items():
             shown = next((r for r in records if r["task"]["standard_protocol"]), records[0])
-            (tmp / "tasks" / f"{slug(task_id)}.html").write_text(task_page(task_id, records, where[id(shown)], hashes))
+            (tmp / "tasks" / f"{slug(task_id)}.html").write_text(
+                task_page(task_id, records, where[id(shown)], hashes, heldout.get(task_id)))
         for name, entries in by_sub.items():
             (tmp / "submissions" / f"{name}.html").write_text(submission_page(name, entries, ranks, frontiers, hashes))
     return out

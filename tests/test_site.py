@@ -156,3 +156,18 @@ def test_html_out_refuses_a_foreign_folder(tmp_path):
     assert [p.name for p in foreign.iterdir()] == ["keep.txt"]
     proc = run_cli("leaderboard", "--html", str(tmp_path / "s"), "--out", str(tmp_path / "b.md"))
     assert proc.returncode == 2 and "--html" in proc.stderr and not list(tmp_path.glob("s*")) + list(tmp_path.glob("b.md"))
+
+
+def test_task_pages_show_the_held_out_figure_beside_the_public_one(tmp_path):
+    """The committed board has held-out records: each sits in its public entry's row, not in a row of its own."""
+    from benchmark.leaderboard import recovery_cell
+
+    out = tmp_path / "site"
+    assert run_cli("leaderboard", "--html", str(out), "--results-dir", str(default_results_dir())).returncode == 0
+    page = (out / "tasks" / "mnist-mlp__fc1-13.html").read_text()
+    heldout = json.loads((default_results_dir() / "mnist-mlp__fc1-13" / "mnist-stroke.heldout.json").read_text())
+    public = json.loads((default_results_dir() / "mnist-mlp__fc1-13" / "mnist-stroke.json").read_text())
+    assert "held-out recovery [95% CI]" in page
+    row = next(line for line in page.splitlines() if ">mnist-stroke</a>" in line)
+    assert recovery_cell(public["results"]["primary"]) in row and recovery_cell(heldout["results"]["primary"]) in row
+    assert page.count(">mnist-stroke</a>") == 1
