@@ -104,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--html", type=Path, default=None, metavar="DIR",
                    help="write the static site (index, a page per task and per submission) into DIR instead")
 
+    p = sub.add_parser("schema", help="print the JSON schema of a result record (committed as leaderboard/record.schema.json)")
+    p.add_argument("--out", type=Path, default=None, help="write it to this file instead of printing it")
+
     p = sub.add_parser("length", help="a submission's description length, before fitting (see README: Complexity)")
     p.add_argument("submission", help="a name under submissions/ or a path to a submission folder")
     p.add_argument("--json", action="store_true")
@@ -272,55 +275,48 @@ def cmd_length(args: argparse.Namespace) -> int:
 
 
 def tasks_served(meta_tasks: tuple[str, ...]) -> list[Any]:
-    import fnmatch
+    from .api import tasks_served
 
-    from .tasks import all_tasks
-
-    return [t for t in all_tasks().values() if any(fnmatch.fnmatchcase(t.id, p) for p in meta_tasks)]
+    return tasks_served(meta_tasks)
 
 
 def run_options(args: argparse.Namespace, **overrides: Any) -> Any:
-    from .runner import RunOptions
+    from .api import run_options as api_run_options
 
     values = dict(device=args.device, data_dir=args.data_dir, imagenet_dir=args.imagenet,
                   progress=progress_enabled(), time_limit=args.time_limit, memory_limit=args.memory_limit)
+    if "isolate" in overrides:
+        overrides["in_process"] = not overrides.pop("isolate")
     values.update(overrides)
-    return RunOptions(**values)
+    return api_run_options(**values)
 
 
 def start_zygote(args: argparse.Namespace) -> None:
     """Start importing torch for the submission's children now, while this process loads everything else."""
-    if not getattr(args, "in_process", False):
-        from .sandbox.process import ZYGOTE
+    from .api import start_zygote
 
-        ZYGOTE.start()
+    start_zygote(getattr(args, "in_process", False))
 
 
 def check_data_first(tasks: list[Any], args: argparse.Namespace) -> None:
     """Open every dataset split the tasks read before scoring the first: a missing one fails now, not mid-run."""
-    from .data.registry import open_split
+    from .api import check_data_first
 
-    for dataset, split in sorted({(t.dataset, s) for t in tasks for s in (t.eval_split, t.fit_split)}):
-        open_split(dataset, split, args.data_dir, args.imagenet)
+    check_data_first(tasks, args.data_dir, args.imagenet)
 
 
 def read_heldout_secret(args: argparse.Namespace) -> bytes | None:
     """The held-out secret's bytes from `--held-out-secret FILE` (None without it), read here, in the harness."""
-    if args.held_out_secret is None:
-        return None
-    from .heldout import read_secret
+    from .api import read_heldout_secret
 
-    if getattr(args, "in_process", False):
-        raise UserError("--held-out-secret cannot be combined with --in-process: the submission would run in the "
-                        "process that holds the secret.")
-    return read_secret(args.held_out_secret)
+    return read_heldout_secret(args.held_out_secret, getattr(args, "in_process", False))
 
 
 def cmd_score(args: argparse.Namespace) -> int:
     secret = read_heldout_secret(args)  # before any child starts: a bad file is a one-line error
     start_zygote(args)
+    from .api import check_heldout_tasks, score_snapshot
     from .records import default_results_dir
-    from .runner import run_score
     from .submissions import take_snapshot
     from .tasks import select_tasks
 
@@ -340,13 +336,7 @@ def cmd_score(args: argparse.Namespace) -> int:
                           file=sys.stderr)
         else:
             tasks = select_tasks(args.task)
-        if secret is not None:
-            from .heldout import TRANSFORMS
-
-            without = sorted({t.dataset for t in tasks if t.dataset not in TRANSFORMS})
-            if without:
-                raise UserError(f"no held-out split is defined for {', '.join(without)} tasks (only "
-                                f"{', '.join(sorted(TRANSFORMS))}): score them without --held-out-secret.")
+        check_heldout_tasks(tasks, secret)
         options = run_options(args, eval_size=args.eval_size, fit_size=args.fit_size,
                               use_cache=not args.no_cache, isolate=not args.in_process, force=args.force,
                               heldout_secret=secret)
@@ -354,7 +344,8 @@ def cmd_score(args: argparse.Namespace) -> int:
         results_dir = None if args.no_record else (args.results_dir or default_results_dir())
         records = []
         for task in tasks:
-            record, path = run_score(task, snapshot, options, results_dir)
+            typed, path = score_snapshot(task, snapshot, options, results_dir)
+            record = typed.to_dict()  # exactly the record as written
             records.append(record)
             if not args.json:
                 print(format_score(record))
@@ -395,15 +386,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import compare, format_comparison
-    from .records import default_results_dir
-    from .tasks import get_task
+    from .api import compare
+    from .compare import format_comparison
 
-    if any(ch in args.task for ch in "*?["):
-        raise UserError(f"compare takes one task id, not a pattern ('{args.task}'); list the ids with "
-                        f"`replacebench tasks '{args.task}'`.")
-    task = get_task(args.task)
-    result = compare(args.results_dir or default_results_dir(), task, args.a, args.b)
+    result = compare(args.task, args.a, args.b, args.results_dir)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -437,6 +423,26 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out, text.encode())
     print(f"wrote {out}")
+    return 0
+
+
+def schema_text() -> str:
+    """The record's JSON schema as committed: indented, one trailing newline."""
+    from .record_types import json_schema
+
+    return json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n"
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    text = schema_text()
+    if args.out is None:
+        print(text, end="")
+        return 0
+    from .atomic import atomic_write_bytes
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(args.out, text.encode())
+    print(f"wrote {args.out}")
     return 0
 
 
@@ -574,6 +580,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "tasks": cmd_tasks, "show": cmd_show, "score": cmd_score, "verify": cmd_verify, "compare": cmd_compare, "leaderboard": cmd_leaderboard,
+    "schema": cmd_schema,
     "length": cmd_length, "train": cmd_train, "fetch": cmd_fetch, "select": cmd_select, "stimuli": cmd_stimuli,
     "inspect": cmd_inspect, "diagnose": cmd_diagnose,
 }
