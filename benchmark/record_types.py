@@ -166,7 +166,7 @@ class Isolation(Part):
 
     level: str
     mechanism: str
-    limits: dict[str, int] | None = field(default=None, metadata=LEGACY_OPTIONAL)
+    limits: dict[str, float] | None = field(default=None, metadata=LEGACY_OPTIONAL)  # time_s may be fractional
 
 
 @dataclass

@@ -270,3 +270,25 @@ def test_api_user_errors(tmp_path):
     with pytest.raises(UserError, match="score linear"):
         rb.compare(TASK, "linear", "zero", results_dir=tmp_path)
     assert rb.load_results(tmp_path / "none").empty
+
+
+def test_score_options_mirror_the_cli(tmp_path, data_dir, session_cache):
+    """The held-out secret, the limits and the sizes reach the run, as the CLI's flags do."""
+    import secrets
+
+    secret = tmp_path / "heldout.secret"
+    secret.write_text("RBAPI-" + secrets.token_hex(24) + "\n")
+    secret.chmod(0o600)
+    results = tmp_path / "results"
+    record = rb.score(TASK, "zero", results_dir=results, held_out_secret=secret, time_limit=120, memory_limit="3G",
+                      eval_size=200, fit_size=100)
+    assert record.split == "held-out" and re.fullmatch(r"[0-9a-f]{64}", record.heldout_commitment)
+    assert record.provenance.heldout_transform is not None and secret.read_text().strip() not in json.dumps(record.to_dict())
+    assert record.isolation.limits["time_s"] == 120 and record.isolation.limits["memory_bytes"] == 3 << 30
+    assert (record.task.n_eval, record.task.n_fit, record.task.standard_protocol) == (200, 100, False)
+    path = results / SLUG / "zero.heldout.json"
+    assert Record.read(path) == record and validate(json.loads(path.read_text()), json_schema()) == []
+    with pytest.raises(UserError, match="cannot be combined with --in-process"):
+        rb.score(TASK, "zero", held_out_secret=secret, in_process=True)
+    with pytest.raises(UserError, match="no held-out split is defined for imagenet"):
+        rb.score("inceptionv1/mixed3b:curves", "zero", held_out_secret=secret)
