@@ -201,11 +201,13 @@ def test_the_validator_catches_broken_records(scored):
         Record.from_dict({**good, "schema_version": 99})
 
 
-def test_the_committed_schema_is_the_generated_one(cli):
+def test_the_committed_schema_is_the_generated_one(cli, tmp_path):
     committed = (ROOT / "leaderboard" / "record.schema.json").read_text()
     proc = cli("schema")
     assert proc.returncode == 0 and proc.stdout == committed, \
         "regenerate it: replacebench schema --out leaderboard/record.schema.json"
+    assert cli("schema", "--out", str(tmp_path / "s.json")).returncode == 0
+    assert (tmp_path / "s.json").read_text() == committed
     schema = json.loads(committed)
     assert schema["properties"]["schema_version"] == {"const": SCHEMA_VERSION}
     assert set(schema["required"]) == {"schema_version", "split", "heldout_commitment", "task", "submission",
@@ -292,3 +294,12 @@ def test_score_options_mirror_the_cli(tmp_path, data_dir, session_cache):
         rb.score(TASK, "zero", held_out_secret=secret, in_process=True)
     with pytest.raises(UserError, match="no held-out split is defined for imagenet"):
         rb.score("inceptionv1/mixed3b:curves", "zero", held_out_secret=secret)
+
+
+def test_a_harness_that_leaves_before_its_zygote_is_ready_leaves_no_traceback():
+    """The API's lazy imports let a user error exit before the zygote has imported torch: the zygote then finds its
+    harness gone and leaves quietly (it used to print a BrokenPipeError traceback under the one-line error)."""
+    code = "from benchmark.sandbox.process import ZYGOTE; ZYGOTE.start()"
+    for _ in range(3):
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+        assert proc.returncode == 0 and proc.stderr == "", proc.stderr
