@@ -17,6 +17,7 @@ from typing import Any
 
 from . import __version__
 from .errors import SubmissionError, UserError
+from .report import format_score
 from .stats import StatisticsError
 
 
@@ -108,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("changed-submissions", help="the submission folders a pull request adds or changes (for the "
                                                    "public board's workflow)")
     p.add_argument("--base", required=True, help="the branch the pull request targets, e.g. origin/main")
+
+    p = sub.add_parser("schema", help="print the JSON schema of a result record (committed as leaderboard/record.schema.json)")
+    p.add_argument("--out", type=Path, default=None, help="write it to this file instead of printing it")
 
     p = sub.add_parser("length", help="a submission's description length, before fitting (see README: Complexity)")
     p.add_argument("submission", help="a name under submissions/ or a path to a submission folder")
@@ -211,53 +215,6 @@ def power_line(task: Any, args: argparse.Namespace) -> str:
             f"n = {len(ctx.eval_indices)}; README: Statistics)")
 
 
-def format_score(record: dict[str, Any]) -> str:
-    from .leaderboard import fmt_p, fmt_pct, recovery_cell
-
-    res = record["results"]
-    split = "" if record.get("split", "public") == "public" else \
-        f", held-out split (commitment {record['heldout_commitment'][:12]}…)"
-    lines = [f"{record['submission']['name']} on {record['task']['id']} (n = {record['task']['n_eval']}{split})"]
-    for name, stats in res["recovery"].items():
-        mark = " (primary)" if name == res["primary"]["ablation"] else ""
-        effect = f"effect {stats['effect']:+.4f} [{stats['effect_low']:+.4f}, {stats['effect_high']:+.4f}]"
-        lines.append(f"  recovery vs {name:<8} {recovery_cell(stats):<28} {effect}  p(beats) {fmt_p(stats['p_beats_ablation'])}{mark}")
-    for name, stats in (res.get("kl_recovery") or {}).items():
-        mark = " (primary)" if name == res["primary"]["ablation"] else ""
-        lines.append(f"  KL recovery vs {name:<8} {recovery_cell(stats):<25} "
-                     f"mean KL(clean||{name}) {stats['effect']:.4g}{mark}")
-    lines.append(f"  p(R >= 1) {fmt_p(res['p_at_least_clean'])}   mean KL(clean||replaced) {res['mean_kl_clean_replaced']:.5f}")
-    for key, acc in res["accuracy"].items():
-        mc = res["mcnemar_replaced_vs_clean"][key]
-        lines.append("  " + key + ": " + ", ".join(f"{c} {fmt_pct(v)}" for c, v in acc.items()) + f"  (McNemar vs clean p {fmt_p(mc['p_value'])})")
-    fid = ", ".join(f"{f['unit']}: r {f['pearson_r']:.3f}" if f.get("pearson_r") is not None else f"{f['unit']}: r —" for f in res["fidelity"][:10])
-    lines.append(f"  fidelity {fid}")
-    lines += complexity_lines(record["complexity"])
-    if record.get("efficiency"):
-        from .leaderboard import fmt_seconds
-
-        e = record["efficiency"]
-        lines.append(f"  cost per example: replace {fmt_seconds(e['replace_seconds_per_example'])}, the original units "
-                     f"{fmt_seconds(e['original_seconds_per_example'])} ({e['original_macs_per_example']:,} multiply-adds)")
-    lines.append(f"  isolation: {record.get('isolation', {}).get('level', 'none')}")
-    lines.append(f"  wall time {record['provenance']['seconds']['total']:.2f} s (baseline {'cached' if record['provenance']['baseline_from_cache'] else 'computed'})")
-    return "\n".join(lines)
-
-
-def complexity_lines(c: dict[str, Any]) -> list[str]:
-    """Description length and the copy test, as `score` prints them."""
-    if c.get("description_bits") is None:
-        return [f"  complexity: {c['fitted_parameters']} fitted parameters (description length not measured: score again)"]
-    b = c["bits"]
-    verdict = "a COPY: it can hold the target's own weights" if c["copy"] else "not a copy"
-    return [
-        (f"  description length {c['description_bits']:,} bits = {c['code_tokens']:,} code tokens ({b['code']:,}) + "
-         f"{c['literal_numbers']:,} literal numbers ({b['literals']:,}) + {c['data_bytes']:,} data bytes ({b['data']:,}) + "
-         f"{c['fitted_parameters']:,} fitted numbers ({b['fitted']:,})"),
-        f"  stored numbers {c['stored_numbers']:,} vs the target's fan-in {c['target_fan_in']:,}: {verdict}",
-    ]
-
-
 def cmd_length(args: argparse.Namespace) -> int:
     from .description import BITS_PER_DATA_BYTE, BITS_PER_TOKEN
     from .submissions import take_snapshot
@@ -277,55 +234,48 @@ def cmd_length(args: argparse.Namespace) -> int:
 
 
 def tasks_served(meta_tasks: tuple[str, ...]) -> list[Any]:
-    import fnmatch
+    from .api import tasks_served
 
-    from .tasks import all_tasks
-
-    return [t for t in all_tasks().values() if any(fnmatch.fnmatchcase(t.id, p) for p in meta_tasks)]
+    return tasks_served(meta_tasks)
 
 
 def run_options(args: argparse.Namespace, **overrides: Any) -> Any:
-    from .runner import RunOptions
+    from .api import run_options as api_run_options
 
     values = dict(device=args.device, data_dir=args.data_dir, imagenet_dir=args.imagenet,
                   progress=progress_enabled(), time_limit=args.time_limit, memory_limit=args.memory_limit)
+    if "isolate" in overrides:
+        overrides["in_process"] = not overrides.pop("isolate")
     values.update(overrides)
-    return RunOptions(**values)
+    return api_run_options(**values)
 
 
 def start_zygote(args: argparse.Namespace) -> None:
     """Start importing torch for the submission's children now, while this process loads everything else."""
-    if not getattr(args, "in_process", False):
-        from .sandbox.process import ZYGOTE
+    from .api import start_zygote
 
-        ZYGOTE.start()
+    start_zygote(getattr(args, "in_process", False))
 
 
 def check_data_first(tasks: list[Any], args: argparse.Namespace) -> None:
     """Open every dataset split the tasks read before scoring the first: a missing one fails now, not mid-run."""
-    from .data.registry import open_split
+    from .api import check_data_first
 
-    for dataset, split in sorted({(t.dataset, s) for t in tasks for s in (t.eval_split, t.fit_split)}):
-        open_split(dataset, split, args.data_dir, args.imagenet)
+    check_data_first(tasks, args.data_dir, args.imagenet)
 
 
 def read_heldout_secret(args: argparse.Namespace) -> bytes | None:
     """The held-out secret's bytes from `--held-out-secret FILE` (None without it), read here, in the harness."""
-    if args.held_out_secret is None:
-        return None
-    from .heldout import read_secret
+    from .api import read_heldout_secret
 
-    if getattr(args, "in_process", False):
-        raise UserError("--held-out-secret cannot be combined with --in-process: the submission would run in the "
-                        "process that holds the secret.")
-    return read_secret(args.held_out_secret)
+    return read_heldout_secret(args.held_out_secret, getattr(args, "in_process", False))
 
 
 def cmd_score(args: argparse.Namespace) -> int:
     secret = read_heldout_secret(args)  # before any child starts: a bad file is a one-line error
     start_zygote(args)
+    from .api import check_heldout_tasks, score_snapshot
     from .records import default_results_dir
-    from .runner import run_score
     from .submissions import take_snapshot
     from .tasks import select_tasks
 
@@ -345,13 +295,7 @@ def cmd_score(args: argparse.Namespace) -> int:
                           file=sys.stderr)
         else:
             tasks = select_tasks(args.task)
-        if secret is not None:
-            from .heldout import TRANSFORMS
-
-            without = sorted({t.dataset for t in tasks if t.dataset not in TRANSFORMS})
-            if without:
-                raise UserError(f"no held-out split is defined for {', '.join(without)} tasks (only "
-                                f"{', '.join(sorted(TRANSFORMS))}): score them without --held-out-secret.")
+        check_heldout_tasks(tasks, secret)
         options = run_options(args, eval_size=args.eval_size, fit_size=args.fit_size,
                               use_cache=not args.no_cache, isolate=not args.in_process, force=args.force,
                               heldout_secret=secret)
@@ -359,7 +303,8 @@ def cmd_score(args: argparse.Namespace) -> int:
         results_dir = None if args.no_record else (args.results_dir or default_results_dir())
         records = []
         for task in tasks:
-            record, path = run_score(task, snapshot, options, results_dir)
+            typed, path = score_snapshot(task, snapshot, options, results_dir)
+            record = typed.to_dict()  # exactly the record as written
             records.append(record)
             if not args.json:
                 print(format_score(record))
@@ -408,15 +353,10 @@ def cmd_changed_submissions(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import compare, format_comparison
-    from .records import default_results_dir
-    from .tasks import get_task
+    from .api import compare
+    from .compare import format_comparison
 
-    if any(ch in args.task for ch in "*?["):
-        raise UserError(f"compare takes one task id, not a pattern ('{args.task}'); list the ids with "
-                        f"`replacebench tasks '{args.task}'`.")
-    task = get_task(args.task)
-    result = compare(args.results_dir or default_results_dir(), task, args.a, args.b)
+    result = compare(args.task, args.a, args.b, args.results_dir)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -450,6 +390,26 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out, text.encode())
     print(f"wrote {out}")
+    return 0
+
+
+def schema_text() -> str:
+    """The record's JSON schema as committed: indented, one trailing newline."""
+    from .record_types import json_schema
+
+    return json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n"
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    text = schema_text()
+    if args.out is None:
+        print(text, end="")
+        return 0
+    from .atomic import atomic_write_bytes
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(args.out, text.encode())
+    print(f"wrote {args.out}")
     return 0
 
 
@@ -587,6 +547,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "tasks": cmd_tasks, "show": cmd_show, "score": cmd_score, "verify": cmd_verify, "compare": cmd_compare, "leaderboard": cmd_leaderboard,
+    "schema": cmd_schema,
     "length": cmd_length, "train": cmd_train, "fetch": cmd_fetch, "select": cmd_select, "stimuli": cmd_stimuli,
     "inspect": cmd_inspect, "diagnose": cmd_diagnose, "changed-submissions": cmd_changed_submissions,
 }

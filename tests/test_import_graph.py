@@ -22,7 +22,11 @@ def edges() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {m: set() for m in modules}
     for name, path in modules.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        for node in ast.walk(ast.parse(path.read_text())):  # lazy imports inside functions count too
+        tree = ast.parse(path.read_text())
+        # lazy imports inside functions count too, except the package's own lazy exports (its `__getattr__` runs
+        # only when a user asks for `rb.score` and the like, never while a module of the package imports it)
+        nodes = tree.body if name == "benchmark" else ast.walk(tree)
+        for node in nodes:
             targets = []
             if isinstance(node, ast.ImportFrom):
                 base = node.module or ""
@@ -30,7 +34,9 @@ def edges() -> dict[str, set[str]]:
                     anchor = package.split(".")
                     anchor = anchor[: len(anchor) - (node.level - 1)]
                     base = ".".join([*anchor, base] if base else anchor)
-                targets = [base] + [f"{base}.{a.name}" for a in node.names]
+                # `from .pkg import sub` needs the module pkg.sub; it needs pkg's own code only for a name pkg defines
+                subs = [f"{base}.{a.name}" for a in node.names]
+                targets = subs + ([base] if any(t not in modules for t in subs) else [])
             elif isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
             graph[name] |= {t for t in targets if t in modules and t != name}

@@ -69,7 +69,10 @@ def main() -> None:
 
     from . import child, jail, protocol, worker  # noqa: F401
 
-    control.send(json.dumps({"ready": True}).encode())
+    try:
+        control.send(json.dumps({"ready": True}).encode())
+    except OSError:  # the harness already left (a user error before the first child): nothing to serve, nothing to say
+        return
     while True:
         try:
             message, fds, _, _ = socket.recv_fds(control, MAX_MESSAGE, len(FD_NAMES) + 1)
