@@ -62,3 +62,21 @@ def test_every_shipped_task_on_the_committed_board_is_powered():
         seen.add(task)
     shipped = {tid for tid, t in all_tasks().items() if t.dataset != "imagenet"}
     assert shipped <= seen, sorted(shipped - seen)
+
+
+def test_every_committed_record_is_typed_round_trips_and_validates():
+    """The board's own records load as `Record`, serialise back to the same JSON, and meet the published schema."""
+    import json
+
+    from benchmark import paths
+    from benchmark.record_types import Record, json_schema, validate
+    from benchmark.records import find_records
+
+    schema = json_schema()
+    found = find_records(paths.leaderboard_dir() / "results")
+    assert len(found) >= 100
+    for path in found:
+        data = json.loads(path.read_text())
+        record = Record.from_dict(data)
+        assert record.to_dict() == data, path
+        assert validate(data, schema) == [], path
