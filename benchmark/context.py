@@ -40,6 +40,8 @@ class TaskContext:
     standard_protocol: bool  # False when eval/fit sizes were overridden
     overrides: dict[str, int] = field(default_factory=dict)
     channels_last: bool = False  # the model (and so its input batches) use channels-last memory
+    eval_offset: int = 0  # a shard of the eval set (cluster.py): where `eval_indices` start in the whole one
+    eval_total: int | None = None  # the whole eval set's size when this is a shard; None: not a shard
 
     def to_input(self, images: torch.Tensor) -> torch.Tensor:
         """A batch of images on the task's device, in the model's preferred memory layout."""

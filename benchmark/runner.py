@@ -8,9 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from . import __version__, stats
 from .baseline import load_or_compute
-from .context import prepare
+from .context import TaskContext, prepare
 from .description import BITS_PER_FITTED, CONVENTION_VERSION
 from .efficiency import original_macs, original_seconds_per_example
 from .fan_in import target_fan_in
@@ -23,7 +25,7 @@ from .records import (
 )
 from .sandbox.limits import limits_for
 from .sandbox.room import IsolatedSubmission
-from .scoring import score
+from .scoring import ScoreResult, score
 from .submissions import Snapshot
 from .tasks import Task
 
@@ -41,6 +43,7 @@ class RunOptions:
     time_limit: float | None = None  # seconds per child; None: the task family's default
     memory_limit: str | None = None  # e.g. "8G"; None: the task family's default
     force: bool = False  # overwrite a record made from a different submission hash or authors
+    execution: dict[str, Any] | None = None  # how the job ran (provenance.execution); None: {"mode": "serial"}
 
 
 def complexity(snapshot: Snapshot, fitted: int, fan_in: int) -> dict[str, Any]:
@@ -63,14 +66,23 @@ def complexity(snapshot: Snapshot, fitted: int, fan_in: int) -> dict[str, Any]:
 
 
 def run_score(task: Task, snapshot: Snapshot, options: RunOptions, results_dir: Path | None) -> tuple[dict[str, Any], Path | None]:
-    """Score the submission `snapshot` on `task`; write its record under `results_dir` (None: do not write).
+    """Score the submission `snapshot` on `task`; write its record under `results_dir` (None: do not write)."""
+    if results_dir is not None and not options.force:
+        check_overwrite(results_dir, task.slug(), snapshot)
+    record, arrays = compute_record(task, snapshot, options)
+    path = None
+    if results_dir is not None:
+        path, record = write_record(record, arrays, results_dir, task.slug(), snapshot.meta.name)
+    return record, path
+
+
+def compute_record(task: Task, snapshot: Snapshot, options: RunOptions) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Score the submission `snapshot` on `task`: the record (without its `sidecar` entry) and its per-example arrays.
 
     The children start first (their start-up overlaps loading the model and the baseline), but the submission's
     code is imported only once the baseline exists.
     """
     started = time.perf_counter()
-    if results_dir is not None and not options.force:
-        check_overwrite(results_dir, task.slug(), snapshot)
     limits = limits_for(task.dataset, options.time_limit, options.memory_limit)
     with IsolatedSubmission(snapshot, limits, isolate=options.isolate) as room:
         ctx = prepare(task, device=options.device, data_dir=options.data_dir, imagenet_dir=options.imagenet_dir,
@@ -80,6 +92,15 @@ def run_score(task: Task, snapshot: Snapshot, options: RunOptions, results_dir: 
         baseline_seconds = time.perf_counter() - t0
         result = score(ctx, room, baseline, progress=options.progress)
         isolation = room.isolation
+    record = assemble_record(task, snapshot, ctx, options, result, isolation, baseline.from_cache,
+                             {"baseline": baseline_seconds}, started)
+    return record, result.arrays
+
+
+def assemble_record(task: Task, snapshot: Snapshot, ctx: TaskContext, options: RunOptions, result: ScoreResult,
+                    isolation: dict[str, Any], baseline_from_cache: bool, seconds: dict[str, float],
+                    started: float) -> dict[str, Any]:
+    """A result record from a finished scoring (one process, or the shards of one, joined)."""
     fan_in = target_fan_in(ctx.model, task.layer, task.units, ctx.input_shapes)
     n_eval = len(ctx.eval_indices)
     efficiency = {
@@ -90,7 +111,7 @@ def run_score(task: Task, snapshot: Snapshot, options: RunOptions, results_dir: 
     }
     submission_hash, task_hash = snapshot.content_hash, task.content_hash()
     meta = snapshot.meta
-    record: dict[str, Any] = {
+    return {
         "schema_version": SCHEMA_VERSION,
         "task": {
             "id": task.id, "version": task.version, "hash": task_hash, "model": task.model,
@@ -118,12 +139,9 @@ def run_score(task: Task, snapshot: Snapshot, options: RunOptions, results_dir: 
             "device": str(ctx.device),
             "intervals": stats.INTERVALS,
             "n_examples": int(len(ctx.eval_indices)),
-            "baseline_from_cache": baseline.from_cache,
-            "seconds": {"total": time.perf_counter() - started, "baseline": baseline_seconds, **result.seconds},
+            "baseline_from_cache": baseline_from_cache,
+            "execution": options.execution or {"mode": "serial"},
+            "seconds": {"total": time.perf_counter() - started, **seconds, **result.seconds},
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         },
     }
-    path = None
-    if results_dir is not None:
-        path, record = write_record(record, result.arrays, results_dir, task.slug(), meta.name)
-    return record, path
