@@ -230,6 +230,13 @@ def shard_job(task_id: str, files: dict[str, bytes], folder_name: str, expected_
 
 
 # -- the driver's side ---------------------------------------------------------------------------------------------
+def serial_threads() -> int:
+    """The torch thread count of a serial run here (torch's default, or $OMP_NUM_THREADS)."""
+    import torch
+
+    return torch.get_num_threads()
+
+
 class Cluster:
     """A connection to Ray for one command: `with Cluster(options) as cluster: …` (shuts Ray down after)."""
 
@@ -245,6 +252,10 @@ class Cluster:
         ray, o = self.ray, self.options
         env = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIXES)}
         env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        # Ray would give each worker one thread per CPU it asked for; a different thread count changes float sums
+        # (a least-squares fit, a matrix product) in their last bits. Workers use the thread count a serial run on
+        # this machine uses, so their records equal its records; set OMP_NUM_THREADS to choose another.
+        env.setdefault("OMP_NUM_THREADS", str(serial_threads()))
         runtime_env = {"env_vars": env}
         common = dict(runtime_env=runtime_env, logging_level=logging.ERROR, configure_logging=True)
         try:
