@@ -224,6 +224,29 @@ def test_job_over_its_wall_limit_is_cancelled(ray_installed, data_dir, session_c
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").rglob("*.json"))
 
 
+@pytest.mark.slow
+def test_ctrl_c_cancels_every_job(ray_installed, data_dir, session_cache, tmp_path):
+    """SIGINT while two jobs run: exit 130, no record, and no job left running."""
+    folder = write_submission(tmp_path / "sleeper", SLOW_REPLACE)
+    proc = subprocess.Popen([sys.executable, "-m", "benchmark", "score", str(folder), "--task", "digits-mlp/fc1:*",
+                             "--results-dir", str(tmp_path / "r"), "--cluster", "local", "--workers", "2"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while len(_descendants_named(proc.pid, "ray::score_job")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    jobs = _descendants_named(proc.pid, "ray::score_job")
+    assert len(jobs) == 2
+    time.sleep(3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted; no record was written" in err
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").rglob("*.json"))
+    time.sleep(2)
+    assert not [pid for pid in jobs if Path(f"/proc/{pid}").exists()
+                and Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::score_job")]
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")
 def test_cuda_scoring_on_the_cluster(ray_installed, data_dir, session_cache, tmp_path):
     """Where a GPU exists: each job asks Ray for one, and scores on it (the record says cuda)."""
@@ -232,3 +255,16 @@ def test_cuda_scoring_on_the_cluster(ray_installed, data_dir, session_cache, tmp
     assert proc.returncode == 0, proc.stderr
     record = records(tmp_path)["mnist-cnn__conv2-61"][0]
     assert record["provenance"]["device"].startswith("cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")
+def test_cuda_inception_replaced_pass_against_a_plain_forward(data_dir, tmp_path):
+    """benchmarks/bench_inception_speed.py --device cuda: the replaced pass and a plain forward, timed together."""
+    out = tmp_path / "speed.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_inception_speed.py"), "--device", "cuda",
+                           "--images", "64", "--repeats", "2", "--json", str(out)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=900, env={**os.environ, "REPLACEBENCH_DATA": str(data_dir)})
+    assert proc.returncode == 0, proc.stderr
+    figures = json.loads(out.read_text())
+    assert figures["device"].startswith("cuda") and figures["images"] == 64
+    assert 0 < figures["replaced_over_plain"] < float("inf")
