@@ -245,6 +245,7 @@ class Cluster:
         self.options = options
         self.ray = import_ray()
         self.slots = 1
+        self.commit: str | None = None
 
     def __enter__(self) -> Cluster:
         import logging
@@ -265,6 +266,9 @@ class Cluster:
                 ray.init(address=o.address, **common)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise UserError(f"cannot reach the Ray cluster at '{o.address}' ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}).") from None
+        from .records import git_commit
+
+        self.commit = git_commit()["commit"]  # what every worker must run (checked on each answer)
         resources = ray.cluster_resources()
         self.cpus = int(resources.get("CPU", 1))
         self.gpus = int(resources.get("GPU", 0))
@@ -346,10 +350,7 @@ def _wall_limit(cluster: Cluster, task: Any, options: Any) -> float:
     return 2 * limits_for(task.dataset, options.time_limit, options.memory_limit).time_s + WALL_MARGIN_S
 
 
-def _check_commit(answer: dict[str, Any]) -> str | None:
-    from .records import git_commit
-
-    mine = git_commit()["commit"]
+def _check_commit(answer: dict[str, Any], mine: str | None) -> str | None:
     if answer.get("git_commit") != mine:
         return (f"the worker runs commit {str(answer.get('git_commit'))[:12]}, the driver {str(mine)[:12]}: "
                 "install the same commit on every node")
@@ -379,7 +380,7 @@ def score_on_cluster(cluster: Cluster, tasks: list[Any], snapshot: Any, options:
         if error is None and not answer["ok"]:
             yield Outcome(label, error=answer["error"], traceback=answer["traceback"])
             continue
-        error = error or _check_commit(answer)
+        error = error or _check_commit(answer, cluster.commit)
         if error is not None:
             yield Outcome(label, error=error)
             continue
@@ -408,7 +409,7 @@ def _sharded(cluster: Cluster, tasks: list[Any], snapshot: Any, shared: tuple[An
     for task, answer, error in cluster.drain([(t, (lambda t=t: fit.remote(t.id, *shared, options)), _wall_limit(cluster, t, options))
                                               for t in tasks]):
         label = f"{snapshot.name} on {task.id}"
-        error = error or (None if answer["ok"] else answer["error"]) or _check_commit(answer)
+        error = error or (None if answer["ok"] else answer["error"]) or _check_commit(answer, cluster.commit)
         if error is not None:
             yield Outcome(label, error=f"fit: {error}", traceback=None if answer is None else answer.get("traceback"))
             continue
@@ -428,7 +429,7 @@ def _sharded(cluster: Cluster, tasks: list[Any], snapshot: Any, shared: tuple[An
     pieces: dict[str, dict[int, dict[str, Any]]] = {t.id: {} for t in tasks}
     failed: dict[str, str] = {}
     for (task, i), answer, error in cluster.drain(jobs):
-        error = error or (None if answer["ok"] else answer["error"]) or _check_commit(answer)
+        error = error or (None if answer["ok"] else answer["error"]) or _check_commit(answer, cluster.commit)
         if task.id in failed:
             continue
         if error is not None:
@@ -504,7 +505,7 @@ def verify_on_cluster(cluster: Cluster, paths: list[Path], options: Any) -> Iter
         jobs.append((path, (lambda t=task, f=files, n=folder.name, h=record["submission"]["content_hash"], r=run:
                             job.remote(t.id, f, n, h, r)), _wall_limit(cluster, task, run)))
     for path, answer, error in cluster.drain(jobs):
-        error = error or (None if answer["ok"] else answer["error"]) or _check_commit(answer)
+        error = error or (None if answer["ok"] else answer["error"]) or _check_commit(answer, cluster.commit)
         if error is not None:
             yield path, [f"re-scoring failed: {error}"]
             continue
