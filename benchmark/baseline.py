@@ -96,7 +96,10 @@ def compute_baseline(ctx: TaskContext, progress: bool = False) -> Baseline:
     task, model = ctx.task, ctx.model
     fit_target = fit_target_activations(ctx, progress)  # [n_fit, n_units, ...]
     mean_activation = fit_target.mean(dim=0)  # [n_units, ...]
-    partner = np.random.default_rng(task.seed + 2).integers(0, len(fit_target), size=len(ctx.eval_indices))
+    # one draw over the whole eval set; a shard (cluster.py) takes its own slice of it
+    total = ctx.eval_total if ctx.eval_total is not None else len(ctx.eval_indices)
+    partner = np.random.default_rng(task.seed + 2).integers(0, len(fit_target), size=total)
+    partner = partner[ctx.eval_offset : ctx.eval_offset + len(ctx.eval_indices)]
     units = torch.as_tensor(task.units, device=ctx.device)
     labels_all = torch.as_tensor(ctx.eval_labels)
     parts: dict[str, list[np.ndarray]] = {}

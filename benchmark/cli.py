@@ -52,6 +52,40 @@ def _heldout(parser: argparse.ArgumentParser, what: str) -> None:
                              "(read by the harness only; the record keeps only its commitment; README: Held-out split)")
 
 
+def _cluster(parser: argparse.ArgumentParser, shards: bool = True) -> None:
+    group = parser.add_argument_group("cluster (needs the optional extra: pip install -e '.[cluster]')")
+    group.add_argument("--cluster", metavar="ADDRESS|local",
+                       help="run each job as a Ray task: 'local' starts Ray on this machine, else a Ray address")
+    group.add_argument("--workers", type=int, default=None, metavar="N", help="with --cluster local: CPUs Ray may use")
+    if shards:
+        group.add_argument("--shards", type=int, default=1, metavar="K",
+                           help="split each task's eval set into K jobs (fit runs once; statistics once, on the driver)")
+    group.add_argument("--cpus-per-job", type=float, default=1.0, metavar="N", help="CPUs each Ray job asks for (default 1)")
+    group.add_argument("--job-time-limit", type=float, default=None, metavar="SECONDS",
+                       help="wall seconds per Ray job before it is cancelled (default: 2 x --time-limit + 600)")
+    group.add_argument("--retries", type=int, default=2, metavar="N", help="retries of a job whose worker died (default 2)")
+
+
+def cluster_options(args: argparse.Namespace) -> Any:
+    """The --cluster settings, or None for a serial run (where the cluster-only flags are a mistake)."""
+    from .cluster import ClusterOptions
+
+    if args.cluster is None:
+        given = [flag for flag, value, default in (("--workers", args.workers, None), ("--shards", getattr(args, "shards", 1), 1),
+                                                   ("--cpus-per-job", args.cpus_per_job, 1.0),
+                                                   ("--job-time-limit", args.job_time_limit, None), ("--retries", args.retries, 2))
+                 if value != default]
+        if given:
+            raise UserError(f"{given[0]} is for cluster runs; add --cluster local (or a Ray address).")
+        return None
+    if getattr(args, "in_process", False):
+        raise UserError("--in-process cannot be used with --cluster: every Ray job scores in isolation.")
+    options = ClusterOptions(address=args.cluster, workers=args.workers, shards=getattr(args, "shards", 1),
+                             cpus_per_job=args.cpus_per_job, job_time_limit=args.job_time_limit, retries=args.retries)
+    options.check()
+    return options
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="replacebench", description="Replace a neuron with your own account of it; measure the loss it recovers.")
     parser.add_argument("--version", action="version", version=f"replacebench {__version__}")
@@ -82,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     _scoring(p)
     _isolation(p)
+    _cluster(p)
 
     p = sub.add_parser("verify", help="re-score records in isolation and check every figure")
     which = p.add_mutually_exclusive_group(required=True)
@@ -92,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     _scoring(p, results=False)
     _isolation(p, in_process=False)
+    _cluster(p, shards=False)
 
     p = sub.add_parser("compare", help="paired comparison of two submissions on a task")
     p.add_argument("a")
@@ -273,7 +309,12 @@ def read_heldout_secret(args: argparse.Namespace) -> bytes | None:
 
 def cmd_score(args: argparse.Namespace) -> int:
     secret = read_heldout_secret(args)  # before any child starts: a bad file is a one-line error
-    start_zygote(args)
+    cluster = cluster_options(args)
+    if cluster is not None and secret is not None:
+        raise UserError("--held-out-secret cannot be combined with --cluster: the secret stays in this process; "
+                        "score the held-out split serially.")
+    if cluster is None:
+        start_zygote(args)
     from .api import check_heldout_tasks, score_snapshot
     from .records import default_results_dir
     from .submissions import take_snapshot
@@ -302,6 +343,8 @@ def cmd_score(args: argparse.Namespace) -> int:
         check_data_first(tasks, args)
         results_dir = None if args.no_record else (args.results_dir or default_results_dir())
         records = []
+        if cluster is not None:
+            return score_on_cluster(args, cluster, tasks, snapshot, options, results_dir)
         for task in tasks:
             typed, path = score_snapshot(task, snapshot, options, results_dir)
             record = typed.to_dict()  # exactly the record as written
@@ -318,8 +361,37 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def score_on_cluster(args: argparse.Namespace, options: Any, tasks: list[Any], snapshot: Any, run: Any,
+                     results_dir: Path | None) -> int:
+    """`score --cluster`: every task as Ray jobs; records written here as they arrive; 1 if any job failed."""
+    from .cluster import Cluster, print_failure
+    from .cluster import score_on_cluster as fan_out
+
+    records, failed = [], 0
+    with Cluster(options) as cluster:
+        for outcome in fan_out(cluster, tasks, snapshot, run, results_dir):
+            if outcome.record is None:
+                failed += 1
+                print_failure(outcome)
+                continue
+            records.append(outcome.record)
+            if not args.json:
+                print(format_score(outcome.record))
+                if outcome.path is not None:
+                    print(f"  record: {outcome.path}")
+    if args.json:
+        print(json.dumps(records, indent=2))  # always a list, one record per task
+    if failed:
+        print(f"replacebench: {failed} of {len(tasks)} job(s) failed; they wrote no record.", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     secret = read_heldout_secret(args)
+    cluster = cluster_options(args)
+    if cluster is not None and secret is not None:
+        raise UserError("--held-out-secret cannot be combined with --cluster: the secret stays in this process; "
+                        "verify the held-out records serially.")
     from .records import default_results_dir, find_records
     from .verify import check_heldout_secrets, verify_record
 
@@ -327,8 +399,23 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if not paths:
         raise UserError("no records to verify; score something first, or name record files (.json).")
     needs_secret = check_heldout_secrets(paths, secret)  # a wrong secret is an error before anything runs
-    start_zygote(args)
     failed = skipped = 0
+    if cluster is not None:
+        from .cluster import Cluster, verify_on_cluster
+
+        for path in [p for p in paths if p in needs_secret]:
+            print(f"skip {path}: a held-out record; re-scoring it needs the board's secret, and serially")
+        public = [p for p in paths if p not in needs_secret]
+        with Cluster(cluster) as ray_cluster:
+            for path, problems in verify_on_cluster(ray_cluster, public, run_options(args)):
+                failed += bool(problems)
+                print(f"{'FAIL' if problems else 'ok  '} {path}")
+                for problem in problems:
+                    print(f"     {problem}")
+        skipped = len(paths) - len(public)
+        print(f"{len(public) - failed} verified, {failed} failed" + (f", {skipped} skipped (held-out)" if skipped else ""))
+        return 1 if failed else 0
+    start_zygote(args)
     for path in paths:
         if path in needs_secret:
             skipped += 1

@@ -41,6 +41,8 @@ class TaskContext:
     overrides: dict[str, int] = field(default_factory=dict)
     channels_last: bool = False  # the model (and so its input batches) use channels-last memory
     heldout_commitment: str | None = None  # the held-out split's commitment (heldout.py); None: the public eval set
+    eval_offset: int = 0  # a shard of the eval set (cluster.py): where `eval_indices` start in the whole one
+    eval_total: int | None = None  # the whole eval set's size when this is a shard; None: not a shard
 
     def to_input(self, images: torch.Tensor) -> torch.Tensor:
         """A batch of images on the task's device, in the model's preferred memory layout."""

@@ -265,6 +265,9 @@ class Provenance(Part):
     seconds: dict[str, float]
     created: str
     heldout_transform: dict[str, Any] | None = field(default=None, metadata=LEGACY_OPTIONAL)
+    # how the job ran: {"mode": "serial"} or {"mode": "ray", "address", "workers", "shard"} (cluster.py); records
+    # scored before the cluster option have none
+    execution: dict[str, Any] | None = field(default=None, metadata=LEGACY_OPTIONAL)
     seed: int | None = field(default=None, metadata=LEGACY_OPTIONAL)  # bootstrap records (before schema 6)
     bootstrap_resamples: int | None = field(default=None, metadata=LEGACY_OPTIONAL)
 

@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from . import __version__, stats
 from .baseline import load_or_compute
-from .context import prepare
+from .context import TaskContext, prepare
 from .description import BITS_PER_FITTED, CONVENTION_VERSION
 from .efficiency import original_macs, original_seconds_per_example
 from .errors import UserError
@@ -24,7 +26,7 @@ from .records import (
 )
 from .sandbox.limits import limits_for
 from .sandbox.room import IsolatedSubmission
-from .scoring import score
+from .scoring import ScoreResult, score
 from .submissions import Snapshot
 from .tasks import Task
 
@@ -44,6 +46,7 @@ class RunOptions:
     force: bool = False  # overwrite a record made from a different submission hash or authors
     # the held-out split's secret (`heldout.py`), read by this process from a file; never printed, never in a record
     heldout_secret: bytes | None = field(default=None, repr=False)
+    execution: dict[str, Any] | None = None  # how the job ran (provenance.execution); None: {"mode": "serial"}
 
     @property
     def split(self) -> str:
@@ -70,7 +73,21 @@ def complexity(snapshot: Snapshot, fitted: int, fan_in: int) -> dict[str, Any]:
 
 
 def run_score(task: Task, snapshot: Snapshot, options: RunOptions, results_dir: Path | None) -> tuple[dict[str, Any], Path | None]:
-    """Score the submission `snapshot` on `task`; write its record under `results_dir` (None: do not write).
+    """Score the submission `snapshot` on `task`; write its record under `results_dir` (None: do not write)."""
+    if options.heldout_secret is not None and not options.isolate:
+        raise UserError("--held-out-secret cannot be combined with --in-process: the submission would run in the "
+                        "process that holds the secret.")
+    if results_dir is not None and not options.force:
+        check_overwrite(results_dir, task.slug(), snapshot, options.split)
+    record, arrays = compute_record(task, snapshot, options)
+    path = None
+    if results_dir is not None:
+        path, record = write_record(record, arrays, results_dir, task.slug(), snapshot.meta.name)
+    return record, path
+
+
+def compute_record(task: Task, snapshot: Snapshot, options: RunOptions) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Score the submission `snapshot` on `task`: the record (without its `sidecar` entry) and its per-example arrays.
 
     The children start first (their start-up overlaps loading the model and the baseline), but the submission's
     code is imported only once the baseline exists.
@@ -79,8 +96,6 @@ def run_score(task: Task, snapshot: Snapshot, options: RunOptions, results_dir: 
     if options.heldout_secret is not None and not options.isolate:
         raise UserError("--held-out-secret cannot be combined with --in-process: the submission would run in the "
                         "process that holds the secret.")
-    if results_dir is not None and not options.force:
-        check_overwrite(results_dir, task.slug(), snapshot, options.split)
     limits = limits_for(task.dataset, options.time_limit, options.memory_limit)
     with IsolatedSubmission(snapshot, limits, isolate=options.isolate) as room:
         ctx = prepare(task, device=options.device, data_dir=options.data_dir, imagenet_dir=options.imagenet_dir,
@@ -90,6 +105,15 @@ def run_score(task: Task, snapshot: Snapshot, options: RunOptions, results_dir: 
         baseline_seconds = time.perf_counter() - t0
         result = score(ctx, room, baseline, progress=options.progress)
         isolation = room.isolation
+    record = assemble_record(task, snapshot, ctx, options, result, isolation, baseline.from_cache,
+                             {"baseline": baseline_seconds}, started)
+    return record, result.arrays
+
+
+def assemble_record(task: Task, snapshot: Snapshot, ctx: TaskContext, options: RunOptions, result: ScoreResult,
+                    isolation: dict[str, Any], baseline_from_cache: bool, seconds: dict[str, float],
+                    started: float) -> dict[str, Any]:
+    """A result record from a finished scoring (one process, or the shards of one, joined)."""
     fan_in = target_fan_in(ctx.model, task.layer, task.units, ctx.input_shapes)
     n_eval = len(ctx.eval_indices)
     efficiency = {
@@ -100,7 +124,7 @@ def run_score(task: Task, snapshot: Snapshot, options: RunOptions, results_dir: 
     }
     submission_hash, task_hash = snapshot.content_hash, task.content_hash()
     meta = snapshot.meta
-    record: dict[str, Any] = {
+    return {
         "schema_version": SCHEMA_VERSION,
         "split": options.split,
         "heldout_commitment": ctx.heldout_commitment,
@@ -130,13 +154,10 @@ def run_score(task: Task, snapshot: Snapshot, options: RunOptions, results_dir: 
             "device": str(ctx.device),
             "intervals": stats.INTERVALS,
             "n_examples": int(len(ctx.eval_indices)),
-            "baseline_from_cache": baseline.from_cache,
+            "baseline_from_cache": baseline_from_cache,
             "heldout_transform": ctx.eval_set.transform.to_dict() if ctx.heldout_commitment else None,
-            "seconds": {"total": time.perf_counter() - started, "baseline": baseline_seconds, **result.seconds},
+            "execution": options.execution or {"mode": "serial"},
+            "seconds": {"total": time.perf_counter() - started, **seconds, **result.seconds},
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         },
     }
-    path = None
-    if results_dir is not None:
-        path, record = write_record(record, result.arrays, results_dir, task.slug(), meta.name)
-    return record, path

@@ -72,15 +72,18 @@ def fit_submission(ctx: TaskContext, room: IsolatedSubmission, progress: bool = 
     return room.fit(inputs, target, ctx.view())
 
 
-def replaced_pass(ctx: TaskContext, room: IsolatedSubmission, baseline: Baseline,
-                  progress: bool = False) -> tuple[dict[str, np.ndarray], list[stats.UnitFidelity], float]:
+def replaced_pass(ctx: TaskContext, room: IsolatedSubmission, baseline: Baseline, progress: bool = False,
+                  fidelity: stats.FidelityAccumulator | None = None,
+                  ) -> tuple[dict[str, np.ndarray], list[stats.UnitFidelity], float]:
     """The eval pass with the replacement spliced in: per-example outputs, activation fidelity, and the wall
-    seconds spent in the submission's `replace` calls (measured here, around each call, transfers included)."""
+    seconds spent in the submission's `replace` calls (measured here, around each call, transfers included).
+
+    `fidelity`: the accumulator to feed (a shard passes one that keeps its per-batch sums; `cluster.py`)."""
     task, model = ctx.task, ctx.model
     assert room.replace_signature is not None
     names = room.replace_signature.inputs
     units = torch.as_tensor(task.units, device=ctx.device)
-    fidelity = stats.FidelityAccumulator(len(task.units))
+    fidelity = fidelity if fidelity is not None else stats.FidelityAccumulator(len(task.units))
     labels_all = torch.as_tensor(ctx.eval_labels)
     logp_clean = baseline.arrays["logp_clean"]
     parts: dict[str, list[np.ndarray]] = {}
@@ -156,7 +159,13 @@ def score(ctx: TaskContext, room: IsolatedSubmission, baseline: Baseline, *, pro
     start = time.perf_counter()
     figures = summarize(ctx, baseline, replaced, fidelity)
     timings["statistics"] = time.perf_counter() - start
-    arrays = {
+    arrays = result_arrays(ctx, baseline, replaced)
+    return ScoreResult(figures=figures, arrays=arrays, fitted_parameters=count_params(params or {}), seconds=timings)
+
+
+def result_arrays(ctx: TaskContext, baseline: Baseline, replaced: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The record's per-example sidecar, in eval order."""
+    return {
         "eval_indices": ctx.eval_indices,
         "labels": ctx.eval_labels,
         **{f"loss.{c}": baseline.loss(c).astype(np.float32) for c in CONDITIONS},
@@ -166,7 +175,6 @@ def score(ctx: TaskContext, room: IsolatedSubmission, baseline: Baseline, *, pro
         **{f"top{k}.{c}": baseline.correct(c, k) for k in ctx.task.topk for c in CONDITIONS},
         **{f"top{k}.replaced": replaced[f"top{k}.replaced"] for k in ctx.task.topk},
     }
-    return ScoreResult(figures=figures, arrays=arrays, fitted_parameters=count_params(params or {}), seconds=timings)
 
 
 def score_folder(ctx: TaskContext, baseline: Baseline, name_or_path: str, *, isolate: bool = True,

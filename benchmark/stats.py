@@ -770,13 +770,21 @@ class FidelityAccumulator:
 
     def update(self, original: Any, replaced: Any) -> None:
         """Add one batch `# [batch, n_units, ...]` of original and replaced activations."""
+        summary = self.batch_summary(original, replaced)
+        if summary is not None:
+            self.merge(summary)
+
+    def batch_summary(self, original: Any, replaced: Any) -> tuple[Any, ...] | None:
+        """One batch reduced to its count and centred sums (None when empty); `merge` adds it.
+
+        Replaying the summaries of a sharded eval pass in eval order gives the unsharded result bit for bit."""
         y = self._flat("original", original)  # [U, m]
         h = self._flat("replaced", replaced)  # [U, m]
         if y.shape != h.shape:
             raise ValueError(f"original and replaced differ in shape: {np.shape(original)} vs {np.shape(replaced)}")
         m = y.shape[1]
         if m == 0:
-            return
+            return None
         if not (np.all(np.isfinite(y)) and np.all(np.isfinite(h))):
             raise StatisticsError("activations contain NaN or inf; the replacement must return finite values")
         my, mh = y.mean(axis=1), h.mean(axis=1)  # [U]
@@ -784,7 +792,12 @@ class FidelityAccumulator:
         m2y, m2h, cov = (dy * dy).sum(1), (dh * dh).sum(1), (dy * dh).sum(1)
         res = y - h
         ss_res = (res * res).sum(1)
+        return (m, my, mh, m2y, m2h, cov, ss_res, np.abs(y).max(1), np.abs(h).max(1))
 
+    def merge(self, summary: tuple[Any, ...]) -> None:
+        """Add one batch's `batch_summary` (Chan et al.'s pairwise update)."""
+        m_value, my, mh, m2y, m2h, cov, ss_res, max_y, max_h = summary
+        m = int(m_value)
         n0, n1 = self._n, self._n + m
         delta_y, delta_h = my - self._mean_y, mh - self._mean_h
         w = n0 * m / n1
@@ -794,8 +807,8 @@ class FidelityAccumulator:
         self._mean_y += delta_y * (m / n1)
         self._mean_h += delta_h * (m / n1)
         self._ss_res += ss_res
-        self._max_y = np.maximum(self._max_y, np.abs(y).max(1))
-        self._max_h = np.maximum(self._max_h, np.abs(h).max(1))
+        self._max_y = np.maximum(self._max_y, max_y)
+        self._max_h = np.maximum(self._max_h, max_h)
         self._n = n1
 
     def _constant(self, m2: float, biggest: float) -> bool:

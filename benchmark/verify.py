@@ -172,9 +172,28 @@ def verify_record(path: Path, options: Any) -> list[str]:
     A held-out record is re-scored on the held-out split with `options.heldout_secret`, which must match its
     commitment; a public record always on the public split (the secret is not used).
     """
-    from .heldout import commitment
     from .runner import run_score
-    from .submissions import folder_hash, take_snapshot
+    from .submissions import take_snapshot
+
+    plan = rescore_plan(path, options)
+    if isinstance(plan, list):
+        return plan
+    record, task, folder, run = plan
+    try:
+        snapshot = take_snapshot(str(folder))
+        try:
+            fresh, _ = run_score(task, snapshot, run, results_dir=None)
+        finally:
+            snapshot.cleanup()
+    except (UserError, SubmissionError) as exc:
+        return [f"re-scoring failed: {exc}"]
+    return check_rescore(record, fresh)
+
+
+def rescore_plan(path: Path, options: Any) -> tuple[dict[str, Any], Any, Path, Any] | list[str]:
+    """What re-scoring the record at `path` needs (record, task, submission folder, run options), or its problems."""
+    from .heldout import commitment
+    from .submissions import folder_hash
     from .tasks import get_task
 
     record, problems = load_checked(path)
@@ -191,22 +210,26 @@ def verify_record(path: Path, options: Any) -> list[str]:
     folder = paths.submissions_dir() / name
     try:
         task = get_task(record["task"]["id"])
-        if task.content_hash() != record["task"]["hash"]:
-            return [f"task {task.id} changed since scoring (hash {record['task']['hash'][:12]} → {task.content_hash()[:12]})"]
-        if not folder.is_dir():
-            return [f"no submission folder {folder} to re-score"]
+    except UserError as exc:
+        return [f"re-scoring failed: {exc}"]
+    if task.content_hash() != record["task"]["hash"]:
+        return [f"task {task.id} changed since scoring (hash {record['task']['hash'][:12]} → {task.content_hash()[:12]})"]
+    if not folder.is_dir():
+        return [f"no submission folder {folder} to re-score"]
+    try:
         if folder_hash(folder) != record["submission"]["content_hash"]:
             return [f"stale: submissions/{name} changed since this record was scored; score it again"]
-        overrides = record["task"].get("overrides") or {}
-        run = replace(options, eval_size=overrides.get("eval_size"), fit_size=overrides.get("fit_size"),
-                      isolate=True, heldout_secret=secret)
-        snapshot = take_snapshot(str(folder))
-        try:
-            fresh, _ = run_score(task, snapshot, run, results_dir=None)
-        finally:
-            snapshot.cleanup()
-    except (UserError, SubmissionError) as exc:
+    except UserError as exc:
         return [f"re-scoring failed: {exc}"]
+    overrides = record["task"].get("overrides") or {}
+    run = replace(options, eval_size=overrides.get("eval_size"), fit_size=overrides.get("fit_size"), isolate=True,
+                  heldout_secret=secret)
+    return record, task, folder, run
+
+
+def check_rescore(record: dict[str, Any], fresh: dict[str, Any]) -> list[str]:
+    """A stored record against a fresh re-score of it. Provenance (how and where each ran: machine, timings,
+    `execution`) is not compared."""
     problems = compare_results(record["results"], fresh["results"])
     if fresh["heldout_commitment"] != record["heldout_commitment"]:
         problems.append("heldout_commitment differs from the re-score")

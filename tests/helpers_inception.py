@@ -79,3 +79,31 @@ def imagenet_sample_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"{path} is missing")
     return path
+
+
+def repeat_images(source: Path, dest: Path, total: int) -> Path:
+    """`dest/<wnid>/…`: the images of `source` (class folders) repeated, as symbolic links, to `total` files.
+
+    Copy k of `<wnid>/<name>.JPEG` is `<wnid>/<name>-rK.JPEG`, so the sorted file order (and so the eval and fit
+    sets) is fixed by `total` alone."""
+    files = sorted(p for p in source.rglob("*") if p.is_file() and p.parent != source)
+    if not files:
+        raise FileNotFoundError(f"no images in class folders under {source}")
+    for k in range(total):
+        original = files[k % len(files)]
+        link = dest / original.parent.name / f"{original.stem}-r{k // len(files):03d}{original.suffix}"
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not link.exists():
+            link.symlink_to(original.resolve())
+    return dest
+
+
+def install_random_weights(cache: Path, data: Path, labels: Path, seed: int = 0) -> None:
+    """Random weights (`random_state_dict(seed)`) fetched in the published format through `fetch_inceptionv1`
+    from a file:// URL, into the cache `cache` (set $REPLACEBENCH_CACHE to it first) and the data folder `data`."""
+    from benchmark.fetch_inception import fetch_inceptionv1
+
+    served = cache.parent / "served"
+    served.mkdir(parents=True, exist_ok=True)
+    torch.save(random_state_dict(seed), served / "inception5h.pth")
+    fetch_inceptionv1(data, weights_url=(served / "inception5h.pth").resolve().as_uri(), labels_url=labels.resolve().as_uri())

@@ -296,6 +296,7 @@ def test_score_options_mirror_the_cli(tmp_path, data_dir, session_cache):
         rb.score("inceptionv1/mixed3b:curves", "zero", held_out_secret=secret)
 
 
+@pytest.mark.slow
 def test_a_harness_that_leaves_before_its_zygote_is_ready_leaves_no_traceback():
     """The API's lazy imports let a user error exit before the zygote has imported torch: the zygote then finds its
     harness gone and leaves quietly (it used to print a BrokenPipeError traceback under the one-line error)."""

@@ -54,6 +54,7 @@ def test_tasks_lists_every_family():
         assert family in proc.stdout
 
 
+@pytest.mark.slow
 def test_score_writes_a_record_with_provenance(results, session_cache):
     proc = run_cli("score", "linear", "--task", TASK, "--results-dir", str(results), "--json")
     assert proc.returncode == 0, proc.stderr
@@ -81,6 +82,7 @@ def test_unknown_submission(results):
                       "unknown submission 'lineer'", "Did you mean 'linear'")
 
 
+@pytest.mark.slow
 def test_bad_signature(tmp_path, results, session_cache):
     sub = write_submission(tmp_path / "bad", "def replace(conv1):\n    return conv1\n")
     assert_user_error(run_cli("score", str(sub), "--task", TASK, "--results-dir", str(results)),
@@ -103,6 +105,7 @@ def test_bad_signature(tmp_path, results, session_cache):
          ["fit() returned NoneType", "return {} to store nothing"]),
     ],
 )
+@pytest.mark.slow
 def test_bad_outputs_are_the_submissions_error(tmp_path, results, session_cache, code, fragments):
     """A submission that returns something unusable: exit 1, one line naming it and what to fix, no record."""
     sub = write_submission(tmp_path / "bad", code)
@@ -134,6 +137,7 @@ def copy_project(tmp_path: Path) -> Path:
     return home
 
 
+@pytest.mark.slow
 def test_checkpoint_with_wrong_sha256(tmp_path, results):
     home = copy_project(tmp_path)
     ckpt = home / "checkpoints" / "digits-mlp.safetensors"
@@ -145,12 +149,14 @@ def test_checkpoint_with_wrong_sha256(tmp_path, results):
     assert no_records(results)
 
 
+@pytest.mark.slow
 def test_missing_mnist_data(tmp_path, results):
     proc = run_cli("score", "zero", "--task", "mnist-mlp/fc1:13", "--results-dir", str(results), "--data-dir", str(tmp_path / "empty"))
     assert_user_error(proc, "replacebench fetch mnist")
     assert no_records(results)
 
 
+@pytest.mark.slow
 def test_corrupt_mnist_data(tmp_path, results, data_dir):
     copy = tmp_path / "data" / "MNIST" / "raw"
     shutil.copytree(data_dir / "MNIST" / "raw", copy)
@@ -163,6 +169,7 @@ def test_corrupt_mnist_data(tmp_path, results, data_dir):
     assert no_records(results)
 
 
+@pytest.mark.slow
 def test_interrupted_scoring_leaves_no_record(tmp_path, results, session_cache):
     """The user's own Ctrl-C: exit 130, no record, and the submission's processes gone."""
     code = (
@@ -193,6 +200,7 @@ def test_interrupted_scoring_leaves_no_record(tmp_path, results, session_cache):
     assert not any(results.rglob("*")) or not any(p.is_file() for p in results.rglob("*"))
 
 
+@pytest.mark.slow
 def test_concurrent_runs_leave_a_consistent_record(results, session_cache):
     """Two runs writing the same record at once: both succeed, and the record names an intact sidecar."""
     args = [sys.executable, "-m", "benchmark", "score", "mean", "--task", TASK, "--results-dir", str(results)]
@@ -209,6 +217,7 @@ def test_concurrent_runs_leave_a_consistent_record(results, session_cache):
     assert not list(folder.glob(".*"))  # no temporary files left
 
 
+@pytest.mark.slow
 def test_leaderboard_and_compare(tmp_path, results, session_cache):
     for name in ("zero", "linear", "mean"):
         assert run_cli("score", name, "--task", TASK, "--results-dir", str(results)).returncode == 0
@@ -264,6 +273,7 @@ def _numbers(obj) -> list[float]:
     return [float(obj)] if isinstance(obj, (int, float)) and not isinstance(obj, bool) else []
 
 
+@pytest.mark.slow
 def test_train_command_reproduces_the_committed_checkpoint(tmp_path):
     proc = run_cli("train", "digits-mlp", "--out-dir", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
@@ -274,6 +284,7 @@ def test_train_command_reproduces_the_committed_checkpoint(tmp_path):
     assert "test accuracy 97.11%" in proc.stdout
 
 
+@pytest.mark.slow
 def test_unknown_model_and_fetch_target():
     assert_user_error(run_cli("train", "mnist-cn"), "unknown model", "Did you mean 'mnist-cnn'")
     assert_user_error(run_cli("fetch", "mnsit"), "unknown fetch target", "Did you mean 'mnist'")
@@ -283,6 +294,7 @@ def test_unknown_model_and_fetch_target():
     ("def replace(image:\n    return image\n", ["replacement.py\", line 1", "SyntaxError"]),
     ("import no_such_package_here\ndef replace(image):\n    return image\n", ["line 1, in <module>", "ModuleNotFoundError"]),
 ])
+@pytest.mark.slow
 def test_submission_that_fails_to_import(tmp_path, results, code, shown):
     sub = write_submission(tmp_path / "broken", code)
     proc = run_cli("score", str(sub), "--task", TASK, "--results-dir", str(results))
@@ -294,6 +306,7 @@ def test_submission_that_fails_to_import(tmp_path, results, code, shown):
     assert no_records(results)
 
 
+@pytest.mark.slow
 def test_score_all_skips_imagenet_tasks_without_images(tmp_path, session_cache):
     sub = write_submission(tmp_path / "digits-only", "import torch\ndef replace(image, task):\n"
                            "    return torch.zeros(image.shape[0], *task.target_shape)\n")
@@ -306,6 +319,7 @@ def test_score_all_skips_imagenet_tasks_without_images(tmp_path, session_cache):
     assert_user_error(run_cli("score", str(sub), "--all", "--no-record"), "needs ImageNet images")
 
 
+@pytest.mark.slow
 def test_git_provenance_ignores_the_leaderboard_but_not_the_code(tmp_path):
     """Records written into leaderboard/ must not mark the code dirty; an edited source file must."""
     repo = tmp_path / "repo"

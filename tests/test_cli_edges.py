@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from helpers import ROOT, run_cli, write_submission
 from test_cli import assert_user_error
 
@@ -21,6 +23,7 @@ def test_version():
     assert proc.returncode == 0 and proc.stdout.strip() == f"replacebench {__version__}"
 
 
+@pytest.mark.slow
 def test_eval_and_fit_sizes_are_checked(session_cache):
     assert_user_error(run_cli("score", "zero", "--task", TASK, "--no-record", "--eval-size", "0"), "--eval-size 0", "at least 2")
     assert_user_error(run_cli("score", "zero", "--task", TASK, "--no-record", "--eval-size", "5000"),
@@ -33,10 +36,13 @@ def test_eval_and_fit_sizes_are_checked(session_cache):
     assert record["task"]["standard_protocol"] is True and record["task"]["overrides"] == {}
 
 
+@pytest.mark.slow
 def test_each_task_is_printed_when_done(tmp_path, session_cache):
     """Two tasks through a pipe: the first task's figures arrive while the second is still being scored."""
     folder = write_submission(tmp_path / "slow-second", '''
 import time
+
+import pytest
 import torch
 
 def replace(image, task):
@@ -59,6 +65,7 @@ def replace(image, task):
     assert child.returncode == 0
 
 
+@pytest.mark.slow
 def test_score_all_checks_every_dataset_before_the_first_task(tmp_path, session_cache):
     """`zero` serves digits and MNIST tasks; without MNIST the run fails at once, before scoring any digits task."""
     proc = run_cli("score", "zero", "--all", "--no-record", "--data-dir", str(tmp_path / "empty"))
@@ -86,6 +93,7 @@ def test_output_into_a_closed_pipe_is_quiet():
         assert proc.stdout and "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, (command, proc.stderr)
 
 
+@pytest.mark.slow
 def test_compare_prints_a_verdict_with_the_primary_test(tmp_path, session_cache):
     """The verdict names the winner, the recovery difference with its CI at meaningful digits, and the primary test."""
     import re

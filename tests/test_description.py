@@ -227,6 +227,7 @@ def replace(image):
 '''
 
 
+@pytest.mark.slow
 def test_pasted_weights_are_a_copy_and_off_the_frontier(tmp_path, data_dir, session_cache, cli):
     """The cheat of the issue: the unit's 784 weights pasted as 4-decimal literals in a 'hand-written' entry."""
     from safetensors.numpy import load_file

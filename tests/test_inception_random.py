@@ -29,6 +29,7 @@ def test_committed_file_is_the_seeded_draw():
         assert not set(expected) & curve_units()[layer] and len(curve_units()[layer]) >= 10  # the curve detectors exist
 
 
+@pytest.mark.slow
 def test_without_images_or_with_a_misspelt_family_one_line():
     proc = run_cli("select", "inceptionv1-random")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "--imagenet" in proc.stderr

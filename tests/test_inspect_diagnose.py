@@ -107,6 +107,7 @@ def test_inspect_mnist_conv_unit_maps_and_argmax(tmp_path, env, data_dir):
     assert unit["per_example_max"]["max"] == pytest.approx(float(peak.max()), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_inspect_user_mistakes_are_one_line_and_leave_nothing(tmp_path, env):
     foreign = tmp_path / "mine"
     foreign.mkdir()
@@ -126,6 +127,7 @@ def test_inspect_user_mistakes_are_one_line_and_leave_nothing(tmp_path, env):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt", "mine"]
 
 
+@pytest.mark.slow
 def test_inspect_replaces_its_own_folder_whole(tmp_path, env):
     out = tmp_path / "digits"
     for top in ("4", "2"):
@@ -147,7 +149,7 @@ def test_diagnose_conv_unit_runs_isolated_and_agrees_with_score(tmp_path, env):
     assert report["isolation"]["level"] == "namespaces" and report["n_eval"] == 400
     scored = run_cli("score", "cnn-right-edge", *args, "--no-record", "--json", env=env)
     assert scored.returncode == 0, scored.stderr
-    record = json.loads(scored.stdout)
+    (record,) = json.loads(scored.stdout)  # score --json: always a list
     assert report["fidelity"][0]["pearson_r"] == pytest.approx(record["results"]["fidelity"][0]["pearson_r"], abs=1e-6)
     assert report["mean_loss"]["replaced"] == pytest.approx(record["results"]["mean_loss"]["replaced"], rel=1e-6)
     div = [e["divergence"] for e in report["top_by_activation"]]
@@ -173,6 +175,7 @@ def replace(image, task):
 """
 
 
+@pytest.mark.slow
 @needs_isolation
 def test_diagnose_keeps_the_model_out_of_reach(tmp_path, env):
     """A probe outputs 1 where it can find the model among the garbage collector's objects, else 0: run by diagnose
@@ -232,6 +235,7 @@ def test_inspect_and_diagnose_inception_with_random_weights(tmp_path, data_dir):
     assert not fit_positions & {e["dataset_index"] for e in report["top_by_activation"]}  # inspect: fit; diagnose: eval
 
 
+@pytest.mark.slow
 @needs_isolation
 def test_diagnose_of_a_failing_submission_exits_1_and_leaves_no_folder(tmp_path, env):
     sub = write_submission(tmp_path / "raiser", "def replace(image):\n    raise ValueError('no idea')\n")

@@ -303,6 +303,7 @@ def test_fetch_unreachable_is_user_error(tmp_path):
     assert _raw_listing(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_cli_fetch_then_score(served, tmp_path, session_cache):
     """`replacebench fetch mnist` from a local server into an empty data dir, then a score reads it."""
     from helpers import run_cli

@@ -147,6 +147,7 @@ def test_text_from_records_is_escaped(tmp_path):
     assert console == [] and "<script" not in dom and "<img" not in dom and "pwned" not in dom.split("<body")[0]
 
 
+@pytest.mark.slow
 def test_html_out_refuses_a_foreign_folder(tmp_path):
     foreign = tmp_path / "mine"
     foreign.mkdir()

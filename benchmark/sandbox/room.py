@@ -162,6 +162,10 @@ class IsolatedSubmission:
                                 "add fit() or drop 'params'.")
             self._close_fit_child()
 
+    def close_fit_child(self) -> None:
+        """End the fit child unused: a shard of a cluster run replaces with the params of a fit that ran once."""
+        self._close_fit_child()
+
     def _close_fit_child(self) -> None:
         if self._fit_child is not None:
             self._fit_child.close()
