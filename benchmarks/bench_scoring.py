@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 
-def naive_score(ctx, room, n_resamples: int) -> dict:
+def naive_score(ctx, room) -> dict:
     """Every condition by a full forward pass per batch, nothing cached; same statistics, same isolated submission."""
     from benchmark import stats
     from benchmark.baseline import fit_target_activations
@@ -71,12 +71,11 @@ def naive_score(ctx, room, n_resamples: int) -> dict:
             position += b
     arrays = {k: np.concatenate(v) for k, v in losses.items()}
     return {k: v.to_dict() for k, v in stats.recovery_stats(
-        arrays["clean"], {a: arrays[a] for a in ("zero", "mean", "resample")}, arrays["replaced"],
-        n_resamples=n_resamples).items()}
+        arrays["clean"], {a: arrays[a] for a in ("zero", "mean", "resample")}, arrays["replaced"]).items()}
 
 
 def measure(mode: str, task_id: str, submission_name: str, imagenet: str | None, eval_size: int | None,
-            fit_size: int | None, n_resamples: int) -> dict:
+            fit_size: int | None) -> dict:
     """One timing in this process: 'warm', 'cold' or 'naive'."""
     from benchmark.baseline import load_or_compute
     from benchmark.context import prepare
@@ -93,9 +92,9 @@ def measure(mode: str, task_id: str, submission_name: str, imagenet: str | None,
     with IsolatedSubmission(snapshot, limits_for(ctx.task.dataset)) as room:
         start = time.perf_counter()
         if mode == "naive":
-            recovery = naive_score(ctx, room, n_resamples)
+            recovery = naive_score(ctx, room)
         else:
-            result = score(ctx, room, load_or_compute(ctx, use_cache=True), n_resamples=n_resamples)
+            result = score(ctx, room, load_or_compute(ctx, use_cache=True))
             recovery = result.figures["recovery"]
         seconds = time.perf_counter() - start
     snapshot.cleanup()
@@ -105,8 +104,7 @@ def measure(mode: str, task_id: str, submission_name: str, imagenet: str | None,
 
 
 def run_isolated(args: argparse.Namespace, mode: str, cache: str) -> dict:
-    cmd = [sys.executable, __file__, "--child", mode, "--task", args.task, "--submission", args.submission,
-           "--resamples", str(args.resamples)]
+    cmd = [sys.executable, __file__, "--child", mode, "--task", args.task, "--submission", args.submission]
     for flag, value in (("--imagenet", args.imagenet), ("--eval-size", args.eval_size), ("--fit-size", args.fit_size)):
         if value is not None:
             cmd += [flag, str(value)]
@@ -131,13 +129,11 @@ def main() -> None:
     parser.add_argument("--imagenet")
     parser.add_argument("--eval-size", type=int)
     parser.add_argument("--fit-size", type=int)
-    parser.add_argument("--resamples", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--child", choices=["warm", "cold", "naive"])
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(measure(args.child, args.task, args.submission, args.imagenet, args.eval_size, args.fit_size,
-                                 args.resamples)))
+        print(json.dumps(measure(args.child, args.task, args.submission, args.imagenet, args.eval_size, args.fit_size)))
         return
     if args.task is None:
         args.task = "mnist-mlp/fc1:13" if args.family == "mnist" else "inceptionv1/mixed3b:curves"
