@@ -420,6 +420,19 @@ def _effect_is_positive(iv: Interval) -> bool:
     return bool(np.isfinite(iv.low) and iv.low > 0)
 
 
+def _recovery_inputs(l_clean: Any, l_ablated: dict[str, Any], l_replaced: Any,
+                     level: float) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """Checked, paired per-example losses `# [n]`: clean, each ablation's, replaced."""
+    _check_level(level)
+    if not l_ablated:
+        raise ValueError("l_ablated must name at least one ablation")
+    c = _vector("l_clean", l_clean)
+    n = len(c)
+    _check_n(n)
+    p = _vector("l_replaced", l_replaced, n)
+    return c, {name: _vector(f"l_ablated[{name!r}]", values, n) for name, values in l_ablated.items()}, p
+
+
 def recovery_stats(
     l_clean: Any,
     l_ablated: dict[str, Any],
@@ -441,17 +454,11 @@ def recovery_stats(
     No resampling: the figures are functions of the data alone, so no digit depends on a seed.
     Their coverage and the gate's false-"defined" rate are measured by `benchmarks/coverage_gate.py`.
     """
-    _check_level(level)
-    if not l_ablated:
-        raise ValueError("l_ablated must name at least one ablation")
-    c = _vector("l_clean", l_clean)
+    c, ablated, p = _recovery_inputs(l_clean, l_ablated, l_replaced, level)
     n = len(c)
-    _check_n(n)
-    p = _vector("l_replaced", l_replaced, n)
     mean_c, mean_p = float(c.mean()), float(p.mean())
     out: dict[str, RecoveryStats] = {}
-    for name, values in l_ablated.items():
-        a = _vector(f"l_ablated[{name!r}]", values, n)
+    for name, a in ablated.items():
         d, num = a - c, a - p  # [n], [n]
         e_lo, e_hi = intervals.skew_corrected_mean_interval(d, level)
         fieller = intervals.fieller_ratio_interval(num, d, level)
@@ -493,15 +500,9 @@ def bootstrap_recovery_stats(
     serves every ablation. Jackknife: closed form (`jackknife_mean`,
     `jackknife_ratio_of_means` with num = A - P, den = A - C).
     """
-    _check_level(level)
-    if not l_ablated:
-        raise ValueError("l_ablated must name at least one ablation")
-    c = _vector("l_clean", l_clean)
+    c, ablated, p = _recovery_inputs(l_clean, l_ablated, l_replaced, level)
     n = len(c)
-    _check_n(n)
-    p = _vector("l_replaced", l_replaced, n)
-    names = list(l_ablated)
-    abls = [_vector(f"l_ablated[{name!r}]", l_ablated[name], n) for name in names]
+    names, abls = list(ablated), list(ablated.values())
 
     columns = np.stack([c, *abls, p], axis=1)  # [n, m + 2]
     boot = paired_bootstrap_means(columns, n_resamples, seed)  # [B, m + 2]
