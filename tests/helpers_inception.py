@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import shutil
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import run_cli
 
 from benchmark.models.inception import InceptionV1
 
@@ -107,3 +109,18 @@ def install_random_weights(cache: Path, data: Path, labels: Path, seed: int = 0)
     served.mkdir(parents=True, exist_ok=True)
     torch.save(random_state_dict(seed), served / "inception5h.pth")
     fetch_inceptionv1(data, weights_url=(served / "inception5h.pth").resolve().as_uri(), labels_url=labels.resolve().as_uri())
+
+
+def fetch_through_cli(root: Path, state: dict[str, torch.Tensor], shared_data: Path) -> dict[str, str]:
+    """`state` saved as the published .pth, served from 127.0.0.1 and fetched by `replacebench fetch inceptionv1`
+    into `root`'s own cache and data folders; returns the environment that points the CLI at them."""
+    served = root / "served"
+    served.mkdir()
+    torch.save(state, served / "inception5h.pth")
+    shutil.copy(shared_data / "inceptionv1" / "old_imagenet_labels.txt", served / "old_imagenet_labels.txt")
+    env = {"REPLACEBENCH_CACHE": str(root / "cache"), "REPLACEBENCH_DATA": str(root / "data")}
+    with serve_directory(served) as url:
+        proc = run_cli("fetch", "inceptionv1", "--url", f"{url}/inception5h.pth", "--labels-url",
+                       f"{url}/old_imagenet_labels.txt", env=env)
+    assert proc.returncode == 0, proc.stderr
+    return env

@@ -13,9 +13,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 from helpers import board_column, run_cli
-from helpers_inception import random_state_dict, serve_directory
+from helpers_inception import fetch_through_cli, random_state_dict, serve_directory
 
 pytestmark = pytest.mark.slow
 TASK = "inceptionv1/mixed3b:curves"
@@ -25,15 +24,7 @@ TASK = "inceptionv1/mixed3b:curves"
 def fetched(tmp_path_factory, data_dir):
     """Random weights fetched through `replacebench fetch inceptionv1` from a local server."""
     root = tmp_path_factory.mktemp("inception")
-    served = root / "served"
-    served.mkdir()
-    torch.save(random_state_dict(0), served / "inception5h.pth")
-    shutil.copy(data_dir / "inceptionv1" / "old_imagenet_labels.txt", served / "old_imagenet_labels.txt")
-    env = {"REPLACEBENCH_CACHE": str(root / "cache"), "REPLACEBENCH_DATA": str(root / "data")}
-    with serve_directory(served) as url:
-        proc = run_cli("fetch", "inceptionv1", "--url", f"{url}/inception5h.pth", "--labels-url",
-                       f"{url}/old_imagenet_labels.txt", env=env)
-    assert proc.returncode == 0, proc.stderr
+    env = fetch_through_cli(root, random_state_dict(0), data_dir)
     assert (root / "cache" / "inceptionv1" / "inception5h.safetensors").exists()
     return root, env
 

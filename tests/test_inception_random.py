@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import re
-import shutil
 
 import numpy as np
 import pytest
 import torch
 from helpers import run_cli
-from helpers_inception import random_state_dict, serve_directory
+from helpers_inception import fetch_through_cli, random_state_dict
 
 from benchmark import paths
 from benchmark.data.base import seeded_subset
@@ -46,14 +45,7 @@ def test_liveness_is_checked_on_weights_in_the_published_format(tmp_path, data_d
     assert 0 <= branch < 128
     state["mixed3a_3x3_pre_relu_conv.weight"][branch] = 0.0
     state["mixed3a_3x3_pre_relu_conv.bias"][branch] = -1.0  # relu(−1) = 0 everywhere
-    served = tmp_path / "served"
-    served.mkdir()
-    torch.save(state, served / "inception5h.pth")
-    shutil.copy(data_dir / "inceptionv1" / "old_imagenet_labels.txt", served / "old_imagenet_labels.txt")
-    env = {"REPLACEBENCH_CACHE": str(tmp_path / "cache"), "REPLACEBENCH_DATA": str(tmp_path / "data")}
-    with serve_directory(served) as url:
-        assert run_cli("fetch", "inceptionv1", "--url", f"{url}/inception5h.pth", "--labels-url",
-                       f"{url}/old_imagenet_labels.txt", env=env).returncode == 0
+    env = fetch_through_cli(tmp_path, state, data_dir)
     sample = data_dir / "imagenet-sample"
     proc = run_cli("select", "inceptionv1-random", "--imagenet", str(sample), env=env)
     assert proc.returncode == 0, proc.stderr

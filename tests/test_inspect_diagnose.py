@@ -9,7 +9,6 @@ showing that the isolation, not luck, keeps it out).
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -196,17 +195,9 @@ def test_diagnose_keeps_the_model_out_of_reach(tmp_path, env):
 @pytest.mark.slow
 def test_inspect_and_diagnose_inception_with_random_weights(tmp_path, data_dir):
     """InceptionV1 with random weights fetched from a local server, on the 103 sample JPEGs."""
-    from helpers_inception import random_state_dict, serve_directory
+    from helpers_inception import fetch_through_cli, random_state_dict
 
-    served = tmp_path / "served"
-    served.mkdir()
-    torch.save(random_state_dict(0), served / "inception5h.pth")
-    shutil.copy(data_dir / "inceptionv1" / "old_imagenet_labels.txt", served / "old_imagenet_labels.txt")
-    env = {"REPLACEBENCH_CACHE": str(tmp_path / "cache"), "REPLACEBENCH_DATA": str(tmp_path / "data")}
-    with serve_directory(served) as url:
-        proc = run_cli("fetch", "inceptionv1", "--url", f"{url}/inception5h.pth", "--labels-url",
-                       f"{url}/old_imagenet_labels.txt", env=env)
-    assert proc.returncode == 0, proc.stderr
+    env = fetch_through_cli(tmp_path, random_state_dict(0), data_dir)
     out = tmp_path / "insp"
     proc = run_cli("inspect", "inceptionv1/mixed3b:379", "--imagenet", str(data_dir / "imagenet-sample"),
                    "--fit-size", "12", "--top", "6", "--out", str(out), "--json", env=env, timeout=600)
