@@ -312,7 +312,7 @@ def check_heldout_tasks(tasks: Sequence[Task], secret: bytes | None) -> None:
 
 def check_data_first(tasks: Sequence[Task], data_dir: PathLike | None, imagenet_dir: PathLike | None) -> None:
     """Open every dataset split the tasks read before scoring the first: a missing one fails now, not mid-run."""
-    from .data.registry import open_split
+    from .zoo import open_split
 
     for dataset, split in sorted({(t.dataset, s) for t in tasks for s in (t.eval_split, t.fit_split)}):
         open_split(dataset, split, None if data_dir is None else os.fspath(data_dir),
@@ -434,7 +434,6 @@ def load_results(results_dir: PathLike | None = None, *, checked: bool = False) 
 
     from .record_types import Record
     from .records import find_records
-
     from .verify import load_checked
 
     rows = []

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, zoo
 from .errors import SubmissionError, UserError
 from .report import format_score
 from .stats import StatisticsError
@@ -36,10 +36,10 @@ def _scoring(parser: argparse.ArgumentParser, results: bool = True) -> None:
 def _isolation(parser: argparse.ArgumentParser, in_process: bool = True) -> None:
     parser.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
                         help="wall seconds each of the submission's processes (fit, replace) may take, import included "
-                             "(default per model family: digits 300, mnist 900, imagenet 7200)")
+                             "(default per dataset: " + ", ".join(f"{d.name} {d.time_limit_s:g}" for d in zoo.DATASETS.values()) + ")")
     parser.add_argument("--memory-limit", default=None, metavar="SIZE",
                         help="memory each of the submission's processes may allocate, e.g. 8G "
-                             "(default per model family: digits 4G, mnist 8G, imagenet 16G)")
+                             "(default per dataset: " + ", ".join(f"{d.name} {d.memory_limit_gib}G" for d in zoo.DATASETS.values()) + ")")
     if in_process:
         parser.add_argument("--in-process", action="store_true",
                             help="run the submission in the harness's own process, for debugging: NOT isolated, "
@@ -154,14 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("train", help="train a reference model with the pinned recipe")
-    p.add_argument("model", help="digits-mlp, mnist-mlp or mnist-cnn")
+    p.add_argument("model", help=zoo.one_of(zoo.trainable()))
     p.add_argument("--out-dir", type=Path, default=None, help="where the checkpoint goes (default checkpoints/)")
     _common(p)
 
     p = sub.add_parser("fetch", help="download data or weights from their official sources")
-    p.add_argument("what", help="mnist or inceptionv1")
-    p.add_argument("--url", default=None, help="override the source (mnist: base URL; inceptionv1: weights URL)")
-    p.add_argument("--labels-url", default=None, help="inceptionv1: override the label-map URL")
+    p.add_argument("what", help=zoo.one_of(list(zoo.fetchers())))
+    p.add_argument("--url", default=None, help="override the source (a dataset's base URL; a model's weights URL)")
+    p.add_argument("--labels-url", default=None, help="a model with a label map: override the label map's URL")
     _common(p)
 
     p = sub.add_parser("stimuli", help="a submission's orientation tuning and fidelity on synthetic curves")
@@ -194,10 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     _scoring(p, results=False)
     _isolation(p)
 
-    from .families import FAMILIES
-
     p = sub.add_parser("select", help="choose a task family's target units (regenerates its task file)")
-    p.add_argument("model", metavar="FAMILY", help=f"a task family: {', '.join([*FAMILIES, 'inceptionv1-random'])}")
+    p.add_argument("model", metavar="FAMILY", help=f"a task family: {', '.join(zoo.selectable())}")
     p.add_argument("--write", action="store_true", help="write tasks/<FAMILY>.toml (default: print it)")
     p.add_argument("--imagenet", metavar="DIR", help="ImageNet validation images (inceptionv1-random checks liveness on them)")
     p.add_argument("--unchecked", action="store_true",
@@ -510,34 +508,20 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    if args.what == "mnist":
-        from .data.mnist import fetch_mnist
-
-        kwargs = {"base_url": args.url} if args.url else {}
-        fetch_mnist(args.data_dir, **kwargs)
-        print("MNIST downloaded and verified.")
-        return 0
-    if args.what == "inceptionv1":
-        from .fetch_inception import fetch_inceptionv1
-
-        kwargs = {}
-        if args.url:
-            kwargs["weights_url"] = args.url
-        if args.labels_url:
-            kwargs["labels_url"] = args.labels_url
-        info = fetch_inceptionv1(args.data_dir, **kwargs)
-        for key, value in info.items():
-            print(f"{key}: {value}")
-        return 0
     from .errors import unknown
+    from .zoo import fetchers, load_object
 
-    raise unknown("fetch target", args.what, ["mnist", "inceptionv1"], "replacebench fetch --help")
+    targets = fetchers()
+    if args.what not in targets:
+        raise unknown("fetch target", args.what, targets, "replacebench fetch --help")
+    for key, value in load_object(targets[args.what])(args.data_dir, args.url, args.labels_url).items():
+        print(f"{key}: {value}")
+    return 0
 
 
 def cmd_select(args: argparse.Namespace) -> int:
-    from .select import select_targets
-
     from .inception_random import FAMILY, select_random_inception
+    from .select import select_targets
 
     if args.model == FAMILY:
         text, path = select_random_inception(args.imagenet or os.environ.get("REPLACEBENCH_IMAGENET"), args.data_dir,

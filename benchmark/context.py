@@ -16,12 +16,12 @@ import numpy as np
 import torch
 
 from .data.base import ImageSet, seeded_subset
-from .data.registry import open_split
 from .errors import UserError, did_you_mean
 from .models.base import StagedModel
 from .models.registry import load_model
 from .submissions import TaskView
 from .tasks import Task
+from .zoo import open_split
 
 
 @dataclass

@@ -39,6 +39,7 @@ from .sandbox.room import IsolatedSubmission
 from .scoring import fit_submission, replaced_pass
 from .submissions import take_snapshot
 from .tasks import Task
+from .zoo import dataset_spec
 
 
 class RecordingRoom:
@@ -180,7 +181,7 @@ def write_report(ctx: TaskContext, name: str, dest: Path, o_all: np.ndarray, r_a
         for key, order in sets.items():
             report[f"top_by_{key}"] = [example(int(i)) for i in order]
             pixels = figures.to_pixels(ctx.eval_set.load(ctx.eval_indices[order]).numpy(), task.dataset)
-            files[f"top_by_{key}"] = figures.save_png(figures.grid(list(pixels), [caption(int(i)) for i in order], tile=figures.TILE[task.dataset]),
+            files[f"top_by_{key}"] = figures.save_png(figures.grid(list(pixels), [caption(int(i)) for i in order], tile=dataset_spec(task.dataset).tile_px),
                                                       tmp / f"top_by_{key}.png")
             if conv:
                 tiles, caps = [], []
@@ -189,7 +190,7 @@ def write_report(ctx: TaskContext, name: str, dest: Path, o_all: np.ndarray, r_a
                     vmax = float(max(o_all[i, j].max(), r_all[i, j].max(), 1e-12))
                     tiles += [figures.overlay(pixels[k], o_all[i, j], vmax), figures.overlay(pixels[k], r_all[i, j], vmax)]
                     caps += [f"orig {o_ex[i, j]:.2g}", f"repl {r_ex[i, j]:.2g}"]
-                files[f"top_by_{key}_maps"] = figures.save_png(figures.grid(tiles, caps, tile=figures.TILE[task.dataset]), tmp / f"top_by_{key}_maps.png")
+                files[f"top_by_{key}_maps"] = figures.save_png(figures.grid(tiles, caps, tile=dataset_spec(task.dataset).tile_px), tmp / f"top_by_{key}_maps.png")
         report["by_class"], report["by_decile"] = {}, {}
         for j, u in enumerate(task.units):
             o, r = o_all[:, j], r_all[:, j]

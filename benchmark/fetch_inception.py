@@ -141,3 +141,10 @@ def load_inceptionv1(path: str | os.PathLike | None = None, sha256: str | None =
     st_path = Path(path).expanduser() if path is not None else inception_weights_path()
     model, _ = load_model("inceptionv1", str(st_path), sha256 or "")
     return model
+
+
+def fetch_command(data_dir: str | os.PathLike | None, url: str | None = None, labels_url: str | None = None) -> dict[str, str]:
+    """`replacebench fetch inceptionv1` (the zoo's fetcher): `fetch_inceptionv1`, `url` overriding the weights'
+    source and `labels_url` the label map's."""
+    return {key: str(value) for key, value in fetch_inceptionv1(data_dir, weights_url=url or WEIGHTS_URL,
+                                                                labels_url=labels_url or LABELS_URL).items()}

@@ -1,6 +1,7 @@
 """Pictures and report folders for `inspect` and `diagnose`: PNGs (Pillow), a plain HTML page, atomic folders.
 
-Images are shown as the eye sees them, by undoing each dataset's model-ready scaling (`DISPLAY`):
+Images are shown as the eye sees them, by undoing each dataset's model-ready scaling
+(`zoo.DatasetSpec`: pixels = x · pixel_scale + pixel_offset):
 - digits: x = pixels / 16, so pixels = 255 · x;
 - MNIST: x = (p / 255 − 0.1307) / 0.3081, so p = 255 · (0.3081 · x + 0.1307);
 - ImageNet (InceptionV1): x = RGB − 117, so RGB = x + 117.
@@ -24,35 +25,16 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from .errors import UserError
+from .zoo import dataset_spec
 
 #: A marker file in every folder `inspect`, `diagnose` or `leaderboard --html` writes: only such a folder (or an
 #: empty one) is ever replaced, so `--out ~` can never delete a user's files.
 MARKER = ".replacebench-output"
 
-#: Per dataset: how model-ready inputs map back to 0..255 pixels, and the text that documents it.
-DISPLAY: dict[str, dict[str, Any]] = {
-    "digits": {"scale": 255.0, "offset": 0.0,
-               "scaling": "x = pixels / 16 (scikit-learn's 0..16 grey levels), so x in [0, 1]; 0 is paper, 1 full ink",
-               "range": (0.0, 1.0)},
-    "mnist": {"scale": 255.0 * 0.3081, "offset": 255.0 * 0.1307,
-              "scaling": "x = (pixels / 255 − 0.1307) / 0.3081 (MNIST's mean and sd), so x in [−0.4242, 2.8215]; "
-                         "−0.4242 is paper, 2.8215 full ink",
-              "range": (-0.1307 / 0.3081, (1 - 0.1307) / 0.3081)},
-    "imagenet": {"scale": 1.0, "offset": 117.0,
-                 "scaling": "x = RGB − 117 (Lucid's InceptionV1: 0..255 per channel, minus 117; no division), "
-                            "channels R, G, B, so x in [−117, 138]; resized to 256 on the short side, centre crop 224",
-                 "range": (-117.0, 138.0)},
-}
-
-
-#: Thumbnail size in a grid, per dataset (px): small digits are enlarged more, photographs less.
-TILE = {"digits": 72, "mnist": 84, "imagenet": 150}
-
-
 def to_pixels(images: np.ndarray, dataset: str) -> np.ndarray:
-    """Model-ready images `# [n, C, H, W]` → displayable uint8 RGB `# [n, H, W, 3]` (`DISPLAY`)."""
-    d = DISPLAY[dataset]
-    pixels = np.clip(np.asarray(images, dtype=np.float64) * d["scale"] + d["offset"], 0, 255)
+    """Model-ready images `# [n, C, H, W]` → displayable uint8 RGB `# [n, H, W, 3]`: clip(x · scale + offset, 0, 255)."""
+    spec = dataset_spec(dataset)
+    pixels = np.clip(np.asarray(images, dtype=np.float64) * spec.pixel_scale + spec.pixel_offset, 0, 255)
     pixels = pixels.transpose(0, 2, 3, 1)  # [n, H, W, C]
     if pixels.shape[-1] == 1:
         pixels = np.repeat(pixels, 3, axis=-1)
@@ -185,7 +167,7 @@ def page(title: str, body: str) -> str:
 
 def table(head: Sequence[str], rows: Sequence[Sequence[Any]], left: int = 1) -> str:
     """An HTML table; every cell is escaped; the first `left` columns are left-aligned."""
-    cls = lambda i: ' class="l"' if i < left else ""  # noqa: E731
+    cls = lambda i: ' class="l"' if i < left else ""
     out = ["<table><tr>" + "".join(f"<th{cls(i)}>{esc(h)}</th>" for i, h in enumerate(head)) + "</tr>"]
     for row in rows:
         out.append("<tr>" + "".join(f"<td{cls(i)}>{esc(c)}</td>" for i, c in enumerate(row)) + "</tr>")

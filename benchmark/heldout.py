@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,39 +30,15 @@ import torch.nn.functional as F
 
 from .data.base import ImageSet
 from .errors import UserError
+from .zoo import DATASETS, Transform
 
 DOMAIN = b"replacebench-heldout-v1"
 MIN_SECRET_BYTES = 16
 MAX_SECRET_BYTES = 1 << 16
 
 
-@dataclass(frozen=True)
-class Transform:
-    """The magnitudes of a dataset's held-out transform: shifts in [−max_shift_px, max_shift_px] pixels on each
-    axis, rotations in [−max_rotation_deg, max_rotation_deg] degrees; `background` fills what moves in."""
-
-    max_shift_px: float
-    max_rotation_deg: float
-    background: float
-
-    def to_dict(self) -> dict[str, float | int]:
-        return {"version": 1, "max_shift_px": self.max_shift_px, "max_rotation_deg": self.max_rotation_deg,
-                "background": self.background}
-
-
-def _mnist_background() -> float:
-    from .data.mnist import MEAN, STD
-
-    return -MEAN / STD  # a black pixel, normalised
-
-
-#: Per dataset (README: Held-out split has the accuracies they keep). 28x28 MNIST: ±1 px and ±10°. 8x8 digits:
-#: ±0.2 px and ±5°, since one pixel is an eighth of the image there (±1 px shifts alone cut digits-mlp's top-1
-#: from 97.1% to 60.9%; ±0.2 px, ±5° keeps 95.6%).
-TRANSFORMS: dict[str, Transform] = {
-    "digits": Transform(max_shift_px=0.2, max_rotation_deg=5.0, background=0.0),
-    "mnist": Transform(max_shift_px=1.0, max_rotation_deg=10.0, background=_mnist_background()),
-}
+#: The datasets with a measured held-out transform (`zoo.DatasetSpec.heldout`; README: Held-out split).
+TRANSFORMS: dict[str, Transform] = {d.name: d.heldout for d in DATASETS.values() if d.heldout is not None}
 
 
 def read_secret(path: str | Path) -> bytes:

@@ -23,9 +23,9 @@ import torch
 
 from . import paths
 from .data.base import seeded_subset
-from .data.registry import open_split
 from .errors import UserError
 from .tasks import all_tasks
+from .zoo import INCEPTION_RANDOM, open_split
 
 SEED = 0
 PER_LAYER = 5
@@ -33,7 +33,7 @@ MIN_ACTIVE = 0.01
 LAYERS = {"mixed3a": ("image", "conv2d2"), "mixed3b": ("image", "conv2d2", "mixed3a")}  # layer: allowed inputs
 CHANNELS = {"mixed3a": 256, "mixed3b": 480}
 FIT_SIZE, EVAL_SIZE, BATCH_SIZE = 500, 10000, 32
-FAMILY = "inceptionv1-random"
+FAMILY = INCEPTION_RANDOM
 
 
 def curve_units() -> dict[str, set[int]]:

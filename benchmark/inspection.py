@@ -30,6 +30,7 @@ from .context import TaskContext, prepare
 from .figures import esc
 from .hooks import capture
 from .tasks import Task
+from .zoo import dataset_spec
 
 
 def default_out(kind: str, *parts: str) -> Path:
@@ -116,13 +117,13 @@ def inspect_task(task: Task, out: Path | None, *, data_dir: str | None = None, i
     mean_image = image_sum / n  # [C, H, W]
     conv = acts.ndim == 4
     labels = ctx.fit_set.labels()[ctx.fit_indices]
-    display = figures.DISPLAY[task.dataset]
+    display = dataset_spec(task.dataset)
     if "image" in input_info:
-        input_info["image"]["scaling"] = display["scaling"]
+        input_info["image"]["scaling"] = display.scaling
     report: dict[str, Any] = {
         "task": task.id, "model": task.model, "layer": task.layer, "units": list(task.units),
         "dataset": task.dataset, "fit_split": task.fit_split, "n_fit": int(n), "read": "fit set only",
-        "image": {"shape": list(image_shape), "scaling": display["scaling"], "range": list(display["range"])},
+        "image": {"shape": list(image_shape), "scaling": display.scaling, "range": list(display.value_range)},
         "inputs": input_info, "target_shape": list(acts.shape[1:]),
         "unit_kind": "conv channel (per-example score: max over positions)" if conv else "dense unit",
     }
@@ -137,7 +138,7 @@ def inspect_task(task: Task, out: Path | None, *, data_dir: str | None = None, i
             pixels = figures.to_pixels(images, task.dataset)
             captions = [f"{score[i]:.3g} y={labels[i]}" for i in order]
             files: dict[str, str] = {}
-            files["top"] = figures.save_png(figures.grid(list(pixels), captions, tile=figures.TILE[task.dataset]), tmp / f"unit{unit}_top.png")
+            files["top"] = figures.save_png(figures.grid(list(pixels), captions, tile=display.tile_px), tmp / f"unit{unit}_top.png")
             w_sum = float(weights[j])
             w_mean = weighted[j] / w_sum if w_sum > 0 else mean_image  # [C, H, W]
             trio = figures.to_pixels(np.stack([mean_image, w_mean]), task.dataset)
@@ -168,7 +169,7 @@ def inspect_task(task: Task, out: Path | None, *, data_dir: str | None = None, i
                 files["argmax_map"] = figures.save_png(figures.upsample(figures.heat_rgb(counts), big), tmp / f"unit{unit}_argmax_map.png")
                 vmax = float(score[order[0]]) if len(order) else None
                 overlays = [figures.overlay(pixels[k], a[i], vmax) for k, i in enumerate(order)]
-                files["top_overlay"] = figures.save_png(figures.grid(overlays, captions, tile=figures.TILE[task.dataset]), tmp / f"unit{unit}_top_overlay.png")
+                files["top_overlay"] = figures.save_png(figures.grid(overlays, captions, tile=display.tile_px), tmp / f"unit{unit}_top_overlay.png")
                 for k, i in enumerate(order):
                     r, c = (int(v) for v in pos[i])
                     entry["top_examples"][k]["argmax"] = [r, c]

@@ -34,10 +34,9 @@ import torch
 from . import paths, stats
 from .conditions import per_example_outputs
 from .data.base import seeded_subset
-from .data.registry import open_split
 from .errors import unknown
-from .families import FAMILIES, GROUP_N, Family
 from .models.registry import load_model
+from .zoo import FAMILIES, GROUP_N, Family, open_split, selectable
 
 TOP_N, RANDOM_N = 3, 2
 ALPHA = 0.05
@@ -201,7 +200,7 @@ def select_targets(name: str, data_dir: str | Path | None = None, write: bool = 
     """The task file text for the task family `name` (a model's name for its main family), and its path
     (written when `write`)."""
     if name not in FAMILIES:
-        raise unknown("task family", name, [*FAMILIES, "inceptionv1-random"], "replacebench select --help")
+        raise unknown("task family", name, selectable(), "replacebench select --help")
     family = FAMILIES[name]
     importance = unit_importance(family, data_dir)
     _, _, group = choose(importance, family.seed, family.group_n or GROUP_N)

@@ -47,8 +47,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-#: Lucid InceptionV1 input: pixels in [0, 255] minus this mean.
-INCEPTION_MEAN = 117.0
+from .zoo import IMAGENET_OFFSET  # Lucid InceptionV1 input: pixels in [0, 255] minus this
+
 #: Stride (pixels) of the mixed3a / mixed3b grid and the offset of a cell's centre.
 GRID_STRIDE_PX = 8
 CELL_OFFSET_PX = 7
@@ -148,7 +148,7 @@ def to_model_input(gray: np.ndarray | torch.Tensor) -> torch.Tensor:
         ink = ink[None]
     if ink.ndim != 3:
         raise ValueError(f"expected ink images [n, H, W], got shape {tuple(ink.shape)}")
-    pixels = 255.0 * (1.0 - ink.clamp(0.0, 1.0)) - INCEPTION_MEAN  # [n, H, W]
+    pixels = 255.0 * (1.0 - ink.clamp(0.0, 1.0)) - IMAGENET_OFFSET  # [n, H, W]
     return pixels[:, None].expand(-1, 3, -1, -1).contiguous()  # [n, 3, H, W]
 
 

@@ -27,42 +27,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from . import paths
-from .atomic import atomic_path
+from . import paths, zoo
+from .atomic import atomic_path, atomic_write_bytes
 from .data.base import TensorImageSet
-from .data.registry import open_split as open_dataset_split
 from .download import sha256_file
 from .errors import UserError, unknown
 from .models.base import StagedModel
-from .models.registry import load_model, model_class
-
-LISTING = "replacebench train --help"
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """Everything that determines a training run (besides code and library versions)."""
-
-    dataset: str  # "digits" | "mnist"
-    seed: int
-    optimizer: str  # "adam"
-    lr: float  # peak learning rate
-    weight_decay: float
-    batch_size: int
-    epochs: int
-    schedule: str  # "cosine": lr_t = lr * 0.5 * (1 + cos(pi * t / T)), per step
-    threads: int  # torch.set_num_threads during training
-    eval_batch_size: int = 1000
-
-
-RECIPES: dict[str, Recipe] = {
-    "digits-mlp": Recipe("digits", seed=0, optimizer="adam", lr=3e-3, weight_decay=0.0, batch_size=32, epochs=60, schedule="cosine", threads=1),
-    "mnist-mlp": Recipe("mnist", seed=0, optimizer="adam", lr=1e-3, weight_decay=0.0, batch_size=128, epochs=12, schedule="cosine", threads=1),
-    "mnist-cnn": Recipe("mnist", seed=0, optimizer="adam", lr=1e-3, weight_decay=0.0, batch_size=128, epochs=6, schedule="cosine", threads=1),
-}
-
-#: The trainable models' classes, from the model registry.
-MODEL_CLASSES: dict[str, type[StagedModel]] = {model_id: model_class(model_id) for model_id in RECIPES}
+from .models.registry import load_model
+from .zoo import ModelSpec, Recipe
 
 
 @dataclass
@@ -75,21 +47,24 @@ class TrainResult:
     seconds: float
 
 
-def _check_id(model_id: str) -> None:
-    if model_id not in MODEL_CLASSES:
-        raise unknown("model", model_id, MODEL_CLASSES, LISTING)
+def trained_spec(model_id: str) -> ModelSpec:
+    """The zoo's spec of a model `train` makes; a fetched or unknown model is a UserError."""
+    trainable = zoo.trainable()
+    if model_id in zoo.MODELS and model_id not in trainable:
+        raise UserError(f"{model_id} is not trained here: its published weights are; run `{zoo.MODELS[model_id].how_to_get}`.")
+    if model_id not in trainable:
+        raise unknown("model", model_id, trainable, "replacebench train --help")
+    return zoo.MODELS[model_id]
 
 
 def build_model(model_id: str) -> StagedModel:
     """A freshly initialised model of `model_id` (global RNG initialisation)."""
-    _check_id(model_id)
-    return MODEL_CLASSES[model_id]()
+    return trained_spec(model_id).build()
 
 
 def open_split(model_id: str, split: str, data_dir: str | os.PathLike | None = None) -> TensorImageSet:
-    """The `split` of the dataset `model_id` is trained on (`data.registry.open_split`)."""
-    _check_id(model_id)
-    return open_dataset_split(RECIPES[model_id].dataset, split, data_dir)
+    """The `split` of the dataset `model_id` is trained on."""
+    return zoo.dataset_spec(trained_spec(model_id).dataset).open(split, data_dir)
 
 
 @torch.no_grad()
@@ -159,12 +134,13 @@ def _fit(model: StagedModel, recipe: Recipe, images: torch.Tensor, labels: torch
 
 
 def train(model_id: str, data_dir: str | os.PathLike | None = None, out_dir: str | os.PathLike | None = None) -> TrainResult:
-    """Train `model_id` with `RECIPES[model_id]`; write `<out_dir>/<model_id>.safetensors` and `.json`.
+    """Train `model_id` with its zoo recipe; write `<out_dir>/<model_id>.safetensors` and `.json`.
 
     `out_dir` defaults to the project's `checkpoints/`. Deterministic (see module docstring).
     """
-    _check_id(model_id)
-    recipe = RECIPES[model_id]
+    spec = trained_spec(model_id)
+    recipe = spec.recipe
+    assert recipe is not None  # trained_spec admits trained models only
     out = Path(out_dir) if out_dir is not None else paths.checkpoints_dir()
     train_set, test_set = open_split(model_id, "train", data_dir), open_split(model_id, "test", data_dir)
     x_train, y_train = train_set.images, torch.as_tensor(train_set.labels())  # [n, C, H, W], [n]
@@ -199,18 +175,18 @@ def train(model_id: str, data_dir: str | os.PathLike | None = None, out_dir: str
         "epochs": recipe.epochs,
         "seconds": round(seconds, 1),
         "n_parameters": sum(p.numel() for p in model.parameters()),
-        "recipe": dataclasses.asdict(recipe),
+        "recipe": {"dataset": spec.dataset, **dataclasses.asdict(recipe)},
         "data": {"train": train_set.content_hash(), "test": test_set.content_hash()},
         "versions": _versions(),
         "machine": platform.machine(),
     }
-    (out / f"{model_id}.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    atomic_write_bytes(out / f"{model_id}.json", (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
     return TrainResult(path, sha, test_accuracy, test_loss, recipe.epochs, seconds)
 
 
 def checkpoint_path(model_id: str, checkpoints: str | os.PathLike | None = None) -> Path:
     """`<checkpoints>/<model_id>.safetensors` (default: the project's `checkpoints/`)."""
-    _check_id(model_id)
+    trained_spec(model_id)
     return Path(checkpoints or paths.checkpoints_dir()) / f"{model_id}.safetensors"
 
 

@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from benchmark.hooks import capture, splice
-from benchmark.models.registry import MODEL_CLASSES, model_class
+from benchmark.models.registry import model_class
+from benchmark.zoo import MODELS
 
 
 class Double(nn.Module):
@@ -76,7 +77,7 @@ def test_an_inplace_op_downstream_would_corrupt_a_capture():
     assert torch.equal(store["a"], 2 * model.a(model.lin_a(x)))  # the in-place op doubled what was captured
 
 
-@pytest.mark.parametrize("model_id", sorted(MODEL_CLASSES))
+@pytest.mark.parametrize("model_id", sorted(MODELS))
 def test_benchmark_models_have_no_inplace_modules(model_id):
     model = model_class(model_id)()
     offenders = [name for name, m in model.named_modules() if getattr(m, "inplace", False)]

@@ -311,6 +311,7 @@ def test_cli_fetch_then_score(served, tmp_path, session_cache):
     _, url = served
     proc = run_cli("fetch", "mnist", "--url", url, "--data-dir", str(tmp_path / "data"))
     assert proc.returncode == 0, proc.stderr
+    assert f"data_sha256: {mnist.verify_mnist(tmp_path / 'data')}" in proc.stdout.splitlines()
     proc = run_cli("score", "zero", "--task", "mnist-mlp/fc1:13", "--data-dir", str(tmp_path / "data"), "--no-record")
     assert proc.returncode == 0, proc.stderr
     assert "zero on mnist-mlp/fc1:13 (n = 10000)" in proc.stdout

@@ -121,7 +121,7 @@ def test_fit_matches_an_independent_relu_least_squares():
 
 @pytest.fixture(scope="module")
 def fit_images(data_dir):
-    from benchmark.data.registry import open_split
+    from benchmark.zoo import open_split
 
     return open_split("mnist", "train", data_dir).load(np.arange(256))  # [256, 1, 28, 28]
 

@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 from helpers import assert_matches_committed
 
 from benchmark import train as tr
+from benchmark import zoo
 from benchmark.errors import UserError
 from benchmark.models.digits import DigitsMLP
 from benchmark.models.mnist import MnistCNN, MnistMLP
@@ -35,7 +36,7 @@ def data_dir() -> Path:
 
 
 def test_registry():
-    assert set(tr.MODEL_CLASSES) == set(tr.RECIPES) == {"digits-mlp", "mnist-mlp", "mnist-cnn"}
+    assert zoo.trainable() == ["digits-mlp", "mnist-mlp", "mnist-cnn"]
     assert type(tr.build_model("digits-mlp")) is DigitsMLP
     assert type(tr.build_model("mnist-mlp")) is MnistMLP
     assert type(tr.build_model("mnist-cnn")) is MnistCNN
@@ -46,6 +47,8 @@ def test_unknown_model_suggests():
         tr.build_model("mnist-cn")
     with pytest.raises(UserError, match="unknown model"):
         tr.train("resnet50")
+    with pytest.raises(UserError, match="inceptionv1 is not trained here.*replacebench fetch inceptionv1"):
+        tr.build_model("inceptionv1")
 
 
 def test_digits_training_is_bit_reproducible(tmp_path):
@@ -63,12 +66,12 @@ def test_digits_training_is_bit_reproducible(tmp_path):
     assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
     assert first.sha256 == second.sha256 == _sha(first.path) == _sha(second.path)
     assert_matches_committed(first.path, CHECKPOINTS / "digits-mlp.safetensors")
-    assert first.test_accuracy == second.test_accuracy and first.epochs == tr.RECIPES["digits-mlp"].epochs
+    assert first.test_accuracy == second.test_accuracy and first.epochs == zoo.MODELS["digits-mlp"].recipe.epochs
     assert first.test_accuracy > 0.95
     # the JSON beside the weights
     meta = json.loads((tmp_path / "a" / "digits-mlp.json").read_text())
     assert meta["sha256"] == first.sha256 and meta["weights"] == "digits-mlp.safetensors"
-    assert meta["recipe"]["epochs"] == tr.RECIPES["digits-mlp"].epochs and meta["recipe"]["seed"] == 0
+    assert meta["recipe"]["epochs"] == zoo.MODELS["digits-mlp"].recipe.epochs and meta["recipe"]["seed"] == 0
     assert meta["versions"]["torch"] == torch.__version__
     assert meta["test_accuracy"] == first.test_accuracy and meta["test_loss"] == first.test_loss
 

@@ -28,6 +28,11 @@ def split_indices(labels: np.ndarray, seed: int = SPLIT_SEED) -> dict[str, np.nd
     return {"train": np.sort(train).astype(np.int64), "test": np.sort(test).astype(np.int64)}
 
 
+def open_split(split: str, data_dir: object = None, imagenet_dir: object = None) -> TensorImageSet:
+    """The zoo's opener (`zoo.DatasetSpec.opener`): bundled with scikit-learn, so no directory is read."""
+    return open_digits(split)
+
+
 def open_digits(split: str) -> TensorImageSet:
     """One split of the digits dataset as a `TensorImageSet` (name "digits")."""
     if split not in ("train", "test"):

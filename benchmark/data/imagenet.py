@@ -37,6 +37,7 @@ from torchvision.transforms import functional as TF
 
 from ..errors import UserError
 from ..paths import data_dir as resolve_data_dir
+from ..zoo import IMAGENET_OFFSET
 from .base import ImageSet
 
 LABELS_RELPATH = Path("inceptionv1") / "old_imagenet_labels.txt"
@@ -46,7 +47,7 @@ RESIZE_SHORTER = 256
 CROP = 224
 #: Threads decoding JPEGs in `load` (PIL releases the GIL while it decodes and resizes).
 DECODE_THREADS = min(8, os.cpu_count() or 1)
-PIXEL_OFFSET = 117.0
+PIXEL_OFFSET = IMAGENET_OFFSET
 
 _FETCH_HINT = "Run `replacebench fetch inceptionv1` (or point --data-dir / REPLACEBENCH_DATA at a data directory that has it)."
 
@@ -194,3 +195,11 @@ class ImageNetFolder(ImageSet):
                 digest.update(f"{rel}\t{path.stat().st_size}\n".encode())
             self._hash = digest.hexdigest()
         return self._hash
+
+
+def open_split(split: str, data_dir: str | os.PathLike | None = None,
+               imagenet_dir: str | os.PathLike | None = None) -> ImageNetFolder:
+    """The zoo's opener (`zoo.DatasetSpec.opener`): the validation images in `imagenet_dir`, whatever the split."""
+    if imagenet_dir is None:
+        raise UserError("this task needs ImageNet validation images: pass --imagenet DIR (an <wnid>/*.JPEG folder) or set REPLACEBENCH_IMAGENET.")
+    return ImageNetFolder(imagenet_dir, data_dir=data_dir)

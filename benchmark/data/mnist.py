@@ -26,9 +26,10 @@ import torch
 from .. import paths
 from ..download import CHUNK, cached_sha256, download
 from ..errors import UserError
+from ..zoo import MNIST_MEAN, MNIST_STD
 from .base import TensorImageSet
 
-MEAN, STD = 0.1307, 0.3081
+MEAN, STD = MNIST_MEAN, MNIST_STD
 
 #: sha256 of the four official files, decompressed (see the data README).
 MNIST_SHA256: dict[str, str] = {
@@ -91,6 +92,11 @@ def _idx_sha256(array: np.ndarray) -> str:
     magic = 0x0800 | array.ndim  # unsigned byte data, `ndim` dimensions
     header = struct.pack(f">I{array.ndim}I", magic, *array.shape)
     return hashlib.sha256(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()).hexdigest()
+
+
+def open_split(split: str, data_dir: str | os.PathLike | None = None, imagenet_dir: object = None) -> TensorImageSet:
+    """The zoo's opener (`zoo.DatasetSpec.opener`): `open_mnist(split, data_dir)`."""
+    return open_mnist(split, data_dir)
 
 
 def open_mnist(split: str, data_dir: str | os.PathLike | None = None) -> TensorImageSet:
@@ -176,3 +182,11 @@ def _fetch_one(url: str, dest: Path, sha256: str, md5: str | None) -> None:
                 f"the source is corrupt or not official MNIST. Use the official mirror {OFFICIAL_URL}."
             )
         os.replace(unpacked, dest)
+
+
+def fetch_command(data_dir: str | os.PathLike | None, url: str | None = None, labels_url: str | None = None) -> dict[str, str]:
+    """`replacebench fetch mnist` (the zoo's fetcher): `fetch_mnist` from `url` (a base URL; default the official one)."""
+    if labels_url:
+        raise UserError("--labels-url is for inceptionv1 only; `fetch mnist` takes --url BASE_URL.")
+    data_hash = fetch_mnist(data_dir, **({"base_url": url} if url else {}))
+    return {"mnist": f"downloaded and verified in {raw_dir(data_dir)}", "data_sha256": data_hash}

@@ -80,7 +80,6 @@ STAGE_SHAPES: dict[str, tuple[int, ...]] = {
 }
 
 INPUT_SHAPE = (3, 224, 224)
-PIXEL_OFFSET = 117.0  # model input = RGB in [0, 255] - 117
 N_OUTPUTS = 1008
 N_CLASSES = 1000
 
@@ -212,7 +211,7 @@ class InceptionV1(StagedModel):
 
     def _inception_block(self, name: str, x: torch.Tensor) -> torch.Tensor:
         """concat(1x1, 3x3, 5x5, pool branches) along channels, each branch ending in its ReLU."""
-        m = lambda suffix: getattr(self, f"{name}_{suffix}")  # noqa: E731
+        m = lambda suffix: getattr(self, f"{name}_{suffix}")
         b1 = m("1x1")(m("1x1_pre_relu_conv")(x))
         b3 = m("3x3_bottleneck")(m("3x3_bottleneck_pre_relu_conv")(x))
         b3 = m("3x3")(self.same3x3(b3, m("3x3_pre_relu_conv")))

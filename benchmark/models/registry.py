@@ -1,8 +1,7 @@
-"""Model ids → classes, and loading a task's checkpoint with its sha256 checked."""
+"""Loading a task's checkpoint, with its keys, shapes and sha256 checked; what each model is comes from `zoo`."""
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import safetensors.torch
@@ -11,42 +10,22 @@ from torch import nn
 
 from .. import paths
 from ..download import cached_sha256
-from ..errors import UserError, unknown
+from ..errors import UserError
+from ..zoo import load_object, model_spec
 from .base import StagedModel
 from .weights import METADATA_NAME, inception_weights_path, recorded_sha256
 
-#: model id → (module, class name); imported lazily so `replacebench tasks` stays fast.
-MODEL_CLASSES: dict[str, tuple[str, str]] = {
-    "digits-mlp": ("benchmark.models.digits", "DigitsMLP"),
-    "mnist-mlp": ("benchmark.models.mnist", "MnistMLP"),
-    "mnist-cnn": ("benchmark.models.mnist", "MnistCNN"),
-    "inceptionv1": ("benchmark.models.inception", "InceptionV1"),
-}
-#: How to obtain each model's checkpoint, for error messages.
-HOW_TO_GET = {
-    "digits-mlp": "replacebench train digits-mlp",
-    "mnist-mlp": "replacebench train mnist-mlp",
-    "mnist-cnn": "replacebench train mnist-cnn",
-    "inceptionv1": "replacebench fetch inceptionv1",
-}
-
 
 def model_class(model_id: str) -> type[StagedModel]:
-    if model_id not in MODEL_CLASSES:
-        raise unknown("model", model_id, MODEL_CLASSES, "replacebench tasks")
-    module, name = MODEL_CLASSES[model_id]
-    return getattr(importlib.import_module(module), name)
+    """The model's class, from its zoo spec (imported on first use)."""
+    return load_object(model_spec(model_id).model_class)
 
 
-def checkpoint_path(model_id: str, checkpoint: str) -> Path:
+def checkpoint_path(checkpoint: str) -> Path:
     """Where a task's checkpoint lives: "fetched" means the converted download in the cache."""
     if checkpoint == "fetched":
         return inception_weights_path()
     return paths.PROJECT_ROOT / checkpoint
-
-
-#: Models whose checkpoint comes from `replacebench fetch`, which records its sha256 beside it.
-FETCHED_MODELS = ("inceptionv1",)
 
 
 def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: str, fix: str) -> None:
@@ -77,19 +56,20 @@ def load_model(model_id: str, checkpoint: str, expected_sha256: str = "", pinned
     pins it, for the error); for a fetched model without one, the hash `fetch`
     recorded is used. Keys and shapes are checked before loading.
     """
+    spec = model_spec(model_id)
     cls = model_class(model_id)
-    path = checkpoint_path(model_id, checkpoint)
-    fix = f"Run `{HOW_TO_GET[model_id]}`."
+    path = checkpoint_path(checkpoint)
+    fix = f"Run `{spec.how_to_get}`."
     if not path.exists():
-        raise UserError(f"checkpoint for {model_id} not found at {path}; run `{HOW_TO_GET[model_id]}`.")
+        raise UserError(f"checkpoint for {model_id} not found at {path}; run `{spec.how_to_get}`.")
     actual = cached_sha256(path)
-    if not expected_sha256 and model_id in FETCHED_MODELS:
+    if not expected_sha256 and spec.fetched:
         expected_sha256 = recorded_sha256(path) or ""  # what `fetch` converted; guards against later damage
         pinned_by = METADATA_NAME
     if expected_sha256 and actual != expected_sha256:
         raise UserError(
             f"checkpoint {path} has sha256 {actual[:12]}…, but {pinned_by} records {expected_sha256[:12]}…: the file is "
-            f"corrupt or was replaced; restore it (git checkout for committed ones) or run `{HOW_TO_GET[model_id]}`."
+            f"corrupt or was replaced; restore it (git checkout for committed ones) or run `{spec.how_to_get}`."
         )
     try:
         state = safetensors.torch.load_file(str(path))

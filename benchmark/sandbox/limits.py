@@ -1,4 +1,5 @@
-"""Default limits for a submission's children, per dataset family; `score --time-limit/--memory-limit` override them.
+"""Default limits for a submission's children, per dataset (`zoo.DatasetSpec`); `score --time-limit/--memory-limit`
+override them.
 
 Each child (the fit child and the replace child) gets the full budget:
 time is the total wall time the harness waits on it, import included.
@@ -9,14 +10,10 @@ from __future__ import annotations
 import re
 
 from ..errors import UserError
+from ..zoo import dataset_spec
 from .process import Limits
 
 GiB = 1 << 30
-DEFAULTS = {
-    "digits": Limits(time_s=300, memory_bytes=4 * GiB),
-    "mnist": Limits(time_s=900, memory_bytes=8 * GiB),
-    "imagenet": Limits(time_s=7200, memory_bytes=16 * GiB),
-}
 UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
@@ -29,7 +26,8 @@ def parse_memory(text: str) -> int:
 
 
 def limits_for(dataset: str, time_s: float | None = None, memory: str | None = None) -> Limits:
-    base = DEFAULTS.get(dataset, DEFAULTS["imagenet"])
+    spec = dataset_spec(dataset)
+    base = Limits(time_s=spec.time_limit_s, memory_bytes=spec.memory_limit_gib * GiB)
     if time_s is not None and not time_s > 0:
         raise UserError(f"--time-limit {time_s} must be a positive number of seconds.")
     return Limits(time_s=float(time_s) if time_s is not None else base.time_s,

@@ -1,0 +1,97 @@
+"""The zoo: one spec per model and per dataset, and everything else reads them (no second table to keep in step)."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmark import paths, train, zoo
+from benchmark.errors import UserError
+from benchmark.models.base import StagedModel
+from benchmark.models.registry import load_model, model_class
+from benchmark.sandbox.limits import GiB, limits_for
+from benchmark.tasks import all_tasks
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "benchmark", *args], capture_output=True, text=True, cwd=PROJECT)
+
+
+@pytest.mark.parametrize("model_id", sorted(zoo.MODELS))
+def test_each_spec_builds_its_model_and_names_its_families(model_id):
+    spec = zoo.MODELS[model_id]
+    cls = model_class(model_id)
+    assert issubclass(cls, StagedModel) and spec.dataset in zoo.DATASETS
+    for family in spec.families:
+        assert family.model == model_id and family.dataset == spec.dataset
+        assert (paths.tasks_dir() / f"{family.family}.toml").is_file(), family.family
+        assert family.layer in cls.stage_names and set(family.inputs) <= {"image", *cls.stage_names}
+    assert spec.fetched == (spec.recipe is None) == bool(spec.fetcher)
+
+
+def test_every_task_file_names_a_zoo_model_and_dataset():
+    tasks = all_tasks()
+    assert tasks
+    for task in tasks.values():
+        assert zoo.MODELS[task.model].dataset == task.dataset, task.id
+
+
+def test_value_range_is_what_the_loaders_produce(data_dir_or_skip):
+    """pixels = x · scale + offset: the MNIST loader's extreme values are the zoo's range ends (0 and 255 occur)."""
+    mnist = zoo.open_split("mnist", "test", data_dir_or_skip).images  # [10000, 1, 28, 28]
+    low, high = zoo.DATASETS["mnist"].value_range
+    assert float(mnist.min()) == pytest.approx(low, abs=1e-6) and float(mnist.max()) == pytest.approx(high, abs=1e-6)
+    digits = zoo.open_split("digits", "test").images
+    assert float(digits.min()) == 0.0 and float(digits.max()) == 1.0 == zoo.DATASETS["digits"].value_range[1]
+    # the held-out background is a black pixel, normalised as the loader normalises
+    assert zoo.DATASETS["mnist"].heldout.background == pytest.approx(low, abs=1e-12)
+
+
+@pytest.fixture
+def data_dir_or_skip() -> Path:
+    import os
+
+    if not os.environ.get("REPLACEBENCH_DATA"):
+        pytest.skip("REPLACEBENCH_DATA is not set: point it at the shared data directory")
+    return Path(os.environ["REPLACEBENCH_DATA"])
+
+
+def test_a_new_spec_is_seen_everywhere(monkeypatch, tmp_path):
+    """Adding one ModelSpec (and one DatasetSpec) is all a new model needs: training, loading, limits and the
+    error messages follow it."""
+    digits = zoo.DATASETS["digits"]
+    monkeypatch.setitem(zoo.DATASETS, "digits-wide", dataclasses.replace(digits, name="digits-wide", time_limit_s=77,
+                                                                        memory_limit_gib=3))
+    spec = zoo.ModelSpec("digits-mlp-b", "benchmark.models.digits:DigitsMLP", "digits-wide",
+                         recipe=dataclasses.replace(zoo.MODELS["digits-mlp"].recipe, epochs=1))
+    monkeypatch.setitem(zoo.MODELS, spec.id, spec)
+
+    assert "digits-mlp-b" in zoo.trainable()
+    assert type(train.build_model("digits-mlp-b")).__name__ == "DigitsMLP"
+    limits = limits_for("digits-wide")
+    assert (limits.time_s, limits.memory_bytes) == (77, 3 * GiB)
+    with pytest.raises(UserError, match=r"run `replacebench train digits-mlp-b`"):
+        load_model("digits-mlp-b", str(tmp_path / "absent.safetensors"))
+    with pytest.raises(UserError, match="Did you mean 'digits-mlp-b'"):
+        train.build_model("digits-mlp-c")
+
+
+def test_help_and_did_you_mean_come_from_the_zoo():
+    assert "digits-mlp, mnist-mlp or mnist-cnn" in cli("train", "--help").stdout
+    assert "mnist or inceptionv1" in cli("fetch", "--help").stdout
+    select_help = " ".join(cli("select", "--help").stdout.split())
+    assert ", ".join(zoo.selectable()) in select_help and "inceptionv1-random" in select_help
+    score_help = " ".join(cli("score", "--help").stdout.split())
+    assert "digits 300, mnist 900, imagenet 7200" in score_help and "digits 4G, mnist 8G, imagenet 16G" in score_help
+
+    wrong = cli("fetch", "mnits")
+    assert wrong.returncode != 0 and "Did you mean 'mnist'" in wrong.stderr and "Traceback" not in wrong.stderr
+    labels = cli("fetch", "mnist", "--labels-url", "http://127.0.0.1:9/x")
+    assert labels.returncode != 0 and "--labels-url is for inceptionv1 only" in labels.stderr
+    assert len(labels.stderr.strip().splitlines()) == 1
