@@ -25,12 +25,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from . import paths
 from .atomic import atomic_path, atomic_write_bytes
 from .conditions import per_example_outputs
 from .context import TaskContext
+from .passes import batches, fit_set_arrays, logits_from, with_units
 from .stats import per_example_kl
 
 FORMAT_VERSION = 3  # 2: the npz behind an HMAC line; 3: adds kl.<ablation>
@@ -80,56 +80,37 @@ def cache_file(ctx: TaskContext) -> Path:
 
 def fit_target_activations(ctx: TaskContext, progress: bool = False) -> torch.Tensor:
     """The task's units on the fit set `# [n_fit, n_units, ...]` (CPU), running only the layers up to the target."""
-    task, model = ctx.task, ctx.model
-    units = torch.as_tensor(task.units)
-    chunks = []
-    with torch.no_grad():
-        for _, images in tqdm(ctx.fit_set.batches(ctx.fit_indices, task.batch_size), desc="fit set", unit="batch",
-                              total=-(-len(ctx.fit_indices) // task.batch_size), disable=not progress, leave=False):
-            act = model.run(ctx.to_input(images), until=task.layer)  # [b, C, ...]
-            chunks.append(act[:, units.to(act.device)].cpu())
-    return torch.cat(chunks)
+    return torch.from_numpy(fit_set_arrays(ctx, (), progress)[1])
 
 
 def compute_baseline(ctx: TaskContext, progress: bool = False) -> Baseline:
     """Run the clean model and the three ablations over the eval set."""
-    task, model = ctx.task, ctx.model
+    task = ctx.task
     fit_target = fit_target_activations(ctx, progress)  # [n_fit, n_units, ...]
     mean_activation = fit_target.mean(dim=0)  # [n_units, ...]
     # one draw over the whole eval set; a shard (cluster.py) takes its own slice of it
     total = ctx.eval_total if ctx.eval_total is not None else len(ctx.eval_indices)
     partner = np.random.default_rng(task.seed + 2).integers(0, len(fit_target), size=total)
     partner = partner[ctx.eval_offset : ctx.eval_offset + len(ctx.eval_indices)]
-    units = torch.as_tensor(task.units, device=ctx.device)
-    labels_all = torch.as_tensor(ctx.eval_labels)
     parts: dict[str, list[np.ndarray]] = {}
-    position = 0
-    with torch.no_grad():
-        for _, images in tqdm(ctx.eval_set.batches(ctx.eval_indices, task.batch_size), desc=f"baseline {task.id}",
-                              unit="batch", total=-(-len(ctx.eval_indices) // task.batch_size), disable=not progress):
-            b = len(images)
-            labels = labels_all[position : position + b].to(ctx.device)
-            act = model.run(ctx.to_input(images), until=task.layer)  # [b, C, ...]
-            replacements = {
-                "zero": torch.zeros((b, *ctx.target_shape), device=ctx.device),
-                "mean": mean_activation.to(ctx.device).expand(b, *ctx.target_shape),
-                "resample": fit_target[torch.as_tensor(partner[position : position + b])].to(ctx.device),
-            }
-            for condition in CONDITIONS:
-                modified = act
-                if condition != "clean":
-                    modified = act.clone()
-                    modified[:, units] = replacements[condition]
-                class_logits = model.class_logits(model.run(modified, after=task.layer))
-                for key, value in per_example_outputs(class_logits, labels, task.topk).items():
-                    parts.setdefault(f"{key}.{condition}", []).append(value)
-                logp = torch.log_softmax(class_logits.float(), 1).cpu().numpy()  # [b, classes]
-                if condition == "clean":
-                    logp_clean = logp
-                    parts.setdefault("logp_clean", []).append(logp)
-                else:  # KL(clean ‖ ablated) per example, the denominator of KL recovery
-                    parts.setdefault(f"kl.{condition}", []).append(per_example_kl(logp_clean, logp))
-            position += b
+    for batch in batches(ctx, "eval", progress=progress, desc=f"baseline {task.id}"):
+        b, position = len(batch), batch.start
+        replacements = {
+            "zero": torch.zeros((b, *ctx.target_shape), device=ctx.device),
+            "mean": mean_activation.to(ctx.device).expand(b, *ctx.target_shape),
+            "resample": fit_target[torch.as_tensor(partner[position : position + b])].to(ctx.device),
+        }
+        for condition in CONDITIONS:
+            modified = batch.activation if condition == "clean" else with_units(ctx, batch.activation, replacements[condition])
+            class_logits = logits_from(ctx, modified)
+            for key, value in per_example_outputs(class_logits, batch.labels, task.topk).items():
+                parts.setdefault(f"{key}.{condition}", []).append(value)
+            logp = torch.log_softmax(class_logits.float(), 1).cpu().numpy()  # [b, classes]
+            if condition == "clean":
+                logp_clean = logp
+                parts.setdefault("logp_clean", []).append(logp)
+            else:  # KL(clean ‖ ablated) per example, the denominator of KL recovery
+                parts.setdefault(f"kl.{condition}", []).append(per_example_kl(logp_clean, logp))
     arrays = {key: np.concatenate(chunks) for key, chunks in parts.items()}
     arrays["mean_activation"] = mean_activation.numpy()
     arrays["resample_partner"] = partner

@@ -2,8 +2,8 @@
 
 The submission runs exactly as `score` runs it (`scoring.fit_submission` and `scoring.replaced_pass`, in an
 `IsolatedSubmission`: its own namespaced children, fit on the fit set, never handed the model, its weights or
-any label). The harness records each batch's validated output on its side, and recomputes the original units
-by running the model up to the target layer. On the task's eval set (as `score`), with o = the original
+any label). The replaced pass hands the harness each batch's original units and validated output, so one eval pass
+serves both the scores and the report. On the task's eval set (as `score`), with o = the original
 activation and r = the replacement's, per unit, example i and position p:
 
 - activation divergence of example i: d_i = mean over units and positions of |r − o|;
@@ -26,13 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from . import figures
 from .baseline import load_or_compute
 from .context import TaskContext, prepare
 from .figures import esc
 from .inspection import class_names, default_out, label_text
+from .passes import Batch, as_array
 from .runner import RunOptions
 from .sandbox.limits import limits_for
 from .sandbox.room import IsolatedSubmission
@@ -40,33 +40,6 @@ from .scoring import fit_submission, replaced_pass
 from .submissions import take_snapshot
 from .tasks import Task
 from .zoo import dataset_spec
-
-
-class RecordingRoom:
-    """The submission's room as `replaced_pass` sees it, keeping a copy of each validated output (harness side)."""
-
-    def __init__(self, room: IsolatedSubmission) -> None:
-        self._room = room
-        self.outputs: list[np.ndarray] = []
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._room, name)
-
-    def replace(self, inputs: dict[str, np.ndarray], expected_shape: tuple[int, ...]) -> np.ndarray:
-        out = self._room.replace(inputs, expected_shape)  # validated: float32, finite, [b, n_units, ...]
-        self.outputs.append(out.copy())
-        return out
-
-
-def eval_originals(ctx: TaskContext) -> np.ndarray:
-    """The original units on the eval set `# [n_eval, n_units, *spatial]` (layers up to the target only)."""
-    units = torch.as_tensor(ctx.task.units)
-    chunks = []
-    with torch.no_grad():
-        for _, images in ctx.eval_set.batches(ctx.eval_indices, ctx.task.batch_size):
-            act = ctx.model.run(ctx.to_input(images), until=ctx.task.layer)
-            chunks.append(act[:, units.to(act.device)].float().cpu().numpy())
-    return np.concatenate(chunks)
 
 
 def pearson(x: np.ndarray, y: np.ndarray) -> float | None:
@@ -126,13 +99,18 @@ def diagnose(name_or_path: str, task: Task, out: Path | None, *, options: RunOpt
             room.load(task)
             params = fit_submission(ctx, room, options.progress)
             room.start_replace(ctx.view(), params)
-            recorder = RecordingRoom(room)
-            replaced, fidelity, _ = replaced_pass(ctx, recorder, baseline, options.progress)  # type: ignore[arg-type]
+            originals: list[np.ndarray] = []
+            outputs: list[np.ndarray] = []
+
+            def keep(batch: Batch, out: np.ndarray) -> None:
+                originals.append(as_array(batch.target))
+                outputs.append(out.copy())
+
+            replaced, fidelity, _ = replaced_pass(ctx, room, baseline, options.progress, on_batch=keep)
             isolation = room.isolation
     finally:
         snapshot.cleanup()
-    r_all = np.concatenate(recorder.outputs)  # [n, n_units, *spatial]
-    o_all = eval_originals(ctx)  # [n, n_units, *spatial]
+    o_all, r_all = np.concatenate(originals), np.concatenate(outputs)  # [n, n_units, *spatial] each
     return write_report(ctx, snapshot.name, dest, o_all, r_all, baseline.loss("clean"), replaced["loss.replaced"],
                         [f.to_dict() for f in fidelity], isolation, top, options.data_dir)
 

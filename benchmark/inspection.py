@@ -23,12 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from . import figures, paths
 from .context import TaskContext, prepare
 from .figures import esc
-from .hooks import capture
+from .passes import as_array, batches
 from .tasks import Task
 from .zoo import dataset_spec
 
@@ -76,30 +75,27 @@ def fit_pass(ctx: TaskContext) -> tuple[np.ndarray, dict[str, dict[str, Any]], n
     """One pass over the fit set. Returns the target units `# [n_fit, n_units, *spatial]`, each allowed input's
     shape per example and moments, the image sum Σ_i x_i `# [C, H, W]`, per unit Σ_i w_i x_i
     `# [n_units, C, H, W]`, and per unit Σ_i w_i `# [n_units]`, with w_i = max(s_i, 0) (module docstring)."""
-    task, model = ctx.task, ctx.model
-    units = torch.as_tensor(task.units)
-    hooked = [n for n in task.inputs if n != "image"]
+    task = ctx.task
     moments = {n: _Moments() for n in task.inputs}
     shapes: dict[str, list[int]] = {}
     targets = []
     image_sum = None
     weighted = None
     weights = np.zeros(len(task.units))  # Σ_i w_i per unit
-    with torch.no_grad(), capture(model, hooked) as store:
-        for _, images in ctx.fit_set.batches(ctx.fit_indices, task.batch_size):
-            act = model.run(ctx.to_input(images), until=task.layer)[:, units.to(ctx.device)].float().cpu().numpy()
-            targets.append(act)  # [b, n_units, *spatial]
-            x = images.numpy().astype(np.float64)  # [b, C, H, W]
-            for name in task.inputs:
-                value = x if name == "image" else store[name].float().cpu().numpy()
-                shapes[name] = list(value.shape[1:])
-                moments[name].update(value)
-            score = act.reshape(len(act), len(task.units), -1).max(axis=2)  # [b, n_units]
-            w = np.clip(score, 0, None).astype(np.float64)
-            image_sum = x.sum(0) if image_sum is None else image_sum + x.sum(0)
-            part = np.einsum("bu,bchw->uchw", w, x)
-            weighted = part if weighted is None else weighted + part
-            weights += w.sum(0)
+    for batch in batches(ctx, "fit", task.inputs):
+        act = as_array(batch.target)  # [b, n_units, *spatial]
+        targets.append(act)
+        x = as_array(batch.images).astype(np.float64)  # [b, C, H, W]
+        for name, value in batch.inputs.items():
+            value = x if name == "image" else as_array(value)
+            shapes[name] = list(value.shape[1:])
+            moments[name].update(value)
+        score = act.reshape(len(act), len(task.units), -1).max(axis=2)  # [b, n_units]
+        w = np.clip(score, 0, None).astype(np.float64)
+        image_sum = x.sum(0) if image_sum is None else image_sum + x.sum(0)
+        part = np.einsum("bu,bchw->uchw", w, x)
+        weighted = part if weighted is None else weighted + part
+        weights += w.sum(0)
     info = {n: {"shape": shapes[n], **moments[n].result()} for n in task.inputs}
     assert image_sum is not None and weighted is not None, "the fit set is empty"
     return np.concatenate(targets), info, image_sum, weighted, weights

@@ -10,25 +10,23 @@ baseline, so a new submission costs one pass plus its own computation.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from . import stats
 from .baseline import CONDITIONS, Baseline
 from .conditions import per_example_outputs
 from .context import TaskContext
-from .hooks import capture, splice
+from .passes import Batch, ReplaceCalls, as_array, batches, fit_set_arrays, logits_from, with_units
 from .sandbox.limits import limits_for
 from .sandbox.process import Limits
-from .sandbox.protocol import Arrays
 from .sandbox.room import IsolatedSubmission
 from .submissions import count_params, take_snapshot
 from .tasks import ABLATIONS
-
 
 
 @dataclass
@@ -41,78 +39,43 @@ class ScoreResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def as_array(tensor: torch.Tensor) -> np.ndarray:
-    """A tensor as a plain float32 numpy array on the CPU (what crosses to a submission)."""
-    return tensor.detach().to("cpu", torch.float32).numpy()
-
-
-def collect_fit_inputs(ctx: TaskContext, names: tuple[str, ...], progress: bool) -> tuple[Arrays, np.ndarray]:
-    """The fit set's named inputs `# [n_fit, ...]` and the target units `# [n_fit, n_units, ...]`, as arrays."""
-    task, model = ctx.task, ctx.model
-    hooked = [n for n in names if n != "image"]
-    units = torch.as_tensor(task.units, device=ctx.device)
-    chunks: dict[str, list[np.ndarray]] = {n: [] for n in names}
-    targets = []
-    with torch.no_grad(), capture(model, hooked) as store:
-        for _, images in tqdm(ctx.fit_set.batches(ctx.fit_indices, task.batch_size), desc="fit inputs", unit="batch",
-                              total=-(-len(ctx.fit_indices) // task.batch_size), disable=not progress, leave=False):
-            images = ctx.to_input(images)
-            act = model.run(images, until=task.layer)
-            targets.append(as_array(act[:, units]))
-            for name in names:
-                chunks[name].append(np.ascontiguousarray(as_array(images if name == "image" else store[name])))
-    return {n: np.concatenate(c) for n, c in chunks.items()}, np.concatenate(targets)
-
-
 def fit_submission(ctx: TaskContext, room: IsolatedSubmission, progress: bool = False) -> dict[str, np.ndarray] | None:
     """Run the submission's fit step on the fit set (only); its validated params, or None without a fit step."""
     if room.fit_signature is None:
         return None
-    inputs, target = collect_fit_inputs(ctx, room.fit_signature.inputs, progress)
+    inputs, target = fit_set_arrays(ctx, room.fit_signature.inputs, progress)
     return room.fit(inputs, target, ctx.view())
 
 
 def replaced_pass(ctx: TaskContext, room: IsolatedSubmission, baseline: Baseline, progress: bool = False,
                   fidelity: stats.FidelityAccumulator | None = None,
+                  on_batch: Callable[[Batch, np.ndarray], None] | None = None,
                   ) -> tuple[dict[str, np.ndarray], list[stats.UnitFidelity], float]:
     """The eval pass with the replacement spliced in: per-example outputs, activation fidelity, and the wall
-    seconds spent in the submission's `replace` calls (measured here, around each call, transfers included).
+    seconds spent in the submission's `replace` calls (measured around each call, transfers included).
 
-    `fidelity`: the accumulator to feed (a shard passes one that keeps its per-batch sums; `cluster.py`)."""
-    task, model = ctx.task, ctx.model
+    Per batch: a = the target layer's activation; r = replace(inputs) (validated); the loss is the model's from
+    a with the target units set to r (`passes.logits_from`). `fidelity`: the accumulator to feed (a shard passes
+    one that keeps its per-batch sums; `cluster.py`). `on_batch(batch, r)`: sees each batch and its validated
+    replacement (`diagnose` keeps both)."""
+    task = ctx.task
     assert room.replace_signature is not None
-    names = room.replace_signature.inputs
-    units = torch.as_tensor(task.units, device=ctx.device)
+    replace = ReplaceCalls(room, ctx.target_shape)
     fidelity = fidelity if fidelity is not None else stats.FidelityAccumulator(len(task.units))
-    labels_all = torch.as_tensor(ctx.eval_labels)
     logp_clean = baseline.arrays["logp_clean"]
     parts: dict[str, list[np.ndarray]] = {}
-    position = 0
-    replace_seconds = 0.0
-    with torch.no_grad(), capture(model, [n for n in names if n != "image"]) as store:
-        for _, images in tqdm(ctx.eval_set.batches(ctx.eval_indices, task.batch_size), desc=f"score {room.snapshot.name}",
-                              unit="batch", total=-(-len(ctx.eval_indices) // task.batch_size), disable=not progress):
-            images = ctx.to_input(images)
-            b = len(images)
-
-            def compute(original: torch.Tensor) -> torch.Tensor:  # original: [b, C, ...]
-                nonlocal replace_seconds
-                inputs = {n: as_array(images if n == "image" else store[n]) for n in names}
-                began = time.perf_counter()
-                out = room.replace(inputs, (b, *ctx.target_shape))  # [b, n_units, ...], validated
-                replace_seconds += time.perf_counter() - began
-                fidelity.update(as_array(original[:, units]), out)
-                return torch.from_numpy(out).to(ctx.device)
-
-            with splice(model, task.layer, task.units, compute):
-                class_logits = model.class_logits(model(images))
-            labels = labels_all[position : position + b].to(ctx.device)
-            for key, value in per_example_outputs(class_logits, labels, task.topk).items():
-                parts.setdefault(f"{key}.replaced", []).append(value)
-            logp = torch.log_softmax(class_logits.float(), 1).cpu().numpy()
-            parts.setdefault("kl", []).append(stats.per_example_kl(logp_clean[position : position + b], logp))
-            position += b
-    return {k: np.concatenate(v) for k, v in parts.items()}, fidelity.result(), replace_seconds
+    for batch in batches(ctx, "eval", room.replace_signature.inputs, progress, f"score {room.snapshot.name}"):
+        b, position = len(batch), batch.start
+        out = replace(batch.inputs, b)  # [b, n_units, ...], validated
+        fidelity.update(as_array(batch.target), out)
+        if on_batch is not None:
+            on_batch(batch, out)
+        class_logits = logits_from(ctx, with_units(ctx, batch.activation, torch.from_numpy(out)))
+        for key, value in per_example_outputs(class_logits, batch.labels, task.topk).items():
+            parts.setdefault(f"{key}.replaced", []).append(value)
+        logp = torch.log_softmax(class_logits.float(), 1).cpu().numpy()
+        parts.setdefault("kl", []).append(stats.per_example_kl(logp_clean[position : position + b], logp))
+    return {k: np.concatenate(v) for k, v in parts.items()}, fidelity.result(), replace.seconds
 
 
 def summarize(ctx: TaskContext, baseline: Baseline, replaced: dict[str, np.ndarray], fidelity: list) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from .hooks import capture
 from .models.base import StagedModel
 from .models.registry import load_model
 from .sandbox.room import IsolatedSubmission
-from .scoring import as_array
+from .passes import ReplaceCalls
 from .stimuli import orientation_tuning, radial_tuning_set, summarize_tuning
 from .submissions import TaskView
 from .tasks import Task
@@ -82,18 +82,19 @@ def stimulus_report(task: Task, room: IsolatedSubmission, params: dict[str, np.n
     room.start_replace(view, params)
     fidelity = stats.FidelityAccumulator(len(task.units)) if model is not None else None
     originals: list[torch.Tensor] = []
+    replace = ReplaceCalls(room, view.target_shape)
 
     def submission_fn(batch: torch.Tensor) -> torch.Tensor:
-        inputs: dict[str, np.ndarray] = {}
+        inputs: dict[str, torch.Tensor] = {}
         original = None
         if model is not None:
             with torch.no_grad(), capture(model, needs_model) as store:
                 original = model.run(batch, until=task.layer)[:, units]  # [b, n_units, h, w]
-                inputs.update({n: as_array(store[n]) for n in needs_model})
+                inputs.update({n: store[n] for n in needs_model})
             originals.append(original)
         if "image" in signature.inputs:
-            inputs["image"] = as_array(batch)
-        out = room.replace(inputs, (len(batch), *view.target_shape))
+            inputs["image"] = batch
+        out = replace({n: inputs[n] for n in signature.inputs}, len(batch))
         if fidelity is not None and original is not None:
             fidelity.update(original.numpy(), out)
         return torch.from_numpy(out)

@@ -34,7 +34,8 @@ def naive_score(ctx, room) -> dict:
     from benchmark.baseline import fit_target_activations
     from benchmark.conditions import per_example_outputs
     from benchmark.hooks import capture, splice
-    from benchmark.scoring import as_array, fit_submission
+    from benchmark.passes import as_array
+    from benchmark.scoring import fit_submission
 
     task, model = ctx.task, ctx.model
     fit_target = fit_target_activations(ctx)

@@ -1,0 +1,120 @@
+"""The one batch loop over a task's data, and the one place that calls a submission's `replace`.
+
+Every pass the harness makes over a task's fit or eval set (the baseline, the fit inputs, the replaced pass,
+`inspect`, `diagnose`) is `batches(ctx, split)`: it runs the model up to the target layer only, with the named
+inputs below it captured by hooks, and yields one `Batch` per `task.batch_size` examples, in index order. A pass
+that needs the model's output continues from the (possibly modified) target activation with `logits_from`:
+
+    logits = class_logits(run(after=layer)(a')),  a' = the layer's activation with the target units replaced,
+
+which is the same computation as the whole forward with those units spliced in, run once.
+
+`call_replace` is how a submission's `replace` is reached (`score`, `diagnose`, `stimuli`): named inputs cross as
+float32 arrays, the room validates what comes back, and the harness times the call, transfers included.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .context import TaskContext
+from .hooks import capture
+
+
+@dataclass
+class Batch:
+    """One batch of a split, run up to the task's layer."""
+
+    start: int  # position of its first example in the split's index list (ctx.fit_indices / ctx.eval_indices)
+    images: torch.Tensor  # model-ready, on the device  # [b, C, H, W]
+    labels: torch.Tensor  # on the device  # [b]
+    inputs: dict[str, torch.Tensor]  # the named inputs asked for ("image" included), each [b, ...]
+    activation: torch.Tensor  # the whole target layer  # [b, channels, ...]
+    target: torch.Tensor  # its target units, activation[:, units]  # [b, n_units, ...]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def as_array(tensor: torch.Tensor) -> np.ndarray:
+    """A tensor as a plain float32 numpy array on the CPU (what crosses to a submission)."""
+    return tensor.detach().to("cpu", torch.float32).numpy()
+
+
+@torch.no_grad()
+def batches(ctx: TaskContext, split: Literal["fit", "eval"], inputs: Sequence[str] = (), progress: bool = False,
+            desc: str = "") -> Iterator[Batch]:
+    """The split's batches in index order, each run up to the target layer (the only batch loop; module docstring).
+
+    `inputs`: the allowed inputs to capture ("image" or layers below the target). `progress`: a tqdm bar on
+    stderr, labelled `desc` (default the split's name); the fit set's bar is removed when it ends."""
+    task, model = ctx.task, ctx.model
+    data, indices = (ctx.fit_set, ctx.fit_indices) if split == "fit" else (ctx.eval_set, ctx.eval_indices)
+    labels_all = torch.as_tensor(data.labels()[indices])  # [n]
+    units = torch.as_tensor(task.units, device=ctx.device)
+    hooked = [n for n in inputs if n != "image"]
+    start = 0
+    with capture(model, hooked) as store:
+        for _, images in tqdm(data.batches(indices, task.batch_size), desc=desc or f"{split} set", unit="batch",
+                              total=-(-len(indices) // task.batch_size), disable=not progress, leave=split == "eval"):
+            images = ctx.to_input(images)  # [b, C, H, W]
+            activation = model.run(images, until=task.layer)  # [b, channels, ...]
+            b = len(images)
+            yield Batch(start, images, labels_all[start : start + b].to(ctx.device),
+                        {n: images if n == "image" else store[n] for n in inputs}, activation, activation[:, units])
+            start += b
+
+
+@torch.no_grad()
+def logits_from(ctx: TaskContext, activation: torch.Tensor) -> torch.Tensor:
+    """The class logits `# [b, classes]` from the target layer's (possibly modified) activation `# [b, channels, ...]`."""
+    return ctx.model.class_logits(ctx.model.run(activation, after=ctx.task.layer))
+
+
+def with_units(ctx: TaskContext, activation: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """A copy of `activation # [b, channels, ...]` with the target units set to `values # [b, n_units, ...]` (the
+    activation itself is never written)."""
+    out = activation.clone()
+    out[:, torch.as_tensor(ctx.task.units, device=activation.device)] = values.to(out.device, out.dtype)
+    return out
+
+
+def fit_set_arrays(ctx: TaskContext, inputs: Sequence[str] = (), progress: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The fit set's named inputs `# [n_fit, ...]` and target units `# [n_fit, n_units, ...]`, as float32 arrays."""
+    chunks: dict[str, list[np.ndarray]] = {n: [] for n in inputs}
+    targets = []
+    for batch in batches(ctx, "fit", inputs, progress, "fit set"):
+        targets.append(as_array(batch.target))
+        for name, value in batch.inputs.items():
+            chunks[name].append(np.ascontiguousarray(as_array(value)))
+    return {n: np.concatenate(c) for n, c in chunks.items()}, np.concatenate(targets)
+
+
+class Replacer(Protocol):
+    """What `call_replace` needs of a room (`sandbox.room.IsolatedSubmission`)."""
+
+    def replace(self, inputs: dict[str, np.ndarray], expected_shape: tuple[int, ...]) -> np.ndarray: ...
+
+
+@dataclass
+class ReplaceCalls:
+    """The one way the harness calls a submission's `replace`, keeping the wall seconds spent in it."""
+
+    room: Replacer
+    target_shape: tuple[int, ...]  # per example: (n_units, *spatial)
+    seconds: float = 0.0
+
+    def __call__(self, inputs: dict[str, torch.Tensor], b: int) -> np.ndarray:
+        """The validated float32 output `# [b, n_units, ...]` for one batch of `b` examples' named inputs `# [b, ...]`."""
+        arrays = {n: as_array(v) for n, v in inputs.items()}
+        began = time.perf_counter()
+        out = self.room.replace(arrays, (b, *self.target_shape))
+        self.seconds += time.perf_counter() - began
+        return out
