@@ -472,7 +472,6 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         print(text)
         return 0
     out = args.out or (paths.leaderboard_dir() / "README.md")
-    out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out, text.encode())
     print(f"wrote {out}")
     return 0
@@ -492,7 +491,6 @@ def cmd_schema(args: argparse.Namespace) -> int:
         return 0
     from .atomic import atomic_write_bytes
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(args.out, text.encode())
     print(f"wrote {args.out}")
     return 0

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
+from .atomic import atomic_path
 from .errors import UserError
 
 CHUNK = 1 << 20
@@ -44,17 +45,16 @@ def cached_sha256(path: str | os.PathLike) -> str:
 
 
 def download(url: str, dest: str | os.PathLike, sha256: str | None = None, timeout: float = 60.0,
-             by_hand: str | None = None) -> str:
-    """Fetch `url` to `dest` atomically; verify `sha256` if given. Returns the file's sha256.
+             by_hand: str | None = None, check: Callable[[Path], None] | None = None) -> str:
+    """Fetch `url` to `dest` atomically (`atomic.atomic_path`); verify `sha256` if given. Returns the file's sha256.
 
+    `check(tmp)`: a further test of the downloaded file before it is renamed into place (raising leaves nothing).
     `by_hand`: what a user without the network should do instead (default: put the file into `dest`'s folder).
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     digest = hashlib.sha256()
-    try:
-        with os.fdopen(fd, "wb") as out:
+    with atomic_path(dest) as tmp:
+        with open(tmp, "wb") as out:
             try:
                 with urllib.request.urlopen(url, timeout=timeout) as response:
                     for block in iter(lambda: response.read(CHUNK), b""):
@@ -67,8 +67,6 @@ def download(url: str, dest: str | os.PathLike, sha256: str | None = None, timeo
         actual = digest.hexdigest()
         if sha256 is not None and actual != sha256:
             raise UserError(f"{url} has sha256 {actual}, expected {sha256}: the download is corrupt or the source changed. Try again, or report it.")
-        os.replace(tmp_name, dest)
-        return actual
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
+        if check is not None:
+            check(tmp)
+    return actual

@@ -22,21 +22,14 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
-from .atomic import atomic_path, atomic_write_bytes
+from .atomic import atomic_write_bytes
 from .data.imagenet import label_map_path, load_label_map, parse_label_map
 from .download import download, sha256_file
 from .errors import UserError
 from .models.inception import InceptionV1
 from .models.registry import check_state_dict, load_model
-from .models.weights import (
-    CACHE_SUBDIR,
-    METADATA_NAME,
-    PTH_NAME,
-    SAFETENSORS_NAME,
-    inception_weights_path,
-)
+from .models.weights import CACHE_SUBDIR, METADATA_NAME, PTH_NAME, SAFETENSORS_NAME, inception_weights_path, save_safetensors
 from .paths import cache_dir
 from .paths import data_dir as resolve_data_dir
 
@@ -63,34 +56,21 @@ def check_structure(state: dict[str, torch.Tensor], source: str = "weights file"
     check_state_dict(InceptionV1(), state, source, "Delete it and re-run `replacebench fetch inceptionv1`.")
 
 
-def _save_safetensors_atomic(state: dict[str, torch.Tensor], dest: Path) -> None:
-    """Sorted, contiguous float32 tensors; one metadata key only, since safetensors writes a
-    metadata map in an order that varies per process, and the file's sha256 must not."""
-    tensors = {k: state[k].detach().to(torch.float32).contiguous() for k in sorted(state)}
-    with atomic_path(dest) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": "pt"})
-
-
 def fetch_label_map(data_dir: str | os.PathLike | None = None, labels_url: str = LABELS_URL) -> tuple[Path, str]:
     """Download the label map into `<data_dir>/inceptionv1/` if absent (validated first). Returns (path, sha256)."""
     dest = label_map_path(data_dir)
     if dest.is_file():
         load_label_map(data_dir)  # validates; a malformed file raises UserError naming it
         return dest, sha256_file(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = dest.parent / f".{dest.name}.fetched"
-    try:
-        sha = download(labels_url, staging)
+
+    def check(tmp: Path) -> None:
         try:
-            text = staging.read_text(encoding="utf-8")
+            text = tmp.read_text(encoding="utf-8")
         except UnicodeDecodeError:
             raise UserError(f"{labels_url} is not a text label map. Check the URL.") from None
         parse_label_map(text, source=labels_url)
-        os.replace(staging, dest)
-    finally:
-        if staging.exists():
-            staging.unlink()
-    return dest, sha
+
+    return dest, download(labels_url, dest, check=check)
 
 
 def fetch_inceptionv1(data_dir: str | os.PathLike | None = None, weights_url: str = WEIGHTS_URL, labels_url: str = LABELS_URL) -> dict:
@@ -105,7 +85,7 @@ def fetch_inceptionv1(data_dir: str | os.PathLike | None = None, weights_url: st
     check_structure(state, source=str(pth))
 
     st_path = cache / SAFETENSORS_NAME
-    _save_safetensors_atomic(state, st_path)
+    save_safetensors(state, st_path)
     st_sha = sha256_file(st_path)
     metadata = {
         "model": "inceptionv1",

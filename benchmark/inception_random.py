@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from . import paths
+from .atomic import atomic_write_bytes
 from .data.base import seeded_subset
 from .errors import UserError
 from .tasks import all_tasks
@@ -136,5 +137,5 @@ def select_random_inception(imagenet_dir: str | Path | None, data_dir: str | Pat
                             "pass a folder with more images.")
         text = render(units, fractions, len(indices))
     if write:
-        path.write_text(text)
+        atomic_write_bytes(path, text.encode())
     return text, path

@@ -32,6 +32,7 @@ import scipy.stats
 import torch
 
 from . import paths, stats
+from .atomic import atomic_write_bytes
 from .conditions import per_example_outputs
 from .data.base import seeded_subset
 from .errors import unknown
@@ -207,5 +208,5 @@ def select_targets(name: str, data_dir: str | Path | None = None, write: bool = 
     text = render_task_file(family, importance, group_power(family, group, data_dir) if group else None)
     path = paths.tasks_dir() / f"{family.family}.toml"
     if write:
-        path.write_text(text)
+        atomic_write_bytes(path, text.encode())
     return text, path

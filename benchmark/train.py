@@ -28,12 +28,13 @@ import torch
 import torch.nn.functional as F
 
 from . import paths, zoo
-from .atomic import atomic_path, atomic_write_bytes
+from .atomic import atomic_write_bytes
 from .data.base import TensorImageSet
 from .download import sha256_file
 from .errors import UserError, unknown
 from .models.base import StagedModel
 from .models.registry import load_model
+from .models.weights import save_safetensors
 from .zoo import ModelSpec, Recipe
 
 
@@ -92,17 +93,11 @@ def _versions() -> dict[str, str]:
     return {**environment(), "safetensors": safetensors.__version__, "scikit-learn": sklearn.__version__}
 
 def save_weights(model: StagedModel, path: Path) -> str:
-    """Write the state dict as safetensors atomically (sorted keys, contiguous copies); return its sha256.
+    """Write the state dict as safetensors atomically (`models.weights.save_safetensors`); return its sha256.
 
     The bytes depend on the weights alone (`model_id` is recorded in the JSON beside it).
     """
-    from safetensors.torch import save_file
-
-    state = model.state_dict()
-    tensors = {key: state[key].detach().to("cpu").contiguous().clone() for key in sorted(state)}
-    with atomic_path(path) as tmp:
-        # one metadata key only: safetensors writes a metadata map in hash order, which varies per process
-        save_file(tensors, str(tmp), metadata={"format": "pt"})
+    save_safetensors(model.state_dict(), path)
     return sha256_file(path)
 
 

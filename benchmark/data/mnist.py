@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from .. import paths
+from ..atomic import atomic_path
 from ..download import CHUNK, cached_sha256, download
 from ..errors import UserError
 from ..zoo import MNIST_MEAN, MNIST_STD
@@ -166,22 +167,21 @@ def _fetch_one(url: str, dest: Path, sha256: str, md5: str | None) -> None:
             actual_md5 = hashlib.md5(archive.read_bytes()).hexdigest()
             if actual_md5 != md5:
                 raise UserError(f"{url} has md5 {actual_md5}, expected {md5}: the download is corrupt. Run `replacebench fetch mnist` again.")
-        unpacked = Path(tmp) / dest.name
         digest = hashlib.sha256()
-        try:
-            with gzip.open(archive, "rb") as src, open(unpacked, "wb") as out:
-                for block in iter(lambda: src.read(CHUNK), b""):
-                    digest.update(block)
-                    out.write(block)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise UserError(f"{url} is not a valid gzip archive ({exc}). Run `replacebench fetch mnist` again.") from None
-        actual = digest.hexdigest()
-        if actual != sha256:
-            raise UserError(
-                f"{url} decompresses to content with sha256 {actual[:16]}…, expected {sha256[:16]}…: "
-                f"the source is corrupt or not official MNIST. Use the official mirror {OFFICIAL_URL}."
-            )
-        os.replace(unpacked, dest)
+        with atomic_path(dest) as unpacked:
+            try:
+                with gzip.open(archive, "rb") as src, open(unpacked, "wb") as out:
+                    for block in iter(lambda: src.read(CHUNK), b""):
+                        digest.update(block)
+                        out.write(block)
+            except (OSError, EOFError, zlib.error) as exc:
+                raise UserError(f"{url} is not a valid gzip archive ({exc}). Run `replacebench fetch mnist` again.") from None
+            actual = digest.hexdigest()
+            if actual != sha256:
+                raise UserError(
+                    f"{url} decompresses to content with sha256 {actual[:16]}…, expected {sha256[:16]}…: "
+                    f"the source is corrupt or not official MNIST. Use the official mirror {OFFICIAL_URL}."
+                )
 
 
 def fetch_command(data_dir: str | os.PathLike | None, url: str | None = None, labels_url: str | None = None) -> dict[str, str]:

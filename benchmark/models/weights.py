@@ -1,4 +1,4 @@
-"""Where fetched weights live and the sha256 `fetch` recorded for them: a leaf module.
+"""Where fetched weights live, the sha256 `fetch` recorded for them, and how any weights are written: a leaf module.
 
 `models.registry` (loading, for scoring) and `fetch_inception` (download and conversion) both need these;
 neither imports the other for them, so there is no import cycle between the two.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from ..errors import UserError
 from ..paths import cache_dir
@@ -33,3 +34,17 @@ def recorded_sha256(st_path: Path) -> str | None:
         return json.loads(meta_path.read_text())["safetensors_sha256"]
     except (OSError, ValueError, KeyError, TypeError):
         raise UserError(f"{meta_path} is unreadable. {_FETCH}") from None
+
+
+def save_safetensors(state: dict[str, Any], dest: Path) -> None:
+    """Write a state dict as safetensors atomically: sorted keys, contiguous float32 CPU copies, and one metadata
+    key only (safetensors writes a metadata map in an order that varies per process, and the sha256 must not).
+    Used for trained checkpoints and converted downloads alike, so the bytes depend on the weights alone."""
+    import torch
+    from safetensors.torch import save_file
+
+    from ..atomic import atomic_path
+
+    tensors = {key: state[key].detach().to("cpu", torch.float32).contiguous() for key in sorted(state)}
+    with atomic_path(dest) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
