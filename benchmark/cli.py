@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, zoo
-from .errors import SubmissionError, UserError
+from .errors import SubmissionError, UserError, print_submission_failure
 from .report import format_score
 from .stats import StatisticsError
 
@@ -362,7 +362,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 def score_on_cluster(args: argparse.Namespace, options: Any, tasks: list[Any], snapshot: Any, run: Any,
                      results_dir: Path | None) -> int:
     """`score --cluster`: every task as Ray jobs; records written here as they arrive; 1 if any job failed."""
-    from .cluster import Cluster, print_failure
+    from .cluster import Cluster
     from .cluster import score_on_cluster as fan_out
 
     records, failed = [], 0
@@ -370,7 +370,7 @@ def score_on_cluster(args: argparse.Namespace, options: Any, tasks: list[Any], s
         for outcome in fan_out(cluster, tasks, snapshot, run, results_dir):
             if outcome.record is None:
                 failed += 1
-                print_failure(outcome)
+                print_submission_failure(f"FAILED {outcome.label}: {outcome.error}", outcome.traceback)
                 continue
             records.append(outcome.record)
             if not args.json:
@@ -622,14 +622,6 @@ COMMANDS = {
 }
 
 
-def print_submission_traceback(exc: SubmissionError) -> None:
-    """What the submission did, then its own traceback (as its child formatted it), never the harness's."""
-    print(f"replacebench: {exc}", file=sys.stderr)
-    if exc.traceback_text:
-        print("The submission's traceback:", file=sys.stderr)
-        print(exc.traceback_text.rstrip("\n"), file=sys.stderr)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     # The harness and a submission's child take turns on the CPU. OpenMP's default, spinning after each parallel
     # region, steals the cores from the other side: measured 3.5x slower replaced passes on 2 cores. Set before
@@ -645,7 +637,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"replacebench: error: {exc}", file=sys.stderr)
         return 2
     except SubmissionError as exc:
-        print_submission_traceback(exc)
+        print_submission_failure(f"replacebench: {exc}", exc.traceback_text)
         return 1
     except KeyboardInterrupt:
         print("replacebench: interrupted; no record was written.", file=sys.stderr)

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -510,13 +509,6 @@ def verify_on_cluster(cluster: Cluster, paths: list[Path], options: Any) -> Iter
             yield path, [f"re-scoring failed: {error}"]
             continue
         yield path, check_rescore(plans[path], answer["record"])
-
-
-def print_failure(outcome: Outcome) -> None:
-    print(f"FAILED {outcome.label}: {outcome.error}", file=sys.stderr)
-    if outcome.traceback:
-        print("The submission's traceback:", file=sys.stderr)
-        print(outcome.traceback.rstrip("\n"), file=sys.stderr)
 
 
 __all__ = ["Cluster", "ClusterOptions", "Outcome", "import_ray", "score_on_cluster", "shard_bounds",

@@ -8,6 +8,7 @@ exception, shown with its own traceback).
 from __future__ import annotations
 
 import difflib
+import sys
 from collections.abc import Iterable
 
 
@@ -36,3 +37,11 @@ def unknown(kind: str, name: str, choices: Iterable[str], listing: str) -> UserE
     """An error for an unknown name, with a suggestion and where to list the valid ones."""
     choices = list(choices)
     return UserError(f"unknown {kind} '{name}'.{did_you_mean(name, choices)} List them with `{listing}`.")
+
+
+def print_submission_failure(headline: str, traceback_text: str | None) -> None:
+    """`headline` on stderr, then the submission's own traceback as its child formatted it (never the harness's)."""
+    print(headline, file=sys.stderr)
+    if traceback_text:
+        print("The submission's traceback:", file=sys.stderr)
+        print(traceback_text.rstrip("\n"), file=sys.stderr)

@@ -25,7 +25,7 @@ from . import paths
 from .atomic import atomic_write_bytes
 from .data.base import seeded_subset
 from .errors import UserError
-from .tasks import all_tasks
+from .tasks import all_tasks, task_file_head
 from .zoo import INCEPTION_RANDOM, open_split
 
 SEED = 0
@@ -85,24 +85,8 @@ def render(units: dict[str, list[int]], fractions: dict[str, np.ndarray] | None,
          "where this file\n# was written). Regenerate with `replacebench select inceptionv1-random --imagenet DIR "
          "--write` once they are."),
         "",
-        "[model]",
-        'id = "inceptionv1"',
-        'checkpoint = "fetched"',
-        'sha256 = ""',
-        "",
-        "[data]",
-        'dataset = "imagenet"',
-        'eval_split = "val"',
-        f"eval_size = {EVAL_SIZE}",
-        'fit_split = "val"',
-        f"fit_size = {FIT_SIZE}",
-        "seed = 0",
-        f"batch_size = {BATCH_SIZE}",
-        "topk = [1, 5]",
-        "",
-        "[defaults]",
-        'ablation = "zero"',
-        "version = 1",
+        *task_file_head("inceptionv1", "fetched", "", dataset="imagenet", eval_split="val", eval_size=EVAL_SIZE,
+                        fit_split="val", fit_size=FIT_SIZE, seed=0, batch_size=BATCH_SIZE, topk=(1, 5)),
     ]
     for layer, chosen in units.items():
         for rank, unit in enumerate(chosen, start=1):

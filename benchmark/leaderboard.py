@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -264,25 +265,40 @@ def power_note(record: dict[str, Any], path: Path) -> str:
     return f"Detectable recovery difference (80% power): {fmt_points(mde)} points."
 
 
+NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # a submission's name, as `submissions.parse_meta` requires
+Board = dict[str, list[dict[str, Any]]]
+
+
+def load_board(results_dir: Path, warn: Callable[[str], None], shown_on: str = "board"
+               ) -> tuple[Board, dict[str, dict[str, dict[str, Any]]], dict[int, Path]]:
+    """Every public record that passes its checks (`verify.load_checked`, and a valid submission name), by task id;
+    the held-out ones, by task id and submission; and each record's file (by `id(record)`). A record left off
+    gets one `warn` line naming it (`shown_on`: what it is left off)."""
+    by_task: Board = defaultdict(list)
+    heldout: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    where: dict[int, Path] = {}
+    for path in find_records(results_dir):
+        record, problems = load_checked(path)
+        if record is not None and not NAME.fullmatch(str(record["submission"]["name"])):
+            record, problems = None, ["its submission name is not a valid name (it would name a page)"]
+        if record is None:
+            warn(f"left {path} off the {shown_on}: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+            continue
+        if record.get("split", "public") == "held-out":
+            heldout[record["task"]["id"]][record["submission"]["name"]] = record
+        else:
+            by_task[record["task"]["id"]].append(record)
+        where[id(record)] = path
+    return by_task, heldout, where
+
+
 def render(results_dir: Path, warn: Callable[[str], None] = lambda message: None) -> str:
     """The leaderboard as Markdown, from every record that passes its checks (`verify.load_checked`).
 
     A record that fails one is left off, and `warn` gets one line naming it.
     """
-    by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    heldout_by_task: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    by_task, heldout_by_task, where = load_board(results_dir, warn)
     hashes: dict[Path, str | None] = {}  # each submission folder hashed once per rendering
-    where: dict[int, Path] = {}  # id(record) → its file
-    for path in find_records(results_dir):
-        record, problems = load_checked(path)
-        if record is None:
-            warn(f"left {path} off the board: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
-            continue
-        if record["split"] == "held-out":
-            heldout_by_task[record["task"]["id"]][record["submission"]["name"]] = record
-        else:
-            by_task[record["task"]["id"]].append(record)
-        where[id(record)] = path
     order = {tid: i for i, tid in enumerate(all_tasks())}
     out = [
         "# replacebench leaderboard",

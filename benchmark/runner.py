@@ -74,9 +74,6 @@ def complexity(snapshot: Snapshot, fitted: int, fan_in: int) -> dict[str, Any]:
 
 def run_score(task: Task, snapshot: Snapshot, options: RunOptions, results_dir: Path | None) -> tuple[dict[str, Any], Path | None]:
     """Score the submission `snapshot` on `task`; write its record under `results_dir` (None: do not write)."""
-    if options.heldout_secret is not None and not options.isolate:
-        raise UserError("--held-out-secret cannot be combined with --in-process: the submission would run in the "
-                        "process that holds the secret.")
     if results_dir is not None and not options.force:
         check_overwrite(results_dir, task.slug(), snapshot, options.split)
     record, arrays = compute_record(task, snapshot, options)

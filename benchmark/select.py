@@ -37,6 +37,7 @@ from .conditions import per_example_outputs
 from .data.base import seeded_subset
 from .errors import unknown
 from .models.registry import load_model
+from .tasks import task_file_head
 from .zoo import FAMILIES, GROUP_N, Family, open_split, selectable
 
 TOP_N, RANDOM_N = 3, 2
@@ -152,25 +153,10 @@ def render_task_file(family: Family, importance: list[UnitImportance],
         *([f"# Only {len(top)} + {len(random_units)} single units of {family.layer} are powered on the eval set "
            f"(of the {TOP_N} + {RANDOM_N} sought)."] if family.singles and len(top) + len(random_units) < TOP_N + RANDOM_N else []),
         "",
-        "[model]",
-        f'id = "{family.model}"',
-        f'checkpoint = "checkpoints/{family.model}.safetensors"',
-        f'sha256 = "{sha256_file(checkpoint)}"',
-        "",
-        "[data]",
-        f'dataset = "{family.dataset}"',
-        f'eval_split = "{family.eval_split}"',
-        f"eval_size = {family.eval_size}",
-        f'fit_split = "{family.fit_split}"',
-        f"fit_size = {family.fit_size}",
-        f"seed = {family.seed}",
-        f"batch_size = {family.batch_size}",
-        "topk = [1]",
-        "",
-        "[defaults]",
-        'ablation = "zero"',
-        "version = 1",
-        "inputs = [" + ", ".join(f'"{x}"' for x in family.inputs) + "]",
+        *task_file_head(family.model, f"checkpoints/{family.model}.safetensors", sha256_file(checkpoint),
+                        dataset=family.dataset, eval_split=family.eval_split, eval_size=family.eval_size,
+                        fit_split=family.fit_split, fit_size=family.fit_size, seed=family.seed,
+                        batch_size=family.batch_size, topk=(1,), inputs=family.inputs),
     ]
 
     def describe(unit: int) -> str:

@@ -14,7 +14,6 @@ from elsewhere. All text from records passes through `html.escape`. The folder i
 from __future__ import annotations
 
 import math
-import re
 import statistics
 from collections import defaultdict
 from collections.abc import Callable
@@ -25,11 +24,13 @@ from . import figures
 from .figures import esc
 from .leaderboard import (
     UNDEFINED,
+    Board,
     beats_mean,
     board_ranks,
     fmt_p,
     fmt_pct,
     frontier_entries,
+    load_board,
     numbers_cell,
     power_note,
     rankable,
@@ -37,35 +38,7 @@ from .leaderboard import (
     sort_key,
     submission_state,
 )
-from .records import find_records
 from .tasks import all_tasks
-from .verify import load_checked
-
-NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # a submission's name, as `submissions.parse_meta` requires
-Board = dict[str, list[dict[str, Any]]]
-
-
-def load_board(results_dir: Path, warn: Callable[[str], None]
-               ) -> tuple[Board, dict[str, dict[str, dict[str, Any]]], dict[int, Path]]:
-    """Every public record that passes its checks, by task id; the held-out ones, by task id and submission; and
-    each record's file (by `id(record)`); as `render`."""
-    by_task: Board = defaultdict(list)
-    heldout: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
-    where: dict[int, Path] = {}
-    for path in find_records(results_dir):
-        record, problems = load_checked(path)
-        if record is not None and not NAME.fullmatch(str(record["submission"]["name"])):
-            record, problems = None, ["its submission name is not a valid name (it would name a page)"]
-        if record is None:
-            warn(f"left {path} off the site: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
-            continue
-        if record.get("split", "public") == "held-out":
-            heldout[record["task"]["id"]][record["submission"]["name"]] = record
-        else:
-            by_task[record["task"]["id"]].append(record)
-        where[id(record)] = path
-    return by_task, heldout, where
-
 
 def slug(task_id: str) -> str:
     """The task's file-name slug, as `Task.slug`: `mnist-cnn/conv2:7` → `mnist-cnn__conv2-7`."""
@@ -356,7 +329,7 @@ def index_page(board: Board, ranks: dict[str, dict[str, int]], frontiers: dict[s
 def write_site(results_dir: Path, out: Path, warn: Callable[[str], None] = lambda message: None) -> Path:
     """Render the site from `results_dir` into `out` (replaced whole); returns `out`'s absolute path."""
     out = Path(out).expanduser().absolute()
-    board, heldout, where = load_board(results_dir, warn)
+    board, heldout, where = load_board(results_dir, warn, "site")
     hashes: dict[Path, str | None] = {}
     ranks = {t: board_ranks(rs) for t, rs in board.items()}
     frontiers = {t: frontier_entries(rs) for t, rs in board.items()}

@@ -656,14 +656,6 @@ def compare_paired(
 # classification: accuracy, McNemar, KL
 
 
-def accuracy(correct: Any) -> float:
-    """Fraction of True in a boolean vector `# [n]`."""
-    v = _numpy(correct).astype(bool).ravel()
-    if len(v) == 0:
-        raise ValueError("accuracy of zero examples is undefined")
-    return float(v.mean())
-
-
 def topk_correct(logits: Any, labels: Any, k: int = 1) -> np.ndarray:
     """Whether each label is among the top k logits `# [n]` bool.
 
@@ -723,11 +715,6 @@ def per_example_kl(logp_clean: Any, logp_replaced: Any) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         terms = np.where(p > 0.0, p * (lp - lq), 0.0)  # [n, C]
     return terms.sum(axis=1)
-
-
-def mean_kl(logp_clean: Any, logp_replaced: Any) -> float:
-    """Mean over examples of KL(p_clean || p_replaced); see `per_example_kl`."""
-    return float(per_example_kl(logp_clean, logp_replaced).mean())
 
 
 # ----------------------------------------------------------------------------

@@ -165,3 +165,18 @@ def select_tasks(pattern: str, directory: Path | None = None) -> list[Task]:
     if not matched:
         raise unknown("task", pattern, registry, "replacebench tasks")
     return matched
+
+
+def task_file_head(model: str, checkpoint: str, sha256: str, *, dataset: str, eval_split: str, eval_size: int,
+                   fit_split: str, fit_size: int, seed: int, batch_size: int, topk: tuple[int, ...],
+                   inputs: tuple[str, ...] = ()) -> list[str]:
+    """The `[model]`, `[data]` and `[defaults]` tables of a generated task file (`select`), as lines; `inputs`
+    (when given) is the default of every task."""
+    def strings(values: tuple[str, ...]) -> str:
+        return "[" + ", ".join(f'"{v}"' for v in values) + "]"
+
+    return ["[model]", f'id = "{model}"', f'checkpoint = "{checkpoint}"', f'sha256 = "{sha256}"', "",
+            "[data]", f'dataset = "{dataset}"', f'eval_split = "{eval_split}"', f"eval_size = {eval_size}",
+            f'fit_split = "{fit_split}"', f"fit_size = {fit_size}", f"seed = {seed}", f"batch_size = {batch_size}",
+            "topk = [" + ", ".join(str(k) for k in topk) + "]", "",
+            "[defaults]", 'ablation = "zero"', "version = 1", *([f"inputs = {strings(inputs)}"] if inputs else [])]

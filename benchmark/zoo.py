@@ -147,7 +147,6 @@ HARDER_NOTE = ("Harder family: the only input is the image, two nonlinear layers
                "family was chosen: zeroing single fc2 units, or the top 5 together (+0.0013 nats, 95% CI [-0.0016, "
                "+0.0040]),\n# changes the loss too little to measure; zeroing the top 20 costs +0.030 nats [+0.023, +0.036].")
 INCEPTION_RANDOM = "inceptionv1-random"  # `select` family: seeded-random InceptionV1 units (benchmark/inception_random.py)
-GiB = 1 << 30
 
 DATASETS: dict[str, DatasetSpec] = {d.name: d for d in (
     DatasetSpec("digits", "benchmark.data.digits:open_split",

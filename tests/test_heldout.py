@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import ROOT, board_column
+from helpers import board_column
 
 from benchmark.sandbox.process import isolation_problem
 

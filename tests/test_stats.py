@@ -352,7 +352,6 @@ def test_accuracy_and_topk():
         ref = (torch.topk(torch.tensor(logits), k, dim=1).indices == torch.tensor(labels)[:, None]).any(1).numpy()
         np.testing.assert_array_equal(stats.topk_correct(logits, labels, k), ref)
         np.testing.assert_array_equal(stats.topk_correct(torch.tensor(logits), torch.tensor(labels), k), ref)
-        assert stats.accuracy(stats.topk_correct(logits, labels, k)) == pytest.approx(ref.mean())
     assert stats.topk_correct(logits, labels, 20).all()
     # ties count in the label's favour
     assert stats.topk_correct(np.zeros((3, 4)), np.array([0, 1, 3]), 1).all()
@@ -372,8 +371,7 @@ def test_kl_matches_scipy_entropy():
     q = np.exp(logits_q - logits_q.max(1, keepdims=True))
     ref = np.array([sps.entropy(p[i], q[i]) for i in range(50)])
     np.testing.assert_allclose(stats.per_example_kl(lp, lq), ref, rtol=1e-5, atol=1e-7)  # float32 inputs
-    assert stats.mean_kl(lp, lq) == pytest.approx(ref.mean(), rel=1e-5)
-    assert stats.mean_kl(lp, lp) == pytest.approx(0.0, abs=1e-12)
+    assert stats.per_example_kl(lp, lp) == pytest.approx(np.zeros(50), abs=1e-12)
     # exact zeros in p (log p = -inf): 0 log 0 = 0, no NaN
     with np.errstate(divide="ignore"):
         lp0 = np.log(np.array([[0.0, 0.25, 0.75], [0.5, 0.5, 0.0]]))

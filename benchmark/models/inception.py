@@ -79,7 +79,6 @@ STAGE_SHAPES: dict[str, tuple[int, ...]] = {
     "logits": (1008,),
 }
 
-INPUT_SHAPE = (3, 224, 224)
 N_OUTPUTS = 1008
 N_CLASSES = 1000
 

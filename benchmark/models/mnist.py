@@ -2,10 +2,7 @@
 
 Input `# [b, 1, 28, 28]`, normalised as (x/255 − 0.1307)/0.3081 (see `benchmark.data.mnist`).
 
-`MnistMLP` stages:
-  fc1    = ReLU(W1 · flatten(x) + b1)     # [b, 256]  (`fc1_linear` 784→256, `fc1` ReLU)
-  fc2    = ReLU(W2 · fc1 + b2)            # [b, 128]  (`fc2_linear` 256→128, `fc2` ReLU)
-  logits = W3 · fc2 + b3                  # [b, 10]   (`logits_linear` 128→10, `logits` Identity)
+`MnistMLP` (`mlp.ThreeLayerMLP`): fc1 `# [b, 256]`, fc2 `# [b, 128]`, logits `# [b, 10]`.
 
 `MnistCNN` stages:
   conv1  = ReLU(conv3x3_pad1(x))                          # [b, 32, 28, 28] (`conv1_conv`, `conv1`)
@@ -21,39 +18,19 @@ import torch
 from torch import nn
 
 from .base import StagedModel
+from .mlp import ThreeLayerMLP
 
 
-class MnistMLP(StagedModel):
-    """784 → 256 → 128 → 10 MLP; ReLUs are separate, non-inplace modules."""
+class MnistMLP(ThreeLayerMLP):
+    """784 → 256 → 128 → 10."""
 
-    model_id = "mnist-mlp"
-    input_shape: tuple[int, ...] = (1, 28, 28)
-    stage_names = ("fc1", "fc2", "logits")
-    stage_shapes: dict[str, tuple[int, ...]] = {"fc1": (256,), "fc2": (128,), "logits": (10,)}
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc1_linear = nn.Linear(784, 256)
-        self.fc1 = nn.ReLU()
-        self.fc2_linear = nn.Linear(256, 128)
-        self.fc2 = nn.ReLU()
-        self.logits_linear = nn.Linear(128, 10)
-        self.logits = nn.Identity()
-
-    def run_stage(self, name: str, x: torch.Tensor) -> torch.Tensor:
-        if name == "fc1":
-            return self.fc1(self.fc1_linear(torch.flatten(x, 1)))  # [b, 256]
-        if name == "fc2":
-            return self.fc2(self.fc2_linear(x))  # [b, 128]
-        if name == "logits":
-            return self.logits(self.logits_linear(x))  # [b, 10]
-        raise KeyError(f"MnistMLP has no stage '{name}'")
+    input_shape = (1, 28, 28)
+    hidden = (256, 128)
 
 
 class MnistCNN(StagedModel):
     """Two 3x3 conv layers (32, 64 channels) with 2x2 max pools, then 3136 → 128 → 10."""
 
-    model_id = "mnist-cnn"
     input_shape: tuple[int, ...] = (1, 28, 28)
     stage_names = ("conv1", "conv2", "fc1", "logits")
     stage_shapes: dict[str, tuple[int, ...]] = {
