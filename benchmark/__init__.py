@@ -8,8 +8,6 @@ The Python API (README: Python) is exported lazily, so `import benchmark` stays 
 
 from __future__ import annotations
 
-import sys
-import types
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -17,7 +15,7 @@ __version__ = "0.1.0"
 #: name -> module (relative to this package) that defines it
 _EXPORTS = {
     "score": "api", "compare": "api", "load_results": "api", "Submission": "api",
-    "Record": "record_types", "json_schema": "record_types",
+    "Record": "board.record_types", "json_schema": "board.record_types",
     "Task": "tasks", "get_task": "tasks", "all_tasks": "tasks",
     "UserError": "errors", "SubmissionError": "errors",
 }
@@ -25,8 +23,8 @@ __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:
     from .api import Submission, compare, load_results, score
+    from .board.record_types import Record, json_schema
     from .errors import SubmissionError, UserError
-    from .record_types import Record, json_schema
     from .tasks import Task, all_tasks, get_task
 
 
@@ -43,24 +41,3 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(__all__))
-
-
-class _Package(types.ModuleType):
-    """This package's module type: `benchmark.compare` is the API's function, not the submodule of that name.
-
-    Importing a submodule sets it as an attribute of its package; the setter keeps the submodule aside (it stays in
-    `sys.modules["benchmark.compare"]`, where `from .compare import …` finds it), so `rb.compare` is always callable.
-    """
-
-    @property
-    def compare(self) -> Any:
-        from .api import compare
-
-        return compare
-
-    @compare.setter
-    def compare(self, module: types.ModuleType) -> None:
-        self.__dict__["_compare_module"] = module
-
-
-sys.modules[__name__].__class__ = _Package

@@ -33,9 +33,9 @@ from .errors import UserError
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .record_types import Record
-    from .runner import RunOptions
-    from .submissions import Snapshot
+    from .board.record_types import Record
+    from .harness.runner import RunOptions
+    from .harness.submissions import Snapshot
     from .tasks import Task
 
 PathLike = str | os.PathLike
@@ -52,7 +52,7 @@ class Submission:
     """
 
     def __init__(self, folder: PathLike, *, _tempdir: tempfile.TemporaryDirectory | None = None) -> None:
-        from .submissions import resolve_submission_path
+        from .harness.submissions import resolve_submission_path
 
         self.path: Path = resolve_submission_path(os.fspath(folder))
         self._tempdir = _tempdir  # a generated folder lives as long as this object
@@ -125,7 +125,7 @@ class Submission:
                                     "the function or in fit.")
                 constants[global_name] = value
         name = name if name is not None else replace.__name__.lower().replace("_", "-")
-        from .submissions import KINDS, NAME_PATTERN
+        from .harness.submissions import KINDS, NAME_PATTERN
 
         if not NAME_PATTERN.match(name):
             raise UserError(f"name {name!r} must match [a-z0-9][a-z0-9_-]{{0,63}}; pass name='my-neuron'.")
@@ -260,7 +260,7 @@ def run_options(*, device: str | None = None, data_dir: PathLike | None = None, 
                 memory_limit: str | None = None, force: bool = False,
                 heldout_secret: bytes | None = None) -> RunOptions:
     """The runner's options, from the CLI's flags or `score`'s keywords."""
-    from .runner import RunOptions
+    from .harness.runner import RunOptions
 
     return RunOptions(device=device, data_dir=None if data_dir is None else os.fspath(data_dir),
                       imagenet_dir=None if imagenet_dir is None else os.fspath(imagenet_dir), eval_size=eval_size,
@@ -272,7 +272,7 @@ def read_heldout_secret(path: PathLike | None, in_process: bool = False) -> byte
     """The held-out secret's bytes from its file (None without one), read here, in the harness."""
     if path is None:
         return None
-    from .heldout import read_secret
+    from .harness.heldout import read_secret
 
     if in_process:
         raise UserError("--held-out-secret cannot be combined with --in-process: the submission would run in the "
@@ -302,7 +302,7 @@ def check_heldout_tasks(tasks: Sequence[Task], secret: bytes | None) -> None:
     """With a secret, every task must have a held-out split."""
     if secret is None:
         return
-    from .heldout import TRANSFORMS
+    from .harness.heldout import TRANSFORMS
 
     without = sorted({t.dataset for t in tasks if t.dataset not in TRANSFORMS})
     if without:
@@ -322,8 +322,8 @@ def check_data_first(tasks: Sequence[Task], data_dir: PathLike | None, imagenet_
 def score_snapshot(task: Task, snapshot: Snapshot, options: RunOptions,
                    results_dir: Path | None) -> tuple[Record, Path | None]:
     """Score a snapshot on one task (`runner.run_score`); the typed record and where it was written (None: not)."""
-    from .record_types import Record
-    from .runner import run_score
+    from .board.record_types import Record
+    from .harness.runner import run_score
 
     record, path = run_score(task, snapshot, options, results_dir)
     return Record.from_dict(record), path
@@ -346,7 +346,7 @@ def score(task: Task | str, submission: Submission | PathLike, *, results_dir: P
     task = as_task(task)
     submission = as_submission(submission)
     start_zygote(in_process)
-    from .submissions import take_snapshot
+    from .harness.submissions import take_snapshot
 
     snapshot = take_snapshot(str(submission.path))
     try:
@@ -366,7 +366,7 @@ def score(task: Task | str, submission: Submission | PathLike, *, results_dir: P
 
 
 def _results_dir(results_dir: PathLike | None) -> Path:
-    from .records import default_results_dir
+    from .board.records import default_results_dir
 
     return default_results_dir() if results_dir is None else Path(results_dir)
 
@@ -377,7 +377,7 @@ def compare(task: Task | str, a: str, b: str, results_dir: PathLike | None = Non
     `results_dir` None reads the board's (leaderboard/results). The dict has the verdict line, the loss difference
     and its CI, both recoveries and their difference with its CI, the p-values and the McNemar tests.
     """
-    from .compare import compare as compare_records
+    from .board.compare import compare as compare_records
 
     if isinstance(task, str) and any(ch in task for ch in "*?["):
         raise UserError(f"compare takes one task id, not a pattern ('{task}'); list the ids with "
@@ -432,9 +432,9 @@ def load_results(results_dir: PathLike | None = None, *, checked: bool = False) 
 
     import pandas as pd
 
-    from .record_types import Record
-    from .records import find_records
-    from .verify import load_checked
+    from .board.record_types import Record
+    from .board.records import find_records
+    from .board.verify import load_checked
 
     rows = []
     for path in find_records(_results_dir(results_dir)):

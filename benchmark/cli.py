@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, zoo
+from .board.report import format_score
 from .errors import SubmissionError, UserError, print_submission_failure
-from .report import format_score
 from .stats import StatisticsError
 
 
@@ -68,7 +68,7 @@ def _cluster(parser: argparse.ArgumentParser, shards: bool = True) -> None:
 
 def cluster_options(args: argparse.Namespace) -> Any:
     """The --cluster settings, or None for a serial run (where the cluster-only flags are a mistake)."""
-    from .cluster import ClusterOptions
+    from .harness.cluster import ClusterOptions
 
     if args.cluster is None:
         given = [flag for flag, value, default in (("--workers", args.workers, None), ("--shards", getattr(args, "shards", 1), 1),
@@ -233,9 +233,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 def power_line(task: Any, args: argparse.Namespace) -> str:
     """The smallest recovery difference the task's eval set detects at 80% power, from its (cached) baseline."""
     from . import stats
-    from .baseline import load_or_compute
-    from .context import prepare
-    from .leaderboard import fmt_points
+    from .board.leaderboard import fmt_points
+    from .harness.baseline import load_or_compute
+    from .harness.context import prepare
 
     try:
         ctx = prepare(task, data_dir=args.data_dir, imagenet_dir=args.imagenet)
@@ -250,8 +250,8 @@ def power_line(task: Any, args: argparse.Namespace) -> str:
 
 
 def cmd_length(args: argparse.Namespace) -> int:
-    from .description import BITS_PER_DATA_BYTE, BITS_PER_TOKEN
-    from .submissions import take_snapshot
+    from .harness.description import BITS_PER_DATA_BYTE, BITS_PER_TOKEN
+    from .harness.submissions import take_snapshot
 
     snapshot = take_snapshot(args.submission)
     snapshot.cleanup()
@@ -314,8 +314,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     if cluster is None:
         start_zygote(args)
     from .api import check_heldout_tasks, score_snapshot
-    from .records import default_results_dir
-    from .submissions import take_snapshot
+    from .board.records import default_results_dir
+    from .harness.submissions import take_snapshot
     from .tasks import select_tasks
 
     snapshot = take_snapshot(args.submission)
@@ -362,8 +362,8 @@ def cmd_score(args: argparse.Namespace) -> int:
 def score_on_cluster(args: argparse.Namespace, options: Any, tasks: list[Any], snapshot: Any, run: Any,
                      results_dir: Path | None) -> int:
     """`score --cluster`: every task as Ray jobs; records written here as they arrive; 1 if any job failed."""
-    from .cluster import Cluster
-    from .cluster import score_on_cluster as fan_out
+    from .harness.cluster import Cluster
+    from .harness.cluster import score_on_cluster as fan_out
 
     records, failed = [], 0
     with Cluster(options) as cluster:
@@ -390,8 +390,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if cluster is not None and secret is not None:
         raise UserError("--held-out-secret cannot be combined with --cluster: the secret stays in this process; "
                         "verify the held-out records serially.")
-    from .records import default_results_dir, find_records
-    from .verify import check_heldout_secrets, verify_record
+    from .board.records import default_results_dir, find_records
+    from .board.verify import check_heldout_secrets, verify_record
 
     paths = find_records(args.results_dir or default_results_dir()) if args.all else list(args.records)
     if not paths:
@@ -399,7 +399,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     needs_secret = check_heldout_secrets(paths, secret)  # a wrong secret is an error before anything runs
     failed = skipped = 0
     if cluster is not None:
-        from .cluster import Cluster, verify_on_cluster
+        from .harness.cluster import Cluster, verify_on_cluster
 
         for path in [p for p in paths if p in needs_secret]:
             print(f"skip {path}: a held-out record; re-scoring it needs the board's secret, and serially")
@@ -430,7 +430,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_changed_submissions(args: argparse.Namespace) -> int:
-    from .changed import changed_submissions
+    from .board.changed import changed_submissions
 
     for name in changed_submissions(args.base):
         print(name)
@@ -439,7 +439,7 @@ def cmd_changed_submissions(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from .api import compare
-    from .compare import format_comparison
+    from .board.compare import format_comparison
 
     result = compare(args.task, args.a, args.b, args.results_dir)
     if args.json:
@@ -455,16 +455,16 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if args.html is not None:
         if args.out is not None:
             raise UserError("--out and --html write different things (the Markdown board, the site); pass one.")
-        from .records import default_results_dir
-        from .site import write_site
+        from .board.records import default_results_dir
+        from .board.site import write_site
 
         out = write_site(args.results_dir or default_results_dir(), args.html,
                          warn=lambda message: print(f"replacebench: warning: {message}", file=sys.stderr))
         print(f"wrote {out / 'index.html'}")
         return 0
     from .atomic import atomic_write_bytes
-    from .leaderboard import render
-    from .records import default_results_dir
+    from .board.leaderboard import render
+    from .board.records import default_results_dir
 
     text = render(args.results_dir or default_results_dir(),
                   warn=lambda message: print(f"replacebench: warning: {message}", file=sys.stderr))
@@ -479,7 +479,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 def schema_text() -> str:
     """The record's JSON schema as committed: indented, one trailing newline."""
-    from .record_types import json_schema
+    from .board.record_types import json_schema
 
     return json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n"
 
@@ -497,7 +497,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .train import train
+    from .maintainer.train import train
 
     result = train(args.model, data_dir=args.data_dir, out_dir=args.out_dir)
     print(f"trained {args.model}: test accuracy {100 * result.test_accuracy:.2f}%, test loss {result.test_loss:.4f}, "
@@ -518,8 +518,8 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_select(args: argparse.Namespace) -> int:
-    from .inception_random import FAMILY, select_random_inception
-    from .select import select_targets
+    from .maintainer.inception_random import FAMILY, select_random_inception
+    from .maintainer.select import select_targets
 
     if args.model == FAMILY:
         text, path = select_random_inception(args.imagenet or os.environ.get("REPLACEBENCH_IMAGENET"), args.data_dir,
@@ -534,10 +534,10 @@ def cmd_select(args: argparse.Namespace) -> int:
 
 def cmd_stimuli(args: argparse.Namespace) -> int:
     start_zygote(args)
+    from .analysis.stimulus_report import stimulus_report
+    from .harness.submissions import take_snapshot
     from .sandbox.limits import limits_for
     from .sandbox.room import IsolatedSubmission
-    from .stimulus_report import stimulus_report
-    from .submissions import take_snapshot
     from .tasks import get_task
 
     task = get_task(args.task)
@@ -549,8 +549,8 @@ def cmd_stimuli(args: argparse.Namespace) -> int:
             params = None
             model = None
             if room.fit_signature is not None and args.imagenet:
-                from .context import prepare
-                from .scoring import fit_submission
+                from .harness.context import prepare
+                from .harness.scoring import fit_submission
 
                 ctx = prepare(task, device=args.device, data_dir=args.data_dir, imagenet_dir=args.imagenet,
                               fit_size=args.fit_size)
@@ -582,7 +582,7 @@ def check_count(name: str, value: int | None) -> None:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from .inspection import inspect_task
+    from .analysis.inspection import inspect_task
     from .tasks import get_task
 
     check_count("--top", args.top)
@@ -598,7 +598,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
     start_zygote(args)
-    from .diagnosis import diagnose
+    from .analysis.diagnosis import diagnose
     from .tasks import get_task
 
     check_count("--top", args.top)

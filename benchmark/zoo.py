@@ -146,7 +146,7 @@ HARDER_NOTE = ("Harder family: the only input is the image, two nonlinear layers
                "fitted map of the inputs cannot copy a unit exactly.\n# One group task, measured on the eval set when the "
                "family was chosen: zeroing single fc2 units, or the top 5 together (+0.0013 nats, 95% CI [-0.0016, "
                "+0.0040]),\n# changes the loss too little to measure; zeroing the top 20 costs +0.030 nats [+0.023, +0.036].")
-INCEPTION_RANDOM = "inceptionv1-random"  # `select` family: seeded-random InceptionV1 units (benchmark/inception_random.py)
+INCEPTION_RANDOM = "inceptionv1-random"  # `select` family: seeded-random InceptionV1 units (benchmark/maintainer/inception_random.py)
 
 DATASETS: dict[str, DatasetSpec] = {d.name: d for d in (
     DatasetSpec("digits", "benchmark.data.digits:open_split",
@@ -181,7 +181,7 @@ MODELS: dict[str, ModelSpec] = {m.id: m for m in (
               recipe=Recipe(seed=0, optimizer="adam", lr=1e-3, weight_decay=0.0, batch_size=128, epochs=6, schedule="cosine", threads=1),
               families=(Family("mnist-cnn", "conv2", ("image", "conv1"), "test", 10000, "train", 5000),)),
     ModelSpec("inceptionv1", "benchmark.models.inception:InceptionV1", "imagenet",
-              fetcher="benchmark.fetch_inception:fetch_command", selectors=(INCEPTION_RANDOM,)),
+              fetcher="benchmark.maintainer.fetch_inception:fetch_command", selectors=(INCEPTION_RANDOM,)),
 )}
 
 #: `select`'s families, by name (each model's, in zoo order).

@@ -48,13 +48,13 @@ def main() -> None:
 
     from helpers_inception import install_random_weights, repeat_images
 
-    from benchmark.baseline import load_or_compute
-    from benchmark.context import prepare
+    from benchmark.harness.baseline import load_or_compute
+    from benchmark.harness.context import prepare
+    from benchmark.harness.scoring import replaced_pass
+    from benchmark.harness.submissions import take_snapshot
     from benchmark.sandbox.limits import limits_for
     from benchmark.sandbox.process import ZYGOTE
     from benchmark.sandbox.room import IsolatedSubmission
-    from benchmark.scoring import replaced_pass
-    from benchmark.submissions import take_snapshot
     from benchmark.tasks import get_task
 
     ZYGOTE.start()

@@ -39,7 +39,7 @@ def fetch_random_inception(cache: Path, data_dir: Path) -> None:
     sys.path.insert(0, str(ROOT / "tests"))
     from helpers_inception import random_state_dict, serve_directory
 
-    from benchmark.fetch_inception import fetch_inceptionv1
+    from benchmark.maintainer.fetch_inception import fetch_inceptionv1
 
     served = cache / "served"
     served.mkdir(parents=True)
@@ -50,10 +50,10 @@ def fetch_random_inception(cache: Path, data_dir: Path) -> None:
 
 
 def phases(ctx, baseline, name: str, isolate: bool) -> dict[str, float]:
+    from benchmark.harness.scoring import fit_submission, replaced_pass
+    from benchmark.harness.submissions import take_snapshot
     from benchmark.sandbox.limits import limits_for
     from benchmark.sandbox.room import IsolatedSubmission
-    from benchmark.scoring import fit_submission, replaced_pass
-    from benchmark.submissions import take_snapshot
 
     snapshot = take_snapshot(name)
     try:
@@ -87,8 +87,8 @@ def main() -> None:
     ZYGOTE.start()
     import torch
 
-    from benchmark.baseline import load_or_compute
-    from benchmark.context import prepare
+    from benchmark.harness.baseline import load_or_compute
+    from benchmark.harness.context import prepare
     from benchmark.tasks import get_task
 
     imagenet = data_dir / "imagenet-sample"

@@ -31,11 +31,11 @@ import torch
 def naive_score(ctx, room) -> dict:
     """Every condition by a full forward pass per batch, nothing cached; same statistics, same isolated submission."""
     from benchmark import stats
-    from benchmark.baseline import fit_target_activations
-    from benchmark.conditions import per_example_outputs
-    from benchmark.hooks import capture, splice
-    from benchmark.passes import as_array
-    from benchmark.scoring import fit_submission
+    from benchmark.harness.baseline import fit_target_activations
+    from benchmark.harness.conditions import per_example_outputs
+    from benchmark.harness.hooks import capture, splice
+    from benchmark.harness.passes import as_array
+    from benchmark.harness.scoring import fit_submission
 
     task, model = ctx.task, ctx.model
     fit_target = fit_target_activations(ctx)
@@ -78,12 +78,12 @@ def naive_score(ctx, room) -> dict:
 def measure(mode: str, task_id: str, submission_name: str, imagenet: str | None, eval_size: int | None,
             fit_size: int | None) -> dict:
     """One timing in this process: 'warm', 'cold' or 'naive'."""
-    from benchmark.baseline import load_or_compute
-    from benchmark.context import prepare
+    from benchmark.harness.baseline import load_or_compute
+    from benchmark.harness.context import prepare
+    from benchmark.harness.scoring import score
+    from benchmark.harness.submissions import take_snapshot
     from benchmark.sandbox.limits import limits_for
     from benchmark.sandbox.room import IsolatedSubmission
-    from benchmark.scoring import score
-    from benchmark.submissions import take_snapshot
     from benchmark.tasks import get_task
 
     ctx = prepare(get_task(task_id), imagenet_dir=imagenet, eval_size=eval_size, fit_size=fit_size)

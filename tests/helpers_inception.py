@@ -103,7 +103,7 @@ def repeat_images(source: Path, dest: Path, total: int) -> Path:
 def install_random_weights(cache: Path, data: Path, labels: Path, seed: int = 0) -> None:
     """Random weights (`random_state_dict(seed)`) fetched in the published format through `fetch_inceptionv1`
     from a file:// URL, into the cache `cache` (set $REPLACEBENCH_CACHE to it first) and the data folder `data`."""
-    from benchmark.fetch_inception import fetch_inceptionv1
+    from benchmark.maintainer.fetch_inception import fetch_inceptionv1
 
     served = cache.parent / "served"
     served.mkdir(parents=True, exist_ok=True)

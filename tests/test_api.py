@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 import benchmark as rb
+from benchmark.board.record_types import Part, Record, json_schema, validate
+from benchmark.board.records import SCHEMA_VERSION, migrate
 from benchmark.errors import UserError
-from benchmark.record_types import Part, Record, json_schema, validate
-from benchmark.records import SCHEMA_VERSION, migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 TASK = "digits-mlp/fc1:17"
@@ -32,7 +32,7 @@ def readme_python_example() -> str:
 
 def test_import_is_light_and_exports_the_api():
     code = ("import sys, benchmark as rb; heavy = [m for m in ('torch', 'pandas', 'numpy') if m in sys.modules]; "
-            "import benchmark.compare; "
+            "import benchmark.board.compare; "
             "print(heavy, callable(rb.compare), rb.compare.__module__, rb.score.__module__, rb.Record.__name__)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -128,7 +128,7 @@ def test_the_generated_file_is_what_runs(scored):
     assert "half_of_the_mean" not in code and "unit_mean" not in code
     meta = (sub.path / "submission.toml").read_text()
     assert 'name = "half-mean"' in meta and 'description = "SCALE times each unit\'s fit-set mean, everywhere."' in meta
-    from benchmark.submissions import folder_hash
+    from benchmark.harness.submissions import folder_hash
 
     assert folder_hash(sub.path) == data["submission"]["content_hash"]  # the same bytes each time: the same hash
     # SCALE × the mean: its replaced loss lies between the zero ablation's and the mean ablation's

@@ -6,7 +6,7 @@ import numpy as np
 
 
 def test_pareto_frontier_against_brute_force():
-    from benchmark.leaderboard import pareto_frontier
+    from benchmark.board.leaderboard import pareto_frontier
 
     rng = np.random.default_rng(0)
     for _ in range(200):
@@ -18,7 +18,7 @@ def test_pareto_frontier_against_brute_force():
 
 
 def test_interval_ranks_share_a_rank_where_intervals_overlap():
-    from benchmark.leaderboard import interval_ranks
+    from benchmark.board.leaderboard import interval_ranks
 
     assert interval_ranks({"a": (0.9, 1.0), "b": (0.8, 0.95), "c": (0.1, 0.5), "d": (0.45, 0.6), "e": (-0.1, 0.05)}) \
         == {"a": 1, "b": 1, "c": 3, "d": 3, "e": 5}
@@ -43,8 +43,8 @@ def test_every_shipped_task_on_the_committed_board_is_powered():
     import math
 
     from benchmark import paths
-    from benchmark.records import find_records, read_record, read_sidecar
-    from benchmark.select import POWER_MARGIN
+    from benchmark.board.records import find_records, read_record, read_sidecar
+    from benchmark.maintainer.select import POWER_MARGIN
     from benchmark.tasks import all_tasks
 
     results = paths.leaderboard_dir() / "results"
@@ -69,8 +69,8 @@ def test_every_committed_record_is_typed_round_trips_and_validates():
     import json
 
     from benchmark import paths
-    from benchmark.record_types import Record, json_schema, validate
-    from benchmark.records import find_records
+    from benchmark.board.record_types import Record, json_schema, validate
+    from benchmark.board.records import find_records
 
     schema = json_schema()
     found = find_records(paths.leaderboard_dir() / "results")

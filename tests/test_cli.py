@@ -210,7 +210,7 @@ def test_concurrent_runs_leave_a_consistent_record(results, session_cache):
         assert proc.returncode == 0, err
     folder = results / "digits-mlp__fc1-17"
     record = json.loads((folder / "mean.json").read_text())
-    from benchmark.records import read_sidecar
+    from benchmark.board.records import read_sidecar
 
     arrays = read_sidecar(folder / "mean.json", record)
     assert len(arrays["loss.replaced"]) == 900
@@ -227,7 +227,7 @@ def test_leaderboard_and_compare(tmp_path, results, session_cache):
     board = out.read_text()
     section = board.split(f"## {TASK}")[1]
     # the heading's detectable difference, computed here from the per-example losses by hand
-    from benchmark.records import read_sidecar
+    from benchmark.board.records import read_sidecar
 
     zero = json.loads((results / "digits-mlp__fc1-17" / "zero.json").read_text())
     losses = read_sidecar(results / "digits-mlp__fc1-17" / "zero.json", zero)
@@ -251,7 +251,7 @@ def test_leaderboard_and_compare(tmp_path, results, session_cache):
     # independent check of the paired test on the sidecars' per-example losses
     import scipy.stats
 
-    from benchmark.records import read_sidecar
+    from benchmark.board.records import read_sidecar
 
     folder = results / "digits-mlp__fc1-17"
     a = read_sidecar(folder / "linear.json", json.loads((folder / "linear.json").read_text()))["loss.replaced"]
@@ -302,7 +302,7 @@ def test_submission_that_fails_to_import(tmp_path, results, code, shown):
     assert "failed to import" in proc.stderr
     for fragment in shown:
         assert fragment in proc.stderr
-    assert "benchmark/submissions.py" not in proc.stderr  # the user's code, not ours
+    assert "benchmark/harness/submissions.py" not in proc.stderr  # the user's code, not ours
     assert no_records(results)
 
 

@@ -9,7 +9,6 @@ import sys
 import time
 
 import pytest
-
 from helpers import ROOT, run_cli, write_submission
 from test_cli import assert_user_error
 

@@ -89,13 +89,13 @@ def test_cluster_without_ray_is_one_line(tmp_path):
 
 
 def test_core_install_does_not_import_ray():
-    code = "import sys, benchmark.cli, benchmark.runner, benchmark.verify, benchmark.cluster; print('ray' in sys.modules)"
+    code = "import sys, benchmark.cli, benchmark.harness.runner, benchmark.board.verify, benchmark.harness.cluster; print('ray' in sys.modules)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "False", proc.stderr
 
 
 def test_shard_bounds_start_on_batches():
-    from benchmark.cluster import shard_bounds
+    from benchmark.harness.cluster import shard_bounds
 
     assert shard_bounds(10_000, 2, 500) == [(0, 5000), (5000, 10_000)]
     assert shard_bounds(2000, 3, 32) == [(0, 672), (672, 1344), (1344, 2000)]
@@ -187,9 +187,9 @@ def _descendants_named(root: int, title: str) -> list[int]:
 @pytest.mark.slow
 def test_killed_worker_is_retried_then_reported(ray_installed, data_dir, session_cache, tmp_path):
     """Every attempt's worker is SIGKILLed mid-job: Ray retries it once (--retries 1), then the job fails, no record."""
-    from benchmark.cluster import Cluster, ClusterOptions, score_on_cluster
-    from benchmark.runner import RunOptions
-    from benchmark.submissions import take_snapshot
+    from benchmark.harness.cluster import Cluster, ClusterOptions, score_on_cluster
+    from benchmark.harness.runner import RunOptions
+    from benchmark.harness.submissions import take_snapshot
     from benchmark.tasks import get_task
 
     folder = write_submission(tmp_path / "sleeper", SLOW_REPLACE)

@@ -13,8 +13,8 @@ import pytest
 import torch
 from scipy import optimize
 
-from benchmark import stimuli as S
-from benchmark.submissions import TaskView
+from benchmark.analysis import stimuli as S
+from benchmark.harness.submissions import TaskView
 
 ROOT = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("curve_detector", ROOT / "submissions/curve-detector/replacement.py")

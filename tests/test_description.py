@@ -18,15 +18,15 @@ import pytest
 import torch
 from helpers import ROOT, board_column, write_submission
 
-from benchmark.description import (
+from benchmark.harness.description import (
     Description,
     blank_prose,
     literal_bits,
     measure,
     runnable_files,
 )
-from benchmark.fan_in import fan_in_from
-from benchmark.submissions import read_folder
+from benchmark.harness.fan_in import fan_in_from
+from benchmark.harness.submissions import read_folder
 
 SHIPPED = sorted(p for p in (ROOT / "submissions").iterdir() if (p / "replacement.py").exists())
 
@@ -268,8 +268,8 @@ def test_length_command_prints_the_parts(cli):
 
 
 def test_records_of_schema_2_migrate_to_6_without_the_measure(tmp_path):
-    from benchmark.leaderboard import numbers_cell
-    from benchmark.records import SCHEMA_VERSION, migrate
+    from benchmark.board.leaderboard import numbers_cell
+    from benchmark.board.records import SCHEMA_VERSION, migrate
 
     old = {"schema_version": 2, "complexity": {"fitted_parameters": 66, "source_bytes_xz": 2352}, "results": {}}
     new = migrate(old)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.leaderboard import ALPHA, beats_mean, frontier_entries
-from benchmark.records import default_results_dir, read_record
+from benchmark.board.leaderboard import ALPHA, beats_mean, frontier_entries
+from benchmark.board.records import default_results_dir, read_record
 from benchmark.tasks import get_task
 
 MAX_FITTED = 10

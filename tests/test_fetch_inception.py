@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers_inception import random_state_dict, serve_directory  # noqa: E402
 
 from benchmark.errors import UserError  # noqa: E402
-from benchmark.fetch_inception import (  # noqa: E402
+from benchmark.maintainer.fetch_inception import (  # noqa: E402
     fetch_inceptionv1,
     inception_weights_path,
     load_inceptionv1,

@@ -10,14 +10,14 @@ import torch
 import torch.nn.functional as F
 from helpers import write_submission
 
-from benchmark.baseline import cache_file, load_or_compute
-from benchmark.context import prepare
 from benchmark.errors import UserError
-from benchmark.hooks import splice
+from benchmark.harness.baseline import cache_file, load_or_compute
+from benchmark.harness.context import prepare
+from benchmark.harness.hooks import splice
+from benchmark.harness.scoring import fit_submission, score_folder
+from benchmark.harness.submissions import take_snapshot
 from benchmark.sandbox.limits import limits_for
 from benchmark.sandbox.room import IsolatedSubmission
-from benchmark.scoring import fit_submission, score_folder
-from benchmark.submissions import take_snapshot
 from benchmark.tasks import get_task
 
 DIGITS_TASK = "digits-mlp/fc1:17"
@@ -117,7 +117,7 @@ def test_eval_and_fit_sets_are_disjoint_on_a_shared_split(session_cache):
     """When the eval and fit sets come from one split (ImageNet val), they never overlap."""
     import dataclasses
 
-    from benchmark.context import _splits
+    from benchmark.harness.context import _splits
 
     task = dataclasses.replace(get_task(DIGITS_TASK), dataset="imagenet", fit_split="test", eval_size=300, fit_size=200)
     from benchmark.data.digits import open_digits

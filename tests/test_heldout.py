@@ -47,14 +47,14 @@ def secret_file(tmp_path: Path) -> tuple[Path, str]:
 # -- the transform ---------------------------------------------------------------------------------------------------
 
 def test_commitment_is_the_documented_hash():
-    from benchmark.heldout import commitment
+    from benchmark.harness.heldout import commitment
 
     secret = b"s" * 16
     assert commitment(secret) == hashlib.sha256(b"replacebench-heldout-v1" + secret).hexdigest()
 
 
 def test_transform_parameters_are_deterministic_bounded_and_depend_on_secret_task_and_index():
-    from benchmark.heldout import TRANSFORMS, example_params
+    from benchmark.harness.heldout import TRANSFORMS, example_params
 
     t = TRANSFORMS["mnist"]
     a = example_params(b"a" * 16, "mnist-mlp/fc1:13", range(2000), t)
@@ -69,7 +69,7 @@ def test_transform_parameters_are_deterministic_bounded_and_depend_on_secret_tas
 
 
 def test_the_transform_is_identity_at_zero_and_moves_content_by_whole_pixels():
-    from benchmark.heldout import apply
+    from benchmark.harness.heldout import apply
 
     rng = np.random.default_rng(0)
     images = torch.from_numpy(rng.random((3, 1, 8, 8), dtype=np.float32))
@@ -85,7 +85,7 @@ def test_the_transform_is_identity_at_zero_and_moves_content_by_whole_pixels():
 
 def test_reading_the_secret_refuses_missing_or_short_files(tmp_path):
     from benchmark.errors import UserError
-    from benchmark.heldout import read_secret
+    from benchmark.harness.heldout import read_secret
 
     with pytest.raises(UserError, match="no such file"):
         read_secret(tmp_path / "nothing")
@@ -97,9 +97,9 @@ def test_reading_the_secret_refuses_missing_or_short_files(tmp_path):
 
 
 def test_only_the_eval_set_moves_and_the_baseline_cache_keys_by_the_commitment(session_cache):
-    from benchmark.baseline import cache_file
-    from benchmark.context import prepare
-    from benchmark.heldout import commitment
+    from benchmark.harness.baseline import cache_file
+    from benchmark.harness.context import prepare
+    from benchmark.harness.heldout import commitment
     from benchmark.tasks import get_task
 
     task = get_task(TASK)
@@ -138,7 +138,7 @@ def test_user_mistakes_are_one_line_and_write_nothing(tmp_path, cli, secret_file
 
 @needs_isolation
 def test_heldout_records_sit_beside_public_ones_and_verify_needs_the_secret(tmp_path, cli, session_cache, secret_file):
-    from benchmark.heldout import commitment
+    from benchmark.harness.heldout import commitment
 
     path, text = secret_file
     results = tmp_path / "results"
@@ -186,7 +186,7 @@ def test_heldout_records_sit_beside_public_ones_and_verify_needs_the_secret(tmp_
 def write_answers(folder: Path) -> np.ndarray:
     """What a cheater can build from public things: the public eval images and labels, and per class the value of
     unit 17 (from −30 to 30 in steps of 1) that most lowers that class's mean loss under the public model."""
-    from benchmark.context import prepare
+    from benchmark.harness.context import prepare
     from benchmark.tasks import get_task
 
     ctx = prepare(get_task(TASK))
@@ -209,7 +209,7 @@ def write_answers(folder: Path) -> np.ndarray:
 @needs_isolation
 def test_a_label_lookup_beats_the_neuron_in_public_is_flagged_and_collapses_on_the_heldout_split(
         tmp_path, cli, session_cache, secret_file):
-    from benchmark.leaderboard import beats_by_other_means
+    from benchmark.board.leaderboard import beats_by_other_means
 
     folder = tmp_path / "subs" / "label-lookup"
     shutil.copytree(HOSTILE / "label-lookup", folder)
@@ -287,7 +287,7 @@ def test_public_and_heldout_sidecars_clean_up_only_their_own(tmp_path):
     import os
     import time
 
-    from benchmark.records import STALE_SIDECAR_SECONDS, write_record
+    from benchmark.board.records import STALE_SIDECAR_SECONDS, write_record
 
     folder = tmp_path / SLUG
     folder.mkdir(parents=True)
@@ -307,8 +307,8 @@ def test_public_and_heldout_sidecars_clean_up_only_their_own(tmp_path):
 
 
 def test_a_record_whose_split_disagrees_with_its_file_is_refused(tmp_path):
+    from benchmark.board.records import read_record
     from benchmark.errors import UserError
-    from benchmark.records import read_record
 
     good = {"schema_version": 6, "split": "held-out", "heldout_commitment": "a" * 64}
     for name, record in (("x.json", good), ("x.heldout.json", {**good, "split": "public"}),

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark.hooks import capture, splice
+from benchmark.harness.hooks import capture, splice
 from benchmark.models.registry import model_class
 from benchmark.zoo import MODELS
 

@@ -112,8 +112,8 @@ def test_weights_kept_in_prose_do_not_reach_the_code(tmp_path, cli, warm_cache):
     import torch
     from safetensors.numpy import load_file
 
-    from benchmark.description import measure
-    from benchmark.submissions import read_folder
+    from benchmark.harness.description import measure
+    from benchmark.harness.submissions import read_folder
 
     state = load_file(str(ROOT / "checkpoints" / "digits-mlp.safetensors"))
     unit = [*state["fc1_linear.weight"][17].tolist(), float(state["fc1_linear.bias"][17])]
@@ -156,7 +156,7 @@ def test_records_cannot_be_forged(tmp_path, cli, warm_cache):
 
 
 def test_code_cannot_rewrite_itself_and_the_hash_is_taken_before_it_runs(tmp_path, cli, warm_cache):
-    from benchmark.submissions import folder_hash
+    from benchmark.harness.submissions import folder_hash
 
     expected = folder_hash(HOSTILE / "self-rewrite")
     proc, results = run_hostile(cli, "self-rewrite", tmp_path, warm_cache)

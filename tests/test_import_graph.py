@@ -60,4 +60,4 @@ def test_no_import_cycle():
         if module not in state:
             visit(module, [module])
     assert graph["benchmark.models.registry"] >= {"benchmark.models.weights"}
-    assert "benchmark.fetch_inception" not in graph["benchmark.models.registry"]
+    assert "benchmark.maintainer.fetch_inception" not in graph["benchmark.models.registry"]

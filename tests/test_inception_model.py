@@ -15,7 +15,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers_inception import imagenet_sample_dir, random_model, random_state_dict  # noqa: E402
 
-from benchmark.hooks import capture, splice  # noqa: E402
+from benchmark.harness.hooks import capture, splice  # noqa: E402
 from benchmark.models.inception import (  # noqa: E402
     STAGE_SHAPES,
     InceptionV1,

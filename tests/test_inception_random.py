@@ -13,7 +13,15 @@ from helpers_inception import fetch_through_cli, random_state_dict
 from benchmark import paths
 from benchmark.data.base import seeded_subset
 from benchmark.data.imagenet import ImageNetFolder
-from benchmark.inception_random import CHANNELS, LAYERS, MIN_ACTIVE, PER_LAYER, curve_units, draw_order, select_random_inception
+from benchmark.maintainer.inception_random import (
+    CHANNELS,
+    LAYERS,
+    MIN_ACTIVE,
+    PER_LAYER,
+    curve_units,
+    draw_order,
+    select_random_inception,
+)
 from benchmark.models.inception import InceptionV1
 
 

@@ -17,7 +17,7 @@ import torch
 from helpers import run_cli, write_submission
 from PIL import Image
 
-from benchmark.context import prepare
+from benchmark.harness.context import prepare
 from benchmark.sandbox.process import isolation_problem
 from benchmark.tasks import get_task
 

@@ -131,8 +131,8 @@ def test_records_before_schema_6_are_checked_with_their_bootstrap(tmp_path, cli,
     with the closed-form figures but the legacy label does not (the check really recomputes the bootstrap)."""
     import json
 
-    from benchmark.records import read_sidecar
-    from benchmark.verify import load_checked
+    from benchmark.board.records import read_sidecar
+    from benchmark.board.verify import load_checked
 
     results = tmp_path / "results"
     assert cli("score", "mean", "--task", "digits-mlp/fc1:17", "--results-dir", str(results)).returncode == 0

@@ -82,7 +82,7 @@ def test_folder_hygiene(tmp_path, cli):
     os.mkfifo(sub / "pipe")
     assert_one_line_error(cli("score", str(sub), "--task", TASK, "--no-record"), "not a regular file")
     (sub / "pipe").unlink()
-    from benchmark import submissions
+    from benchmark.harness import submissions
 
     for i in range(submissions.MAX_FILES):
         (sub / f"f{i}.txt").write_text("x")
@@ -94,7 +94,7 @@ def test_folder_hygiene(tmp_path, cli):
 
 
 def test_every_file_counts_in_the_complexity_and_the_hash(tmp_path):
-    from benchmark.submissions import take_snapshot
+    from benchmark.harness.submissions import take_snapshot
 
     sub = toml(tmp_path / "data-file", "data-file")
     before = take_snapshot(str(sub))
@@ -125,7 +125,7 @@ def test_overwrites_need_the_same_submission_or_force(tmp_path, cli, session_cac
 
 
 def test_sidecar_cleanup_touches_only_its_own_files(tmp_path):
-    from benchmark.records import STALE_SIDECAR_SECONDS, write_record
+    from benchmark.board.records import STALE_SIDECAR_SECONDS, write_record
 
     folder = tmp_path / SLUG
     folder.mkdir(parents=True)
@@ -233,8 +233,8 @@ def test_verify_without_records_is_a_clear_error(tmp_path, cli):
 
 def test_a_tampered_cache_is_recomputed(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("REPLACEBENCH_CACHE", str(tmp_path / "cache"))
-    from benchmark.baseline import cache_file, load_or_compute
-    from benchmark.context import prepare
+    from benchmark.harness.baseline import cache_file, load_or_compute
+    from benchmark.harness.context import prepare
     from benchmark.tasks import get_task
 
     ctx = prepare(get_task(TASK))

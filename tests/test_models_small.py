@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.hooks import capture, splice
+from benchmark.harness.hooks import capture, splice
 from benchmark.models.digits import DigitsMLP
 from benchmark.models.mnist import MnistCNN, MnistMLP
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.context import prepare
-from benchmark.hooks import capture, splice
-from benchmark.passes import ReplaceCalls, as_array, batches, fit_set_arrays, logits_from, with_units
+from benchmark.harness.context import prepare
+from benchmark.harness.hooks import capture, splice
+from benchmark.harness.passes import ReplaceCalls, as_array, batches, fit_set_arrays, logits_from, with_units
 from benchmark.tasks import get_task
 
 

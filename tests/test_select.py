@@ -7,7 +7,7 @@ import pytest
 import scipy.stats
 
 from benchmark import paths
-from benchmark.select import (
+from benchmark.maintainer.select import (
     ALPHA,
     FAMILIES,
     GROUP_N,

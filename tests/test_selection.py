@@ -6,8 +6,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from benchmark.context import _splits
 from benchmark.data.base import seeded_subset
+from benchmark.harness.context import _splits
 from benchmark.tasks import all_tasks
 
 

@@ -18,7 +18,7 @@ import pytest
 from helpers import run_cli
 from PIL import Image
 
-from benchmark.records import default_results_dir
+from benchmark.board.records import default_results_dir
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
@@ -115,7 +115,7 @@ def test_page_types_open_in_a_real_browser_without_console_messages(site, tmp_pa
 
 def test_the_browser_check_catches_errors_and_external_requests(tmp_path):
     """Negative control: a page that throws, or that loads something from elsewhere, logs a console message."""
-    from benchmark.figures import page
+    from benchmark.analysis.figures import page
 
     bad = tmp_path / "bad.html"
     bad.write_text(page("bad", '<p>x</p><img src="https://example.com/x.png">'))
@@ -161,7 +161,7 @@ def test_html_out_refuses_a_foreign_folder(tmp_path):
 
 def test_task_pages_show_the_held_out_figure_beside_the_public_one(tmp_path):
     """The committed board has held-out records: each sits in its public entry's row, not in a row of its own."""
-    from benchmark.leaderboard import recovery_cell
+    from benchmark.board.leaderboard import recovery_cell
 
     out = tmp_path / "site"
     assert run_cli("leaderboard", "--html", str(out), "--results-dir", str(default_results_dir())).returncode == 0

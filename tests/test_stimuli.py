@@ -1,4 +1,4 @@
-"""Geometry of the synthetic curves and the tuning statistics of benchmark.stimuli."""
+"""Geometry of the synthetic curves and the tuning statistics of benchmark.analysis.stimuli."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy import stats
 
-from benchmark import stimuli as S
+from benchmark.analysis import stimuli as S
 
 SIZE = 224
 CENTER = ((SIZE - 1) / 2.0, (SIZE - 1) / 2.0)  # exact grid centre: rot90 maps the grid onto itself

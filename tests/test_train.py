@@ -10,13 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import assert_matches_committed
 from safetensors.torch import load_file
 
-from helpers import assert_matches_committed
-
-from benchmark import train as tr
 from benchmark import zoo
 from benchmark.errors import UserError
+from benchmark.maintainer import train as tr
 from benchmark.models.digits import DigitsMLP
 from benchmark.models.mnist import MnistCNN, MnistMLP
 

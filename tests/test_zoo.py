@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmark import paths, train, zoo
+from benchmark import paths, zoo
 from benchmark.errors import UserError
+from benchmark.maintainer import train
 from benchmark.models.base import StagedModel
 from benchmark.models.registry import load_model, model_class
 from benchmark.sandbox.limits import GiB, limits_for

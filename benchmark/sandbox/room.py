@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SubmissionError, UserError
-from ..submissions import (
+from ..harness.submissions import (
     RESERVED_FIT,
     RESERVED_REPLACE,
     Signature,

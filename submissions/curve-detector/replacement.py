@@ -20,7 +20,7 @@ Pipeline, from `image # [b, 3, 224, 224]` (Lucid scaling `[0,255] - 117`):
 3. (The 56 grid's cell k is centred at pixel 4 k + 0.5.)
 4. Banana filter of a unit facing `phi`: for radii R (3b: 14, 22, 34 px;
    3a: 8, 13, 20 px) the arc `P(psi) = M + R sin(psi) t + R (cos(psi) - 1) u`
-   (same geometry as `benchmark.stimuli`: `u` the convex direction, arc half
+   (same geometry as `benchmark.analysis.stimuli`: `u` the convex direction, arc half
    length 28 px (3b) / 18 px (3a), at most 70 deg) is sampled every pixel of
    arc length; each sample adds weight to the orientation channel(s) of the
    arc's tangent there (linear in angle) at its position (bilinear on the 56

@@ -32,11 +32,11 @@ from typing import Any
 
 import numpy as np
 
-from . import paths
+from .. import paths
+from ..errors import SubmissionError, UserError, did_you_mean, unknown
+from ..sandbox.worker import CODE_FILE, TaskView
+from ..tasks import Task
 from .description import Description, measure_and_blank
-from .errors import SubmissionError, UserError, did_you_mean, unknown
-from .sandbox.worker import CODE_FILE, TaskView
-from .tasks import Task
 
 __all__ = ["TaskView", "Snapshot", "take_snapshot", "read_signature", "check_output", "check_params"]
 

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import SubmissionError, UserError
+from ..errors import SubmissionError, UserError
 
 RAY_REQUIREMENT = "ray==2.60.0"
 ENV_PREFIXES = ("REPLACEBENCH_", "OMP_", "MKL_", "OPENBLAS_")
@@ -115,7 +115,7 @@ def _with_snapshot(files: dict[str, bytes], folder_name: str, expected_hash: str
 
 def _guarded(work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """A job's answer: its value, or the submission's or the user's error as data (such errors are not retried)."""
-    from .records import git_commit
+    from ..board.records import git_commit
 
     try:
         return {"ok": True, "git_commit": git_commit()["commit"], **work()}
@@ -133,8 +133,8 @@ def _worker_options(options: Any) -> Any:
 
 def score_job(task_id: str, files: dict[str, bytes], folder_name: str, expected_hash: str, options: Any) -> dict[str, Any]:
     """A Ray task: score one submission on one task; the record and its per-example arrays (nothing written)."""
+    from ..tasks import get_task
     from .runner import compute_record
-    from .tasks import get_task
 
     def work() -> dict[str, Any]:
         record, arrays = _with_snapshot(files, folder_name, expected_hash,
@@ -146,11 +146,11 @@ def score_job(task_id: str, files: dict[str, bytes], folder_name: str, expected_
 
 def fit_job(task_id: str, files: dict[str, bytes], folder_name: str, expected_hash: str, options: Any) -> dict[str, Any]:
     """A Ray task: the submission's fit on the whole fit set, once for all shards; its params (None: no fit step)."""
+    from ..sandbox.limits import limits_for
+    from ..sandbox.room import IsolatedSubmission
+    from ..tasks import get_task
     from .context import prepare
-    from .sandbox.limits import limits_for
-    from .sandbox.room import IsolatedSubmission
     from .scoring import fit_submission
-    from .tasks import get_task
 
     def fit(snapshot: Any) -> dict[str, Any]:
         task, run = get_task(task_id), _worker_options(options)
@@ -170,7 +170,7 @@ class RecordingFidelity:
     """A stand-in for `stats.FidelityAccumulator` that keeps each batch's sums, for the driver to replay in order."""
 
     def __init__(self, n_units: int) -> None:
-        from .stats import FidelityAccumulator
+        from ..stats import FidelityAccumulator
 
         self._reducer = FidelityAccumulator(n_units)
         self.summaries: list[tuple[Any, ...]] = []
@@ -187,12 +187,12 @@ class RecordingFidelity:
 def shard_job(task_id: str, files: dict[str, bytes], folder_name: str, expected_hash: str, options: Any,
               params: dict[str, np.ndarray] | None, start: int, stop: int) -> dict[str, Any]:
     """A Ray task: baseline and replaced pass on eval positions [start, stop), with the params of the one fit."""
+    from ..sandbox.limits import limits_for
+    from ..sandbox.room import IsolatedSubmission
+    from ..tasks import get_task
     from .baseline import load_or_compute
     from .context import prepare
-    from .sandbox.limits import limits_for
-    from .sandbox.room import IsolatedSubmission
     from .scoring import replaced_pass
-    from .tasks import get_task
 
     def work(snapshot: Any) -> dict[str, Any]:
         import hashlib
@@ -265,7 +265,7 @@ class Cluster:
                 ray.init(address=o.address, **common)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise UserError(f"cannot reach the Ray cluster at '{o.address}' ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}).") from None
-        from .records import git_commit
+        from ..board.records import git_commit
 
         self.commit = git_commit()["commit"]  # what every worker must run (checked on each answer)
         resources = ray.cluster_resources()
@@ -344,7 +344,7 @@ def _describe(exc: BaseException, retries: int) -> str:
 def _wall_limit(cluster: Cluster, task: Any, options: Any) -> float:
     if cluster.options.job_time_limit is not None:
         return cluster.options.job_time_limit
-    from .sandbox.limits import limits_for
+    from ..sandbox.limits import limits_for
 
     return 2 * limits_for(task.dataset, options.time_limit, options.memory_limit).time_s + WALL_MARGIN_S
 
@@ -360,7 +360,7 @@ def score_on_cluster(cluster: Cluster, tasks: list[Any], snapshot: Any, options:
                      results_dir: Path | None) -> Iterator[Outcome]:
     """Score `snapshot` on every task as Ray jobs (each task cut into `shards` pieces when asked); write each record
     from here as it arrives; yield one Outcome per task."""
-    from .records import check_overwrite, write_record
+    from ..board.records import check_overwrite, write_record
     from .submissions import read_folder
 
     files = read_folder(snapshot.source)
@@ -446,11 +446,11 @@ def _join(cluster: Cluster, task: Any, snapshot: Any, ctx: Any, options: Any, fi
           pieces: dict[int, dict[str, Any]], bounds: list[tuple[int, int]], results_dir: Path | None,
           started: float) -> Outcome:
     """One record from a task's shards: arrays concatenated in eval order, fidelity replayed, statistics once."""
+    from ..board.records import write_record
+    from ..stats import FidelityAccumulator
     from .baseline import Baseline
-    from .records import write_record
     from .runner import assemble_record
     from .scoring import ScoreResult, result_arrays, summarize
-    from .stats import FidelityAccumulator
     from .submissions import count_params
 
     ordered = [pieces[i] for i in range(len(bounds))]
@@ -483,8 +483,8 @@ def _join(cluster: Cluster, task: Any, snapshot: Any, ctx: Any, options: Any, fi
 
 def verify_on_cluster(cluster: Cluster, paths: list[Path], options: Any) -> Iterator[tuple[Path, list[str]]]:
     """`verify`: the cheap checks here, each re-score as a Ray job; yields (record path, problems) as each ends."""
+    from ..board.verify import check_rescore, rescore_plan
     from .submissions import read_folder
-    from .verify import check_rescore, rescore_plan
 
     job = cluster.remote(score_job, options.device)
     jobs, plans = [], {}

@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..models.base import StagedModel
 from .fan_in import nearest_input, positive_copy, positive_inputs
-from .models.base import StagedModel
 
 MAC_BATCH = 4
 TIMING_BATCH = 64

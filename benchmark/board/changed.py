@@ -11,8 +11,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from . import paths
-from .errors import UserError
+from .. import paths
+from ..errors import UserError
 
 
 def _git(*args: str) -> str:

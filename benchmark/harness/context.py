@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data.base import ImageSet, seeded_subset
-from .errors import UserError, did_you_mean
-from .models.base import StagedModel
-from .models.registry import load_model
+from ..data.base import ImageSet, seeded_subset
+from ..errors import UserError, did_you_mean
+from ..models.base import StagedModel
+from ..models.registry import load_model
+from ..tasks import Task
+from ..zoo import open_split
 from .submissions import TaskView
-from .tasks import Task
-from .zoo import open_split
 
 
 @dataclass

@@ -24,12 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from . import figures, paths
-from .context import TaskContext, prepare
+from .. import paths
+from ..harness.context import TaskContext, prepare
+from ..harness.passes import as_array, batches
+from ..tasks import Task
+from ..zoo import dataset_spec
+from . import figures
 from .figures import esc
-from .passes import as_array, batches
-from .tasks import Task
-from .zoo import dataset_spec
 
 
 def default_out(kind: str, *parts: str) -> Path:
@@ -60,7 +61,7 @@ def class_names(ctx: TaskContext, data_dir: str | None) -> list[str] | None:
     if ctx.task.dataset != "imagenet":
         return None
     try:
-        from .data.imagenet import load_class_names
+        from ..data.imagenet import load_class_names
 
         return load_class_names(data_dir)
     except Exception:  # the names are a nicety; the index is always shown

@@ -23,15 +23,22 @@ from pathlib import Path
 
 import torch
 
-from .atomic import atomic_write_bytes
-from .data.imagenet import label_map_path, load_label_map, parse_label_map
-from .download import download, sha256_file
-from .errors import UserError
-from .models.inception import InceptionV1
-from .models.registry import check_state_dict, load_model
-from .models.weights import CACHE_SUBDIR, METADATA_NAME, PTH_NAME, SAFETENSORS_NAME, inception_weights_path, save_safetensors
-from .paths import cache_dir
-from .paths import data_dir as resolve_data_dir
+from ..atomic import atomic_write_bytes
+from ..data.imagenet import label_map_path, load_label_map, parse_label_map
+from ..download import download, sha256_file
+from ..errors import UserError
+from ..models.inception import InceptionV1
+from ..models.registry import check_state_dict, load_model
+from ..models.weights import (
+    CACHE_SUBDIR,
+    METADATA_NAME,
+    PTH_NAME,
+    SAFETENSORS_NAME,
+    inception_weights_path,
+    save_safetensors,
+)
+from ..paths import cache_dir
+from ..paths import data_dir as resolve_data_dir
 
 WEIGHTS_URL = "https://github.com/ProGamerGov/pytorch-old-tensorflow-models/raw/master/inception5h.pth"
 LABELS_URL = "https://raw.githubusercontent.com/greentfrapp/lucent/master/lucent/modelzoo/misc/old_imagenet_labels.txt"

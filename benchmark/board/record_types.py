@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Union
 
-from .errors import UserError
+from ..errors import UserError
 
 SCHEMA_ID = "https://replacebench.invalid/record.schema.json"
 #: field metadata: the key is absent from some migrated (pre-schema-6) records, so the schema does not require it

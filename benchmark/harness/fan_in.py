@@ -23,7 +23,7 @@ import copy
 
 import torch
 
-from .models.base import StagedModel
+from ..models.base import StagedModel
 
 PROBE_BATCH = 4
 PROBE_SEED = 0

@@ -20,8 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import figures
-from .figures import esc
+from ..analysis import figures
+from ..analysis.figures import esc
+from ..tasks import all_tasks
 from .leaderboard import (
     UNDEFINED,
     Board,
@@ -38,7 +39,7 @@ from .leaderboard import (
     sort_key,
     submission_state,
 )
-from .tasks import all_tasks
+
 
 def slug(task_id: str) -> str:
     """The task's file-name slug, as `Task.slug`: `mnist-cnn/conv2:7` → `mnist-cnn__conv2-7`."""

@@ -10,25 +10,19 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, stats
+from .. import __version__, stats
+from ..board.records import SCHEMA_VERSION, check_overwrite, environment, git_commit, write_record
+from ..errors import UserError
+from ..sandbox.limits import limits_for
+from ..sandbox.room import IsolatedSubmission
+from ..tasks import Task
 from .baseline import load_or_compute
 from .context import TaskContext, prepare
 from .description import BITS_PER_FITTED, CONVENTION_VERSION
 from .efficiency import original_macs, original_seconds_per_example
-from .errors import UserError
 from .fan_in import target_fan_in
-from .records import (
-    SCHEMA_VERSION,
-    check_overwrite,
-    environment,
-    git_commit,
-    write_record,
-)
-from .sandbox.limits import limits_for
-from .sandbox.room import IsolatedSubmission
 from .scoring import ScoreResult, score
 from .submissions import Snapshot
-from .tasks import Task
 
 
 @dataclass

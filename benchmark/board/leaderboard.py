@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from . import paths, stats
-from .errors import UserError
+from .. import paths, stats
+from ..errors import UserError
+from ..tasks import all_tasks
 from .records import find_records, read_sidecar
-from .tasks import all_tasks
 from .verify import load_checked
 
 UNDEFINED = "undefined ⚠"
@@ -33,7 +33,7 @@ def submission_state(record: dict[str, Any], hashes: dict[Path, str | None] | No
 
     `hashes` memoises each folder's current hash across the records of one rendering (None: unreadable).
     """
-    from .submissions import folder_hash
+    from ..harness.submissions import folder_hash
 
     marks = []
     if record.get("isolation", {}).get("level") != "namespaces":

@@ -17,16 +17,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import stats
+from .. import stats
+from ..sandbox.limits import limits_for
+from ..sandbox.process import Limits
+from ..sandbox.room import IsolatedSubmission
+from ..tasks import ABLATIONS
 from .baseline import CONDITIONS, Baseline
 from .conditions import per_example_outputs
 from .context import TaskContext
 from .passes import Batch, ReplaceCalls, as_array, batches, fit_set_arrays, logits_from, with_units
-from .sandbox.limits import limits_for
-from .sandbox.process import Limits
-from .sandbox.room import IsolatedSubmission
 from .submissions import count_params, take_snapshot
-from .tasks import ABLATIONS
 
 
 @dataclass

@@ -27,15 +27,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from . import paths, zoo
-from .atomic import atomic_write_bytes
-from .data.base import TensorImageSet
-from .download import sha256_file
-from .errors import UserError, unknown
-from .models.base import StagedModel
-from .models.registry import load_model
-from .models.weights import save_safetensors
-from .zoo import ModelSpec, Recipe
+from .. import paths, zoo
+from ..atomic import atomic_write_bytes
+from ..data.base import TensorImageSet
+from ..download import sha256_file
+from ..errors import UserError, unknown
+from ..models.base import StagedModel
+from ..models.registry import load_model
+from ..models.weights import save_safetensors
+from ..zoo import ModelSpec, Recipe
 
 
 @dataclass
@@ -88,7 +88,7 @@ def _versions() -> dict[str, str]:
     import safetensors
     import sklearn
 
-    from .records import environment
+    from ..board.records import environment
 
     return {**environment(), "safetensors": safetensors.__version__, "scikit-learn": sklearn.__version__}
 

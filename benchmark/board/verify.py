@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from . import paths, stats
-from .errors import SubmissionError, UserError
+from .. import paths, stats
+from ..errors import SubmissionError, UserError
 from .records import read_record, read_sidecar
 
 SIDECAR_ATOL, SIDECAR_RTOL = 1e-4, 1e-4
@@ -145,7 +145,7 @@ def check_heldout_secrets(paths: list[Path], secret: bytes | None) -> dict[Path,
     """The held-out records among `paths` that need a secret to re-score, with their commitments (empty when a
     secret is given). A given secret must match every held-out record's commitment, else a UserError (before
     anything runs). Unreadable records are left to `verify_record` to report."""
-    from .heldout import commitment
+    from ..harness.heldout import commitment
 
     held: dict[Path, str] = {}
     for path in paths:
@@ -172,8 +172,8 @@ def verify_record(path: Path, options: Any) -> list[str]:
     A held-out record is re-scored on the held-out split with `options.heldout_secret`, which must match its
     commitment; a public record always on the public split (the secret is not used).
     """
-    from .runner import run_score
-    from .submissions import take_snapshot
+    from ..harness.runner import run_score
+    from ..harness.submissions import take_snapshot
 
     plan = rescore_plan(path, options)
     if isinstance(plan, list):
@@ -192,9 +192,9 @@ def verify_record(path: Path, options: Any) -> list[str]:
 
 def rescore_plan(path: Path, options: Any) -> tuple[dict[str, Any], Any, Path, Any] | list[str]:
     """What re-scoring the record at `path` needs (record, task, submission folder, run options), or its problems."""
-    from .heldout import commitment
-    from .submissions import folder_hash
-    from .tasks import get_task
+    from ..harness.heldout import commitment
+    from ..harness.submissions import folder_hash
+    from ..tasks import get_task
 
     record, problems = load_checked(path)
     if record is None:

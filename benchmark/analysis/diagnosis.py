@@ -27,19 +27,19 @@ from typing import Any
 
 import numpy as np
 
+from ..harness.baseline import load_or_compute
+from ..harness.context import TaskContext, prepare
+from ..harness.passes import Batch, as_array
+from ..harness.runner import RunOptions
+from ..harness.scoring import fit_submission, replaced_pass
+from ..harness.submissions import take_snapshot
+from ..sandbox.limits import limits_for
+from ..sandbox.room import IsolatedSubmission
+from ..tasks import Task
+from ..zoo import dataset_spec
 from . import figures
-from .baseline import load_or_compute
-from .context import TaskContext, prepare
 from .figures import esc
 from .inspection import class_names, default_out, label_text
-from .passes import Batch, as_array
-from .runner import RunOptions
-from .sandbox.limits import limits_for
-from .sandbox.room import IsolatedSubmission
-from .scoring import fit_submission, replaced_pass
-from .submissions import take_snapshot
-from .tasks import Task
-from .zoo import dataset_spec
 
 
 def pearson(x: np.ndarray, y: np.ndarray) -> float | None:

@@ -26,12 +26,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import paths
-from .atomic import atomic_path, atomic_write_bytes
+from .. import paths
+from ..atomic import atomic_path, atomic_write_bytes
+from ..stats import per_example_kl
 from .conditions import per_example_outputs
 from .context import TaskContext
 from .passes import batches, fit_set_arrays, logits_from, with_units
-from .stats import per_example_kl
 
 FORMAT_VERSION = 3  # 2: the npz behind an HMAC line; 3: adds kl.<ablation>
 CONDITIONS = ("clean", "zero", "mean", "resample")

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .errors import UserError
-from .zoo import dataset_spec
+from ..errors import UserError
+from ..zoo import dataset_spec
 
 #: A marker file in every folder `inspect`, `diagnose` or `leaderboard --html` writes: only such a folder (or an
 #: empty one) is ever replaced, so `--out ~` can never delete a user's files.

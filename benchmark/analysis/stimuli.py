@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .zoo import IMAGENET_OFFSET  # Lucid InceptionV1 input: pixels in [0, 255] minus this
+from ..zoo import IMAGENET_OFFSET  # Lucid InceptionV1 input: pixels in [0, 255] minus this
 
 #: Stride (pixels) of the mixed3a / mixed3b grid and the offset of a cell's centre.
 GRID_STRIDE_PX = 8

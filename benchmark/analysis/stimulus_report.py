@@ -22,16 +22,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import stats
-from .errors import UserError
-from .hooks import capture
-from .models.base import StagedModel
-from .models.registry import load_model
-from .sandbox.room import IsolatedSubmission
-from .passes import ReplaceCalls
+from .. import stats
+from ..errors import UserError
+from ..harness.hooks import capture
+from ..harness.passes import ReplaceCalls
+from ..harness.submissions import TaskView
+from ..models.base import StagedModel
+from ..models.registry import load_model
+from ..sandbox.room import IsolatedSubmission
+from ..tasks import Task
 from .stimuli import orientation_tuning, radial_tuning_set, summarize_tuning
-from .submissions import TaskView
-from .tasks import Task
 
 ORIENTATIONS = tuple(range(0, 360, 10))
 RADII = (16.0, 24.0, 40.0)

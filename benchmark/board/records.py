@@ -24,14 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import paths
-from .atomic import atomic_write_bytes
-from .download import sha256_file
-from .errors import UserError
-from .stats import LEGACY_INTERVALS
+from .. import paths
+from ..atomic import atomic_write_bytes
+from ..download import sha256_file
+from ..errors import UserError
+from ..stats import LEGACY_INTERVALS
 
 if TYPE_CHECKING:
-    from .submissions import Snapshot
+    from ..harness.submissions import Snapshot
 
 SCHEMA_VERSION = 6  # 2 adds "isolation", 3 the description length and copy test, 4 KL recovery, 5 "efficiency",
 # 6 closed-form intervals (provenance "intervals": "hall-fieller"; before, "bootstrap-bca" with a seed and resamples),

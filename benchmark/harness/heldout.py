@@ -28,9 +28,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data.base import ImageSet
-from .errors import UserError
-from .zoo import DATASETS, Transform
+from ..data.base import ImageSet
+from ..errors import UserError
+from ..zoo import DATASETS, Transform
 
 DOMAIN = b"replacebench-heldout-v1"
 MIN_SECRET_BYTES = 16

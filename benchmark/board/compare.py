@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from . import stats
-from .errors import UserError
+from .. import stats
+from ..errors import UserError
+from ..tasks import Task
 from .leaderboard import fmt_p, fmt_pct
 from .records import read_record, read_sidecar
-from .tasks import Task
 
 
 def record_path(results_dir: Path, task: Task, submission: str) -> Path:

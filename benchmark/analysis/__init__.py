@@ -1,0 +1,1 @@
+"""Looking at a neuron and a replacement: inspect, diagnose, their figures, and the synthetic-curve stimuli."""

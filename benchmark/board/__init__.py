@@ -1,0 +1,1 @@
+"""Records and the board: result records (typed, versioned, migrated), verify, the leaderboard, the site and compare."""
