@@ -17,8 +17,7 @@ from typing import Any
 
 from . import __version__, zoo
 from .board.report import format_score
-from .errors import SubmissionError, UserError, print_submission_failure
-from .stats import StatisticsError
+from .errors import StatisticsError, SubmissionError, UserError, print_submission_failure
 
 
 def _common(parser: argparse.ArgumentParser) -> None:

@@ -12,6 +12,11 @@ import sys
 from collections.abc import Iterable
 
 
+class StatisticsError(ValueError):
+    """Data the statistics cannot use (too few examples, non-finite values), raised by `stats`. The harness shows
+    it as a user error; `stats` knows nothing of the command line."""
+
+
 class UserError(Exception):
     """A mistake in the user's input, reported as one line with the fix."""
 

@@ -32,7 +32,8 @@ import numpy as np
 from scipy import special
 from scipy import stats as sps
 
-from benchmark import intervals
+from . import intervals
+from .errors import StatisticsError
 
 #: How records' intervals are computed. "hall-fieller" (schema 6): closed forms, `recovery_stats`.
 #: Records before schema 6 have "bootstrap-bca": `bootstrap_recovery_stats` with their seed and resamples.
@@ -162,11 +163,6 @@ def _numpy(x: Any) -> np.ndarray:
     if hasattr(x, "detach"):
         x = x.detach().cpu().numpy()
     return np.asarray(x)
-
-
-class StatisticsError(ValueError):
-    """Data the statistics cannot use (too few examples, non-finite values). The harness shows it as a user error;
-    this module knows nothing of the command line."""
 
 
 def _vector(name: str, x: Any, n: int | None = None) -> np.ndarray:
