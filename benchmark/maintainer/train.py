@@ -92,6 +92,7 @@ def _versions() -> dict[str, str]:
 
     return {**environment(), "safetensors": safetensors.__version__, "scikit-learn": sklearn.__version__}
 
+
 def save_weights(model: StagedModel, path: Path) -> str:
     """Write the state dict as safetensors atomically (`models.weights.save_safetensors`); return its sha256.
 
