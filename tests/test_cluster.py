@@ -280,3 +280,21 @@ def test_cuda_inception_replaced_pass_against_a_plain_forward(data_dir, tmp_path
     figures = json.loads(out.read_text())
     assert figures["device"].startswith("cuda") and figures["images"] == 64
     assert 0 < figures["replaced_over_plain"] < float("inf")
+
+
+def test_ctrl_c_inside_the_drain_only_sets_a_flag_and_the_handler_comes_back():
+    """`interrupt_flag`: a SIGINT while it is open sets the event (the drain raises KeyboardInterrupt itself after its
+    next short wait); outside it, SIGINT raises KeyboardInterrupt as usual again."""
+    from benchmark.harness.cluster import interrupt_flag
+
+    before = signal.getsignal(signal.SIGINT)
+    with interrupt_flag() as interrupted:
+        os.kill(os.getpid(), signal.SIGINT)
+        deadline = time.monotonic() + 5
+        while not interrupted.is_set() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert interrupted.is_set()
+    assert signal.getsignal(signal.SIGINT) is before
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1)
