@@ -28,12 +28,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import threading
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -45,7 +42,6 @@ from ..errors import SubmissionError, UserError
 RAY_REQUIREMENT = "ray==2.60.0"
 ENV_PREFIXES = ("REPLACEBENCH_", "OMP_", "MKL_", "OPENBLAS_")
 WALL_MARGIN_S = 600.0
-POLL_S = 0.5  # the longest one `ray.wait` blocks, so Ctrl-C is seen within this
 
 
 def import_ray() -> Any:
@@ -299,58 +295,36 @@ class Cluster:
 
         A job's wall clock starts when it is submitted (no more are submitted than can run). One past its limit is
         cancelled (its worker killed, and with it the sandbox's zygote and children). Ctrl-C, or the caller
-        stopping, cancels every job still running. Ctrl-C only sets a flag (`interrupt_flag`), checked after each
-        `ray.wait` of at most POLL_S: a KeyboardInterrupt raised inside Ray's own code can be swallowed there.
+        stopping, cancels every job still running.
         """
         ray = self.ray
         queue = list(jobs)
         running: dict[Any, tuple[Any, float, float]] = {}
         try:
-            with interrupt_flag() as interrupted:
-                while queue or running:
-                    while queue and len(running) < self.slots:
-                        key, submit, limit = queue.pop(0)
-                        running[submit()] = (key, time.monotonic() + limit, limit)
-                    timeout = max(0.0, min(deadline for _, deadline, _ in running.values()) - time.monotonic())
-                    ready, _ = ray.wait(list(running), num_returns=1, timeout=min(timeout, POLL_S))
-                    if interrupted.is_set():
-                        raise KeyboardInterrupt
-                    for ref in ready:
-                        key, _, _ = running.pop(ref)
-                        try:
-                            value = ray.get(ref)
-                        except ray.exceptions.RayError as exc:
-                            yield key, None, _describe(exc, self.options.retries)
-                            continue
-                        yield key, value, None
-                    now = time.monotonic()
-                    for ref, (key, deadline, limit) in list(running.items()):
-                        if now >= deadline:
-                            ray.cancel(ref, force=True)
-                            del running[ref]
-                            yield key, None, f"ran past its wall limit of {limit:g} s (--job-time-limit); cancelled"
-                    if interrupted.is_set():
-                        raise KeyboardInterrupt
+            while queue or running:
+                while queue and len(running) < self.slots:
+                    key, submit, limit = queue.pop(0)
+                    running[submit()] = (key, time.monotonic() + limit, limit)
+                timeout = max(0.0, min(deadline for _, deadline, _ in running.values()) - time.monotonic())
+                ready, _ = ray.wait(list(running), num_returns=1, timeout=timeout)
+                for ref in ready:
+                    key, _, _ = running.pop(ref)
+                    try:
+                        value = ray.get(ref)
+                    except ray.exceptions.RayError as exc:
+                        yield key, None, _describe(exc, self.options.retries)
+                        continue
+                    yield key, value, None
+                now = time.monotonic()
+                for ref, (key, deadline, limit) in list(running.items()):
+                    if now >= deadline:
+                        ray.cancel(ref, force=True)
+                        del running[ref]
+                        yield key, None, f"ran past its wall limit of {limit:g} s (--job-time-limit); cancelled"
         except BaseException:
             for ref in running:
                 ray.cancel(ref, force=True)
             raise
-
-
-@contextmanager
-def interrupt_flag() -> Iterator[threading.Event]:
-    """While open, SIGINT sets the yielded event instead of raising KeyboardInterrupt wherever the main thread
-    happens to be (inside Ray's C++ callbacks such an exception can be printed and dropped). Off the main thread,
-    or where SIGINT is ignored, nothing changes."""
-    event = threading.Event()
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-        yield event
-        return
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: event.set())
-    try:
-        yield event
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _describe(exc: BaseException, retries: int) -> str:
