@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from benchmark import zoo
 from benchmark.data import mnist
 from benchmark.errors import UserError
 
@@ -136,6 +137,9 @@ def test_open_mnist_matches_files(data_dir, split, prefix, n):
     np.testing.assert_array_equal(ds.labels(), labels.astype(np.int64))
     expected = (pixels.astype(np.float64) / 255.0 - 0.1307) / 0.3081
     np.testing.assert_allclose(ds.images[:, 0].numpy(), expected, atol=1e-5)
+    # the zoo's pixel scaling (what `inspect` reports and the figures undo): pixels 0 and 255 map to its range ends
+    low, high = zoo.DATASETS["mnist"].value_range
+    assert float(ds.images.min()) == pytest.approx(low, abs=1e-6) and float(ds.images.max()) == pytest.approx(high, abs=1e-6)
     # normalisation: the training set is close to zero mean and unit std
     if split == "train":
         assert abs(ds.images.mean().item()) < 1e-3 and abs(ds.images.std().item() - 1.0) < 1e-3
