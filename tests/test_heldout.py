@@ -226,7 +226,10 @@ def test_a_label_lookup_beats_the_neuron_in_public_is_flagged_and_collapses_on_t
     public, held = (json.loads((results / SLUG / f"label-lookup{s}.json").read_text()) for s in ("", ".heldout"))
     p, h = public["results"]["primary"], held["results"]["primary"]
     assert p["recovery_low"] > 1.5  # beats the neuron in public, by far
-    assert h["recovery_high"] < p["recovery_low"] and h["recovery"] < 1.0  # and not on the held-out split
+    # and not on the held-out split: finding no image there, it is the mean ablation exactly (its recovery is the
+    # mean's, near 100% on this unit; whether just above or below depends on the secret, so it is not asserted)
+    assert h["recovery_high"] < p["recovery_low"]
+    assert held["results"]["mean_loss"]["replaced"] == pytest.approx(held["results"]["mean_loss"]["mean"], rel=1e-5)
     assert beats_by_other_means(public) and not beats_by_other_means(held)
     assert public["results"]["kl_recovery"]["zero"]["recovery_high"] < 0
 
