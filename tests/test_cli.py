@@ -238,13 +238,15 @@ def test_leaderboard_and_compare(tmp_path, results, session_cache):
     assert show.returncode == 0 and f"recovery differences of {100 * mde:.0f} points" in show.stdout
     rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| #")]
     # the mean ablation costs nothing measurable here, so no entry's loss is significantly below it (≤ mean)
-    assert [r.split("|")[2].strip() for r in rows] == ["linear (copy, ≤ mean)", "mean (≤ mean)", "zero (≤ mean)"]
-    # linear's CI [100, 100] overlaps mean's [~78, ~113]: they share rank 1; both lie wholly above zero's [0, 0]
-    assert [r.split("|")[1].strip() for r in rows] == ["1", "1", "3"]
-    # linear stores 64 weights + bias + kernel = 66 numbers ≥ the unit's fan-in 65: a copy, so off the frontier,
-    # where the two baselines sit (zero recovers 0% in the fewest bits, mean ~92% in a few more)
+    # the ranked table, then the reference (copy) table
+    assert [r.split("|")[2].strip() for r in rows] == ["mean (≤ mean)", "zero (≤ mean)", "linear (copy, ≤ mean)"]
+    assert section.index("| ref | linear") > section.index("**Reference (copy)**") > section.index("| 2 | zero")
+    # linear stores 64 weights + bias + kernel = 66 numbers ≥ the unit's fan-in 65: a copy, so a reference, never
+    # ranked and off the frontier; mean's CI [~78, ~113] lies wholly above zero's [0, 0]: 1 and 2
+    assert [r.split("|")[1].strip() for r in rows] == ["1", "2", "ref"]
+    # the two baselines sit on the frontier (zero recovers 0% in the fewest bits, mean ~92% in a few more)
     frontier = board_column(board, "frontier")
-    assert [r.split("|")[frontier].strip() for r in rows] == ["", "◆", "◆"]
+    assert [r.split("|")[frontier].strip() for r in rows] == ["◆", "◆", ""]
     proc = run_cli("compare", "linear", "zero", "--task", TASK, "--results-dir", str(results), "--json")
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
