@@ -5,7 +5,9 @@ table, a forest plot of the primary recovery CIs and recovery against descriptio
 `submissions/<name>.html` (description, authors, date, commit, provenance, and its entry on every task).
 
 The data, ranks, frontier and marks are the Markdown board's own (`leaderboard.py`): the same checked records
-(`verify.load_checked`), `board_ranks`, `frontier_entries`, `sort_key`, `rankable`, `submission_state`. Every
+(`verify.load_checked`), `board_ranks`, `frontier_entries`, `sort_key`, `rankable`, `submission_state`. Copies
+(`is_copy`) are a reference ceiling: greyed rows below a `reference (copy)` label with # `ref`, a grey ring with an
+italic name in both plots, and left out of every count, rank and "top entry" of the index. Every
 page is one file with inline CSS and SVG, no script, and a Content-Security-Policy that forbids loading anything
 from elsewhere. All text from records passes through `html.escape`. The folder is written whole or not at all
 (`figures.atomic_dir`).
