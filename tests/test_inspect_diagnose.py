@@ -307,7 +307,9 @@ def test_diagnose_conv_unit_runs_isolated_and_agrees_with_score(tmp_path, env):
         np.testing.assert_allclose(npz["mean_abs_diff"], np.array(report["diff_map"]["61"]), atol=1e-6)
         assert_map_with_axes_and_bar(report["images"]["diff_map_61"], upsample(heat_rgb(npz["mean_abs_diff"]), (160, 160)), "heat")
     with np.load(report["data"]["scatter_61"]["path"]) as npz:
-        assert len(npz["original"]) == int(npz["n_points_total"]) == 400 * h * w  # under 20,000: every point
+        assert int(npz["n_points_total"]) == 400 * h * w and len(npz["original"]) == 20000  # evenly subsampled
+        flat = np.ravel_multi_index((npz["eval_position"], npz["row"], npz["col"]), (400, h, w))
+        np.testing.assert_array_equal(flat, np.linspace(0, 400 * h * w - 1, 20000).astype(int))
         assert_scatter_shows(report["images"]["scatter_61"], npz["original"], npz["replaced"], npz["limits"])
     with np.load(report["data"]["top_by_loss"]["path"]) as npz:
         assert npz["loss_difference"] == pytest.approx(dl, abs=1e-6)
