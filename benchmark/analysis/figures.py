@@ -28,6 +28,7 @@ from PIL import Image, ImageDraw
 from ..errors import UserError
 from ..zoo import dataset_spec
 from . import plots
+from .plots import heat_rgb, signed_rgb  # noqa: F401  (the colour ramps live with the colour bars)
 
 #: A marker file in every folder `inspect`, `diagnose` or `leaderboard --html` writes: only such a folder (or an
 #: empty one) is ever replaced, so `--out ~` can never delete a user's files.
@@ -41,26 +42,6 @@ def to_pixels(images: np.ndarray, dataset: str) -> np.ndarray:
     if pixels.shape[-1] == 1:
         pixels = np.repeat(pixels, 3, axis=-1)
     return pixels.round().astype(np.uint8)
-
-
-def heat_rgb(values: np.ndarray, vmax: float | None = None) -> np.ndarray:
-    """A non-negative map `# [h, w]` → RGB uint8 `# [h, w, 3]`: t = clip(v / vmax, 0, 1) on black→red→yellow→white."""
-    v = np.asarray(values, dtype=np.float64)
-    vmax = float(np.max(v)) if vmax is None else vmax
-    t = np.clip(v / vmax, 0, 1) if vmax > 0 else np.zeros_like(v)
-    rgb = np.stack([np.clip(3 * t, 0, 1), np.clip(3 * t - 1, 0, 1), np.clip(3 * t - 2, 0, 1)], axis=-1)
-    return (255 * rgb).round().astype(np.uint8)
-
-
-def signed_rgb(values: np.ndarray) -> np.ndarray:
-    """A signed map `# [h, w]` → RGB uint8: t = v / max|v|; negative blue, 0 white, positive red."""
-    v = np.asarray(values, dtype=np.float64)
-    m = float(np.max(np.abs(v))) if v.size else 0.0
-    t = v / m if m > 0 else np.zeros_like(v)
-    r = np.where(t < 0, 1 + t, 1.0)
-    b = np.where(t > 0, 1 - t, 1.0)
-    g = 1 - np.abs(t)
-    return (255 * np.stack([r, g, b], axis=-1)).round().astype(np.uint8)
 
 
 def upsample(rgb: np.ndarray, size: tuple[int, int], smooth: bool = False) -> np.ndarray:

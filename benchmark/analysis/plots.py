@@ -50,6 +50,26 @@ def draw_text(canvas: Image.Image, xy: tuple[float, float], text: str, anchor: s
     canvas.paste(strip, (int(xy[0] - strip.width / 2), int(xy[1] - strip.height / 2)))
 
 
+def heat_rgb(values: np.ndarray, vmax: float | None = None) -> np.ndarray:
+    """A non-negative map `# [h, w]` → RGB uint8 `# [h, w, 3]`: t = clip(v / vmax, 0, 1) on black→red→yellow→white."""
+    v = np.asarray(values, dtype=np.float64)
+    vmax = float(np.max(v)) if vmax is None else vmax
+    t = np.clip(v / vmax, 0, 1) if vmax > 0 else np.zeros_like(v)
+    rgb = np.stack([np.clip(3 * t, 0, 1), np.clip(3 * t - 1, 0, 1), np.clip(3 * t - 2, 0, 1)], axis=-1)
+    return (255 * rgb).round().astype(np.uint8)
+
+
+def signed_rgb(values: np.ndarray) -> np.ndarray:
+    """A signed map `# [h, w]` → RGB uint8: t = v / max|v|; negative blue, 0 white, positive red."""
+    v = np.asarray(values, dtype=np.float64)
+    m = float(np.max(np.abs(v))) if v.size else 0.0
+    t = v / m if m > 0 else np.zeros_like(v)
+    r = np.where(t < 0, 1 + t, 1.0)
+    b = np.where(t > 0, 1 - t, 1.0)
+    g = 1 - np.abs(t)
+    return (255 * np.stack([r, g, b], axis=-1)).round().astype(np.uint8)
+
+
 def nice_step(span: float, n: int) -> float:
     """The smallest of 1, 2, 5 × 10^k that cuts `span` into at most about `n` steps."""
     raw = span / max(n, 1)
@@ -115,17 +135,13 @@ def draw_bar(canvas: Image.Image, bar: ColourBar, x: int, y: int, height: int) -
 
 
 def heat_bar(vmax: float, label: str) -> ColourBar:
-    """The heat ramp (`figures.heat_rgb`) from 0 to `vmax`."""
-    from .figures import heat_rgb
-
+    """The heat ramp (`heat_rgb`) from 0 to `vmax`."""
     hi = vmax if vmax > 0 else 1.0
     return ColourBar(heat_rgb(np.linspace(0, hi, 256)[None], hi)[0], 0.0, hi, label)
 
 
 def signed_bar(vmax_abs: float, label: str) -> ColourBar:
-    """The signed ramp (`figures.signed_rgb`) from −m to m, m = `vmax_abs`."""
-    from .figures import signed_rgb
-
+    """The signed ramp (`signed_rgb`) from −m to m, m = `vmax_abs`."""
     m = vmax_abs if vmax_abs > 0 else 1.0
     return ColourBar(signed_rgb(np.linspace(-m, m, 256)[None])[0], -m, m, label)
 
