@@ -16,7 +16,8 @@ activation and r = the replacement's, per unit, example i and position p:
   original and replaced maps laid over the image (the same colour scale for both).
 Examples are shown with per-unit values: the value itself (dense) or the maximum over positions (conv).
 
-Outputs: PNGs, `index.html` and `diagnose.json` in one folder, written whole or not at all. Default folder:
+Outputs: PNGs, beside each the arrays it shows (`<name>.npz`, listed with their shapes under "data" in
+`diagnose.json`), `index.html` and `diagnose.json` in one folder, written whole or not at all. Default folder:
 `<cache>/diagnose/<task-slug>/<submission>/`.
 """
 
@@ -37,7 +38,7 @@ from ..sandbox.limits import limits_for
 from ..sandbox.room import IsolatedSubmission
 from ..tasks import Task
 from ..zoo import dataset_spec
-from . import figures
+from . import figures, plots
 from .figures import esc
 from .inspection import class_names, default_out, label_text
 
@@ -154,36 +155,68 @@ def write_report(ctx: TaskContext, name: str, dest: Path, o_all: np.ndarray, r_a
 
     with figures.atomic_dir(dest) as tmp:
         files: dict[str, str] = {}
+        data: dict[str, dict[str, Any]] = {}
+        tile = dataset_spec(task.dataset).tile_px
         sets = {"activation": np.argsort(-divergence, kind="stable")[:top],
                 "loss": np.argsort(-delta_loss, kind="stable")[:top]}
         for key, order in sets.items():
             report[f"top_by_{key}"] = [example(int(i)) for i in order]
-            pixels = figures.to_pixels(ctx.eval_set.load(ctx.eval_indices[order]).numpy(), task.dataset)
-            files[f"top_by_{key}"] = figures.save_png(figures.grid(list(pixels), [caption(int(i)) for i in order], tile=dataset_spec(task.dataset).tile_px),
+            images = ctx.eval_set.load(ctx.eval_indices[order]).numpy()  # [k, C, H, W]
+            pixels = figures.to_pixels(images, task.dataset)
+            files[f"top_by_{key}"] = figures.save_png(figures.grid(list(pixels), [caption(int(i)) for i in order], tile=tile),
                                                       tmp / f"top_by_{key}.png")
+            shown = {"eval_position": order, "dataset_index": ctx.eval_indices[order], "label": labels[order],
+                     "divergence": divergence[order], "loss_clean": loss_clean[order],
+                     "loss_replaced": loss_replaced[order], "loss_difference": delta_loss[order],
+                     "units": np.asarray(task.units), "original": o_ex[order], "replaced": r_ex[order],
+                     "caption_unit": np.asarray(task.units)[worst_unit[order]], "images": images.astype(np.float32)}
+            data[f"top_by_{key}"] = figures.save_npz(tmp / f"top_by_{key}.npz", shown)
             if conv:
-                tiles, caps = [], []
+                tiles, caps, vmaxes = [], [], []
                 for k, i in enumerate(order):
                     j = int(worst_unit[i])
                     vmax = float(max(o_all[i, j].max(), r_all[i, j].max(), 1e-12))
+                    vmaxes.append(vmax)
                     tiles += [figures.overlay(pixels[k], o_all[i, j], vmax), figures.overlay(pixels[k], r_all[i, j], vmax)]
                     caps += [f"orig {o_ex[i, j]:.2g}", f"repl {r_ex[i, j]:.2g}"]
-                files[f"top_by_{key}_maps"] = figures.save_png(figures.grid(tiles, caps, tile=dataset_spec(task.dataset).tile_px), tmp / f"top_by_{key}_maps.png")
+                grid = figures.grid(tiles, caps, tile=tile)
+                files[f"top_by_{key}_maps"] = figures.save_png(
+                    plots.with_bar(grid, plots.overlay_bar(1.0, "fraction of pair max")),
+                    tmp / f"top_by_{key}_maps.png")
+                j_of = worst_unit[order]
+                data[f"top_by_{key}_maps"] = figures.save_npz(tmp / f"top_by_{key}_maps.npz", {
+                    "eval_position": order, "dataset_index": ctx.eval_indices[order],
+                    "unit": np.asarray(task.units)[j_of], "original": o_all[order, j_of], "replaced": r_all[order, j_of],
+                    "vmax": np.array(vmaxes)})  # the images: top_by_{key}.npz, same order
         report["by_class"], report["by_decile"] = {}, {}
         for j, u in enumerate(task.units):
             o, r = o_all[:, j], r_all[:, j]
             report["by_class"][str(u)] = by_class(o.reshape(n, -1), r.reshape(n, -1), labels, names)
             report["by_decile"][str(u)] = by_decile(o, r)
-            files[f"scatter_{u}"] = figures.save_png(
-                figures.scatter_png(o, r, label_x=f"original {u}", label_y="replaced"), tmp / f"unit{u}_scatter.png")
+            image, points = figures.scatter_png(o, r, label_x=f"original activation, unit {u}",
+                                                label_y=f"replaced activation, unit {u}")
+            files[f"scatter_{u}"] = figures.save_png(image, tmp / f"unit{u}_scatter.png")
+            where = np.unravel_index(points["index"], o.shape)  # (example, *position) of each point shown
+            data[f"scatter_{u}"] = figures.save_npz(tmp / f"unit{u}_scatter.npz", {
+                "original": points["x"], "replaced": points["y"], "eval_position": where[0],
+                **({"row": where[1], "col": where[2]} if conv else {}), "limits": points["limits"],
+                "n_points_total": o.size})
             if conv:
                 mean_abs = np.abs(r - o).mean(axis=0)  # [h, w]
                 report.setdefault("diff_map", {})[str(u)] = [[round(float(v), 6) for v in row] for row in mean_abs]
                 shape = ctx.eval_set.load(ctx.eval_indices[:1]).shape[2:]
                 big = (max(int(shape[0]), 160), max(int(shape[1]), 160))
-                files[f"diff_map_{u}"] = figures.save_png(figures.upsample(figures.heat_rgb(mean_abs), big),
-                                                          tmp / f"unit{u}_diff_map.png")
+                h, w = mean_abs.shape
+                files[f"diff_map_{u}"] = figures.save_png(plots.figure([plots.Panel(
+                    figures.upsample(figures.heat_rgb(mean_abs), big), h, w,
+                    f"mean |r - o|, {h}x{w} positions of {int(shape[0]) / h:g}x{int(shape[1]) / w:g} px",
+                    plots.heat_bar(float(mean_abs.max()), "mean |replaced - original|"), "map row", "map column")]),
+                    tmp / f"unit{u}_diff_map.png")
+                data[f"diff_map_{u}"] = figures.save_npz(tmp / f"unit{u}_diff_map.npz", {
+                    "mean_abs_diff": mean_abs, "row_px": (np.arange(h) + 0.5) * int(shape[0]) / h,
+                    "col_px": (np.arange(w) + 0.5) * int(shape[1]) / w, "n_eval": n})
         report["images"] = {k: str(dest / v) for k, v in files.items()}
+        report["data"] = {k: {"path": str(dest / v.pop("file")), **v} for k, v in data.items()}
         report["out"] = str(dest)
         report["html"] = str(dest / "index.html")
         (tmp / "index.html").write_text(render_page(report, files, conv))
@@ -202,30 +235,35 @@ def example_rows(examples: list[dict[str, Any]]) -> list[list[str]]:
 
 
 def render_page(report: dict[str, Any], files: dict[str, str], conv: bool) -> str:
+    npz = {k: Path(v["path"]).name for k, v in report["data"].items()}
     head = ["eval index", "class", "mean |r − o|", "ΔL (nats)", "original → replaced per unit"]
     fid_rows = [[str(f["unit"]), fmt_r(f.get("pearson_r")), fmt_r(f.get("r2"))] for f in report["fidelity"]]
     body = [f"<h1>diagnose {esc(report['submission'])} on {esc(report['task'])}</h1>",
             f"<p>n = {report['n_eval']} eval examples (as <code>score</code>); isolation: "
             f"{esc(report['isolation'].get('level'))}. Mean loss clean {report['mean_loss']['clean']:.4f}, replaced "
             f"{report['mean_loss']['replaced']:.4f} nats.</p>",
+            "<p>Each figure's numbers are in the <code>.npz</code> beside it (<code>numpy.load</code>), listed with "
+            "their arrays' shapes in <a href=\"diagnose.json\">diagnose.json</a>.</p>",
             "<h2>Fidelity</h2>", figures.table(["unit", "Pearson r", "R²"], fid_rows)]
     for key, title in (("activation", "by activation: largest mean |replaced − original|"),
                        ("loss", "by loss: largest L_replaced − L_clean")):
         body += [f"<h2>Most divergent examples, {esc(title)}</h2>",
-                 f'<figure><img src="{esc(files["top_by_" + key])}" alt="examples"><figcaption>caption: the unit that '
-                 "differs most there, original &gt; replaced" + (" (maximum over positions)" if conv else "")
-                 + "</figcaption></figure>"]
+                 figures.figure_html(files["top_by_" + key], "examples", "caption: the unit that differs most there, "
+                                     "original &gt; replaced" + (" (maximum over positions)" if conv else ""),
+                                     npz["top_by_" + key])]
         if conv:
-            body.append(f'<figure><img src="{esc(files["top_by_" + key + "_maps"])}" alt="maps"><figcaption>Pairs: '
-                        "the original map and the replacement's, over the image, on one colour scale</figcaption></figure>")
+            body.append(figures.figure_html(files["top_by_" + key + "_maps"], "maps", "Pairs: the original map and "
+                                            "the replacement's, over the image, on one colour scale per pair",
+                                            npz["top_by_" + key + "_maps"]))
         body.append(figures.table(head, example_rows(report[f"top_by_{key}"]), left=2))
     for u in report["units"]:
         body.append(f"<h2>Unit {u}</h2>")
-        body.append(f'<figure><img src="{esc(files[f"scatter_{u}"])}" alt="scatter"><figcaption>replaced against '
-                    "original, every example and position (grey: identity)</figcaption></figure>")
+        body.append(figures.figure_html(files[f"scatter_{u}"], "scatter", "replaced against original, every example "
+                                        f"and position (at most {figures.SCATTER_POINTS:,}, evenly subsampled; grey: "
+                                        "identity)", npz[f"scatter_{u}"]))
         if conv:
-            body.append(f'<figure><img src="{esc(files[f"diff_map_{u}"])}" alt="difference map"><figcaption>mean '
-                        "|replaced − original| per position over the eval set</figcaption></figure>")
+            body.append(figures.figure_html(files[f"diff_map_{u}"], "difference map", "mean |replaced − original| per "
+                                            "position over the eval set", npz[f"diff_map_{u}"]))
         deciles = [[f"[{d['low']:.3g}, {d['high']:.3g}]", str(d["n"]), fmt_r(d["r"]), f"{d['mean_original']:.3g}",
                     f"{d['mean_replaced']:.3g}", f"{d['mean_abs_diff']:.3g}"] for d in report["by_decile"][str(u)]]
         body += ["<h3>By level of the original activation (deciles)</h3>",

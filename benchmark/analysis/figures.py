@@ -6,7 +6,8 @@ Images are shown as the eye sees them, by undoing each dataset's model-ready sca
 - MNIST: x = (p / 255 − 0.1307) / 0.3081, so p = 255 · (0.3081 · x + 0.1307);
 - ImageNet (InceptionV1): x = RGB − 117, so RGB = x + 117.
 Heat maps use one fixed colour ramp (black → red → yellow → white) scaled to the map's own maximum, and
-signed maps a blue–white–red ramp scaled to the largest |value|.
+signed maps a blue–white–red ramp scaled to the largest |value|. Maps are drawn with their array indices on the axes
+and a colour bar (`plots`), and every figure's arrays are saved beside it (`save_npz`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from PIL import Image, ImageDraw
 
 from ..errors import UserError
 from ..zoo import dataset_spec
+from . import plots
 
 #: A marker file in every folder `inspect`, `diagnose` or `leaderboard --html` writes: only such a folder (or an
 #: empty one) is ever replaced, so `--out ~` can never delete a user's files.
@@ -103,30 +105,37 @@ def grid(tiles: Sequence[np.ndarray], captions: Sequence[str] | None = None, *, 
     return canvas
 
 
-def scatter_png(x: np.ndarray, y: np.ndarray, *, size: int = 320, label_x: str = "", label_y: str = "") -> Image.Image:
-    """A scatter of `y` against `x` (at most 20,000 points, evenly subsampled) with the identity line, as a PNG."""
+#: At most this many points are drawn in a scatter (evenly subsampled); the npz beside it holds the same points.
+SCATTER_POINTS = 20000
+
+
+def scatter_index(n: int, limit: int = SCATTER_POINTS) -> np.ndarray:
+    """Which of `n` points a scatter draws: all, or `limit` evenly spaced ones `# [m]` (indices into the flat array)."""
+    return np.arange(n) if n <= limit else np.linspace(0, n - 1, limit).astype(int)
+
+
+def scatter_limits(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """One range for both axes: [min, max] of all values, widened by 3% on each side ([lo, lo + 1] if constant)."""
+    if not len(x):
+        return 0.0, 1.0
+    lo, hi = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
+    if not hi > lo:
+        return lo - 0.5, lo + 0.5
+    pad = 0.03 * (hi - lo)
+    return lo - pad, hi + pad
+
+
+def scatter_png(x: np.ndarray, y: np.ndarray, *, size: int = 300, label_x: str = "",
+                label_y: str = "") -> tuple[Image.Image, dict[str, np.ndarray]]:
+    """A scatter of `y` against `x` (at most `SCATTER_POINTS`, evenly subsampled) on equal, ticked axes with the
+    identity line. Returns the PNG and what it shows: `index` `# [m]` (into the flattened inputs), the points
+    `x`, `y` `# [m]`, and the axis range `limits` `# [2]`."""
     x, y = np.asarray(x, dtype=np.float64).ravel(), np.asarray(y, dtype=np.float64).ravel()
-    if len(x) > 20000:
-        keep = np.linspace(0, len(x) - 1, 20000).astype(int)
-        x, y = x[keep], y[keep]
-    margin = 30
-    canvas = Image.new("RGB", (size, size), "white")
-    draw = ImageDraw.Draw(canvas)
-    lo = float(min(x.min(), y.min())) if len(x) else 0.0
-    hi = float(max(x.max(), y.max())) if len(x) else 1.0
-    hi = hi if hi > lo else lo + 1.0
-    span = size - 2 * margin
-
-    def px(v: np.ndarray) -> np.ndarray:
-        return margin + (v - lo) / (hi - lo) * span
-
-    draw.rectangle([margin, margin, size - margin, size - margin], outline=(120, 120, 120))
-    draw.line([margin, size - margin, size - margin, margin], fill=(200, 200, 200))
-    for a, b in zip(px(x), size - px(y)):
-        draw.point((float(a), float(b)), fill=(30, 80, 200))
-    draw.text((margin, size - margin + 4), f"{label_x}  [{lo:.3g}, {hi:.3g}]", fill=(0, 0, 0))
-    draw.text((4, 4), label_y, fill=(0, 0, 0))
-    return canvas
+    keep = scatter_index(len(x))
+    x, y = x[keep], y[keep]
+    lo, hi = scatter_limits(x, y)
+    image = plots.scatter(x, y, lo, hi, size=size, label_x=label_x, label_y=label_y)
+    return image, {"index": keep, "x": x, "y": y, "limits": np.array([lo, hi])}
 
 
 def save_png(image: Image.Image | np.ndarray, path: Path) -> str:
@@ -135,6 +144,15 @@ def save_png(image: Image.Image | np.ndarray, path: Path) -> str:
         image = Image.fromarray(image)
     image.save(path, format="PNG", optimize=False)
     return path.name
+
+
+def save_npz(path: Path, arrays: dict[str, Any]) -> dict[str, Any]:
+    """Write the arrays behind a figure (`np.savez_compressed`, beside its PNG, same stem). Returns what the
+    report's JSON lists: the file's name and each array's shape and dtype (`{"file", "arrays": {name: {...}}}`)."""
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    np.savez_compressed(path, **arrays)
+    return {"file": path.name,
+            "arrays": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in arrays.items()}}
 
 
 def esc(text: Any) -> str:
@@ -163,6 +181,12 @@ def page(title: str, body: str) -> str:
             f"<meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             f"<title>{esc(title)}</title><style>{PAGE_CSS}</style></head>\n<body>\n{body}\n</body></html>\n")
+
+
+def figure_html(png: str, alt: str, caption: str, npz: str | None = None) -> str:
+    """An image with its caption (`caption` is HTML, already escaped) and, when given, a link to its data file."""
+    link = f' <a href="{esc(npz)}">data (.npz)</a>' if npz else ""
+    return f'<figure><img src="{esc(png)}" alt="{esc(alt)}"><figcaption>{caption}{link}</figcaption></figure>'
 
 
 def table(head: Sequence[str], rows: Sequence[Sequence[Any]], left: int = 1) -> str:

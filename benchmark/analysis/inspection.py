@@ -13,7 +13,9 @@ activation on fit example i (`# [n_fit]` for a dense unit, `# [n_fit, h, w]` for
   (a count per position, over examples with s_i > 0), and the top examples with their maps laid over them.
   A position (r, c) of an h × w map is shown at pixel ((r + ½) · H / h, (c + ½) · W / w) of the H × W image.
 
-Outputs: PNGs, `index.html` and `inspect.json` in one folder, written whole or not at all (`figures.atomic_dir`).
+Outputs: PNGs, beside each the arrays it shows (`<name>.npz`, listed with their shapes under each unit's "data" in
+`inspect.json`; the weighted-mean image also inline under "weighted_mean_input" when it has at most 1,024 values),
+`index.html` and `inspect.json` in one folder, written whole or not at all (`figures.atomic_dir`).
 Default folder: `<cache>/inspect/<task-slug>/` (`$REPLACEBENCH_CACHE`, else `~/.cache/replacebench`).
 """
 
@@ -29,7 +31,7 @@ from ..harness.context import TaskContext, prepare
 from ..harness.passes import as_array, batches
 from ..tasks import Task
 from ..zoo import dataset_spec
-from . import figures
+from . import figures, plots
 from .figures import esc
 
 
@@ -135,15 +137,15 @@ def inspect_task(task: Task, out: Path | None, *, data_dir: str | None = None, i
             pixels = figures.to_pixels(images, task.dataset)
             captions = [f"{score[i]:.3g} y={labels[i]}" for i in order]
             files: dict[str, str] = {}
+            data: dict[str, dict[str, Any]] = {}
             files["top"] = figures.save_png(figures.grid(list(pixels), captions, tile=display.tile_px), tmp / f"unit{unit}_top.png")
+            top_arrays = {"fit_position": order, "dataset_index": ctx.fit_indices[order], "label": labels[order],
+                          "score": score[order], "images": images.astype(np.float32)}
+            data["top"] = figures.save_npz(tmp / f"unit{unit}_top.npz", top_arrays)
             w_sum = float(weights[j])
             w_mean = weighted[j] / w_sum if w_sum > 0 else mean_image  # [C, H, W]
-            trio = figures.to_pixels(np.stack([mean_image, w_mean]), task.dataset)
-            diff = (w_mean - mean_image).mean(0)  # [H, W], averaged over colour channels
-            files["weighted_mean"] = figures.save_png(
-                figures.grid([trio[1], trio[0], figures.signed_rgb(diff)], ["weighted", "plain mean", "w - mean"],
-                             tile=160 if task.dataset != "imagenet" else 224, columns=3),
-                tmp / f"unit{unit}_weighted_mean.png")
+            files["weighted_mean"], data["weighted_mean"] = weighted_mean_figure(tmp, unit, w_mean, mean_image, w_sum,
+                                                                                 task.dataset)
             entry: dict[str, Any] = {
                 "unit": int(unit), "activation": figures.quantile_summary(a),
                 "top_examples": [
@@ -151,6 +153,7 @@ def inspect_task(task: Task, out: Path | None, *, data_dir: str | None = None, i
                      "class": label_text(int(labels[i]), names), "score": float(score[i])} for i in order],
                 "top_classes": top_classes(labels, score, names),
                 "weighted_mean_weight": float(w_sum),
+                "weighted_mean_input": weighted_mean_json(w_mean, task.dataset, str(dest / data["weighted_mean"]["file"])),
             }
             if conv:
                 h, w = a.shape[1:]
@@ -162,11 +165,29 @@ def inspect_task(task: Task, out: Path | None, *, data_dir: str | None = None, i
                 np.add.at(counts, (pos[live, 0], pos[live, 1]), 1)
                 mean_map = a.mean(0)
                 big = (max(image_shape[1], 160), max(image_shape[2], 160))
-                files["mean_map"] = figures.save_png(figures.upsample(figures.heat_rgb(mean_map), big), tmp / f"unit{unit}_mean_map.png")
-                files["argmax_map"] = figures.save_png(figures.upsample(figures.heat_rgb(counts), big), tmp / f"unit{unit}_argmax_map.png")
+                centres = {"row_px": (np.arange(h) + 0.5) * image_shape[1] / h,
+                           "col_px": (np.arange(w) + 0.5) * image_shape[2] / w}
+                cell = f"{h}x{w} positions of {image_shape[1] / h:g}x{image_shape[2] / w:g} px"
+                files["mean_map"] = figures.save_png(plots.figure([plots.Panel(
+                    figures.upsample(figures.heat_rgb(mean_map), big), h, w, f"mean map, {cell}",
+                    plots.heat_bar(float(mean_map.max()), "mean activation"), "map row", "map column")]),
+                    tmp / f"unit{unit}_mean_map.png")
+                data["mean_map"] = figures.save_npz(tmp / f"unit{unit}_mean_map.npz",
+                                                    {"mean_map": mean_map, **centres, "n_fit": n})
+                files["argmax_map"] = figures.save_png(plots.figure([plots.Panel(
+                    figures.upsample(figures.heat_rgb(counts), big), h, w, f"argmax count, {cell}",
+                    plots.heat_bar(float(counts.max()), "examples with their max here"), "map row", "map column")]),
+                    tmp / f"unit{unit}_argmax_map.png")
+                data["argmax_map"] = figures.save_npz(tmp / f"unit{unit}_argmax_map.npz", {
+                    "counts": counts.astype(np.int64), "argmax": pos, "score": score, "counted": live, **centres})
                 vmax = float(score[order[0]]) if len(order) else None
                 overlays = [figures.overlay(pixels[k], a[i], vmax) for k, i in enumerate(order)]
-                files["top_overlay"] = figures.save_png(figures.grid(overlays, captions, tile=display.tile_px), tmp / f"unit{unit}_top_overlay.png")
+                files["top_overlay"] = figures.save_png(
+                    plots.with_bar(figures.grid(overlays, captions, tile=display.tile_px),
+                                   plots.overlay_bar(vmax or 0.0, "activation")),
+                    tmp / f"unit{unit}_top_overlay.png")
+                data["top_overlay"] = figures.save_npz(tmp / f"unit{unit}_top_overlay.npz", {
+                    **{k: v for k, v in top_arrays.items() if k != "images"}, "activation": a[order], "argmax": pos[order], "vmax": vmax or 0.0, **centres})
                 for k, i in enumerate(order):
                     r, c = (int(v) for v in pos[i])
                     entry["top_examples"][k]["argmax"] = [r, c]
@@ -174,6 +195,7 @@ def inspect_task(task: Task, out: Path | None, *, data_dir: str | None = None, i
                 entry["argmax_counts"] = counts.astype(int).tolist()
                 entry["mean_map"] = [[round(float(v), 6) for v in row] for row in mean_map]
             entry["images"] = {k: str(dest / v) for k, v in files.items()}
+            entry["data"] = {k: {"path": str(dest / v.pop("file")), **v} for k, v in data.items()}
             unit_reports.append(entry)
             sections.append(unit_section(entry, files, conv))
         report["unit_reports"] = unit_reports
@@ -182,6 +204,44 @@ def inspect_task(task: Task, out: Path | None, *, data_dir: str | None = None, i
         (tmp / "index.html").write_text(render_page(report, sections))
         figures.write_json(tmp / "inspect.json", report)
     return report
+
+
+#: The weighted-mean image goes into inspect.json itself when it has at most this many values (MNIST's 784 do).
+INLINE_VALUES = 1024
+
+
+def weighted_mean_figure(tmp: Path, unit: int, w_mean: np.ndarray, mean_image: np.ndarray, w_sum: float,
+                         dataset: str) -> tuple[str, dict[str, Any]]:
+    """The weighted mean, the plain mean and their difference as three ticked panels, and the npz behind them:
+    `weighted_mean`, `plain_mean` `# [C, H, W]` (model-ready), the same in pixels (`*_pixels`, x · scale + offset,
+    unclipped), `difference` `# [H, W]` (weighted − plain, averaged over channels, model-ready units; the third
+    panel) and `weight_sum` (Σ w_i; 0 means the unit never fired, and the weighted mean is the plain mean)."""
+    spec = dataset_spec(dataset)
+    c, h, w = w_mean.shape
+    size = (160, 160) if dataset != "imagenet" else (224, 224)
+    shown = figures.to_pixels(np.stack([w_mean, mean_image]), dataset)  # [2, H, W, 3]
+    diff = (w_mean - mean_image).mean(0)  # [H, W]
+    grey = plots.grey_bar("pixel value") if c == 1 else None
+    panels = [plots.Panel(figures.upsample(shown[0], size, smooth=h > 64), h, w, "activation-weighted mean", grey),
+              plots.Panel(figures.upsample(shown[1], size, smooth=h > 64), h, w, "plain mean", grey),
+              plots.Panel(figures.upsample(figures.signed_rgb(diff), size, smooth=h > 64), h, w, "weighted - plain",
+                          plots.signed_bar(float(np.abs(diff).max()), "difference (model-ready units)"))]
+    png = figures.save_png(plots.figure(panels), tmp / f"unit{unit}_weighted_mean.png")
+    arrays = {"weighted_mean": w_mean, "weighted_mean_pixels": w_mean * spec.pixel_scale + spec.pixel_offset,
+              "plain_mean": mean_image, "plain_mean_pixels": mean_image * spec.pixel_scale + spec.pixel_offset,
+              "difference": diff, "weight_sum": w_sum}
+    return png, figures.save_npz(tmp / f"unit{unit}_weighted_mean.npz", arrays)
+
+
+def weighted_mean_json(w_mean: np.ndarray, dataset: str, npz: str) -> dict[str, Any]:
+    """Where the weighted-mean image's numbers are: its npz (arrays `weighted_mean`, `weighted_mean_pixels`), and,
+    for an image of at most `INLINE_VALUES` values, the numbers themselves `# [C][H][W]` (6 decimals)."""
+    spec = dataset_spec(dataset)
+    out: dict[str, Any] = {"shape": list(w_mean.shape), "npz": npz, "arrays": ["weighted_mean", "weighted_mean_pixels"]}
+    if w_mean.size <= INLINE_VALUES:
+        out["model_units"] = np.round(w_mean, 6).tolist()
+        out["pixels"] = np.round(w_mean * spec.pixel_scale + spec.pixel_offset, 6).tolist()
+    return out
 
 
 def top_classes(labels: np.ndarray, score: np.ndarray, names: list[str] | None, k: int = 50) -> list[dict[str, Any]]:
@@ -205,20 +265,20 @@ def unit_section(entry: dict[str, Any], files: dict[str, str], conv: bool) -> st
     if conv:
         rows.append(stats_row("per-example max", entry["per_example_max"]))
     classes = ", ".join(f"{c['class']} ×{c['count']}" for c in entry["top_classes"])
+    npz = {k: Path(v["path"]).name for k, v in entry["data"].items()}
+    fig = lambda key, alt, caption: figures.figure_html(files[key], alt, caption, npz.get(key))  # noqa: E731
     parts = [f"<h2>Unit {entry['unit']}</h2>", figures.table(STATS_HEAD, rows),
              f"<p>Classes of the top 50 fit examples: {esc(classes)}</p>",
-             f'<figure><img src="{esc(files["top"])}" alt="top examples"><figcaption>Top {len(entry["top_examples"])} '
-             "fit examples by score (caption: score, label)</figcaption></figure>",
-             f'<figure><img src="{esc(files["weighted_mean"])}" alt="weighted mean"><figcaption>Activation-weighted '
-             "mean input (weights max(s, 0)), the plain fit-set mean, and their difference (red: more ink/light in "
-             "the unit's strong examples, blue: less)</figcaption></figure>"]
+             fig("top", "top examples", f"Top {len(entry['top_examples'])} fit examples by score (caption: score, label)"),
+             fig("weighted_mean", "weighted mean", "Activation-weighted mean input (weights max(s, 0)), the plain "
+                 "fit-set mean, and their difference (red: more ink/light in the unit's strong examples, blue: less); "
+                 "axes: image row and column")]
     if conv:
-        parts += [f'<figure><img src="{esc(files["top_overlay"])}" alt="overlays"><figcaption>The same examples with '
-                  "the unit's map laid over them (scaled to the top score)</figcaption></figure>",
-                  f'<figure><img src="{esc(files["mean_map"])}" alt="mean map"><figcaption>Mean activation map over '
-                  "the fit set</figcaption></figure>",
-                  f'<figure><img src="{esc(files["argmax_map"])}" alt="argmax map"><figcaption>Where each fit '
-                  "example's maximum falls (count per position, examples with max &gt; 0)</figcaption></figure>"]
+        parts += [fig("top_overlay", "overlays", "The same examples with the unit's map laid over them (scaled to the "
+                      "top score; the bar shows the colour over a black pixel)"),
+                  fig("mean_map", "mean map", "Mean activation map over the fit set"),
+                  fig("argmax_map", "argmax map", "Where each fit example's maximum falls (count per position, "
+                      "examples with max &gt; 0)")]
     return "\n".join(parts)
 
 
@@ -231,6 +291,8 @@ def render_page(report: dict[str, Any], sections: list[str]) -> str:
             f"{esc('×'.join(map(str, report['target_shape'])))}. Everything here is from the <b>fit set</b> "
             f"({esc(report['dataset'])} {esc(report['fit_split'])}, n = {report['n_fit']}); the eval set is not read.</p>",
             f"<p>Image: {esc('×'.join(map(str, report['image']['shape'])))} per example; {esc(report['image']['scaling'])}.</p>",
+            "<p>Each figure's numbers are in the <code>.npz</code> beside it (<code>numpy.load</code>), listed with "
+            "their arrays' shapes in <a href=\"inspect.json\">inspect.json</a>.</p>",
             "<h2>Inputs a replacement may read</h2>",
             figures.table(["input", "shape per example", "min", "max", "mean", "sd"], rows), *sections]
     return figures.page(f"inspect {report['task']}", "\n".join(body))
