@@ -314,7 +314,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         start_zygote(args)
     from .api import check_heldout_tasks, score_snapshot
     from .board.records import default_results_dir
-    from .harness.submissions import take_snapshot
+    from .harness.submissions import check_signatures, take_snapshot
     from .tasks import select_tasks
 
     snapshot = take_snapshot(args.submission)
@@ -334,6 +334,8 @@ def cmd_score(args: argparse.Namespace) -> int:
         else:
             tasks = select_tasks(args.task)
         check_heldout_tasks(tasks, secret)
+        if len(tasks) == 1:  # its parameters against the task before torch and the data load (a glob checks each task)
+            check_signatures(snapshot, tasks[0])
         options = run_options(args, eval_size=args.eval_size, fit_size=args.fit_size,
                               use_cache=not args.no_cache, isolate=not args.in_process, force=args.force,
                               heldout_secret=secret)
