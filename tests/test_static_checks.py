@@ -1,5 +1,5 @@
 """Mistakes found before any model loads: a syntax error, no `replace`, parameters the task does not allow, a
-misspelt `submission.toml` key; and an import failure labelled `(import)`, not `(fit)`.
+misspelt `submission.toml` key; an import failure labelled `(import)`, not `(fit)`; and `score --explain`.
 
 The CLI runs as a real subprocess. "Before the model loads" is shown without a clock: the data directory is an
 empty folder, so a run that got as far as opening the data would fail on it instead (the first test shows that
@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from helpers import run_cli, write_submission
 
+from benchmark.board.report import LEGEND, LEGEND_HINT
 from benchmark.errors import SubmissionError
 from benchmark.harness.static import described, read_code
 from benchmark.sandbox.worker import describe
@@ -88,6 +89,27 @@ def test_import_failure_without_fit_is_labelled_import_not_fit(tmp_path):
     proc = run_cli("score", str(sub), "--task", "digits-mlp/fc1:17", "--no-record")
     one_line(proc, 1, "replacebench: submission 'boom' (import): failed to import replacement.py (RuntimeError: boom")
     assert "(fit)" not in proc.stderr
+
+
+def test_explain_prints_the_legend_without_a_task():
+    proc = run_cli("score", "--explain")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == LEGEND
+    for term in ("recovery vs zero|mean|resample", "undefined ⚠", "KL recovery", "p(R >= 1)", "McNemar", "fidelity",
+                 "description length", "COPY"):
+        assert term in proc.stdout, term
+
+
+def test_every_report_line_is_in_the_legend_and_the_report_ends_with_the_hint(tmp_path):
+    proc = run_cli("score", "linear", "--task", "digits-mlp/fc1:17", "--no-record")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.rstrip("\n").splitlines()
+    assert lines[-1] == LEGEND_HINT
+    for line in lines[1:-1]:
+        words = line.split()
+        key = " ".join(words[:2]) if words[0] in ("recovery", "KL", "description", "stored", "cost", "wall") else words[0]
+        key = key.rstrip(":")
+        assert key in LEGEND, f"the legend does not explain the report's line {line!r}"
 
 
 # -- the source, read without running it ---------------------------------------------------------------------------
