@@ -87,6 +87,16 @@ def cluster_options(args: argparse.Namespace) -> Any:
     return options
 
 
+class _Explain(argparse.Action):
+    """`score --explain`: print the report's legend and exit 0, before the required arguments are checked."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        from .board.report import LEGEND
+
+        print(LEGEND, end="")
+        parser.exit(0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="replacebench", description="Replace a neuron with your own account of it; measure the loss it recovers.")
     parser.add_argument("--version", action="version", version=f"replacebench {__version__}")
@@ -107,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--task", help="task id or glob")
     target.add_argument("--all", action="store_true", help="every task the submission serves")
     p.add_argument("--json", action="store_true", help="print the record(s) as JSON")
+    p.add_argument("--explain", action=_Explain, nargs=0, help="explain each line of the report, and exit")
     p.add_argument("--no-record", action="store_true", help="do not write a result record")
     p.add_argument("--no-cache", action="store_true", help="recompute clean/ablation results instead of using the cache")
     p.add_argument("--eval-size", type=int, help="override the task's eval size (marks the result non-standard)")
@@ -336,7 +347,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         start_zygote(args)
     from . import paths
     from .api import check_heldout_tasks
-    from .harness.submissions import take_snapshot
+    from .harness.submissions import check_signatures, take_snapshot
     from .tasks import select_tasks
 
     snapshot = take_snapshot(args.submission)
@@ -356,6 +367,8 @@ def cmd_score(args: argparse.Namespace) -> int:
         else:
             tasks = select_tasks(args.task)
         check_heldout_tasks(tasks, secret)
+        if len(tasks) == 1:  # its parameters against the task before torch and the data load (a glob checks each task)
+            check_signatures(snapshot, tasks[0])
         # the runs folder is the researcher's own: a re-score replaces its run there, whatever changed
         to_runs = not args.no_record and args.results_dir is None
         options = run_options(args, eval_size=args.eval_size, fit_size=args.fit_size,
