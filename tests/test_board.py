@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 
@@ -80,3 +82,88 @@ def test_every_committed_record_is_typed_round_trips_and_validates():
         record = Record.from_dict(data)
         assert record.to_dict() == data, path
         assert validate(data, schema) == [], path
+
+
+# -- copies: a reference ceiling, never ranked ----------------------------------------------------------------------
+
+def board_sections(board: str) -> dict[str, dict[str, list[list[str]]]]:
+    """Per task heading of a rendered Markdown board: the rows (cells) of its ranked table and of its reference table."""
+    out: dict[str, dict[str, list[list[str]]]] = {}
+    for section in board.split("\n## ")[1:]:
+        task, _, body = section.partition("\n")
+        ranked, _, reference = body.partition("**Reference (copy)**")
+        rows = lambda text: [[c.strip() for c in line.split("|")[1:-1]] for line in text.splitlines()  # noqa: E731
+                             if line.startswith("| ") and not line.startswith("| # |")]
+        out[task.replace("\\", "")] = {"ranked": rows(ranked), "reference": rows(reference)}
+    return out
+
+
+def render_board(results, tmp_path) -> str:
+    """The board rendered by the real CLI from `results` into a file under tmp_path."""
+    from helpers import run_cli
+
+    out = tmp_path / "board.md"
+    proc = run_cli("leaderboard", "--results-dir", str(results), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    return out.read_text()
+
+
+def test_copies_on_the_committed_board_are_references_with_no_rank_and_no_frontier(tmp_path):
+    """Rendered from the committed records: every copy sits in its task's reference table with # `ref`, never in the
+    ranked table, never on the frontier; the committed leaderboard/README.md has no ranked copy either."""
+    import json
+
+    from benchmark import paths
+    from benchmark.board.records import default_results_dir
+
+    results = default_results_dir()
+    copies = {(r["task"]["id"], r["submission"]["name"]) for r in map(json.loads, map(Path.read_text, results.glob("*/*.json")))
+              if r["complexity"]["copy"] and r.get("split", "public") == "public"}
+    assert ("digits-mlp/fc1:17", "linear") in copies and len(copies) >= 16
+    sections = board_sections(render_board(results, tmp_path))
+    seen = set()
+    for task, tables in sections.items():
+        for row in tables["ranked"]:
+            assert "copy" not in row[1], (task, row)
+            assert (task, row[1].split(" (")[0]) not in copies, (task, row)
+        for row in tables["reference"]:
+            assert row[0] == "ref" and "copy" in row[1] and "◆" not in row, (task, row)
+            seen.add((task, row[1].split(" (")[0]))
+    assert seen == copies
+    # on fc2:top20 linear is no copy (it stores 15,788 numbers, the units' fan-in from the pixels is 206,100): ranked
+    assert any(row[1].startswith("linear") and row[0].isdigit() for row in sections["mnist-mlp/fc2:top20"]["ranked"])
+    committed = board_sections((paths.leaderboard_dir() / "README.md").read_text())
+    assert not [(t, row) for t, tables in committed.items() for row in tables["ranked"] if "copy" in row[1]]
+    assert {(t, row[1].split(" (")[0]) for t, tables in committed.items() for row in tables["reference"]} == copies
+
+
+def test_a_copy_with_the_best_recovery_takes_no_rank_from_the_others(tmp_path):
+    """mnist-mlp/fc1:13: the copy `linear` (100.3% [99.6, 101.7]) lies wholly above `mean` (33.6% [17.1, 86.6]).
+    Counted as an entry it would push `mean` to rank 2 and take rank 1 itself; as a reference, `mean` shares rank 1
+    with `mnist-stroke`, and `zero` (below both) is 3."""
+    import shutil
+
+    from benchmark.board.records import default_results_dir
+
+    results = tmp_path / "results"
+    shutil.copytree(default_results_dir() / "mnist-mlp__fc1-13", results / "mnist-mlp__fc1-13")
+    section = board_sections(render_board(results, tmp_path))["mnist-mlp/fc1:13"]
+    ranks = {row[1].split(" (")[0]: row[0] for row in section["ranked"]}
+    assert ranks == {"mnist-stroke": "1", "mean": "1", "zero": "3"}
+    assert [(row[0], row[1]) for row in section["reference"]] == [("ref", "linear (copy)")]
+
+
+def test_a_task_with_only_copies_says_so(tmp_path):
+    """A task whose only public records are copies has no ranked table, one line saying so, and its reference table."""
+    import shutil
+
+    from benchmark.board.records import default_results_dir
+
+    results = tmp_path / "results"
+    (results / "digits-mlp__fc1-17").mkdir(parents=True)
+    for path in (default_results_dir() / "digits-mlp__fc1-17").glob("linear.*"):
+        shutil.copy(path, results / "digits-mlp__fc1-17" / path.name)
+    board = render_board(results, tmp_path)
+    section = board_sections(board)["digits-mlp/fc1:17"]
+    assert section["ranked"] == [] and "No entry but copies yet." in board
+    assert [row[0] for row in section["reference"]] == ["ref"]

@@ -18,6 +18,7 @@ import pytest
 from helpers import run_cli
 from PIL import Image
 
+from benchmark.board.leaderboard import REFERENCE_NOTE
 from benchmark.board.records import default_results_dir
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -172,3 +173,130 @@ def test_task_pages_show_the_held_out_figure_beside_the_public_one(tmp_path):
     row = next(line for line in page.splitlines() if ">mnist-stroke</a>" in line)
     assert recovery_cell(public["results"]["primary"]) in row and recovery_cell(heldout["results"]["primary"]) in row
     assert page.count(">mnist-stroke</a>") == 1
+
+
+# -- copies: a reference ceiling, never ranked ----------------------------------------------------------------------
+
+class Tables(HTMLParser):
+    """Every table of a page as rows of cell texts; each row's `style` attribute is kept as its first item."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: list[list[list[str]]] = []
+        self.cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([dict(attrs).get("style") or ""])
+        elif tag in ("td", "th"):
+            self.cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self.cell is not None:
+            self.tables[-1][-1].append("".join(self.cell).strip())
+            self.cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self.cell is not None:
+            self.cell.append(data)
+
+
+def tables(page: Path) -> list[list[dict[str, str]]]:
+    """The page's tables, each row a dict from its table's header (the row's style under `style`)."""
+    parser = Tables()
+    parser.feed(page.read_text())
+    out = []
+    for table in parser.tables:
+        head = ["style", *table[0][1:]]
+        out.append([dict(zip(head, row)) | {"cells": row[1:]} for row in table[1:]])  # type: ignore[operator]
+    return out
+
+
+def copies_by_task() -> dict[str, set[str]]:
+    """The committed public records that are copies: submission names by task id."""
+    out: dict[str, set[str]] = {}
+    for path in default_results_dir().glob("*/*.json"):
+        record = json.loads(path.read_text())
+        if record["complexity"]["copy"] and record.get("split", "public") == "public":
+            out.setdefault(record["task"]["id"], set()).add(record["submission"]["name"])
+    return out
+
+
+def test_the_index_never_names_a_copy_top_entry(site):
+    """The committed board has the copy `linear` on 17 tasks (100% recovery): no task's top entry is a copy, each
+    copy is named in the task's reference (copy) column instead, the counts leave copies out, and a task with only
+    baselines and copies says so."""
+    copies = copies_by_task()
+    assert len(copies) >= 16 and all(names == {"linear"} for names in copies.values())
+    _, task_table = tables(site / "index.html")
+    by_task = {row["task"]: row for row in task_table}
+    for task, names in copies.items():
+        row = by_task[task]
+        assert not any(row["top entry"].startswith(name) for name in names), row
+        assert row["reference (copy)"].startswith("linear: 100."), row
+    records = [json.loads(p.read_text()) for p in default_results_dir().glob("digits-mlp__fc1-17/*.json")]
+    public = [r for r in records if r["split"] == "public"]
+    row = by_task["digits-mlp/fc1:17"]
+    assert {r["submission"]["name"] for r in public} == {"linear", "mean", "zero"}
+    assert row["entries"] == "2" and row["ranked"] == "2"  # mean and zero; the copy is not counted
+    assert row["top entry"] == "mean (baselines and copies only)"
+    assert by_task["mnist-mlp/fc1:13"]["top entry"] == "mnist-stroke"
+    beyond = sum(any(r["submission"]["kind"] != "baseline" and not r["complexity"]["copy"] for r in rs)
+                 for rs in _public_by_task().values())
+    assert f"{beyond} of {len(by_task)} tasks have an entry beyond the baselines and copies." in (site / "index.html").read_text()
+
+
+def _public_by_task() -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for path in default_results_dir().glob("*/*.json"):
+        record = json.loads(path.read_text())
+        if record.get("split", "public") == "public":
+            out.setdefault(record["task"]["id"], []).append(record)
+    return out
+
+
+def test_task_and_submission_pages_show_copies_as_unranked_references(site):
+    """On a task page the copy sits below a `reference (copy)` label, greyed, with # `ref` and no ◆; the plots name it
+    a reference and keep it; the submission page gives `ref`, not a rank, on every task where it is a copy."""
+    table, *_ = tables(site / "tasks" / "mnist-mlp__fc1-13.html")
+    names = [row["cells"][1] if len(row["cells"]) > 1 else row["cells"][0] for row in table]  # the label: one cell
+    label = names.index("reference (copy): " + REFERENCE_NOTE)
+    assert names[label + 1:] == ["linear"] and "linear" not in names[:label]
+    linear = table[label + 1]
+    assert linear["#"] == "ref" and linear["frontier"] == "" and linear["style"]
+    assert [row["#"] for row in table[:label]] == ["1", "1", "3"]  # mnist-stroke, mean, zero; the copy takes no rank
+    page = (site / "tasks" / "mnist-mlp__fc1-13.html").read_text()
+    forest, scatter = page.split("<svg")[1:3]
+    for svg in (forest, scatter):
+        assert "linear, reference (copy)" in svg and "reference (copy)" in svg.split("linear, reference (copy)")[-1]
+        assert 'fill="#fff" stroke="#666"' in svg  # the reference's marker: a grey ring
+    copies = copies_by_task()
+    rows = {row["task"]: row for row in tables(site / "submissions" / "linear.html")[0]}
+    for task, row in rows.items():
+        assert (row["#"] == "ref") == (task in copies), row
+    assert rows["mnist-mlp/fc2:top20"]["#"].isdigit()
+
+
+def test_a_copy_with_the_best_recovery_is_no_top_entry_or_rank(tmp_path):
+    """A results folder with one task, where the copy `linear` has the best recovery of all: the index's top entry
+    and its recovery are mnist-stroke's, the task page ranks mnist-stroke and mean 1, zero 3, and linear is `ref`."""
+    from benchmark.board.leaderboard import recovery_cell
+
+    results = tmp_path / "results"
+    shutil.copytree(default_results_dir() / "mnist-mlp__fc1-13", results / "mnist-mlp__fc1-13")
+    linear = json.loads((results / "mnist-mlp__fc1-13" / "linear.json").read_text())
+    stroke = json.loads((results / "mnist-mlp__fc1-13" / "mnist-stroke.json").read_text())
+    assert linear["complexity"]["copy"] and linear["results"]["primary"]["recovery_low"] > 0.99
+    out = tmp_path / "site"
+    proc = run_cli("leaderboard", "--html", str(out), "--results-dir", str(results))
+    assert proc.returncode == 0, proc.stderr
+    subs, (task,) = tables(out / "index.html")
+    assert task["top entry"] == "mnist-stroke" and task["its recovery [95% CI]"] == recovery_cell(stroke["results"]["primary"])
+    assert task["entries"] == "3" and task["reference (copy)"] == f"linear: {recovery_cell(linear['results']['primary'])}"
+    by_name = {row["submission"]: row for row in subs}
+    assert by_name["linear"]["#1"] == "0" and by_name["linear"]["ranked"] == "0" and by_name["linear"]["reference (copy)"] == "1"
+    assert by_name["linear"]["style"] and not by_name["mean"]["style"]  # a copy on every task: a grey row
+    ranks = {row["submission"]: row["#"] for row in tables(out / "tasks" / "mnist-mlp__fc1-13.html")[0] if "submission" in row}
+    assert ranks == {"mnist-stroke": "1", "mean": "1", "zero": "3", "linear": "ref"}  # the label row has one cell

@@ -124,12 +124,18 @@ def beats_by_other_means(record: dict[str, Any]) -> bool:
     return (r is not None and r < OTHER_MEANS_R) or kl_below_zero
 
 
+def is_copy(record: dict[str, Any]) -> bool:
+    """Whether the record is a copy (`complexity.copy`): it stores at least as many numbers as the target's fan-in,
+    so it could hold the target's own weights. A copy is a reference ceiling, never ranked and never on a frontier."""
+    return bool(record["complexity"].get("copy"))
+
+
 def rankable(record: dict[str, Any]) -> bool:
-    """A standard-protocol public record with a defined primary recovery that does not beat the neuron by other
-    means (the others are shown, never ranked)."""
+    """A standard-protocol public record with a defined primary recovery that is not a copy (`is_copy`) and does
+    not beat the neuron by other means (the others are shown, never ranked)."""
     primary = record["results"]["primary"]
     return bool(primary.get("defined")) and primary.get("recovery") is not None and record["task"]["standard_protocol"] \
-        and record.get("split", "public") == "public" and not beats_by_other_means(record)
+        and record.get("split", "public") == "public" and not is_copy(record) and not beats_by_other_means(record)
 
 
 def pareto_frontier(points: dict[str, tuple[float, float]]) -> set[str]:
@@ -149,13 +155,12 @@ def pareto_frontier(points: dict[str, tuple[float, float]]) -> set[str]:
 
 
 def frontier_entries(records: list[dict[str, Any]], excluded: set[str] = frozenset()) -> set[str]:
-    """The task's frontier of primary recovery against description length, over the ranked entries (`rankable`)
-    with a measured description length and no copy flag (a copy explains nothing, whatever it scores)."""
+    """The task's frontier of primary recovery against description length, over the ranked entries (`rankable`, so
+    no copy: a copy explains nothing, whatever it scores) with a measured description length."""
     points = {}
     for record in records:
         primary, c = record["results"]["primary"], record["complexity"]
-        if rankable(record) and c.get("description_bits") is not None and not c.get("copy") \
-                and record["submission"]["name"] not in excluded:
+        if rankable(record) and c.get("description_bits") is not None and record["submission"]["name"] not in excluded:
             points[record["submission"]["name"]] = (primary["recovery"], c["description_bits"])
     return pareto_frontier(points)
 
@@ -207,11 +212,20 @@ def heldout_cell(public: dict[str, Any] | None, heldout: dict[str, Any] | None) 
     return cell
 
 
+REFERENCE = "reference (copy)"
+REFERENCE_NOTE = ("not ranked, never on the frontier: it can hold the target's own weights, so its recovery is a ceiling, "
+                  "not an explanation.")
+
+
 def task_table(records: list[dict[str, Any]], hashes: dict[Path, str | None],
                heldout: dict[str, dict[str, Any]] | None = None) -> list[str]:
-    """One task's table. `records`: its public records; `heldout`: its held-out records by submission name (shown in
+    """One task's tables. `records`: its public records; `heldout`: its held-out records by submission name (shown in
     their own column; one without a public record gets its own row, marked `held-out only`, never ranked).
-    An entry flagged `beats by other means` on either split is not ranked and not on the frontier."""
+    An entry flagged `beats by other means` on either split is not ranked and not on the frontier.
+
+    Copies (`is_copy`) are not in the ranked table: they follow it in a table of their own, labelled
+    `reference (copy)`, their # cell `ref`.
+    """
     heldout = heldout or {}
     public_names = {r["submission"]["name"] for r in records}
     rows = list(records) + [r for name, r in sorted(heldout.items()) if name not in public_names]
@@ -222,12 +236,13 @@ def task_table(records: list[dict[str, Any]], hashes: dict[Path, str | None],
             "p(beats abl.)", "p(R≥1)", *[f"top-{k} repl. / clean" for k in topk], "KL(clean‖repl.)", "fidelity r",
             "numbers (fitted + literal)", "DL (bits)", "frontier", "time/example: replace / original", "original MACs",
             "n"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    header = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     other_means = {r["submission"]["name"] for r in rows if beats_by_other_means(r)} | \
         {name for name, r in heldout.items() if beats_by_other_means(r)}
     frontier = frontier_entries(records, other_means)
     ranks = board_ranks(records, other_means)
-    for record in sorted(rows, key=lambda r: (r["submission"]["name"] not in ranks, *sort_key(r))):
+
+    def line(record: dict[str, Any]) -> str:
         res = record["results"]
         rec = res["recovery"]
         rs = [f["pearson_r"] for f in res["fidelity"] if f.get("pearson_r") is not None]
@@ -241,7 +256,7 @@ def task_table(records: list[dict[str, Any]], hashes: dict[Path, str | None],
                              submission_state(record, hashes)) if m]
         name = md(record["submission"]["name"]) + (f" ({', '.join(marks)})" if marks else "")
         row = [
-            str(ranks.get(sub, "—")), name, md(record["submission"]["kind"]),
+            "ref" if is_copy(record) else str(ranks.get(sub, "—")), name, md(record["submission"]["kind"]),
             "—" if only else recovery_cell(res["primary"]), heldout_cell(None if only else record, heldout.get(sub)),
             "—" if not res.get("kl_recovery") else recovery_cell(res["kl_recovery"][res["primary"]["ablation"]]),
             *[fmt_pct(rec[a]["recovery"]) if rec[a]["defined"] else UNDEFINED for a in ("zero", "mean", "resample")],
@@ -249,9 +264,16 @@ def task_table(records: list[dict[str, Any]], hashes: dict[Path, str | None],
             *[f"{fmt_pct(res['accuracy'][f'top{k}']['replaced'])} / {fmt_pct(res['accuracy'][f'top{k}']['clean'])}" for k in topk],
             f"{res['mean_kl_clean_replaced']:.4f}", f"{sum(rs) / len(rs):.3f}" if rs else "—",
             numbers_cell(c), "—" if c.get("description_bits") is None else f"{c['description_bits']:,}",
-            "◆" if record["submission"]["name"] in frontier else "", *efficiency_cells(record), str(record["task"]["n_eval"]),
+            "◆" if sub in frontier else "", *efficiency_cells(record), str(record["task"]["n_eval"]),
         ]
-        lines.append("| " + " | ".join(row) + " |")
+        return "| " + " | ".join(row) + " |"
+
+    order = sorted(rows, key=lambda r: (r["submission"]["name"] not in ranks, *sort_key(r)))
+    entries = [r for r in order if not is_copy(r)]
+    copies = sorted((r for r in order if is_copy(r)), key=lambda r: r["submission"]["name"])
+    lines = header + [line(r) for r in entries] if entries else ["No entry but copies yet."]
+    if copies:
+        lines += ["", f"**{REFERENCE.capitalize()}**: {REFERENCE_NOTE}", "", *header, *(line(r) for r in copies)]
     return lines
 
 
@@ -325,6 +347,8 @@ def render(results_dir: Path, warn: Callable[[str], None] = lambda message: None
         "Each task's heading gives the smallest recovery difference its eval set detects at 80% power (README: Statistics).",
         "#: entries are ranked by primary recovery, and entries whose 95% CIs overlap share a rank (rank = 1 + the number",
         "of entries whose CI lies wholly above); an undefined recovery or a non-standard run is shown but not ranked (—).",
+        "Copies are never ranked: each task's copies follow its ranked table in a table of their own, labelled",
+        f"{REFERENCE} (# `ref`), as a ceiling to compare with; they take no rank from the other entries.",
         "Marks after a name: `≤ mean` (its loss is not significantly below the mean ablation's: one-sided paired t-test,",
         "p ≥ 0.05), `copy` (it stores at least as many numbers as the target's fan-in from its inputs, so it",
         "could hold the target's own weights), `not isolated` (scored with --in-process), `stale` (its folder changed",

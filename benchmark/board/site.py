@@ -24,6 +24,8 @@ from ..analysis import figures
 from ..analysis.figures import esc
 from ..tasks import all_tasks
 from .leaderboard import (
+    REFERENCE,
+    REFERENCE_NOTE,
     UNDEFINED,
     Board,
     beats_mean,
@@ -31,6 +33,7 @@ from .leaderboard import (
     fmt_p,
     fmt_pct,
     frontier_entries,
+    is_copy,
     load_board,
     numbers_cell,
     power_note,
@@ -66,6 +69,21 @@ def marks(record: dict[str, Any], hashes: dict[Path, str | None]) -> list[str]:
                         submission_state(record, hashes)) if m]
 
 
+#: a reference (copy) row: greyed, apart from the ranked entries
+REF_TR = '<tr style="background:#f3f4f6;color:#57606a">'
+
+
+def rank_cell(record: dict[str, Any], ranks: dict[str, int]) -> str:
+    """The # cell: the entry's rank, `ref` for a copy (a reference, never ranked), `—` for another unranked entry."""
+    return "ref" if is_copy(record) else str(ranks.get(record["submission"]["name"], "—"))
+
+
+def reference_order(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The entries in the board's order (`sort_key`), then the copies (references) by name."""
+    return sorted((r for r in records if not is_copy(r)), key=sort_key) + \
+        sorted((r for r in records if is_copy(r)), key=lambda r: r["submission"]["name"])
+
+
 def header_row(cells: list[str], left: tuple[int, ...]) -> str:
     """A table's header row; the columns in `left` are left-aligned."""
     return "<tr>" + "".join(("<th class='l'>" if i in left else "<th>") + esc(h) + "</th>" for i, h in enumerate(cells)) + "</tr>"
@@ -97,14 +115,15 @@ def forest_svg(records: list[dict[str, Any]], frontier: set[str]) -> str:
 
     x = recovery in percent, linear, over [min(0, lowest low) − 5, max(100, highest high) + 5].
     """
-    rows = sorted(records, key=sort_key)
+    rows = reference_order(records)
+    n_entries = sum(not is_copy(r) for r in rows)
     defined = [r for r in rows if r["results"]["primary"].get("defined") and r["results"]["primary"].get("recovery") is not None]
     lows = [100 * r["results"]["primary"]["recovery_low"] for r in defined] or [0.0]
     highs = [100 * r["results"]["primary"]["recovery_high"] for r in defined] or [100.0]
     lo, hi = min(0.0, min(lows)) - 5, max(100.0, max(highs)) + 5
     left, right, row_h, top = 190, 30, 22, 20
     width = 760
-    height = top + row_h * len(rows) + 52
+    height = top + row_h * len(rows) + 70
     span = width - left - right
 
     def x(v: float) -> float:
@@ -114,26 +133,45 @@ def forest_svg(records: list[dict[str, Any]], frontier: set[str]) -> str:
            f'aria-label="forest plot of recovery" font-family="sans-serif" font-size="12">',
            f'<rect x="0" y="0" width="{width}" height="{height}" fill="#fff"/>']
     for t in nice_ticks(lo, hi):
-        out.append(f'<line x1="{x(t):.1f}" y1="{top - 6}" x2="{x(t):.1f}" y2="{height - 42}" stroke="#eee"/>')
-        out.append(f'<text x="{x(t):.1f}" y="{height - 26}" text-anchor="middle" fill="#555">{t:g}%</text>')
+        out.append(f'<line x1="{x(t):.1f}" y1="{top - 6}" x2="{x(t):.1f}" y2="{height - 60}" stroke="#eee"/>')
+        out.append(f'<text x="{x(t):.1f}" y="{height - 44}" text-anchor="middle" fill="#555">{t:g}%</text>')
     for ref in (0.0, 100.0):
-        out.append(f'<line x1="{x(ref):.1f}" y1="{top - 6}" x2="{x(ref):.1f}" y2="{height - 42}" stroke="#888" '
+        out.append(f'<line x1="{x(ref):.1f}" y1="{top - 6}" x2="{x(ref):.1f}" y2="{height - 60}" stroke="#888" '
                    'stroke-dasharray="4 3"/>')
+    if 0 < n_entries < len(rows):  # a rule between the ranked entries and the references below them
+        out.append(f'<line x1="8" y1="{top + row_h * n_entries:.1f}" x2="{width - 8}" y2="{top + row_h * n_entries:.1f}" '
+                   'stroke="#999"/>')
     for i, record in enumerate(rows):
         y = top + row_h * i + row_h / 2
         name = record["submission"]["name"]
         p = record["results"]["primary"]
-        out.append(f'<text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end">{esc(name)}</text>')
+        copy = is_copy(record)
+        label = f"{name}, {REFERENCE}" if copy else name
+        style = ' fill="#666" font-style="italic"' if copy else ""
+        out.append(f'<text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end"{style}>{esc(label)}</text>')
         if p.get("defined") and p.get("recovery") is not None:
             a, b, c = (100 * p[k] for k in ("recovery_low", "recovery", "recovery_high"))
-            colour = "#b45309" if name in frontier else ("#999" if record["complexity"].get("copy") else "#0550ae")
-            out.append(f'<g><title>{esc(name)}: {esc(recovery_cell(p))}</title>'
-                       f'<line x1="{x(a):.1f}" y1="{y:.1f}" x2="{x(c):.1f}" y2="{y:.1f}" stroke="{colour}" stroke-width="2"/>'
-                       f'<circle cx="{x(b):.1f}" cy="{y:.1f}" r="4" fill="{colour}"/></g>')
+            if copy:
+                line = 'stroke="#888" stroke-width="2" stroke-dasharray="5 3"'
+                dot = 'r="4.5" fill="#fff" stroke="#666" stroke-width="1.5"'
+            else:
+                colour = "#b45309" if name in frontier else "#0550ae"
+                line, dot = f'stroke="{colour}" stroke-width="2"', f'r="4" fill="{colour}"'
+            out.append(f'<g><title>{esc(label)}: {esc(recovery_cell(p))}</title>'
+                       f'<line x1="{x(a):.1f}" y1="{y:.1f}" x2="{x(c):.1f}" y2="{y:.1f}" {line}/>'
+                       f'<circle cx="{x(b):.1f}" cy="{y:.1f}" {dot}/></g>')
         else:
             out.append(f'<text x="{left + 4}" y="{y + 4:.1f}" fill="#9a3412">{esc(UNDEFINED)}</text>')
-    out.append(f'<text x="{left + span / 2:.1f}" y="{height - 6}" text-anchor="middle" fill="#333">'
-               "primary recovery, 95% CI (dashed: 0% and 100%; orange: on the frontier; grey: copy)</text>")
+    out.append(f'<text x="{left + span / 2:.1f}" y="{height - 24}" text-anchor="middle" fill="#333">'
+               "primary recovery, 95% CI (dashed lines: 0% and 100%)</text>")
+    legend = [('<circle cx="0" cy="0" r="4" fill="#b45309"/>', "on the frontier"),
+              ('<circle cx="0" cy="0" r="4" fill="#0550ae"/>', "entry"),
+              ('<circle cx="0" cy="0" r="4.5" fill="#fff" stroke="#666" stroke-width="1.5"/>',
+               f"{REFERENCE}: a ceiling, not ranked")]
+    for i, (mark, text) in enumerate(legend):
+        lx = left + [0, 140, 240][i]
+        out.append(f'<g transform="translate({lx},{height - 8})">{mark}</g>'
+                   f'<text x="{lx + 9}" y="{height - 4}" fill="#333">{esc(text)}</text>')
     out.append("</svg>")
     return "\n".join(out)
 
@@ -141,7 +179,8 @@ def forest_svg(records: list[dict[str, Any]], frontier: set[str]) -> str:
 def scatter_svg(records: list[dict[str, Any]], frontier: set[str]) -> str:
     """Primary recovery (y, %, with its CI) against description length (x, bits, log10 scale), per entry with both.
 
-    Frontier entries are orange diamonds, copies grey rings, the others blue dots.
+    Frontier entries are orange diamonds, copies (references, not ranked) grey rings with grey italic names, the
+    others blue dots; the legend shows each marker.
     """
     pts = [r for r in records if r["complexity"].get("description_bits") and r["results"]["primary"].get("defined")
            and r["results"]["primary"].get("recovery") is not None]
@@ -174,25 +213,33 @@ def scatter_svg(records: list[dict[str, Any]], frontier: set[str]) -> str:
     for record, b, a, c in zip(pts, bits, lows, highs):
         name = record["submission"]["name"]
         r = 100 * record["results"]["primary"]["recovery"]
-        tip = f"{name}: {recovery_cell(record['results']['primary'])}, {record['complexity']['description_bits']:,} bits"
+        copy = is_copy(record)
+        label = f"{name}, {REFERENCE}" if copy else name
+        style = 'fill="#666" font-style="italic"' if copy else 'fill="#333"'
+        tip = f"{label}: {recovery_cell(record['results']['primary'])}, {record['complexity']['description_bits']:,} bits"
         if name in frontier:
             d = 6
             shape = (f'<polygon points="{x(b):.1f},{y(r) - d:.1f} {x(b) + d:.1f},{y(r):.1f} {x(b):.1f},{y(r) + d:.1f} '
                      f'{x(b) - d:.1f},{y(r):.1f}" fill="#b45309"/>')
-        elif record["complexity"].get("copy"):
-            shape = f'<circle cx="{x(b):.1f}" cy="{y(r):.1f}" r="4.5" fill="#fff" stroke="#888" stroke-width="1.5"/>'
+        elif copy:
+            shape = f'<circle cx="{x(b):.1f}" cy="{y(r):.1f}" r="4.5" fill="#fff" stroke="#666" stroke-width="1.5"/>'
         else:
             shape = f'<circle cx="{x(b):.1f}" cy="{y(r):.1f}" r="4.5" fill="#0550ae"/>'
         out.append(f'<g><title>{esc(tip)}</title><line x1="{x(b):.1f}" y1="{y(a):.1f}" x2="{x(b):.1f}" y2="{y(c):.1f}" '
-                   f'stroke="#bbb"/>{shape}<text x="{x(b) + 8:.1f}" y="{y(r) + 4:.1f}" fill="#333">{esc(name)}</text></g>')
+                   f'stroke="#bbb"/>{shape}<text x="{x(b) + 8:.1f}" y="{y(r) + 4:.1f}" {style}>{esc(label)}</text></g>')
     out.append(f'<text x="{left + (width - left - right) / 2:.1f}" y="{height - 12}" text-anchor="middle" fill="#333">'
                "description length (bits, log scale)</text>")
     out.append(f'<text x="14" y="{top + (height - top - bottom) / 2:.1f}" fill="#333" '
                f'transform="rotate(-90 14 {top + (height - top - bottom) / 2:.1f})" text-anchor="middle">recovery</text>')
-    legend = [("#b45309", "frontier ◆"), ("#0550ae", "entry"), ("#888", "copy (off the frontier)")]
-    for i, (colour, text) in enumerate(legend):
-        out.append(f'<rect x="{width - right + 14}" y="{top + 18 * i}" width="10" height="10" fill="{colour}"/>'
-                   f'<text x="{width - right + 30}" y="{top + 18 * i + 9}">{esc(text)}</text>')
+    legend = [('<polygon points="0,-6 6,0 0,6 -6,0" fill="#b45309"/>', ["on the frontier"]),
+              ('<circle cx="0" cy="0" r="4.5" fill="#0550ae"/>', ["entry"]),
+              ('<circle cx="0" cy="0" r="4.5" fill="#fff" stroke="#666" stroke-width="1.5"/>',
+               [REFERENCE, "a ceiling, not ranked"])]
+    for i, (mark, lines) in enumerate(legend):
+        ly = top + 8 + 22 * i
+        out.append(f'<g transform="translate({width - right + 19},{ly})">{mark}</g>'
+                   + "".join(f'<text x="{width - right + 30}" y="{ly + 4 + 14 * j}">{esc(t)}</text>'
+                             for j, t in enumerate(lines)))
     out.append("</svg>")
     return "\n".join(out)
 
@@ -211,13 +258,13 @@ def task_page(task_id: str, records: list[dict[str, Any]], record_path: Path, ha
     head = ["#", "submission", "kind", f"recovery ({abl}) [95% CI]", "held-out recovery [95% CI]",
             f"KL recovery ({abl}) [95% CI]",
             "p(beats abl.)", "p(R≥1)", "fidelity r", "numbers (fitted + literal)", "DL (bits)", "frontier", "marks", "n"]
-    rows = []
-    for record in sorted(records, key=sort_key):
+    rows, refs = [], []
+    for record in reference_order(records):
         res, c, name = record["results"], record["complexity"], record["submission"]["name"]
         kl = res.get("kl_recovery")
         r = mean_r(record)
-        rows.append("<tr>" + "".join([
-            f"<td>{esc(ranks.get(name, '—'))}</td>",
+        (refs if is_copy(record) else rows).append((REF_TR if is_copy(record) else "<tr>") + "".join([
+            f"<td>{esc(rank_cell(record, ranks))}</td>",
             f'<td class="l"><a href="{sub_href(name, "../")}">{esc(name)}</a></td>',
             f'<td class="l">{esc(record["submission"]["kind"])}</td>',
             f"<td>{esc(recovery_cell(res['primary']))}</td>",
@@ -228,13 +275,17 @@ def task_page(task_id: str, records: list[dict[str, Any]], record_path: Path, ha
             f"<td>{esc(dl_cell(c))}</td>",
             f"<td>{'◆' if name in frontier else ''}</td>", f'<td class="l">{esc(", ".join(marks(record, hashes)))}</td>',
             f"<td>{esc(record['task']['n_eval'])}</td>"]) + "</tr>")
+    if refs:  # the references: their own rows, below a full-width label, after the ranked entries
+        rows += [f'{REF_TR}<td class="l" colspan="{len(head)}"><b>{esc(REFERENCE)}</b>: {esc(REFERENCE_NOTE)}</td></tr>',
+                 *refs]
     table = "<table>" + header_row(head, (1, 2, 12)) + "\n" + "\n".join(rows) + "</table>"
     body = [nav("../"), f"<h1>{esc(task_id)}</h1>",
             f"<p>Layer <code>{esc(t['layer'])}</code>, units {esc(', '.join(map(str, t['units'])))}, inputs "
             f"{esc(', '.join(map(str, t['inputs'])))}; {esc(t['dataset'])} {esc(t['eval_split'])} (n = {esc(t['n_eval'])}); "
             f"primary ablation: {esc(abl)}. {esc(power_note(shown, record_path))}</p>",
             "<p class=\"muted\">Ranked by primary recovery; entries whose 95% CIs overlap share a rank; undefined or "
-            "non-standard runs are shown but not ranked (—). ◆: no other entry recovers as much with a shorter "
+            "non-standard runs are shown but not ranked (—). Copies are a reference ceiling (# ref), listed below the "
+            "ranked entries: never ranked, and no rank counts them. ◆: no other entry recovers as much with a shorter "
             "description (copies excluded). Marks as on the Markdown board (README: Records, the board and verify).</p>",
             table, "<h2>Recovery with its 95% CI</h2>", forest_svg(records, frontier),
             "<h2>Recovery against description length</h2>", scatter_svg(records, frontier)]
@@ -249,9 +300,9 @@ def submission_page(name: str, entries: list[tuple[str, dict[str, Any]]], ranks:
     for task_id, record in sorted(entries, key=lambda e: e[0]):
         res, c, p = record["results"], record["complexity"], record["provenance"]
         kl = res.get("kl_recovery")
-        rows.append("<tr>" + "".join([
+        rows.append((REF_TR if is_copy(record) else "<tr>") + "".join([
             f'<td class="l"><a href="{task_href(task_id, "../")}">{esc(task_id)}</a></td>',
-            f"<td>{esc(ranks[task_id].get(name, '—'))}</td>", f"<td>{esc(recovery_cell(res['primary']))}</td>",
+            f"<td>{esc(rank_cell(record, ranks[task_id]))}</td>", f"<td>{esc(recovery_cell(res['primary']))}</td>",
             f"<td>{esc('—' if not kl else recovery_cell(kl[res['primary']['ablation']]))}</td>",
             f"<td>{esc(dl_cell(c))}</td>",
             f"<td>{'◆' if name in frontiers[task_id] else ''}</td>",
@@ -276,20 +327,52 @@ def submission_page(name: str, entries: list[tuple[str, dict[str, Any]]], ranks:
     return figures.page(f"{name} — replacebench", "\n".join(body))
 
 
+def top_entry_cells(records: list[dict[str, Any]]) -> tuple[str, str]:
+    """The index's "top entry" and "its recovery" cells for one task, over its non-copies only.
+
+    The top entry is the best ranked non-copy (`sort_key`; `rankable` leaves copies out); a baseline is marked as
+    one, and when no submission but the baselines (and copies) has an entry, the cell says so.
+    """
+    ranked = [r for r in sorted(records, key=sort_key) if rankable(r)]
+    if not ranked:
+        return ("— (copies only)" if records and all(is_copy(r) for r in records) else "— (no ranked entry)"), "—"
+    best = ranked[0]
+    name, kind = best["submission"]["name"], best["submission"]["kind"]
+    if kind != "baseline":
+        label = name
+    elif any(r["submission"]["kind"] != "baseline" for r in records if not is_copy(r)):
+        label = f"{name} (baseline)"
+    else:
+        label = f"{name} (baselines{' and copies' if any(is_copy(r) for r in records) else ''} only)"
+    return label, recovery_cell(best["results"]["primary"])
+
+
+def reference_cell(records: list[dict[str, Any]]) -> str:
+    """The index's reference (copy) cell: each copy's name and primary recovery, or — when the task has none."""
+    copies = sorted((r for r in records if is_copy(r)), key=lambda r: r["submission"]["name"])
+    return "; ".join(f"{r['submission']['name']}: {recovery_cell(r['results']['primary'])}" for r in copies) or "—"
+
+
 def index_page(board: Board, ranks: dict[str, dict[str, int]], frontiers: dict[str, set[str]],
-               hashes: dict[Path, str | None], order: dict[str, int]) -> str:
+               hashes: dict[Path, str | None], order: dict[str, int]
+               ) -> tuple[str, dict[str, list[tuple[str, dict[str, Any]]]]]:
+    """The index: the submissions across tasks and the tasks, each summary over non-copies (copies get their own
+    column); also each submission's entries, by name, for its page."""
     task_rows = []
     by_sub: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+    beyond = 0
     for task_id in sorted(board, key=lambda t: (order.get(t, len(order)), t)):
         records = board[task_id]
         for r in records:
             by_sub[r["submission"]["name"]].append((task_id, r))
-        ranked = [r for r in sorted(records, key=sort_key) if rankable(r)]
-        best = ranked[0] if ranked else None
+        entries = [r for r in records if not is_copy(r)]
+        beyond += any(r["submission"]["kind"] != "baseline" for r in entries)
+        top, its = top_entry_cells(records)
         task_rows.append("<tr>" + "".join([
-            f'<td class="l"><a href="{task_href(task_id)}">{esc(task_id)}</a></td>', f"<td>{len(records)}</td>",
-            f'<td class="l">{esc(best["submission"]["name"]) if best else "—"}</td>',
-            f"<td>{esc(recovery_cell(best['results']['primary'])) if best else '—'}</td>",
+            f'<td class="l"><a href="{task_href(task_id)}">{esc(task_id)}</a></td>', f"<td>{len(entries)}</td>",
+            f"<td>{sum(rankable(r) for r in records)}</td>",
+            f'<td class="l">{esc(top)}</td>', f"<td>{esc(its)}</td>",
+            f'<td class="l" style="color:#57606a;white-space:nowrap">{esc(reference_cell(records))}</td>',
             f"<td>{esc(records[0]['task']['n_eval'])}</td>"]) + "</tr>")
     sub_rows = []
     for name in sorted(by_sub):
@@ -298,14 +381,15 @@ def index_page(board: Board, ranks: dict[str, dict[str, int]], frontiers: dict[s
         defined = [r["results"]["primary"]["recovery"] for r in recs if rankable(r)]
         rs = [v for v in (mean_r(r) for r in recs) if v is not None]
         firsts = sum(ranks[t].get(name) == 1 for t, _ in entries)
-        sub_rows.append("<tr>" + "".join([
+        copies = sum(is_copy(r) for r in recs)
+        sub_rows.append((REF_TR if copies == len(recs) else "<tr>") + "".join([
             f'<td class="l"><a href="{sub_href(name)}">{esc(name)}</a></td>',
             f'<td class="l">{esc(recs[0]["submission"]["kind"])}</td>', f"<td>{len(entries)}</td>",
             f"<td>{len(defined)}</td>", f"<td>{firsts}</td>",
             f"<td>{sum(name in frontiers[t] for t, _ in entries)}</td>",
             f"<td>{esc(fmt_pct(statistics.median(defined)) if defined else '—')}</td>",
             f"<td>{esc(f'{statistics.fmean(rs):.3f}' if rs else '—')}</td>",
-            f"<td>{sum(bool(r['complexity'].get('copy')) for r in recs)}</td>",
+            f"<td>{copies}</td>",
             f'<td class="l">{esc(", ".join(sorted({m for r in recs for m in marks(r, hashes) if m in ("stale", "not isolated")})))}</td>',
         ]) + "</tr>")
 
@@ -316,15 +400,19 @@ def index_page(board: Board, ranks: dict[str, dict[str, int]], frontiers: dict[s
     if not board:
         body.append("<p>No results yet: run <code>replacebench score SUBMISSION --task TASK</code>.</p>")
     body += ["<h2>Submissions across tasks</h2>",
-             "<p class=\"muted\">ranked: tasks where its primary recovery is defined and the run standard; #1: tasks "
-             "where it shares rank 1; median recovery over the ranked tasks; r: mean activation fidelity over its "
-             "tasks.</p>",
+             "<p class=\"muted\">ranked: tasks where its primary recovery is defined, the run standard and it is no "
+             "copy; #1: tasks where it shares rank 1; median recovery over the ranked tasks; r: mean activation "
+             f"fidelity over its tasks; {esc(REFERENCE)}: tasks where it is a copy (it can hold the target's own "
+             "weights), shown as a reference ceiling and never ranked (a row that is a copy on every task is grey).</p>",
              "<table>" + header_row(["submission", "kind", "tasks", "ranked", "#1", "on frontier", "median recovery",
-                                 "mean r", "copies", "marks"], (0, 1, 9)) + "\n" + "\n".join(sub_rows) + "</table>",
+                                 "mean r", REFERENCE, "marks"], (0, 1, 9)) + "\n" + "\n".join(sub_rows) + "</table>",
              "<h2>Tasks</h2>",
-             "<table>" + header_row(["task", "entries", "top entry", "its recovery [95% CI]", "n"], (0, 2)) + "\n"
-             + "\n".join(task_rows) + "</table>"]
-    return figures.page("replacebench leaderboard", "\n".join(body)), by_sub  # type: ignore[return-value]
+             f"<p>{beyond} of {len(board)} tasks have an entry beyond the baselines and copies.</p>"
+             "<p class=\"muted\">entries, ranked, top entry and its recovery count non-copies only (the baselines "
+             f"included); {esc(REFERENCE)}: each copy's recovery, a ceiling to compare with, not an explanation.</p>",
+             "<table>" + header_row(["task", "entries", "ranked", "top entry", "its recovery [95% CI]", REFERENCE, "n"],
+                                    (0, 3, 5)) + "\n" + "\n".join(task_rows) + "</table>"]
+    return figures.page("replacebench leaderboard", "\n".join(body)), by_sub
 
 
 def write_site(results_dir: Path, out: Path, warn: Callable[[str], None] = lambda message: None) -> Path:
