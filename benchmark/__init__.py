@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 
 #: name -> module (relative to this package) that defines it
 _EXPORTS = {
-    "score": "api", "compare": "api", "load_results": "api", "Submission": "api",
+    "score": "api", "compare": "api", "load_results": "api", "publish": "api", "Submission": "api",
     "Record": "board.record_types", "json_schema": "board.record_types",
     "Task": "tasks", "get_task": "tasks", "all_tasks": "tasks",
     "UserError": "errors", "SubmissionError": "errors",
@@ -22,7 +22,7 @@ _EXPORTS = {
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:
-    from .api import Submission, compare, load_results, score
+    from .api import Submission, compare, load_results, publish, score
     from .board.record_types import Record, json_schema
     from .errors import SubmissionError, UserError
     from .tasks import Task, all_tasks, get_task

@@ -5,6 +5,8 @@
     sub = rb.Submission.from_functions(replace, fit=fit, name="mine", imports=["torch"])
     record = rb.score("digits-mlp/fc1:17", sub, results_dir="results")
     frame = rb.load_results("results")                         # one row per record
+    frame = rb.load_results(runs=True)                         # the runs folder a plain `replacebench score` fills
+    rb.publish("mine")                                         # its runs onto the board, as `replacebench publish`
 
 Every submission, including one made from a notebook's functions, runs as `replacebench score` runs it: a hashed
 read-only snapshot of its folder, in the sandbox (`sandbox/room.py`). The CLI's `score` and `compare` are thin
@@ -361,6 +363,23 @@ def score(task: Task | str, submission: Submission | PathLike, *, results_dir: P
     return record
 
 
+def publish(submission: Submission | PathLike, task: str | None = None, force: bool = False, *,
+            board_dir: PathLike | None = None) -> list[Path]:
+    """Copy the submission's runs (the runs folder's records, `paths.runs_dir()`) onto the board, as
+    `replacebench publish SUB [--task GLOB] [--force]`; return the board paths written.
+
+    All or nothing: a stale run (the folder changed since), a non-standard or --in-process run, a run whose task
+    changed, or a board record of another version or other authors (unless `force`) raises `UserError` naming each,
+    and nothing is written. `board_dir` None: $REPLACEBENCH_BOARD, else leaderboard/results.
+    """
+    from . import paths
+    from .board.runs import publish as publish_runs
+
+    folder = as_submission(submission).path
+    board = paths.board_dir() if board_dir is None else Path(board_dir)
+    return publish_runs(folder, paths.runs_dir(), board, task, force)
+
+
 # ----------------------------------------------------------------------------
 # reading results
 
@@ -417,8 +436,9 @@ def result_row(record: Record, path: Path | None = None) -> dict[str, Any]:
     }
 
 
-def load_results(results_dir: PathLike | None = None, *, checked: bool = False) -> pd.DataFrame:
-    """Every record under `results_dir` (None: leaderboard/results) as a pandas DataFrame, one row per record.
+def load_results(results_dir: PathLike | None = None, *, checked: bool = False, runs: bool = False) -> pd.DataFrame:
+    """Every record under `results_dir` (None: the board, leaderboard/results; `runs=True`: the runs folder a plain
+    `replacebench score` writes) as a pandas DataFrame, one row per record.
 
     Records of any schema are migrated; a file that is not a readable record is skipped with a warning. With
     `checked=True` each record must also pass the board's checks (its sidecar's sha256 and every figure recomputed
@@ -436,8 +456,12 @@ def load_results(results_dir: PathLike | None = None, *, checked: bool = False) 
     from .board.records import find_records
     from .board.verify import load_checked
 
+    if runs and results_dir is not None:
+        raise UserError("load_results takes results_dir or runs=True, not both.")
+    from . import paths
+
     rows = []
-    for path in find_records(_results_dir(results_dir)):
+    for path in find_records(paths.runs_dir() if runs else _results_dir(results_dir)):
         if checked:
             data, problems = load_checked(path)
             if data is None:

@@ -29,7 +29,9 @@ def _scoring(parser: argparse.ArgumentParser, results: bool = True) -> None:
     parser.add_argument("--imagenet", default=os.environ.get("REPLACEBENCH_IMAGENET"),
                         help="ImageNet validation folder <wnid>/*.JPEG (default: $REPLACEBENCH_IMAGENET)")
     if results:
-        parser.add_argument("--results-dir", type=Path, default=None, help="where records go (default: leaderboard/results)")
+        parser.add_argument("--results-dir", type=Path, default=None,
+                            help="where records go (default: the runs folder, $REPLACEBENCH_RUNS or runs/; "
+                                 "`replacebench publish` puts them on the board)")
 
 
 def _isolation(parser: argparse.ArgumentParser, in_process: bool = True) -> None:
@@ -85,6 +87,16 @@ def cluster_options(args: argparse.Namespace) -> Any:
     return options
 
 
+class _Explain(argparse.Action):
+    """`score --explain`: print the report's legend and exit 0, before the required arguments are checked."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        from .board.report import LEGEND
+
+        print(LEGEND, end="")
+        parser.exit(0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="replacebench", description="Replace a neuron with your own account of it; measure the loss it recovers.")
     parser.add_argument("--version", action="version", version=f"replacebench {__version__}")
@@ -105,12 +117,18 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--task", help="task id or glob")
     target.add_argument("--all", action="store_true", help="every task the submission serves")
     p.add_argument("--json", action="store_true", help="print the record(s) as JSON")
+    p.add_argument("--explain", action=_Explain, nargs=0, help="explain each line of the report, and exit")
     p.add_argument("--no-record", action="store_true", help="do not write a result record")
     p.add_argument("--no-cache", action="store_true", help="recompute clean/ablation results instead of using the cache")
     p.add_argument("--eval-size", type=int, help="override the task's eval size (marks the result non-standard)")
     p.add_argument("--fit-size", type=int, help="override the task's fit size (marks the result non-standard)")
     p.add_argument("--force", action="store_true",
-                   help="overwrite a record made from a different version or authors of this submission")
+                   help="with --results-dir: overwrite a record made from a different version or authors of this "
+                        "submission (a run in the runs folder is always replaced)")
+    p.add_argument("--fail-fast", action="store_true",
+                   help="stop at the first task that fails (default: score the rest, and list the failures at the end)")
+    p.add_argument("--full", action="store_true",
+                   help="with several tasks: the full report for each (default: one line each)")
     _heldout(p, "score")
     _common(p)
     _scoring(p)
@@ -120,13 +138,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="re-score records in isolation and check every figure")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("records", nargs="*", default=[], type=Path, help="record files (.json) to verify")
-    which.add_argument("--all", action="store_true", help="every record under the results folder")
-    p.add_argument("--results-dir", type=Path, default=None, help="with --all: where the records are (default: leaderboard/results)")
+    which.add_argument("--all", action="store_true", help="every record on the board (with --runs: in the runs folder)")
+    p.add_argument("--runs", action="store_true", help="with --all: verify the runs folder's records instead of the board's")
+    p.add_argument("--results-dir", type=Path, default=None,
+                   help="with --all: where the records are (default: the board, $REPLACEBENCH_BOARD or leaderboard/results)")
     _heldout(p, "also re-score held-out records")
     _common(p)
     _scoring(p, results=False)
     _isolation(p, in_process=False)
     _cluster(p, shards=False)
+
+    p = sub.add_parser("publish", help="copy a submission's runs onto the board (leaderboard/results)")
+    p.add_argument("submission", help="a name under submissions/ or a path to a submission folder")
+    p.add_argument("--task", default=None, help="only the runs on tasks matching this id or glob (default: every run)")
+    p.add_argument("--force", action="store_true",
+                   help="replace a board record made from a different version or authors of this submission")
+    p.add_argument("--board-dir", type=Path, default=None,
+                   help="the board's records (default: $REPLACEBENCH_BOARD, else leaderboard/results)")
+
+    p = sub.add_parser("runs", help="list the runs folder's records, or remove a submission's runs")
+    p.add_argument("pattern", nargs="?", default=None, help="glob over task ids or submission names, e.g. 'mnist-mlp/*'")
+    p.add_argument("--remove", metavar="SUBMISSION", default=None, help="delete this submission's runs")
+    p.add_argument("--task", default=None, help="with --remove: only its runs on tasks matching this id or glob")
 
     p = sub.add_parser("compare", help="paired comparison of two submissions on a task")
     p.add_argument("a")
@@ -312,9 +345,9 @@ def cmd_score(args: argparse.Namespace) -> int:
                         "score the held-out split serially.")
     if cluster is None:
         start_zygote(args)
-    from .api import check_heldout_tasks, score_snapshot
-    from .board.records import default_results_dir
-    from .harness.submissions import take_snapshot
+    from . import paths
+    from .api import check_heldout_tasks
+    from .harness.submissions import check_signatures, take_snapshot
     from .tasks import select_tasks
 
     snapshot = take_snapshot(args.submission)
@@ -334,53 +367,111 @@ def cmd_score(args: argparse.Namespace) -> int:
         else:
             tasks = select_tasks(args.task)
         check_heldout_tasks(tasks, secret)
+        if len(tasks) == 1:  # its parameters against the task before torch and the data load (a glob checks each task)
+            check_signatures(snapshot, tasks[0])
+        # the runs folder is the researcher's own: a re-score replaces its run there, whatever changed
+        to_runs = not args.no_record and args.results_dir is None
         options = run_options(args, eval_size=args.eval_size, fit_size=args.fit_size,
-                              use_cache=not args.no_cache, isolate=not args.in_process, force=args.force,
+                              use_cache=not args.no_cache, isolate=not args.in_process, force=args.force or to_runs,
                               heldout_secret=secret)
         check_data_first(tasks, args)
-        results_dir = None if args.no_record else (args.results_dir or default_results_dir())
-        records = []
+        results_dir = None if args.no_record else (args.results_dir or paths.runs_dir())
+        label = "run" if to_runs else "record"
         if cluster is not None:
-            return score_on_cluster(args, cluster, tasks, snapshot, options, results_dir)
-        for task in tasks:
-            typed, path = score_snapshot(task, snapshot, options, results_dir)
-            record = typed.to_dict()  # exactly the record as written
-            records.append(record)
-            if not args.json:
-                print(format_score(record))
-                if path is not None:
-                    print(f"  record: {path}")
-                sys.stdout.flush()  # each task's figures as soon as they exist, to a pipe or a file too
+            return score_on_cluster(args, cluster, tasks, snapshot, options, results_dir, label)
+        outcomes, skipped = score_serially(args, tasks, snapshot, options, results_dir, label)
     finally:
         snapshot.cleanup()
+    return finish_run(args, snapshot.name, tasks, outcomes, skipped)
+
+
+def score_serially(args: argparse.Namespace, tasks: list[Any], snapshot: Any, options: Any, results_dir: Path | None,
+                   label: str) -> tuple[list[Any], list[str]]:
+    """Score each task in turn; with several, a failing task is reported (once) and the rest still run, unless
+    --fail-fast. One task fails as it always has: its error propagates. Returns the outcomes and the skipped ids."""
+    from .api import score_snapshot
+    from .board.summary import TaskOutcome, one_line
+
+    outcomes: list[TaskOutcome] = []
+    several = len(tasks) > 1
+    for k, task in enumerate(tasks, 1):
+        if several:
+            print(f"[{k}/{len(tasks)}] {task.id}", file=sys.stderr, flush=True)
+        try:
+            typed, path = score_snapshot(task, snapshot, options, results_dir)
+        except (SubmissionError, StatisticsError, UserError) as exc:
+            if not several:
+                raise
+            report_failure(exc)
+            outcomes.append(TaskOutcome(task.id, error=one_line(exc)))
+            if args.fail_fast:
+                return outcomes, [t.id for t in tasks[k:]]
+            continue
+        outcome = TaskOutcome(task.id, record=typed.to_dict(), path=path)  # exactly the record as written
+        outcomes.append(outcome)
+        print_result(args, outcome, several, label)
+    return outcomes, []
+
+
+def report_failure(exc: BaseException) -> None:
+    """A failed task's error as the CLI shows it when it ends a run: a submission's with its own traceback."""
+    if isinstance(exc, SubmissionError):
+        print_submission_failure(f"replacebench: {exc}", exc.traceback_text)
+    else:
+        print(f"replacebench: error: {exc}", file=sys.stderr)
+    sys.stderr.flush()
+
+
+def print_result(args: argparse.Namespace, outcome: Any, several: bool, label: str) -> None:
+    """One task's result as it arrives: the full report (one task, or --full), else one compact line."""
+    from .board.summary import compact_line, shown_path
+
     if args.json:
-        print(json.dumps(records, indent=2))  # always a list, one record per task
-    return 0
+        return
+    if several and not args.full:
+        print(compact_line(outcome.record, outcome.path, label))
+    else:
+        print(format_score(outcome.record))
+        if outcome.path is not None:
+            print(f"  {label}: {shown_path(outcome.path)}")
+    sys.stdout.flush()  # each task's figures as soon as they exist, to a pipe or a file too
+
+
+def finish_run(args: argparse.Namespace, name: str, tasks: list[Any], outcomes: list[Any], skipped: list[str]) -> int:
+    """The JSON list (--json), the closing table (several tasks; on stderr under --json), and the exit status."""
+    from .board.summary import summary_table
+
+    if args.json:
+        print(json.dumps([o.record for o in outcomes if not o.failed], indent=2))  # always a list, one per record
+    if len(tasks) > 1:
+        order = {t.id: i for i, t in enumerate(tasks)}
+        table = summary_table(name, sorted(outcomes, key=lambda o: order.get(o.task, len(order))), skipped)
+        print(("" if args.json else "\n") + table, file=sys.stderr if args.json else sys.stdout)
+    return 1 if any(o.failed for o in outcomes) or skipped else 0
 
 
 def score_on_cluster(args: argparse.Namespace, options: Any, tasks: list[Any], snapshot: Any, run: Any,
-                     results_dir: Path | None) -> int:
+                     results_dir: Path | None, label: str = "record") -> int:
     """`score --cluster`: every task as Ray jobs; records written here as they arrive; 1 if any job failed."""
+    from .board.summary import TaskOutcome
     from .harness.cluster import Cluster
     from .harness.cluster import score_on_cluster as fan_out
 
-    records, failed = [], 0
+    outcomes = []
     with Cluster(options) as cluster:
         for outcome in fan_out(cluster, tasks, snapshot, run, results_dir):
             if outcome.record is None:
-                failed += 1
                 print_submission_failure(f"FAILED {outcome.label}: {outcome.error}", outcome.traceback)
+                task_id = outcome.label.split(" on ", 1)[-1]
+                outcomes.append(TaskOutcome(task_id, error=(outcome.error or "failed").splitlines()[0]))
                 continue
-            records.append(outcome.record)
-            if not args.json:
-                print(format_score(outcome.record))
-                if outcome.path is not None:
-                    print(f"  record: {outcome.path}")
-    if args.json:
-        print(json.dumps(records, indent=2))  # always a list, one record per task
+            done = TaskOutcome(outcome.record["task"]["id"], record=outcome.record, path=outcome.path)
+            outcomes.append(done)
+            print_result(args, done, len(tasks) > 1, label)
+    failed = sum(o.failed for o in outcomes)
     if failed:
         print(f"replacebench: {failed} of {len(tasks)} job(s) failed; they wrote no record.", file=sys.stderr)
-    return 1 if failed else 0
+    return finish_run(args, snapshot.name, tasks, outcomes, [])
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -392,9 +483,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from .board.records import default_results_dir, find_records
     from .board.verify import check_heldout_secrets, verify_record
 
-    paths = find_records(args.results_dir or default_results_dir()) if args.all else list(args.records)
+    if args.runs and (not args.all or args.results_dir is not None):
+        raise UserError("--runs goes with --all (and without --results-dir): `replacebench verify --all --runs`.")
+    from . import paths as where
+
+    folder = where.runs_dir() if args.runs else (args.results_dir or default_results_dir())
+    paths = find_records(folder) if args.all else list(args.records)
     if not paths:
-        raise UserError("no records to verify; score something first, or name record files (.json).")
+        raise UserError(f"no records to verify in {folder}; score something first, or name record files (.json)."
+                        if args.all else "no records to verify; name record files (.json).")
     needs_secret = check_heldout_secrets(paths, secret)  # a wrong secret is an error before anything runs
     failed = skipped = 0
     if cluster is not None:
@@ -426,6 +523,67 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print(f"     {problem}")
     print(f"{len(paths) - failed - skipped} verified, {failed} failed" + (f", {skipped} skipped (held-out)" if skipped else ""))
     return 1 if failed else 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from . import paths
+    from .board.runs import PublishRefused, publish
+    from .board.summary import shown_path
+    from .harness.submissions import resolve_submission_path
+
+    board = args.board_dir or paths.board_dir()
+    try:
+        published = publish(resolve_submission_path(args.submission), paths.runs_dir(), board, args.task, args.force)
+    except PublishRefused as exc:
+        for plan in exc.refused:
+            print(f"replacebench: refused {shown_path(plan.run)} ({plan.task}): {plan.refusal}", file=sys.stderr)
+        print(f"replacebench: nothing published: {len(exc.refused)} run(s) refused; fix them, or leave them out "
+              "with --task.", file=sys.stderr)
+        return 1
+    for path in published:
+        print(f"published {shown_path(path)}")
+    print("render the board with `replacebench leaderboard`" + ("" if args.board_dir is None else
+                                                                 f" --results-dir {args.board_dir}"))
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from . import paths
+    from .board.runs import matching, read_runs, remove_runs, run_state
+    from .board.summary import primary_cell, shown_path
+
+    folder = paths.runs_dir()
+    if args.remove is not None:
+        if args.pattern is not None:
+            raise UserError("--remove takes the submission itself; narrow it with --task GLOB, not a pattern.")
+        name = Path(args.remove).name if os.sep in args.remove else args.remove
+        if args.task is not None:
+            from .tasks import select_tasks
+
+            select_tasks(args.task)  # a misspelt glob is an error, not "nothing to remove"
+        removed = remove_runs(folder, name, args.task)
+        if not removed:
+            where = "" if args.task is None else f" on '{args.task}'"
+            raise UserError(f"no runs of '{name}'{where} in {shown_path(folder)}; list them with `replacebench runs`.")
+        for path in removed:
+            print(f"removed {shown_path(path)}")
+        return 0
+    if args.task is not None:
+        raise UserError("--task goes with --remove; to list runs on some tasks, pass the glob: replacebench runs 'GLOB'.")
+    runs = matching(read_runs(folder), args.pattern)
+    if not runs:
+        print(f"no runs in {shown_path(folder)}" + ("" if args.pattern is None else f" match '{args.pattern}'")
+              + "; `replacebench score SUB --task T` makes one.")
+        return 0
+    hashes: dict[Path, str | None] = {}
+    rows = [(r.task + ("" if r.split == "public" else " (held-out)"), r.submission,
+             "—" if r.record is None else primary_cell(r.record), run_state(r, hashes)) for r in runs]
+    titles = ("task", "submission", "primary recovery [95% CI]", "state")
+    widths = [max(len(t), *(len(row[i]) for row in rows)) for i, t in enumerate(titles)]
+    for row in (titles, *rows):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    print(f"{len(rows)} run(s) in {shown_path(folder)}; publish one with `replacebench publish SUB`")
+    return 0
 
 
 def cmd_changed_submissions(args: argparse.Namespace) -> int:
@@ -614,7 +772,8 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
-    "tasks": cmd_tasks, "show": cmd_show, "score": cmd_score, "verify": cmd_verify, "compare": cmd_compare, "leaderboard": cmd_leaderboard,
+    "tasks": cmd_tasks, "show": cmd_show, "score": cmd_score, "verify": cmd_verify, "publish": cmd_publish,
+    "runs": cmd_runs, "compare": cmd_compare, "leaderboard": cmd_leaderboard,
     "schema": cmd_schema,
     "length": cmd_length, "train": cmd_train, "fetch": cmd_fetch, "select": cmd_select, "stimuli": cmd_stimuli,
     "inspect": cmd_inspect, "diagnose": cmd_diagnose, "changed-submissions": cmd_changed_submissions,

@@ -3,6 +3,8 @@
 Data directory, first that is set: `--data-dir` (passed in), `$REPLACEBENCH_DATA`,
 then the user cache `~/.cache/replacebench/data` (`$XDG_CACHE_HOME` respected).
 Cache directory: `$REPLACEBENCH_CACHE`, else `~/.cache/replacebench`.
+Runs folder (a plain `score`'s records, ignored by git): `$REPLACEBENCH_RUNS`, else `<project>/runs`.
+Board (the published records, committed): `$REPLACEBENCH_BOARD`, else `<project>/leaderboard/results`.
 """
 
 from __future__ import annotations
@@ -51,3 +53,17 @@ def leaderboard_dir() -> Path:
 
 def checkpoints_dir() -> Path:
     return PROJECT_ROOT / "checkpoints"
+
+
+def runs_dir() -> Path:
+    """Where a plain `score` writes its records: `$REPLACEBENCH_RUNS`, else `<project>/runs` (git ignores it)."""
+    if os.environ.get("REPLACEBENCH_RUNS"):
+        return Path(os.environ["REPLACEBENCH_RUNS"]).expanduser()
+    return PROJECT_ROOT / "runs"
+
+
+def board_dir() -> Path:
+    """The board's records, which `publish` writes: `$REPLACEBENCH_BOARD`, else `<project>/leaderboard/results`."""
+    if os.environ.get("REPLACEBENCH_BOARD"):
+        return Path(os.environ["REPLACEBENCH_BOARD"]).expanduser()
+    return leaderboard_dir() / "results"

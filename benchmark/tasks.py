@@ -17,6 +17,7 @@ File layout (keys of `[model]`, `[data]` and `[defaults]` may be overridden per 
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import hashlib
 import json
@@ -162,9 +163,46 @@ def select_tasks(pattern: str, directory: Path | None = None) -> list[Task]:
     if pattern in registry:
         return [registry[pattern]]
     matched = [t for tid, t in registry.items() if fnmatch.fnmatchcase(tid, pattern)]
-    if not matched:
+    if matched:
+        return matched
+    if not any(ch in pattern for ch in GLOB_CHARS):
         raise unknown("task", pattern, registry, "replacebench tasks")
-    return matched
+    corrected = corrected_glob(pattern, registry)
+    hint = f" Did you mean '{corrected}'?" if corrected else ""
+    raise UserError(f"no task matches '{pattern}'.{hint} List them with `replacebench tasks`.")
+
+
+GLOB_CHARS = "*?["
+
+
+def _closest(name: str, choices: list[str]) -> str | None:
+    """`name` itself when some choice matches it as a glob, else the closest choice (None: none is close)."""
+    if any(fnmatch.fnmatchcase(c, name) for c in choices):
+        return name
+    if any(ch in name for ch in GLOB_CHARS):
+        return None  # a glob part that matches nothing: no single correction to offer
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
+    return close[0] if close else None
+
+
+def corrected_glob(pattern: str, registry: dict[str, Task]) -> str | None:
+    """A misspelt glob with its model and layer parts corrected (`mnist-mpl/*` → `mnist-mlp/*`), when that glob
+    matches some task; else None. Parts with glob characters are kept as written."""
+    model_part, slash, rest = pattern.partition("/")
+    layer_part, colon, unit_part = rest.partition(":")
+    model = _closest(model_part, sorted({t.model for t in registry.values()}))
+    if model is None:
+        return None
+    if slash and layer_part:
+        layers = sorted({t.layer for t in registry.values() if fnmatch.fnmatchcase(t.model, model)})
+        layer = _closest(layer_part, layers)
+        if layer is None:
+            return None
+        layer_part = layer
+    corrected = model + slash + layer_part + colon + unit_part
+    if corrected == pattern or not any(fnmatch.fnmatchcase(tid, corrected) for tid in registry):
+        return None
+    return corrected
 
 
 def task_file_head(model: str, checkpoint: str, sha256: str, *, dataset: str, eval_split: str, eval_size: int,

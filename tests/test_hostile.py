@@ -152,7 +152,16 @@ def test_records_cannot_be_forged(tmp_path, cli, warm_cache):
     proc, results = run_hostile(cli, "forge-board", tmp_path, warm_cache, {"folders": folders})
     record = assert_honest_zero(proc, results, "forge-board")  # its own honest record, and no other
     assert "forged" not in record
-    assert "Read-only file system" in proc.stderr  # the project's board is out of reach (the /tmp it sees is its own)
+    # Each write either failed (the project's tree is mounted read-only in the child) or landed in the child's own
+    # private /tmp (a clone under /tmp, and this test's tmp_path, are hidden there): wherever the clone lives, nothing
+    # it wrote reaches the host. run_hostile already checked that the board and every tracked file are unchanged.
+    for folder in folders:
+        attempt = f"forge-board: wrote into {folder}" in proc.stdout + proc.stderr or \
+            f"forge-board: {folder}: " in proc.stdout + proc.stderr
+        assert attempt, f"the submission did not report its attempt on {folder}: {proc.stderr[-2000:]}"
+        assert not (Path(folder) / "forged-task").exists(), f"a forged folder appeared under {folder}"
+        forged = [p for p in Path(folder).rglob("*.json") if '"forged"' in p.read_text()]
+        assert forged == [], f"forged records reached the host: {forged}"
 
 
 def test_code_cannot_rewrite_itself_and_the_hash_is_taken_before_it_runs(tmp_path, cli, warm_cache):

@@ -75,7 +75,8 @@ def environment() -> dict[str, str]:
 
 
 def default_results_dir() -> Path:
-    return paths.leaderboard_dir() / "results"
+    """The board's records (`paths.board_dir()`): what `leaderboard`, `compare` and `verify --all` read."""
+    return paths.board_dir()
 
 
 def record_stem(submission: str, split: str = "public") -> str:

@@ -1,4 +1,5 @@
-"""The report `score` prints for one record: every figure, on a line each (also `str(Record)`)."""
+"""The report `score` prints for one record: every figure, on a line each (also `str(Record)`), and its legend
+(`replacebench score --explain`)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,50 @@ def format_score(record: dict[str, Any]) -> str:
                      f"{fmt_seconds(e['original_seconds_per_example'])} ({e['original_macs_per_example']:,} multiply-adds)")
     lines.append(f"  isolation: {record.get('isolation', {}).get('level', 'none')}")
     lines.append(f"  wall time {record['provenance']['seconds']['total']:.2f} s (baseline {'cached' if record['provenance']['baseline_from_cache'] else 'computed'})")
+    lines.append(LEGEND_HINT)
     return "\n".join(lines)
+
+
+LEGEND_HINT = "  (what each line means: replacebench score --explain)"
+
+#: What each line of `format_score` means, in its order (`replacebench score --explain`).
+LEGEND = """\
+How to read `replacebench score`'s report (README: Statistics, Complexity):
+
+  NAME on TASK (n = N)      the submission, the task, and the number of eval examples every figure is measured on
+                            (and the held-out split's commitment when scored on it).
+  recovery vs zero|mean|resample
+                            cross-entropy recovery R = (mean L_ablated - mean L_replaced) / (mean L_ablated -
+                            mean L_clean) against each of the three ablations (zero: the units set to 0; mean:
+                            their fit-set mean; resample: their value on a seeded-random fit-set example), with
+                            its 95% Fieller interval [low, high]. 100% = the replacement recovers all the loss the
+                            ablation costs; 0% = no better than the ablation; above 100% = lower loss than the
+                            original neuron. (primary) marks the task's ablation, the figure the board ranks by.
+  undefined ⚠               the ablation costs no measurable loss (its effect's interval does not lie above 0),
+                            so there is nothing to recover and R is not a number.
+  effect                    the ablation's effect, mean L_ablated - mean L_clean, with Hall's skewness-corrected
+                            95% interval.
+  p(beats)                  one-sided paired t-test that the replacement's loss is below the ablated loss.
+  KL recovery vs ...        the same recovery on the output distribution: 1 - mean KL(clean||replaced) / mean
+                            KL(clean||ablated); needs no labels and is far less noisy. mean KL(clean||ABL) is the
+                            ablation's own KL.
+  p(R >= 1)                 one-sided paired t-test of H0 mean L_replaced >= mean L_clean: a small p shows the
+                            replacement's loss is below the original's (recovery above 100%).
+  mean KL(clean||replaced)  how far the replaced model's output distribution is from the original's.
+  top1 (topk): ...          accuracy under each condition; McNemar: exact test of replaced vs clean accuracy.
+  fidelity UNIT: r          Pearson r between the replacement's and the original unit's activations (first 10
+                            units); r — when either is constant.
+  description length (DL)   the submission's size in bits: 8 per code token (comments, docstrings, names' spelling
+                            free) + written numbers at their precision + 8 per data byte + 32 per fitted number.
+  stored numbers ... COPY   numbers it stores (written + fitted) vs the target's fan-in: at least as many means it
+                            could hold the target's own weights, so it is a copy (an unranked reference ceiling),
+                            not an explanation.
+  cost per example          wall time of its replace calls per example vs the original units' (and their
+                            multiply-adds).
+  isolation                 how its code ran: namespaces (sandboxed), or none (--in-process, for debugging).
+  wall time                 the scoring run's time; the baseline (clean and ablated passes) is cached after the
+                            first run.
+"""
 
 
 def complexity_lines(c: dict[str, Any]) -> list[str]:

@@ -22,7 +22,7 @@ from .description import BITS_PER_FITTED, CONVENTION_VERSION
 from .efficiency import original_macs, original_seconds_per_example
 from .fan_in import target_fan_in
 from .scoring import ScoreResult, score
-from .submissions import Snapshot
+from .submissions import Snapshot, check_signatures
 
 
 @dataclass
@@ -87,6 +87,7 @@ def compute_record(task: Task, snapshot: Snapshot, options: RunOptions) -> tuple
     if options.heldout_secret is not None and not options.isolate:
         raise UserError("--held-out-secret cannot be combined with --in-process: the submission would run in the "
                         "process that holds the secret.")
+    check_signatures(snapshot, task)  # the parameters its source declares, before the model loads
     limits = limits_for(task.dataset, options.time_limit, options.memory_limit)
     with IsolatedSubmission(snapshot, limits, isolate=options.isolate) as room:
         ctx = prepare(task, device=options.device, data_dir=options.data_dir, imagenet_dir=options.imagenet_dir,

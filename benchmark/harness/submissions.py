@@ -37,11 +37,13 @@ from ..errors import SubmissionError, UserError, did_you_mean, unknown
 from ..sandbox.worker import CODE_FILE, TaskView
 from ..tasks import Task
 from .description import Description, measure_and_blank
+from .static import StaticCode, read_code
 
-__all__ = ["TaskView", "Snapshot", "take_snapshot", "read_signature", "check_output", "check_params"]
+__all__ = ["TaskView", "Snapshot", "take_snapshot", "read_signature", "check_signatures", "check_output", "check_params"]
 
 KINDS = ("baseline", "hand-written", "fitted")
 META_FILE = "submission.toml"
+META_KEYS = ("name", "authors", "kind", "description", "tasks")
 RESERVED_REPLACE = ("task", "params")
 RESERVED_FIT = ("task", "target")
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}\Z")
@@ -71,6 +73,7 @@ class Snapshot:
     files: tuple[str, ...]
     description_bytes_xz: int  # xz size of every file's bytes (the description length before schema 3)
     description: Description  # description length by the convention of `description.py`
+    code: StaticCode = StaticCode(replace=None, fit=None, fit_absent=False)  # what the source says (`static.py`)
 
     @property
     def name(self) -> str:
@@ -157,6 +160,10 @@ def parse_meta(data: bytes, where: Path, folder_name: str) -> SubmissionMeta:
         raise UserError(f"{where}: not UTF-8 text; save it as UTF-8.") from None
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{where}: not valid TOML ({exc}).") from None
+    for key in meta:
+        if key not in META_KEYS:
+            raise UserError(f"{where}: unknown key '{key}'.{did_you_mean(key, META_KEYS)} The keys are "
+                            f"{', '.join(META_KEYS)} (tasks optional).")
     for key in ("name", "authors", "kind", "description"):
         if key not in meta:
             raise UserError(f"{where}: missing '{key}'; it needs name, authors, kind and description.")
@@ -187,6 +194,7 @@ def take_snapshot(name_or_path: str) -> Snapshot:
     meta = parse_meta(files.get(META_FILE, b""), source / META_FILE, source.name)
     if CODE_FILE not in files:
         raise UserError(f"{source} has no {CODE_FILE}; define replace(...) there.")
+    code = read_code(files[CODE_FILE], str(source / CODE_FILE), f"submission '{meta.name}'")  # compiled, never run
     description, runnable = measure_and_blank(files)
     folder = Path(tempfile.mkdtemp(prefix=f"replacebench-{meta.name}-"))
     for rel, data in runnable.items():
@@ -201,7 +209,7 @@ def take_snapshot(name_or_path: str) -> Snapshot:
     blob = b"".join(files.values())
     return Snapshot(source=source, folder=folder, meta=meta, content_hash=content_hash(files), files=tuple(files),
                     description_bytes_xz=len(lzma.compress(blob, preset=9 | lzma.PRESET_EXTREME)),
-                    description=description)
+                    description=description, code=code)
 
 
 @dataclass(frozen=True)
@@ -251,6 +259,27 @@ def read_signature(described: Any, task: Task, reserved: tuple[str, ...], where:
                 f"({', '.join(task.inputs)}) nor one of {', '.join(reserved)}.{did_you_mean(name, choices)}"
             )
     return Signature(inputs=tuple(wanted), reserved=tuple(used_reserved), defaults=tuple(defaults))
+
+
+def check_params_have_fit(replace: Signature, where: str) -> None:
+    """A submission without fit(): replace() may read 'params' only with a default."""
+    if "params" in replace.reserved and "params" not in replace.defaults:
+        raise UserError(f"{where}: replace() reads 'params' but the submission defines no fit(); add fit() or drop 'params'.")
+
+
+def check_signatures(snapshot: Snapshot, task: Task) -> None:
+    """Before any model loads: the parameters the source declares (where it says for certain) against `task`.
+
+    The same checks, with the same messages, as the children's answer gets after import (`room.load`).
+    """
+    where = f"submission '{snapshot.name}'"
+    code = snapshot.code
+    if code.replace is not None:
+        replace = read_signature(code.replace, task, RESERVED_REPLACE, f"{where} replace()")
+        if code.fit_absent:
+            check_params_have_fit(replace, where)
+    if code.fit is not None:
+        read_signature(code.fit, task, RESERVED_FIT, f"{where} fit()")
 
 
 def check_output(arrays: dict[str, np.ndarray], expected_shape: tuple[int, ...], who: str) -> np.ndarray:

@@ -26,6 +26,7 @@ import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -110,8 +111,9 @@ def _outer_ids() -> tuple[int, int]:
     return os.geteuid(), os.getegid()
 
 
-def _forward(stream: int, sink: TextIO, label: str) -> None:
-    """Copy the child's output to `sink`, each line marked as the submission's, up to a cap."""
+def _forward(stream: int, sink: TextIO, label: Callable[[], str]) -> None:
+    """Copy the child's output to `sink`, each line marked as the submission's (`label()`: what it is doing now),
+    up to a cap."""
     forwarded = 0
     with os.fdopen(stream, "rb") as source:
         for line in source:
@@ -119,9 +121,9 @@ def _forward(stream: int, sink: TextIO, label: str) -> None:
                 continue
             forwarded += len(line)
             text = CONTROL.sub("?", line.decode("utf-8", "replace").rstrip("\n"))  # no terminal escapes
-            sink.write(f"  [{label}] {text}\n")
+            sink.write(f"  [{label()}] {text}\n")
             if forwarded >= FORWARDED_OUTPUT_BYTES:
-                sink.write(f"  [{label}] (more output not shown)\n")
+                sink.write(f"  [{label()}] (more output not shown)\n")
             sink.flush()
 
 
@@ -219,7 +221,7 @@ class Child:
         finally:
             for fd in (*child_fds[:-1], err_write):
                 os.close(fd)
-        self._forwarder = threading.Thread(target=_forward, args=(err_read, sys.stderr, label), daemon=True)
+        self._forwarder = threading.Thread(target=_forward, args=(err_read, sys.stderr, lambda: self.label), daemon=True)
         self._forwarder.start()
         self.channel = Channel(parent_reads, parent_writes)
         self._sync = (sync_in, sync_out)

@@ -32,6 +32,7 @@ from ..harness.submissions import (
     Snapshot,
     check_output,
     check_params,
+    check_params_have_fit,
     read_signature,
 )
 from ..tasks import Task
@@ -142,24 +143,24 @@ class IsolatedSubmission:
     def load(self, task: Task) -> None:
         """Import the code in both children and check its signatures against the task."""
         where = f"submission '{self.snapshot.name}'"
-        self._fit_child = self._start(f"{where} (fit)")
-        self._replace_child = self._start(f"{where} (replace)")
+        # Labelled "(import)" while they import the code (a submission without fit has no "(fit)" to blame), then by
+        # the function each child runs.
+        fit_child = self._fit_child = self._start(f"{where} (import)")
+        replace_child = self._replace_child = self._start(f"{where} (import)")
         replies = []
-        for child in (self._fit_child, self._replace_child):
-            assert child is not None
+        for child in (fit_child, replace_child):
             child.receive_ready()
             replies.append(self._ask(child, {"op": "load"}, None, 0)[0])
         described = [{"replace": r.get("replace"), "fit": r.get("fit")} for r in replies]
         if described[0] != described[1]:
             raise SubmissionError(f"{where}: its code declared different functions in two fresh processes; "
                                   "a submission must be deterministic at import")
+        fit_child.label, replace_child.label = f"{where} (fit)", f"{where} (replace)"
         self.replace_signature = read_signature(described[0]["replace"], task, RESERVED_REPLACE, f"{where} replace()")
         if described[0]["fit"] is not None:
             self.fit_signature = read_signature(described[0]["fit"], task, RESERVED_FIT, f"{where} fit()")
         else:
-            if "params" in self.replace_signature.reserved and "params" not in self.replace_signature.defaults:
-                raise UserError(f"{where}: replace() reads 'params' but the submission defines no fit(); "
-                                "add fit() or drop 'params'.")
+            check_params_have_fit(self.replace_signature, where)
             self._close_fit_child()
 
     def close_fit_child(self) -> None:
