@@ -529,6 +529,10 @@ def cmd_publish(args: argparse.Namespace) -> int:
         return 1
     for path in published:
         print(f"published {shown_path(path)}")
+    folder, named = resolve_submission_path(args.submission), paths.submissions_dir() / Path(args.submission).name
+    if not named.is_dir() or folder != named.resolve():
+        print(f"replacebench: note: the board re-scores its records from {shown_path(named)}; put this folder there "
+              "(and commit it) before the board is verified.", file=sys.stderr)
     print("render the board with `replacebench leaderboard`" + ("" if args.board_dir is None else
                                                                  f" --results-dir {args.board_dir}"))
     return 0

@@ -115,9 +115,7 @@ def test_rescore_runs_publish_and_its_refusals(tmp_path, env):
     assert (board / SLUG / "mine.json").read_bytes() == (runs / SLUG / "mine.json").read_bytes()
     assert (board / SLUG / run["sidecar"]["file"]).read_bytes() == (runs / SLUG / run["sidecar"]["file"]).read_bytes()
     assert [p.name for p in (board / SLUG).iterdir()] and not list((board / SLUG).glob(".*"))  # no temporary left
-    verified = run_cli("verify", "--all", env=env)  # --all is the board
-    assert verified.returncode == 0 and "1 verified, 0 failed" in verified.stdout, verified.stdout + verified.stderr
-    assert str(board / SLUG / "mine.json") in verified.stdout
+    assert "the board re-scores its records from submissions/mine" in published.stderr  # not where this folder is
 
     # edited since its run: stale, refused, the board untouched
     on_board = (board / SLUG / "mine.json").read_bytes()
@@ -191,6 +189,12 @@ def test_runs_lists_verifies_and_removes(tmp_path, env):
     assert verified.returncode == 0 and "2 verified, 0 failed" in verified.stdout, verified.stdout + verified.stderr
     one_error_line(run_cli("verify", "--all", env=env), 2, "no records to verify", str(tmp_path / "board"))
     one_error_line(run_cli("verify", "--runs", str(runs / SLUG / "zero.json"), env=env), 2, "--runs goes with --all")
+
+    published = run_cli("publish", "zero", env=env)
+    assert published.returncode == 0 and published.stderr == "", published.stderr
+    verified = run_cli("verify", "--all", env=env)  # --all is the board
+    assert verified.returncode == 0 and "1 verified, 0 failed" in verified.stdout, verified.stdout + verified.stderr
+    assert str(tmp_path / "board" / SLUG / "zero.json") in verified.stdout
 
     removed = run_cli("runs", "--remove", "zero", env=env)
     assert removed.returncode == 0 and f"removed {runs / SLUG / 'zero.json'}" in removed.stdout
