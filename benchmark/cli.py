@@ -154,7 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("a")
     p.add_argument("b")
     p.add_argument("--task", required=True)
-    p.add_argument("--results-dir", type=Path, default=None)
+    p.add_argument("--results-dir", type=Path, default=None,
+                   help="where both records are (default: each submission's run, else its record on the board)")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("leaderboard", help="render leaderboard/README.md from the records")

@@ -199,6 +199,11 @@ def test_runs_lists_verifies_and_removes(tmp_path, env):
     removed = run_cli("runs", "--remove", "zero", env=env)
     assert removed.returncode == 0 and f"removed {runs / SLUG / 'zero.json'}" in removed.stdout
     assert records(runs) == [f"{SLUG}/mean.json"] and not list((runs / SLUG).glob("zero.*"))
+    compared = run_cli("compare", "mean", "zero", "--task", TASK, "--json", env=env)  # a run against the board's zero
+    assert compared.returncode == 0, compared.stderr
+    assert json.loads(compared.stdout)["a"] == "mean"
+    one_error_line(run_cli("compare", "mean", "linear", "--task", TASK, env=env), 2, "no result for 'linear'",
+                   f"{runs} or {tmp_path / 'board'}")
     one_error_line(run_cli("runs", "--remove", "zero", env=env), 2, "no runs of 'zero'")
     one_error_line(run_cli("runs", "--remove", "mean", "--task", "digits-mlp/fc1:9", env=env), 2, "no runs of 'mean'")
     assert run_cli("runs", "--remove", "mean", "--task", "digits-mlp/*", env=env).returncode == 0
