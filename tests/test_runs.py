@@ -275,6 +275,7 @@ def test_full_and_json_over_several_tasks(tmp_path, env):
     assert "zero: 2 of 2 task(s) scored" in proc.stderr  # the table stays off the JSON
 
 
+@pytest.mark.slow
 def test_one_task_fails_as_before(tmp_path, env):
     """A single task's failure: the submission's error and exit 1, no progress line, no table."""
     folder = sub(tmp_path, "flaky", FAILS_ON.format(task=TASK))
