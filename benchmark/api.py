@@ -393,7 +393,8 @@ def _results_dir(results_dir: PathLike | None) -> Path:
 def compare(task: Task | str, a: str, b: str, results_dir: PathLike | None = None) -> dict[str, Any]:
     """Paired comparison of the records of submissions `a` and `b` on `task` (as `replacebench compare --json`).
 
-    `results_dir` None reads the board's (leaderboard/results). The dict has the verdict line, the loss difference
+    `results_dir` None reads each submission's run (the runs folder), else its record on the board, so a run can be
+    compared with a published entry before it is published. The dict has the verdict line, the loss difference
     and its CI, both recoveries and their difference with its CI, the p-values and the McNemar tests.
     """
     from .board.compare import compare as compare_records
@@ -401,7 +402,10 @@ def compare(task: Task | str, a: str, b: str, results_dir: PathLike | None = Non
     if isinstance(task, str) and any(ch in task for ch in "*?["):
         raise UserError(f"compare takes one task id, not a pattern ('{task}'); list the ids with "
                         f"`replacebench tasks '{task}'`.")
-    return compare_records(_results_dir(results_dir), as_task(task), a, b)
+    from . import paths
+
+    folders = [paths.runs_dir(), _results_dir(None)] if results_dir is None else [Path(results_dir)]
+    return compare_records(folders, as_task(task), a, b)
 
 
 def _fidelity_mean(fidelity: list[dict[str, Any]]) -> float | None:

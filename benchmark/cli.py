@@ -165,7 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("a")
     p.add_argument("b")
     p.add_argument("--task", required=True)
-    p.add_argument("--results-dir", type=Path, default=None)
+    p.add_argument("--results-dir", type=Path, default=None,
+                   help="where both records are (default: each submission's run, else its record on the board)")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("leaderboard", help="render leaderboard/README.md from the records")
@@ -542,6 +543,10 @@ def cmd_publish(args: argparse.Namespace) -> int:
         return 1
     for path in published:
         print(f"published {shown_path(path)}")
+    folder, named = resolve_submission_path(args.submission), paths.submissions_dir() / Path(args.submission).name
+    if not named.is_dir() or folder != named.resolve():
+        print(f"replacebench: note: the board re-scores its records from {shown_path(named)}; put this folder there "
+              "(and commit it) before the board is verified.", file=sys.stderr)
     print("render the board with `replacebench leaderboard`" + ("" if args.board_dir is None else
                                                                  f" --results-dir {args.board_dir}"))
     return 0

@@ -115,9 +115,7 @@ def test_rescore_runs_publish_and_its_refusals(tmp_path, env):
     assert (board / SLUG / "mine.json").read_bytes() == (runs / SLUG / "mine.json").read_bytes()
     assert (board / SLUG / run["sidecar"]["file"]).read_bytes() == (runs / SLUG / run["sidecar"]["file"]).read_bytes()
     assert [p.name for p in (board / SLUG).iterdir()] and not list((board / SLUG).glob(".*"))  # no temporary left
-    verified = run_cli("verify", "--all", env=env)  # --all is the board
-    assert verified.returncode == 0 and "1 verified, 0 failed" in verified.stdout, verified.stdout + verified.stderr
-    assert str(board / SLUG / "mine.json") in verified.stdout
+    assert "the board re-scores its records from submissions/mine" in published.stderr  # not where this folder is
 
     # edited since its run: stale, refused, the board untouched
     on_board = (board / SLUG / "mine.json").read_bytes()
@@ -192,9 +190,20 @@ def test_runs_lists_verifies_and_removes(tmp_path, env):
     one_error_line(run_cli("verify", "--all", env=env), 2, "no records to verify", str(tmp_path / "board"))
     one_error_line(run_cli("verify", "--runs", str(runs / SLUG / "zero.json"), env=env), 2, "--runs goes with --all")
 
+    published = run_cli("publish", "zero", env=env)
+    assert published.returncode == 0 and published.stderr == "", published.stderr
+    verified = run_cli("verify", "--all", env=env)  # --all is the board
+    assert verified.returncode == 0 and "1 verified, 0 failed" in verified.stdout, verified.stdout + verified.stderr
+    assert str(tmp_path / "board" / SLUG / "zero.json") in verified.stdout
+
     removed = run_cli("runs", "--remove", "zero", env=env)
     assert removed.returncode == 0 and f"removed {runs / SLUG / 'zero.json'}" in removed.stdout
     assert records(runs) == [f"{SLUG}/mean.json"] and not list((runs / SLUG).glob("zero.*"))
+    compared = run_cli("compare", "mean", "zero", "--task", TASK, "--json", env=env)  # a run against the board's zero
+    assert compared.returncode == 0, compared.stderr
+    assert json.loads(compared.stdout)["a"] == "mean"
+    one_error_line(run_cli("compare", "mean", "linear", "--task", TASK, env=env), 2, "no result for 'linear'",
+                   f"{runs} or {tmp_path / 'board'}")
     one_error_line(run_cli("runs", "--remove", "zero", env=env), 2, "no runs of 'zero'")
     one_error_line(run_cli("runs", "--remove", "mean", "--task", "digits-mlp/fc1:9", env=env), 2, "no runs of 'mean'")
     assert run_cli("runs", "--remove", "mean", "--task", "digits-mlp/*", env=env).returncode == 0
@@ -266,6 +275,7 @@ def test_full_and_json_over_several_tasks(tmp_path, env):
     assert "zero: 2 of 2 task(s) scored" in proc.stderr  # the table stays off the JSON
 
 
+@pytest.mark.slow
 def test_one_task_fails_as_before(tmp_path, env):
     """A single task's failure: the submission's error and exit 1, no progress line, no table."""
     folder = sub(tmp_path, "flaky", FAILS_ON.format(task=TASK))

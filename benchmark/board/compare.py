@@ -15,18 +15,23 @@ from .leaderboard import fmt_p, fmt_pct
 from .records import read_record, read_sidecar
 
 
-def record_path(results_dir: Path, task: Task, submission: str) -> Path:
-    path = results_dir / task.slug() / f"{submission}.json"
-    if not path.exists():
-        raise UserError(f"no result for '{submission}' on {task.id} in {results_dir}; run `replacebench score {submission} --task {task.id}` first.")
-    return path
+def record_path(results_dirs: Path | list[Path], task: Task, submission: str) -> Path:
+    """The submission's record on the task from the first folder that has one (e.g. the runs folder, then the board)."""
+    folders = [results_dirs] if isinstance(results_dirs, Path) else list(results_dirs)
+    for folder in folders:
+        path = folder / task.slug() / f"{submission}.json"
+        if path.exists():
+            return path
+    where = " or ".join(str(f) for f in folders)
+    raise UserError(f"no result for '{submission}' on {task.id} in {where}; run `replacebench score {submission} --task {task.id}` first.")
 
 
-def compare(results_dir: Path, task: Task, a: str, b: str) -> dict[str, Any]:
-    """Paired test on per-example losses of A and B (same eval examples), and the CI of R_A − R_B."""
+def compare(results_dirs: Path | list[Path], task: Task, a: str, b: str) -> dict[str, Any]:
+    """Paired test on per-example losses of A and B (same eval examples), and the CI of R_A − R_B; each record from
+    the first of `results_dirs` that has it."""
     loaded = []
     for name in (a, b):
-        path = record_path(results_dir, task, name)
+        path = record_path(results_dirs, task, name)
         record = read_record(path)
         loaded.append((record, read_sidecar(path, record)))
     (rec_a, arr_a), (rec_b, arr_b) = loaded
