@@ -1,8 +1,8 @@
 """Scoring on a Ray cluster (`--cluster local`): records equal a serial run's, shards equal the unsharded pass,
 a killed worker is retried then reported, and the cluster-only flags are checked.
 
-The Ray tests start a real local Ray (about 10-20 s each on a 2-core machine) and skip where Ray is not
-installed. Every record goes to a tmp folder.
+The Ray tests start a real local Ray (about 10-20 s each on a 2-core machine) and skip, saying why, where Ray is
+not installed (it is the `cluster` extra, not in `[test]`; `.ci/run` installs it). Every record goes to a tmp folder.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ def ray_installed():
     try:
         import ray  # noqa: F401
     except ImportError:
-        pytest.skip("Ray is not installed (pip install -e '.[cluster]')")
+        pytest.skip("Ray is not installed: it is the optional cluster extra, not part of [test]; "
+                    "pip install -e '.[cluster]' to run these tests (.ci/run does)")
 
 
 def leaves(value, prefix=""):

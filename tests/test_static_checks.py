@@ -154,3 +154,10 @@ def test_no_binding_of_replace_at_all_is_an_error_and_fit_absence_is_known():
 def test_compile_errors_past_the_parser_are_found_too(code):
     with pytest.raises(SubmissionError, match=r"\(import\): failed to import replacement.py"):
         read_code(code, "replacement.py", "s")
+
+
+def test_a_file_over_the_cap_is_left_to_the_child():
+    from benchmark.harness.static import MAX_READ_BYTES
+
+    code = read_code(b"x = 1\n" * (MAX_READ_BYTES // 6 + 1), "replacement.py", "s")  # no replace, but not read here
+    assert code.replace is None and not code.fit_absent

@@ -24,6 +24,9 @@ from ..errors import SubmissionError
 DYNAMIC_NAMES = frozenset({"globals", "locals", "vars", "exec", "eval", "setattr", "delattr", "__import__",
                            "__getattr__", "__dict__", "__class__", "__builtins__"})
 
+#: A larger file is left to the child, which parses it under the sandbox's memory limit (the harness has none).
+MAX_READ_BYTES = 1 << 20
+
 Described = list[list[object]]  # [[name, kind, has_default], ...], as `sandbox.worker.describe` answers
 
 
@@ -95,6 +98,8 @@ def _dynamic(node: ast.AST) -> bool:
 def read_code(source: bytes, filename: str, who: str) -> StaticCode:
     """Parse and compile `source` (never run it): a SyntaxError, or no `replace` at all, is a `SubmissionError`
     labelled `who (import)`, as the child would report it; otherwise what the source says for certain."""
+    if len(source) > MAX_READ_BYTES:
+        return StaticCode(replace=None, fit=None, fit_absent=False)
     try:
         tree = ast.parse(source, filename=filename)
         compile(tree, filename, "exec", dont_inherit=True)  # the checks after parsing: e.g. 'return' outside function
