@@ -1,4 +1,4 @@
-"""The Python API (README: Python) and the typed, versioned records: real data, real isolated scoring."""
+"""The Python API (docs/python-api.md, README: Python) and the typed, versioned records: real data, real isolated scoring."""
 
 from __future__ import annotations
 
@@ -23,11 +23,19 @@ SLUG = "digits-mlp__fc1-17"
 SCALE = 0.5  # a literal constant a from_functions submission may read
 
 
+def docs_python_example() -> str:
+    """The first ```python block of docs/python-api.md (the full example)."""
+    return re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "python-api.md").read_text(), flags=re.S)[0]
+
+
 def readme_python_example() -> str:
-    """The ```python block of README's Python section."""
-    section = (ROOT / "README.md").read_text().split("\n## Python\n", 1)[1].split("\n## ", 1)[0]
+    """README's Python section runs after the walkthrough's step 2: its replacement.py (as the notebook's functions),
+    then the section's ```python block."""
+    readme = (ROOT / "README.md").read_text()
+    (step2,) = re.findall(r"cat > submissions/my-neuron/replacement.py <<'EOF'\n(.*?)\nEOF\n", readme, flags=re.S)
+    section = readme.split("\n## Python\n", 1)[1].split("\n## ", 1)[0]
     (block,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
-    return block
+    return step2 + "\n" + block
 
 
 def test_import_is_light_and_exports_the_api():
@@ -40,9 +48,24 @@ def test_import_is_light_and_exports_the_api():
     assert proc.stdout.split() == ["[]", "True", "benchmark.api", "benchmark.api", "Record"]
 
 
-def test_readme_python_example_runs(tmp_path, data_dir, session_cache):
-    script = tmp_path / "example.py"
+def test_readme_python_snippet_runs_after_the_walkthrough(tmp_path, data_dir, session_cache):
+    """The README's snippet, with step 2's functions defined, scores what the walkthrough's `score` scores."""
+    script = tmp_path / "snippet.py"
     script.write_text(readme_python_example())
+    env = {**os.environ, "REPLACEBENCH_DATA": str(data_dir), "REPLACEBENCH_CACHE": str(session_cache),
+           "REPLACEBENCH_RUNS": str(tmp_path / "runs")}
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, env=env,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    recovery, copy_flag = proc.stdout.split("\n")[0].split()
+    assert f"{100 * float(recovery):.1f}%" in (ROOT / "README.md").read_text().split("### 3. Score it", 1)[1]
+    assert copy_flag == "False"
+    assert not (tmp_path / "runs").exists()  # rb.score writes nothing without results_dir
+
+
+def test_docs_python_example_runs(tmp_path, data_dir, session_cache):
+    script = tmp_path / "example.py"
+    script.write_text(docs_python_example())
     env = {**os.environ, "REPLACEBENCH_DATA": str(data_dir), "REPLACEBENCH_CACHE": str(session_cache)}
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, env=env,
                           timeout=600)
