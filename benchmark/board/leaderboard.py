@@ -33,22 +33,28 @@ def submission_state(record: dict[str, Any], hashes: dict[Path, str | None] | No
 
     `hashes` memoises each folder's current hash across the records of one rendering (None: unreadable).
     """
-    from ..harness.submissions import folder_hash
-
     marks = []
     if record.get("isolation", {}).get("level") != "namespaces":
         marks.append("not isolated")
-    folder = paths.submissions_dir() / str(record["submission"]["name"])
-    hashes = {} if hashes is None else hashes
-    if folder.is_dir():
-        if folder not in hashes:
-            try:
-                hashes[folder] = folder_hash(folder)
-            except UserError:
-                hashes[folder] = None
-        if hashes[folder] != record["submission"]["content_hash"]:
-            marks.append("stale")
+    if is_stale(record, {} if hashes is None else hashes):
+        marks.append("stale")
     return ", ".join(marks)
+
+
+def is_stale(record: dict[str, Any], hashes: dict[Path, str | None]) -> bool:
+    """Whether `submissions/<name>` exists and its content hash now differs from the record's (an unreadable folder
+    counts as changed). `hashes` memoises each folder's current hash (None: unreadable) across many records."""
+    from ..harness.submissions import folder_hash
+
+    folder = paths.submissions_dir() / str(record["submission"]["name"])
+    if not folder.is_dir():
+        return False
+    if folder not in hashes:
+        try:
+            hashes[folder] = folder_hash(folder)
+        except UserError:
+            hashes[folder] = None
+    return hashes[folder] != record["submission"]["content_hash"]
 
 
 def fmt_pct(value: float | None) -> str:

@@ -56,22 +56,14 @@ def matching(runs: list[Run], pattern: str | None) -> list[Run]:
 
 def run_state(run: Run, hashes: dict[Path, str | None]) -> str:
     """'current', or why the run would not publish as it is (stale, task changed, non-standard, not isolated)."""
-    from .. import paths
-    from ..harness.submissions import folder_hash
     from ..tasks import all_tasks
+    from .leaderboard import is_stale
 
     if run.record is None:
         return "unreadable"
     record, marks = run.record, []
-    folder = paths.submissions_dir() / run.submission
-    if folder.is_dir():
-        if folder not in hashes:
-            try:
-                hashes[folder] = folder_hash(folder)
-            except UserError:
-                hashes[folder] = None
-        if hashes[folder] != record["submission"]["content_hash"]:
-            marks.append("stale")
+    if is_stale(record, hashes):
+        marks.append("stale")
     task = all_tasks().get(run.task)
     if task is None or task.content_hash() != record["task"]["hash"]:
         marks.append("task changed")
