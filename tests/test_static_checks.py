@@ -16,7 +16,7 @@ from helpers import run_cli, write_submission
 
 from benchmark.board.report import LEGEND, LEGEND_HINT
 from benchmark.errors import SubmissionError
-from benchmark.harness.static import described, read_code
+from benchmark.harness.static import MAX_READ_BYTES, described, read_code
 from benchmark.sandbox.worker import describe
 
 TASK = "mnist-cnn/conv2:61"  # inputs image, conv1
@@ -161,3 +161,15 @@ def test_a_file_over_the_cap_is_left_to_the_child():
 
     code = read_code(b"x = 1\n" * (MAX_READ_BYTES // 6 + 1), "replacement.py", "s")  # no replace, but not read here
     assert code.replace is None and not code.fit_absent
+
+
+@pytest.mark.parametrize("body", ["-" * (MAX_READ_BYTES - 200) + "1",
+                                  "not " * ((MAX_READ_BYTES - 200) // 4) + "1",
+                                  "1" + " + 1" * ((MAX_READ_BYTES - 200) // 4)])
+def test_hostile_nesting_up_to_the_cap_never_crashes_the_harness(body):
+    """The harness parses untrusted source: nesting deep enough to exhaust the parser's or compiler's recursion is
+    left to the child (signatures unknown), never a harness traceback or a crash."""
+    source = f"x = {body}\ndef replace(image):\n    return image\n".encode()
+    assert len(source) <= MAX_READ_BYTES
+    code = read_code(source, "replacement.py", "submission 'deep'")
+    assert code.replace is None and code.fit is None
