@@ -661,7 +661,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from .maintainer.train import train
 
-    result = train(args.model, data_dir=args.data_dir, out_dir=args.out_dir)
+    result = train(args.model, data_dir=args.data_dir, out_dir=args.out_dir, progress=progress_enabled())
     print(f"trained {args.model}: test accuracy {100 * result.test_accuracy:.2f}%, test loss {result.test_loss:.4f}, "
           f"{result.seconds:.0f} s; wrote {result.path} (sha256 {result.sha256})")
     return 0

@@ -47,26 +47,30 @@ class Transform:
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """One dataset. Model-ready inputs x display as pixels = clip(x · pixel_scale + pixel_offset, 0, 255)."""
+    """One dataset, of one kind (`kind`: "image" or "tokens", the adapter in `benchmark.kinds` that owns how its
+    inputs load, where units sit, the loss and how examples show). Model-ready image inputs x display as
+    pixels = clip(x · pixel_scale + pixel_offset, 0, 255); a token dataset has no pixels."""
 
     name: str
-    opener: str  # "module:function" with signature (split, data_dir, imagenet_dir) -> ImageSet
-    scaling: str  # how x is made from pixels, for `inspect` and the README
-    pixel_scale: float
-    pixel_offset: float
-    tile_px: int  # thumbnail size in figures: small digits are enlarged more, photographs less
+    opener: str  # "module:function" with signature (split, data_dir, imagenet_dir) -> ExampleSet
+    scaling: str  # how x is made from the raw data, for `inspect` and the README
+    _: KW_ONLY
     time_limit_s: float  # default wall-time limit of each submission child
     memory_limit_gib: int  # default memory limit of each submission child
+    kind: str = "image"
+    pixel_scale: float = 1.0  # images only
+    pixel_offset: float = 0.0  # images only
+    tile_px: int = 0  # images only: thumbnail size in figures (small digits are enlarged more, photographs less)
     heldout: Transform | None = None  # None: no held-out split is defined (no measured transform)
     fetcher: str = ""  # "module:function" behind `replacebench fetch NAME` ("" when bundled or supplied by the user)
 
     @property
     def value_range(self) -> tuple[float, float]:
-        """The model-ready values of pixels 0 and 255."""
+        """The model-ready values of pixels 0 and 255 (images only)."""
         return (-self.pixel_offset / self.pixel_scale, (255.0 - self.pixel_offset) / self.pixel_scale)
 
     def open(self, split: str, data_dir: Any = None, imagenet_dir: Any = None) -> Any:
-        """One split, verified, as an `ImageSet` (imported on first use)."""
+        """One split, verified, as an `ExampleSet` (imported on first use)."""
         opener: Callable[..., Any] = load_object(self.opener)
         return opener(split, data_dir, imagenet_dir)
 
@@ -84,6 +88,23 @@ class Recipe:
     schedule: str  # "cosine": lr_t = lr * 0.5 * (1 + cos(pi * t / T)), per step
     threads: int  # torch.set_num_threads during training
     eval_batch_size: int = 1000
+
+
+@dataclass(frozen=True)
+class FullBatchRecipe:
+    """Full-batch AdamW on a fixed training split, as for grokking (Nanda et al. 2023): every step reads the whole
+    split; lr_t = lr · min(1, (t + 1) / warmup_steps), constant after the warm-up, for `steps` steps. The split is
+    the dataset's own `train` split (in the order `split_pairs` gives)."""
+
+    seed: int  # torch.manual_seed before the model is built
+    optimizer: str  # "adamw"
+    lr: float
+    weight_decay: float
+    betas: tuple[float, float]
+    warmup_steps: int
+    steps: int
+    threads: int
+    curve_every: int = 250  # the grokking curve: train/test loss and test accuracy every this many steps
 
 
 @dataclass(frozen=True)
@@ -121,7 +142,7 @@ class ModelSpec:
     model_class: str  # "module:ClassName", a `StagedModel`
     dataset: str
     _: KW_ONLY
-    recipe: Recipe | None = None  # trained by `replacebench train ID` (else fetched by `replacebench fetch ID`)
+    recipe: Recipe | FullBatchRecipe | None = None  # trained by `replacebench train ID` (else fetched by `replacebench fetch ID`)
     fetcher: str = ""  # "module:function" behind `replacebench fetch ID`, for a model without a recipe
     families: tuple[Family, ...] = ()
     selectors: tuple[str, ...] = ()  # further `select` families with their own procedure (e.g. seeded-random draws)
@@ -146,6 +167,7 @@ HARDER_NOTE = ("Harder family: the only input is the image, two nonlinear layers
                "fitted map of the inputs cannot copy a unit exactly.\n# One group task, measured on the eval set when the "
                "family was chosen: zeroing single fc2 units, or the top 5 together (+0.0013 nats, 95% CI [-0.0016, "
                "+0.0040]),\n# changes the loss too little to measure; zeroing the top 20 costs +0.030 nats [+0.023, +0.036].")
+MODADD_SELECT = "modadd-p113"  # `select` family: frequency clusters, top, random and whole-MLP targets (maintainer/modadd_select.py)
 INCEPTION_RANDOM = "inceptionv1-random"  # `select` family: seeded-random InceptionV1 units (benchmark/maintainer/inception_random.py)
 
 DATASETS: dict[str, DatasetSpec] = {d.name: d for d in (
@@ -166,6 +188,10 @@ DATASETS: dict[str, DatasetSpec] = {d.name: d for d in (
                 "x = RGB − 117 (Lucid's InceptionV1: 0..255 per channel, minus 117; no division), channels R, G, B, "
                 "so x in [−117, 138]; resized to 256 on the short side, centre crop 224",
                 pixel_scale=1.0, pixel_offset=IMAGENET_OFFSET, tile_px=150, time_limit_s=7200, memory_limit_gib=16),
+    DatasetSpec("modadd-p113", "benchmark.data.modadd:open_split",
+                "the tokens a b = as int64 ids (a, b in 0..112, '=' is 113); the answer is (a + b) mod 113; all "
+                "12,769 pairs, 3,830 of them (a seeded 30%) in 'train', the other 8,939 in 'test'",
+                kind="tokens", time_limit_s=600, memory_limit_gib=4),
 )}
 
 MODELS: dict[str, ModelSpec] = {m.id: m for m in (
@@ -180,6 +206,10 @@ MODELS: dict[str, ModelSpec] = {m.id: m for m in (
     ModelSpec("mnist-cnn", "benchmark.models.mnist:MnistCNN", "mnist",
               recipe=Recipe(seed=0, optimizer="adam", lr=1e-3, weight_decay=0.0, batch_size=128, epochs=6, schedule="cosine", threads=1),
               families=(Family("mnist-cnn", "conv2", ("image", "conv1"), "test", 10000, "train", 5000),)),
+    ModelSpec("modadd-p113", "benchmark.models.modadd:ModAddTransformer", "modadd-p113",
+              recipe=FullBatchRecipe(seed=0, optimizer="adamw", lr=1e-3, weight_decay=1.0, betas=(0.9, 0.98),
+                                     warmup_steps=10, steps=7000, threads=1),
+              selectors=(MODADD_SELECT,)),
     ModelSpec("inceptionv1", "benchmark.models.inception:InceptionV1", "imagenet",
               fetcher="benchmark.maintainer.fetch_inception:fetch_command", selectors=(INCEPTION_RANDOM,)),
 )}
@@ -223,5 +253,5 @@ def one_of(names: list[str]) -> str:
 
 
 def open_split(dataset: str, split: str, data_dir: Any = None, imagenet_dir: Any = None) -> Any:
-    """One split of a dataset, verified, ready for `ImageSet.load` (`DatasetSpec.open`)."""
+    """One split of a dataset, verified, ready for `ExampleSet.load` (`DatasetSpec.open`)."""
     return dataset_spec(dataset).open(split, data_dir, imagenet_dir)

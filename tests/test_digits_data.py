@@ -21,8 +21,8 @@ def bunch():
 def test_sizes_disjoint_and_complete(bunch):
     train, test = open_digits("train"), open_digits("test")
     assert (len(train), len(test)) == (897, 900)
-    assert train.images.shape == (897, 1, 8, 8) and test.images.shape == (900, 1, 8, 8)
-    assert train.images.dtype == torch.float32
+    assert train.inputs.shape == (897, 1, 8, 8) and test.inputs.shape == (900, 1, 8, 8)
+    assert train.inputs.dtype == torch.float32
     idx = split_indices(np.asarray(bunch.target))
     assert len(np.intersect1d(idx["train"], idx["test"])) == 0
     np.testing.assert_array_equal(np.union1d(idx["train"], idx["test"]), np.arange(1797))
@@ -33,9 +33,9 @@ def test_content_equals_sklearn(bunch):
     idx = split_indices(np.asarray(bunch.target))
     for split in ("train", "test"):
         ds = open_digits(split)
-        np.testing.assert_array_equal(ds.images[:, 0].numpy(), (bunch.images[idx[split]] / 16.0).astype(np.float32))
+        np.testing.assert_array_equal(ds.inputs[:, 0].numpy(), (bunch.images[idx[split]] / 16.0).astype(np.float32))
         np.testing.assert_array_equal(ds.labels(), bunch.target[idx[split]])
-        assert 0.0 <= ds.images.min().item() and ds.images.max().item() == 1.0
+        assert 0.0 <= ds.inputs.min().item() and ds.inputs.max().item() == 1.0
 
 
 def test_stratified(bunch):
@@ -48,7 +48,7 @@ def test_stratified(bunch):
 
 def test_deterministic_and_hash(bunch):
     a, b = open_digits("test"), open_digits("test")
-    assert torch.equal(a.images, b.images) and np.array_equal(a.labels(), b.labels())
+    assert torch.equal(a.inputs, b.inputs) and np.array_equal(a.labels(), b.labels())
     assert a.content_hash() == b.content_hash()
     assert a.content_hash() != open_digits("train").content_hash()
     # independent recomputation of the documented hash

@@ -133,19 +133,19 @@ def test_open_mnist_matches_files(data_dir, split, prefix, n):
     raw = data_dir / "MNIST" / "raw"
     pixels = _read_idx(raw / f"{prefix}-images-idx3-ubyte")
     labels = _read_idx(raw / f"{prefix}-labels-idx1-ubyte")
-    assert len(ds) == n and ds.images.shape == (n, 1, 28, 28) and ds.images.dtype == torch.float32
+    assert len(ds) == n and ds.inputs.shape == (n, 1, 28, 28) and ds.inputs.dtype == torch.float32
     np.testing.assert_array_equal(ds.labels(), labels.astype(np.int64))
     expected = (pixels.astype(np.float64) / 255.0 - 0.1307) / 0.3081
-    np.testing.assert_allclose(ds.images[:, 0].numpy(), expected, atol=1e-5)
+    np.testing.assert_allclose(ds.inputs[:, 0].numpy(), expected, atol=1e-5)
     # the zoo's pixel scaling (what `inspect` reports and the figures undo): pixels 0 and 255 map to its range ends
     low, high = zoo.DATASETS["mnist"].value_range
-    assert float(ds.images.min()) == pytest.approx(low, abs=1e-6) and float(ds.images.max()) == pytest.approx(high, abs=1e-6)
+    assert float(ds.inputs.min()) == pytest.approx(low, abs=1e-6) and float(ds.inputs.max()) == pytest.approx(high, abs=1e-6)
     # normalisation: the training set is close to zero mean and unit std
     if split == "train":
-        assert abs(ds.images.mean().item()) < 1e-3 and abs(ds.images.std().item() - 1.0) < 1e-3
+        assert abs(ds.inputs.mean().item()) < 1e-3 and abs(ds.inputs.std().item() - 1.0) < 1e-3
     assert ds.name == "mnist" and ds.split == split and len(ds.content_hash()) == 64
     idx = [0, 7, n - 1]
-    assert torch.equal(ds.load(idx), ds.images[idx])
+    assert torch.equal(ds.load(idx), ds.inputs[idx])
 
 
 def test_content_hash_differs_between_splits(data_dir):

@@ -100,7 +100,7 @@ def test_committed_digits_checkpoint():
 
     model = tr.load_trained("digits-mlp", CHECKPOINTS)
     test = open_digits("test")
-    acc, loss = _independent_eval(model, test.images, torch.as_tensor(test.labels()))
+    acc, loss = _independent_eval(model, test.inputs, torch.as_tensor(test.labels()))
     meta = json.loads((CHECKPOINTS / "digits-mlp.json").read_text())
     assert acc == pytest.approx(meta["test_accuracy"], abs=1e-12) and loss == pytest.approx(meta["test_loss"], rel=1e-5)
     assert acc > 0.95
@@ -113,7 +113,7 @@ def test_committed_mnist_checkpoints_reach_targets(data_dir, model_id):
     model = tr.load_trained(model_id, CHECKPOINTS)
     assert not model.training
     test = open_mnist("test", data_dir)
-    acc, loss = _independent_eval(model, test.images, torch.as_tensor(test.labels()))
+    acc, loss = _independent_eval(model, test.inputs, torch.as_tensor(test.labels()))
     assert acc >= TARGETS[model_id]
     meta = json.loads((CHECKPOINTS / f"{model_id}.json").read_text())
     assert acc == pytest.approx(meta["test_accuracy"], abs=1e-12) and loss == pytest.approx(meta["test_loss"], rel=1e-5)

@@ -1,8 +1,8 @@
 """What the harness needs from a dataset, and seeded subset selection.
 
-An `ImageSet` is one split of a dataset: labels are cheap to read; images are
-loaded on demand in model-ready form, so a large split (ImageNet) is streamed in
-batches and never held whole in memory.
+An `ExampleSet` is one split of a dataset: labels are cheap to read; inputs (images,
+or token ids) are loaded on demand in model-ready form, so a large split (ImageNet)
+is streamed in batches and never held whole in memory.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 
-class ImageSet(ABC):
-    """One split of a dataset, e.g. MNIST test."""
+class ExampleSet(ABC):
+    """One split of a dataset, e.g. MNIST test, or the modular-addition pairs held out from training."""
 
     name: str
     split: str
@@ -29,26 +29,27 @@ class ImageSet(ABC):
 
     @abstractmethod
     def load(self, indices: Sequence[int]) -> torch.Tensor:
-        """Model-ready images for `indices` `# [len(indices), C, H, W]` float32."""
+        """Model-ready inputs for `indices`: images `# [len(indices), C, H, W]` float32, or token ids
+        `# [len(indices), T]` int64."""
 
     @abstractmethod
     def content_hash(self) -> str:
         """A sha256 hex string that changes whenever the split's content does."""
 
     def batches(self, indices: Sequence[int], batch_size: int) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
-        """Yield `(batch_indices, images)` over `indices` in order."""
+        """Yield `(batch_indices, inputs)` over `indices` in order."""
         indices = np.asarray(indices, dtype=np.int64)
         for start in range(0, len(indices), batch_size):
             chunk = indices[start : start + batch_size]
             yield chunk, self.load(chunk)
 
 
-class TensorImageSet(ImageSet):
-    """A split held in memory as tensors (MNIST, digits)."""
+class TensorExampleSet(ExampleSet):
+    """A split held in memory as tensors (MNIST, digits: images; modular addition: token ids)."""
 
-    def __init__(self, name: str, split: str, images: torch.Tensor, labels: np.ndarray, content_hash: str) -> None:
+    def __init__(self, name: str, split: str, inputs: torch.Tensor, labels: np.ndarray, content_hash: str) -> None:
         self.name, self.split = name, split
-        self.images = images  # [n, C, H, W] float32, model-ready
+        self.inputs = inputs  # [n, C, H, W] float32 images or [n, T] int64 token ids, model-ready
         self._labels = np.asarray(labels, dtype=np.int64)
         self._hash = content_hash
 
@@ -59,7 +60,7 @@ class TensorImageSet(ImageSet):
         return self._labels
 
     def load(self, indices: Sequence[int]) -> torch.Tensor:
-        return self.images[torch.as_tensor(np.asarray(indices), dtype=torch.long)]
+        return self.inputs[torch.as_tensor(np.asarray(indices), dtype=torch.long)]
 
     def content_hash(self) -> str:
         return self._hash

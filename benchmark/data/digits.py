@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from .base import TensorImageSet
+from .base import TensorExampleSet
 
 SPLIT_SEED = 0
 N_TEST = 900
@@ -28,13 +28,13 @@ def split_indices(labels: np.ndarray, seed: int = SPLIT_SEED) -> dict[str, np.nd
     return {"train": np.sort(train).astype(np.int64), "test": np.sort(test).astype(np.int64)}
 
 
-def open_split(split: str, data_dir: object = None, imagenet_dir: object = None) -> TensorImageSet:
+def open_split(split: str, data_dir: object = None, imagenet_dir: object = None) -> TensorExampleSet:
     """The zoo's opener (`zoo.DatasetSpec.opener`): bundled with scikit-learn, so no directory is read."""
     return open_digits(split)
 
 
-def open_digits(split: str) -> TensorImageSet:
-    """One split of the digits dataset as a `TensorImageSet` (name "digits")."""
+def open_digits(split: str) -> TensorExampleSet:
+    """One split of the digits dataset as a `TensorExampleSet` (name "digits")."""
     if split not in ("train", "test"):
         raise UserError(f"unknown digits split '{split}': use 'train' or 'test'.")
     from sklearn.datasets import load_digits
@@ -48,4 +48,4 @@ def open_digits(split: str) -> TensorImageSet:
     digest = hashlib.sha256(f"digits/{split}\n".encode())
     for part in (images.tobytes(), labels.tobytes(), index.tobytes()):
         digest.update(part)
-    return TensorImageSet("digits", split, torch.from_numpy(images), labels, digest.hexdigest())
+    return TensorExampleSet("digits", split, torch.from_numpy(images), labels, digest.hexdigest())

@@ -38,7 +38,7 @@ from torchvision.transforms import functional as TF
 from ..errors import UserError
 from ..paths import data_dir as resolve_data_dir
 from ..zoo import IMAGENET_OFFSET
-from .base import ImageSet
+from .base import ExampleSet
 
 LABELS_RELPATH = Path("inceptionv1") / "old_imagenet_labels.txt"
 N_CLASSES = 1000
@@ -118,7 +118,7 @@ def load_image(path: str | os.PathLike) -> torch.Tensor:
         raise UserError(f"cannot decode image {path}: {exc}. Replace or remove the file.") from None
 
 
-class ImageNetFolder(ImageSet):
+class ImageNetFolder(ExampleSet):
     """ImageNet images under `root/<wnid>/`, labelled by the InceptionV1 label map, decoded on demand."""
 
     name = "imagenet"
@@ -172,7 +172,7 @@ class ImageNetFolder(ImageSet):
         return torch.stack(list(self._pool().map(load_image, paths)))
 
     def batches(self, indices: Sequence[int], batch_size: int) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
-        """Like `ImageSet.batches`, but the next batch is decoded while the caller works on this one."""
+        """Like `ExampleSet.batches`, but the next batch is decoded while the caller works on this one."""
         indices = np.asarray(indices, dtype=np.int64)
         chunks = [indices[start : start + batch_size] for start in range(0, len(indices), batch_size)]
         with ThreadPoolExecutor(max_workers=1) as prefetcher:

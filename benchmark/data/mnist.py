@@ -28,7 +28,7 @@ from ..atomic import atomic_path
 from ..download import CHUNK, cached_sha256, download
 from ..errors import UserError
 from ..zoo import MNIST_MEAN, MNIST_STD
-from .base import TensorImageSet
+from .base import TensorExampleSet
 
 MEAN, STD = MNIST_MEAN, MNIST_STD
 
@@ -95,13 +95,13 @@ def _idx_sha256(array: np.ndarray) -> str:
     return hashlib.sha256(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()).hexdigest()
 
 
-def open_split(split: str, data_dir: str | os.PathLike | None = None, imagenet_dir: object = None) -> TensorImageSet:
+def open_split(split: str, data_dir: str | os.PathLike | None = None, imagenet_dir: object = None) -> TensorExampleSet:
     """The zoo's opener (`zoo.DatasetSpec.opener`): `open_mnist(split, data_dir)`."""
     return open_mnist(split, data_dir)
 
 
-def open_mnist(split: str, data_dir: str | os.PathLike | None = None) -> TensorImageSet:
-    """One verified MNIST split (`"train"`: 60000, `"test"`: 10000) as a `TensorImageSet`.
+def open_mnist(split: str, data_dir: str | os.PathLike | None = None) -> TensorExampleSet:
+    """One verified MNIST split (`"train"`: 60000, `"test"`: 10000) as a `TensorExampleSet`.
 
     Read with `torchvision.datasets.MNIST(root, train=..., download=False)` after `verify_mnist`.
     What torchvision returned is re-checked against the verified file hashes (torchvision
@@ -125,7 +125,7 @@ def open_mnist(split: str, data_dir: str | os.PathLike | None = None) -> TensorI
         )
     images = torch.from_numpy(data).to(torch.float32).div(255.0).sub(MEAN).div(STD).unsqueeze(1)  # [n, 1, 28, 28]
     content = hashlib.sha256(f"mnist/{split}\n{MNIST_SHA256[image_file]}\n{MNIST_SHA256[label_file]}".encode()).hexdigest()
-    return TensorImageSet("mnist", split, images.contiguous(), targets.astype(np.int64), content)
+    return TensorExampleSet("mnist", split, images.contiguous(), targets.astype(np.int64), content)
 
 
 def fetch_mnist(

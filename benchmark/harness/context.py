@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.base import ImageSet, seeded_subset
+from ..data.base import ExampleSet, seeded_subset
 from ..errors import UserError, did_you_mean
 from ..models.base import StagedModel
 from ..models.registry import load_model
@@ -30,8 +30,8 @@ class TaskContext:
     model: StagedModel
     checkpoint_sha256: str
     device: torch.device
-    eval_set: ImageSet
-    fit_set: ImageSet
+    eval_set: ExampleSet
+    fit_set: ExampleSet
     eval_indices: np.ndarray  # [n_eval] indices into eval_set
     fit_indices: np.ndarray  # [n_fit] indices into fit_set
     input_shapes: dict[str, tuple[int, ...]]  # per example, for each allowed input
@@ -99,7 +99,7 @@ def check_task_against_model(task: Task, model: StagedModel) -> None:
             raise UserError(f"task {task.id}: input '{name}' does not come before layer '{task.layer}'.")
 
 
-def _splits(task: Task, eval_set: ImageSet, fit_set: ImageSet, eval_size: int, fit_size: int) -> tuple[np.ndarray, np.ndarray]:
+def _splits(task: Task, eval_set: ExampleSet, fit_set: ExampleSet, eval_size: int, fit_size: int) -> tuple[np.ndarray, np.ndarray]:
     if task.eval_split == task.fit_split and task.dataset == "imagenet":
         labels = eval_set.labels()
         fit_indices = seeded_subset(labels, min(fit_size, len(labels) // 2), task.seed + 1)

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data.base import ImageSet
+from ..data.base import ExampleSet
 from ..errors import UserError
 from ..zoo import DATASETS, Transform
 
@@ -104,14 +104,14 @@ def apply(images: torch.Tensor, params: np.ndarray, background: float) -> torch.
     return (moved + background).contiguous()
 
 
-class HeldOutImageSet(ImageSet):
+class HeldOutImageSet(ExampleSet):
     """A task's eval split with every example moved by its secret-seeded transform (labels unchanged).
 
     content_hash = sha256(base content hash + "\\nheld-out\\n" + commitment + transform), so every cache that keys on it
     keeps public and held-out apart.
     """
 
-    def __init__(self, base: ImageSet, secret: bytes, task_id: str, transform: Transform) -> None:
+    def __init__(self, base: ExampleSet, secret: bytes, task_id: str, transform: Transform) -> None:
         self.base, self.name, self.split = base, base.name, base.split
         self._secret, self._task_id, self.transform = secret, task_id, transform
         self.commitment = commitment(secret)
@@ -132,7 +132,7 @@ class HeldOutImageSet(ImageSet):
         return hashlib.sha256(f"{self.base.content_hash()}\nheld-out\n{self.commitment}\n{spec}".encode()).hexdigest()
 
 
-def held_out(base: ImageSet, dataset: str, secret: bytes, task_id: str) -> HeldOutImageSet:
+def held_out(base: ExampleSet, dataset: str, secret: bytes, task_id: str) -> HeldOutImageSet:
     """The held-out version of a task's eval split; a dataset without a measured transform is a UserError."""
     if dataset not in TRANSFORMS:
         raise UserError(f"no held-out split is defined for {dataset} tasks (only {', '.join(sorted(TRANSFORMS))}): "

@@ -9,6 +9,8 @@ versions). Bit-reproducible on a given CPU/software stack:
     training (both restored afterwards): with one thread the CPU reductions run in a fixed order;
   * Adam with a per-step cosine schedule lr_t = lr · ½(1 + cos(π t / T)), T = total steps;
   * loss = mean cross-entropy of `model.class_logits(logits)`; no augmentation, no dropout.
+A `FullBatchRecipe` (modadd-p113) trains instead with full-batch AdamW, a linear warm-up and a constant rate
+(`train_full_batch.py`), and records its grokking curve in the JSON.
 The safetensors file holds only the weights (sorted keys, contiguous tensors, fixed metadata),
 so its sha256 is a fingerprint of the trained weights.
 """
@@ -29,13 +31,13 @@ import torch.nn.functional as F
 
 from .. import paths, zoo
 from ..atomic import atomic_write_bytes
-from ..data.base import TensorImageSet
+from ..data.base import TensorExampleSet
 from ..download import sha256_file
 from ..errors import UserError, unknown
 from ..models.base import StagedModel
 from ..models.registry import load_model
 from ..models.weights import save_safetensors
-from ..zoo import ModelSpec, Recipe
+from ..zoo import FullBatchRecipe, ModelSpec, Recipe
 
 
 @dataclass
@@ -63,7 +65,7 @@ def build_model(model_id: str) -> StagedModel:
     return trained_spec(model_id).build()
 
 
-def open_split(model_id: str, split: str, data_dir: str | os.PathLike | None = None) -> TensorImageSet:
+def open_split(model_id: str, split: str, data_dir: str | os.PathLike | None = None) -> TensorExampleSet:
     """The `split` of the dataset `model_id` is trained on."""
     return zoo.dataset_spec(trained_spec(model_id).dataset).open(split, data_dir)
 
@@ -83,7 +85,7 @@ def evaluate(model: StagedModel, images: torch.Tensor, labels: torch.Tensor, bat
     return correct / len(labels), loss_sum / len(labels)
 
 
-def _versions() -> dict[str, str]:
+def versions() -> dict[str, str]:
     """What a result record stores (`records.environment`), plus what training also depends on."""
     import safetensors
     import sklearn
@@ -129,7 +131,8 @@ def _fit(model: StagedModel, recipe: Recipe, images: torch.Tensor, labels: torch
     return epoch_loss
 
 
-def train(model_id: str, data_dir: str | os.PathLike | None = None, out_dir: str | os.PathLike | None = None) -> TrainResult:
+def train(model_id: str, data_dir: str | os.PathLike | None = None, out_dir: str | os.PathLike | None = None,
+          progress: bool = False) -> TrainResult:
     """Train `model_id` with its zoo recipe; write `<out_dir>/<model_id>.safetensors` and `.json`.
 
     `out_dir` defaults to the project's `checkpoints/`. Deterministic (see module docstring).
@@ -138,9 +141,13 @@ def train(model_id: str, data_dir: str | os.PathLike | None = None, out_dir: str
     recipe = spec.recipe
     assert recipe is not None  # trained_spec admits trained models only
     out = Path(out_dir) if out_dir is not None else paths.checkpoints_dir()
+    if isinstance(recipe, FullBatchRecipe):
+        from .train_full_batch import train_full_batch
+
+        return train_full_batch(spec, recipe, out, progress)
     train_set, test_set = open_split(model_id, "train", data_dir), open_split(model_id, "test", data_dir)
-    x_train, y_train = train_set.images, torch.as_tensor(train_set.labels())  # [n, C, H, W], [n]
-    x_test, y_test = test_set.images, torch.as_tensor(test_set.labels())
+    x_train, y_train = train_set.inputs, torch.as_tensor(train_set.labels())  # [n, C, H, W], [n]
+    x_test, y_test = test_set.inputs, torch.as_tensor(test_set.labels())
 
     threads = torch.get_num_threads()
     deterministic = torch.are_deterministic_algorithms_enabled()
@@ -173,7 +180,7 @@ def train(model_id: str, data_dir: str | os.PathLike | None = None, out_dir: str
         "n_parameters": sum(p.numel() for p in model.parameters()),
         "recipe": {"dataset": spec.dataset, **dataclasses.asdict(recipe)},
         "data": {"train": train_set.content_hash(), "test": test_set.content_hash()},
-        "versions": _versions(),
+        "versions": versions(),
         "machine": platform.machine(),
     }
     atomic_write_bytes(out / f"{model_id}.json", (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
