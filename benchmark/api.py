@@ -274,7 +274,7 @@ def read_heldout_secret(path: PathLike | None, in_process: bool = False) -> byte
     """The held-out secret's bytes from its file (None without one), read here, in the harness."""
     if path is None:
         return None
-    from .harness.heldout import read_secret
+    from .data.heldout import read_secret
 
     if in_process:
         raise UserError("--held-out-secret cannot be combined with --in-process: the submission would run in the "
@@ -304,7 +304,7 @@ def check_heldout_tasks(tasks: Sequence[Task], secret: bytes | None) -> None:
     """With a secret, every task must have a held-out split."""
     if secret is None:
         return
-    from .harness.heldout import TRANSFORMS
+    from .data.heldout import TRANSFORMS
 
     without = sorted({t.dataset for t in tasks if t.dataset not in TRANSFORMS})
     if without:

@@ -32,7 +32,7 @@ def naive_score(ctx, room) -> dict:
     """Every condition by a full forward pass per batch, nothing cached; same statistics, same isolated submission."""
     from benchmark import stats
     from benchmark.harness.baseline import fit_target_activations
-    from benchmark.harness.conditions import per_example_outputs
+    from benchmark.kinds.base import classification_outputs as per_example_outputs
     from benchmark.harness.hooks import capture, splice
     from benchmark.harness.passes import as_array
     from benchmark.harness.scoring import fit_submission

@@ -20,7 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmark.harness.context import TaskContext, prepare  # noqa: E402
-from benchmark.harness.heldout import TRANSFORMS, commitment, read_secret  # noqa: E402
+from benchmark.data.heldout import TRANSFORMS, commitment, read_secret  # noqa: E402
 from benchmark.tasks import all_tasks  # noqa: E402
 
 DEMO_SECRET = b"replacebench demo secret, not for a board"

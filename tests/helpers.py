@@ -45,3 +45,25 @@ def board_column(board: str, title: str) -> int:
     """The index, in `row.split("|")`, of the board's column titled `title` (from the first table header)."""
     header = next(line for line in board.splitlines() if line.startswith("| # |"))
     return [cell.strip() for cell in header.split("|")].index(title)
+
+
+MODADD_INPUTS = ("tokens", "hook_embed", "hook_resid_pre", "attn_hook_pattern", "attn_hook_z", "hook_resid_mid")
+
+
+def modadd_task(layer: str, units: tuple[int, ...], inputs: tuple[str, ...] | None = None, **fields: object):
+    """A `modadd-p113` task on the committed checkpoint, built in code (independent of tasks/modadd-p113.toml)."""
+    from benchmark.download import sha256_file
+    from benchmark.paths import PROJECT_ROOT
+    from benchmark.tasks import Task
+
+    checkpoint = "checkpoints/modadd-p113.safetensors"
+    if inputs is None:
+        names = ("tokens", "hook_embed", "hook_resid_pre", "attn_hook_pattern", "attn_hook_z", "hook_resid_mid",
+                 "mlp_hook_pre", "mlp_hook_post")
+        inputs = tuple(n for n in MODADD_INPUTS if names.index(n) < names.index(layer))
+    task = dict(id=f"modadd-p113/{layer}:{'-'.join(map(str, units))}", model="modadd-p113", checkpoint=checkpoint,
+                checkpoint_sha256=sha256_file(PROJECT_ROOT / checkpoint), dataset="modadd-p113", eval_split="test",
+                eval_size=8939, fit_split="train", fit_size=3830, seed=0, layer=layer, units=tuple(units),
+                inputs=inputs, ablation="zero", version=1, topk=(1,), batch_size=2048)
+    task.update(fields)
+    return Task(**task)

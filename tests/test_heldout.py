@@ -47,14 +47,14 @@ def secret_file(tmp_path: Path) -> tuple[Path, str]:
 # -- the transform ---------------------------------------------------------------------------------------------------
 
 def test_commitment_is_the_documented_hash():
-    from benchmark.harness.heldout import commitment
+    from benchmark.data.heldout import commitment
 
     secret = b"s" * 16
     assert commitment(secret) == hashlib.sha256(b"replacebench-heldout-v1" + secret).hexdigest()
 
 
 def test_transform_parameters_are_deterministic_bounded_and_depend_on_secret_task_and_index():
-    from benchmark.harness.heldout import TRANSFORMS, example_params
+    from benchmark.data.heldout import TRANSFORMS, example_params
 
     t = TRANSFORMS["mnist"]
     a = example_params(b"a" * 16, "mnist-mlp/fc1:13", range(2000), t)
@@ -69,7 +69,7 @@ def test_transform_parameters_are_deterministic_bounded_and_depend_on_secret_tas
 
 
 def test_the_transform_is_identity_at_zero_and_moves_content_by_whole_pixels():
-    from benchmark.harness.heldout import apply
+    from benchmark.data.heldout import apply
 
     rng = np.random.default_rng(0)
     images = torch.from_numpy(rng.random((3, 1, 8, 8), dtype=np.float32))
@@ -85,7 +85,7 @@ def test_the_transform_is_identity_at_zero_and_moves_content_by_whole_pixels():
 
 def test_reading_the_secret_refuses_missing_or_short_files(tmp_path):
     from benchmark.errors import UserError
-    from benchmark.harness.heldout import read_secret
+    from benchmark.data.heldout import read_secret
 
     with pytest.raises(UserError, match="no such file"):
         read_secret(tmp_path / "nothing")
@@ -99,7 +99,7 @@ def test_reading_the_secret_refuses_missing_or_short_files(tmp_path):
 def test_only_the_eval_set_moves_and_the_baseline_cache_keys_by_the_commitment(session_cache):
     from benchmark.harness.baseline import cache_file
     from benchmark.harness.context import prepare
-    from benchmark.harness.heldout import commitment
+    from benchmark.data.heldout import commitment
     from benchmark.tasks import get_task
 
     task = get_task(TASK)
@@ -138,7 +138,7 @@ def test_user_mistakes_are_one_line_and_write_nothing(tmp_path, cli, secret_file
 
 @needs_isolation
 def test_heldout_records_sit_beside_public_ones_and_verify_needs_the_secret(tmp_path, cli, session_cache, secret_file):
-    from benchmark.harness.heldout import commitment
+    from benchmark.data.heldout import commitment
 
     path, text = secret_file
     results = tmp_path / "results"

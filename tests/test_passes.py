@@ -20,6 +20,7 @@ def test_batches_cover_the_split_in_order():
     task = dataclasses.replace(get_task("digits-mlp/fc1:17"), batch_size=64)  # the file's 500 would be one batch
     ctx = prepare(task, eval_size=230, fit_size=170)
     seen = list(batches(ctx, "eval", ("image",)))
+    assert all(b.carry == {} for b in seen)  # a chain carries nothing
     assert [b.start for b in seen] == [0, 64, 128, 192] and sum(len(b) for b in seen) == 230
     labels = np.concatenate([b.labels.numpy() for b in seen])
     assert np.array_equal(labels, ctx.eval_set.labels()[ctx.eval_indices])
@@ -58,14 +59,37 @@ def test_continuing_from_the_layer_equals_a_spliced_forward_bit_for_bit(task_id)
     generator = torch.Generator().manual_seed(0)
     values = torch.randn((len(batch), *ctx.target_shape), generator=generator).abs()  # [b, n_units, ...]
     before = batch.activation.clone()
-    ours = logits_from(ctx, with_units(ctx, batch.activation, values))
+    ours = logits_from(ctx, with_units(ctx, batch.activation, values), batch.carry)
     assert torch.equal(batch.activation, before)
     with torch.no_grad(), splice(ctx.model, ctx.task.layer, ctx.task.units, lambda original: values):
-        hooked = ctx.model.class_logits(ctx.model(batch.images))
+        hooked = ctx.model.class_logits(ctx.model.run(batch.x))
     assert torch.equal(ours, hooked)
     # and with the original values put back, the clean model
-    assert torch.equal(logits_from(ctx, with_units(ctx, batch.activation, batch.target)),
-                       ctx.model.class_logits(ctx.model(batch.images)))
+    assert torch.equal(logits_from(ctx, with_units(ctx, batch.activation, batch.target), batch.carry),
+                       ctx.model.class_logits(ctx.model.run(batch.x)))
+
+
+@pytest.mark.parametrize("layer", ["attn_hook_pattern", "attn_hook_z", "hook_resid_mid",
+                                   "mlp_hook_post"])
+def test_a_transformer_resumes_from_any_hook_point_with_its_carried_residual_stream(layer):
+    """For modadd-p113, whose later stages read the residual stream, continuing from `layer` with the batch's carry
+    equals the whole staged forward with the units spliced by a hook, bit for bit; and the carry is not written."""
+    from helpers import modadd_task
+
+    ctx = prepare(modadd_task(layer, (0, 2, 3)), eval_size=300, fit_size=20)
+    batch = next(batches(ctx, "eval", ("tokens",)))
+    assert batch.x.dtype == torch.int64 and batch.inputs["tokens"].shape == (300, 3)
+    generator = torch.Generator().manual_seed(0)
+    values = torch.randn((len(batch), *ctx.target_shape), generator=generator)  # [b, 3, ...]
+    carry_before = {k: v.clone() for k, v in batch.carry.items()}
+    ours = logits_from(ctx, with_units(ctx, batch.activation, values), batch.carry)
+    assert batch.carry.keys() == carry_before.keys()
+    assert all(torch.equal(batch.carry[k], carry_before[k]) for k in carry_before)
+    with torch.no_grad(), splice(ctx.model, layer, ctx.task.units, lambda original: values):
+        hooked = ctx.model.class_logits(ctx.model.run(batch.x))
+    assert torch.equal(ours, hooked)
+    clean = logits_from(ctx, batch.activation, batch.carry)
+    assert torch.equal(clean, ctx.model.run(batch.x)) and not torch.equal(clean, ours)
 
 
 class CountingRoom:

@@ -501,7 +501,7 @@ def test_detectable_recovery_difference_has_80_percent_power_by_simulation(draw,
 def test_one_top_k_rule_in_scoring_and_statistics():
     """The scoring path's top-k (`per_example_outputs`) is `topk_correct`'s: a tie counts in the label's favour,
     whatever order a sort would put the tied classes in."""
-    from benchmark.harness.conditions import per_example_outputs
+    from benchmark.kinds.base import classification_outputs as per_example_outputs
 
     logits = torch.tensor([[1.0, 1.0, 0.0], [0.0, 2.0, 2.0], [3.0, 1.0, 1.0], [0.5, 0.5, 0.5]])  # [4, 3]
     labels = torch.tensor([1, 1, 2, 2])

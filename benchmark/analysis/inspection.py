@@ -88,7 +88,7 @@ def fit_pass(ctx: TaskContext) -> tuple[np.ndarray, dict[str, dict[str, Any]], n
     for batch in batches(ctx, "fit", task.inputs):
         act = as_array(batch.target)  # [b, n_units, *spatial]
         targets.append(act)
-        x = as_array(batch.images).astype(np.float64)  # [b, C, H, W]
+        x = as_array(batch.x).astype(np.float64)  # [b, C, H, W]
         for name, value in batch.inputs.items():
             value = x if name == "image" else as_array(value)
             shapes[name] = list(value.shape[1:])

@@ -145,7 +145,7 @@ def check_heldout_secrets(paths: list[Path], secret: bytes | None) -> dict[Path,
     """The held-out records among `paths` that need a secret to re-score, with their commitments (empty when a
     secret is given). A given secret must match every held-out record's commitment, else a UserError (before
     anything runs). Unreadable records are left to `verify_record` to report."""
-    from ..harness.heldout import commitment
+    from ..data.heldout import commitment
 
     held: dict[Path, str] = {}
     for path in paths:
@@ -192,7 +192,7 @@ def verify_record(path: Path, options: Any) -> list[str]:
 
 def rescore_plan(path: Path, options: Any) -> tuple[dict[str, Any], Any, Path, Any] | list[str]:
     """What re-scoring the record at `path` needs (record, task, submission folder, run options), or its problems."""
-    from ..harness.heldout import commitment
+    from ..data.heldout import commitment
     from ..harness.submissions import folder_hash
     from ..tasks import get_task
 

@@ -29,7 +29,6 @@ import torch
 from .. import paths
 from ..atomic import atomic_path, atomic_write_bytes
 from ..stats import per_example_kl
-from .conditions import per_example_outputs
 from .context import TaskContext
 from .passes import batches, fit_set_arrays, logits_from, with_units
 
@@ -102,10 +101,10 @@ def compute_baseline(ctx: TaskContext, progress: bool = False) -> Baseline:
         }
         for condition in CONDITIONS:
             modified = batch.activation if condition == "clean" else with_units(ctx, batch.activation, replacements[condition])
-            class_logits = logits_from(ctx, modified)
-            for key, value in per_example_outputs(class_logits, batch.labels, task.topk).items():
+            class_logits = logits_from(ctx, modified, batch.carry)
+            for key, value in ctx.data_kind.per_example_outputs(class_logits, batch.labels, task.topk).items():
                 parts.setdefault(f"{key}.{condition}", []).append(value)
-            logp = torch.log_softmax(class_logits.float(), 1).cpu().numpy()  # [b, classes]
+            logp = ctx.data_kind.log_probs(class_logits)  # [b, classes]
             if condition == "clean":
                 logp_clean = logp
                 parts.setdefault("logp_clean", []).append(logp)

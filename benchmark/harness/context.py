@@ -4,6 +4,9 @@ Splits: the eval set is a seeded (class-balanced) subset of the eval split, the
 fit set a seeded subset of the fit split. When both come from the same split
 (ImageNet validation) the fit set is drawn first and the eval set from the
 rest, so they never overlap.
+
+What depends on the kind of data (images or tokens) is the task's `kind`
+(`benchmark.kinds`): moving inputs to the device, where units sit, the loss.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import torch
 
 from ..data.base import ExampleSet, seeded_subset
 from ..errors import UserError, did_you_mean
+from ..kinds import DataKind, kind_of
 from ..models.base import StagedModel
 from ..models.registry import load_model
 from ..tasks import Task
@@ -43,13 +47,20 @@ class TaskContext:
     heldout_commitment: str | None = None  # the held-out split's commitment (heldout.py); None: the public eval set
     eval_offset: int = 0  # a shard of the eval set (cluster.py): where `eval_indices` start in the whole one
     eval_total: int | None = None  # the whole eval set's size when this is a shard; None: not a shard
+    kind: DataKind | None = None  # the dataset's kind (`benchmark.kinds`); None: the task's, looked up
 
-    def to_input(self, images: torch.Tensor) -> torch.Tensor:
-        """A batch of images on the task's device, in the model's preferred memory layout."""
-        images = images.to(self.device)
-        if images.dim() == 4 and self.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        return images
+    def __post_init__(self) -> None:
+        if self.kind is None:
+            self.kind = kind_of(self.task.dataset)
+
+    @property
+    def data_kind(self) -> DataKind:
+        assert self.kind is not None  # set in __post_init__
+        return self.kind
+
+    def to_input(self, x: torch.Tensor) -> torch.Tensor:
+        """A batch of model-ready inputs on the task's device, in the model's preferred memory layout (the kind's)."""
+        return self.data_kind.to_input(x, self.device, self.channels_last)
 
     @property
     def target_shape(self) -> tuple[int, ...]:
@@ -89,9 +100,12 @@ def check_task_against_model(task: Task, model: StagedModel) -> None:
     names = list(model.stage_names)
     if task.layer not in names or task.layer == "logits":
         raise UserError(f"task {task.id}: layer '{task.layer}' is not a hidden layer of {task.model}.{did_you_mean(task.layer, names)}")
+    if task.layer in getattr(model, "positional", ()):
+        raise UserError(f"task {task.id}: layer '{task.layer}' has a position axis where units would sit; target a layer "
+                        f"after attention ({', '.join(n for n in names[names.index(task.layer) + 1:-1] if n not in model.positional)}).")
     layer_at = names.index(task.layer)
     for name in task.inputs:
-        if name == "image":
+        if name == model.input_name:
             continue
         if name not in names:
             raise UserError(f"task {task.id}: input '{name}' is not a layer of {task.model}.{did_you_mean(name, names)}")
@@ -100,7 +114,7 @@ def check_task_against_model(task: Task, model: StagedModel) -> None:
 
 
 def _splits(task: Task, eval_set: ExampleSet, fit_set: ExampleSet, eval_size: int, fit_size: int) -> tuple[np.ndarray, np.ndarray]:
-    if task.eval_split == task.fit_split and task.dataset == "imagenet":
+    if task.eval_split == task.fit_split:  # one split serves both (ImageNet validation): never overlap
         labels = eval_set.labels()
         fit_indices = seeded_subset(labels, min(fit_size, len(labels) // 2), task.seed + 1)
         rest = np.setdiff1d(np.arange(len(labels)), fit_indices)
@@ -150,23 +164,22 @@ def prepare(
                             f"pass at most {got}.")
     if len(eval_indices) == 0 or len(fit_indices) == 0:
         raise UserError(f"task {task.id}: the data has too few examples for an eval and a fit set; point to a larger data folder.")
+    kind = kind_of(task.dataset)
     commitment = None
     if heldout_secret is not None:
-        from .heldout import held_out
-
         if fit_set is eval_set:
             raise UserError(f"task {task.id}: its fit and eval sets share a split; no held-out split is defined for it.")
-        eval_set = held_out(eval_set, task.dataset, heldout_secret, task.id)
+        eval_set = kind.held_out(eval_set, heldout_secret, task.id)
         commitment = eval_set.commitment
 
     # One example through the model gives every shape we need.
-    probe = eval_set.load(eval_indices[:1]).to(torch_device)
-    shapes: dict[str, tuple[int, ...]] = {"image": tuple(probe.shape[1:])}
+    probe = kind.to_input(eval_set.load(eval_indices[:1]), torch_device)
+    shapes: dict[str, tuple[int, ...]] = {model.input_name: tuple(probe.shape[1:])}
     with torch.no_grad():
-        x = probe
+        x, carry, previous = probe, {}, None
         for name in model.stage_names:
-            x = model.run_stage(name, x)
-            shapes[name] = tuple(x.shape[1:])
+            x = model.run(x, after=previous, until=name, carry=carry)
+            shapes[name], previous = tuple(x.shape[1:]), name
             if name == task.layer:
                 break
     layer_shape = shapes[task.layer]
@@ -183,5 +196,5 @@ def prepare(
         eval_indices=eval_indices, fit_indices=fit_indices,
         input_shapes={k: v for k, v in shapes.items() if k in task.inputs}, layer_shape=layer_shape,
         data_hash=digest.hexdigest(), standard_protocol=not overrides, overrides=overrides, channels_last=channels_last,
-        heldout_commitment=commitment,
+        heldout_commitment=commitment, kind=kind,
     )

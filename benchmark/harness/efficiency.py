@@ -14,6 +14,18 @@ pool reads every element of its window, but passes a gradient to only one, and
 on positive inputs the same one every time (an element next to zero padding
 never wins). Pooling, ReLU and normalisation are not counted.
 
+A model without convolution or linear modules (the transformer, whose layers are
+einsums over its own parameters) is counted by stage instead: each stage from the
+nearest input through the target layer costs the multiply-adds torch's
+`FlopCounterMode` counts for it (FLOPs / 2: matmuls, einsums, convolutions), times
+the share of its output elements the target depends on (found by the same
+gradient), so
+
+    MACs = Σ_stages MACs(stage) · |needed elements of stage| / |elements of stage|
+
+One `modadd-p113` neuron from `hook_resid_mid`: the 128 multiply-adds of its
+column of W_in.
+
 Wall time. The target layer computed from the nearest input, per example, on
 this machine, times the target's share of the layer's channels. It is a
 measurement, so it is kept with the provenance, and the board shows it beside
@@ -35,7 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models.base import StagedModel
-from .fan_in import nearest_input, positive_copy, positive_inputs
+from .fan_in import nearest_input, positive_copy, probe_carry, probe_input, run_probe
 
 MAC_BATCH = 4
 TIMING_BATCH = 64
@@ -86,13 +98,47 @@ def kept_outputs(model: nn.Module) -> Iterator[dict[nn.Module, torch.Tensor]]:
             handle.remove()
 
 
+def has_counted_modules(model: nn.Module) -> bool:
+    """Whether the model computes with convolution or linear modules (else it is counted by stage)."""
+    return any(isinstance(m, (nn.Conv2d, nn.Linear)) for m in model.modules())
+
+
+def stage_macs(model: StagedModel, layer: str, units: tuple[int, ...], start: str, start_shape: tuple[int, ...]) -> int:
+    """Multiply-adds per example by stage, for a model without counted modules (module docstring)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    positive = positive_copy(model)
+    x = probe_input(positive, start, start_shape, MAC_BATCH)  # [n, *shape]
+    carry = probe_carry(positive, start, len(x))
+    stages = positive.stage_names[positive.stage_index(start) + 1 : positive.stage_index(layer) + 1]
+    outputs, flops = [], []
+    with torch.enable_grad():
+        previous = start
+        for name in stages:
+            with FlopCounterMode(display=False) as counter:
+                x = positive.run(x, after=previous, until=name, carry=carry)
+            if x.requires_grad:
+                x.retain_grad()
+            outputs.append(x)
+            flops.append(counter.get_total_flops())
+            previous = name
+        x[:, list(units)].sum().backward()
+    total = 0.0
+    for output, stage_flops in zip(outputs, flops):
+        n = len(output)
+        needed = 1.0 if output.grad is None else float((output.grad != 0).any(dim=0).float().mean())
+        total += stage_flops / 2 / n * needed
+    return int(round(total))
+
+
 def original_macs(model: StagedModel, layer: str, units: tuple[int, ...], input_shapes: dict[str, tuple[int, ...]]) -> int:
     """Multiply-adds per example that compute the units' whole map from the nearest allowed input."""
     start = nearest_input(model, input_shapes)
+    if not has_counted_modules(model):
+        return stage_macs(model, layer, units, start, input_shapes[start])
     positive = positive_copy(model)
-    x = positive_inputs(input_shapes[start], MAC_BATCH)  # [batch, *shape]
     with torch.enable_grad(), max_pools_as_averages(), kept_outputs(positive) as outputs:
-        out = positive.run(x, after=None if start == "image" else start, until=layer)  # [batch, channels, ...]
+        out = run_probe(positive, start, input_shapes[start], layer, MAC_BATCH)  # [batch, channels, ...]
         out[:, list(units)].sum().backward()
     total = 0
     for module, output in outputs.items():
@@ -106,14 +152,15 @@ def original_seconds_per_example(model: StagedModel, layer: str, units: tuple[in
                                  input_shapes: dict[str, tuple[int, ...]], device: torch.device) -> float:
     """Median wall time of the target layer from the nearest input, per example, × the units' share of its channels."""
     start = nearest_input(model, input_shapes)
-    x = positive_inputs(input_shapes[start], TIMING_BATCH).to(device)
+    x = probe_input(model, start, input_shapes[start], TIMING_BATCH).to(device)
+    carry = {k: v.to(device) for k, v in probe_carry(model, start, len(x)).items()}
     times = []
     with torch.no_grad():
         for _ in range(TIMING_REPEATS + 1):
             began = time.perf_counter()
-            out = model.run(x, after=None if start == "image" else start, until=layer)
+            out = model.run(x, after=start, until=layer, carry=dict(carry))
             if device.type == "cuda":
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - began)
     share = len(units) / out.shape[1]
-    return float(np.median(times[1:])) / TIMING_BATCH * share  # the first run warms up
+    return float(np.median(times[1:])) / len(x) * share  # the first run warms up

@@ -15,6 +15,13 @@ every parameter made positive (|w| + 0.001) and positive random inputs, every
 ReLU is active, so the gradient of the target with respect to the parameters is
 non-zero exactly where the target depends on them. Shared (convolution)
 weights make max pools harmless: any winner in a window reaches the same kernel.
+
+Token ids cannot be random floats: from a model's integer input the probe is
+every token of the vocabulary at every position (`probe_input`), so the
+embedding rows a copy would need all get a gradient. A transformer's carried
+activations below the start (its residual stream, `models.base`) are positive
+random constants: what a replacement is not given is not counted as its input.
+Example: one `modadd-p113` neuron from `hook_resid_mid`: 128 weights + 1 bias = 129.
 """
 
 from __future__ import annotations
@@ -47,8 +54,33 @@ def positive_inputs(start_shape: tuple[int, ...], batch: int) -> torch.Tensor:
     return torch.rand((batch, *start_shape), generator=generator) + 0.1
 
 
+def probe_input(model: StagedModel, start: str, start_shape: tuple[int, ...], batch: int) -> torch.Tensor:
+    """The probe from activation `start`: `positive_inputs`, except from a model's integer input (token ids
+    `# [T]` per example, vocabulary V = `model.vocab_size`), where it is `# [V, T]` with token (i + t) mod V at
+    position t of example i: every token at every position."""
+    vocab = getattr(model, "vocab_size", 0)
+    if start == model.input_name and vocab:
+        (length,) = start_shape
+        return (torch.arange(vocab)[:, None] + torch.arange(length)[None, :]) % vocab  # [V, T] int64
+    return positive_inputs(start_shape, batch)
+
+
+def probe_carry(model: StagedModel, start: str, batch: int) -> dict[str, torch.Tensor]:
+    """Positive random stand-ins `# [batch, *shape]` for the carried activations at or below `start` (module
+    docstring); empty for a chain."""
+    at = model.stage_index(start)
+    shapes = getattr(model, "stage_shapes", {})
+    return {name: positive_inputs(tuple(shapes[name]), batch) for name in model.carried if model.stage_index(name) <= at}
+
+
+def run_probe(model: StagedModel, start: str, start_shape: tuple[int, ...], layer: str, batch: int) -> torch.Tensor:
+    """`model.run` from `start` through `layer` on the probe (`probe_input`, `probe_carry`): `# [n, channels, ...]`."""
+    x = probe_input(model, start, start_shape, batch)
+    return model.run(x, after=start, until=layer, carry=probe_carry(model, start, len(x)))
+
+
 def nearest_input(model: StagedModel, input_shapes: dict[str, tuple[int, ...]]) -> str:
-    """The allowed input closest to the target: the latest stage among them (the image comes first)."""
+    """The allowed input closest to the target: the latest stage among them (the model's input comes first)."""
     return max(input_shapes, key=model.stage_index)
 
 
@@ -61,9 +93,8 @@ def fan_in_from(model: StagedModel, layer: str, units: tuple[int, ...], start: s
 def _fan_in(positive: StagedModel, layer: str, units: tuple[int, ...], start: str, start_shape: tuple[int, ...]) -> int:
     """`fan_in_from` on a model already made positive (`positive_copy`); its gradients are reset first."""
     positive.zero_grad(set_to_none=True)
-    x = positive_inputs(start_shape, PROBE_BATCH)  # [batch, *start_shape], positive
     with torch.enable_grad():
-        out = positive.run(x, after=None if start == "image" else start, until=layer)  # [batch, channels, ...]
+        out = run_probe(positive, start, start_shape, layer, PROBE_BATCH)  # [batch, channels, ...]
         target = out[:, list(units)]  # [batch, n_units, ...]
         for size in target.shape[2:]:
             target = target.select(2, size // 2)  # the centre position: [batch, n_units]

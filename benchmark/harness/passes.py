@@ -5,9 +5,11 @@ Every pass the harness makes over a task's fit or eval set (the baseline, the fi
 inputs below it captured by hooks, and yields one `Batch` per `task.batch_size` examples, in index order. A pass
 that needs the model's output continues from the (possibly modified) target activation with `logits_from`:
 
-    logits = class_logits(run(after=layer)(a')),  a' = the layer's activation with the target units replaced,
+    logits = class_logits(run(after=layer, carry)(a')),  a' = the layer's activation with the target units replaced,
 
-which is the same computation as the whole forward with those units spliced in, run once.
+which is the same computation as the whole forward with those units spliced in, run once. `carry` holds what a
+transformer's later stages read besides the layer (its residual stream; empty for a chain: `models.base`). Where
+the units sit and the loss are the task's kind's (`benchmark.kinds`).
 
 `call_replace` is how a submission's `replace` is reached (`score`, `diagnose`, `stimuli`): named inputs cross as
 float32 arrays, the room validates what comes back, and the harness times the call, transfers included.
@@ -33,14 +35,15 @@ class Batch:
     """One batch of a split, run up to the task's layer."""
 
     start: int  # position of its first example in the split's index list (ctx.fit_indices / ctx.eval_indices)
-    images: torch.Tensor  # model-ready, on the device  # [b, C, H, W]
+    x: torch.Tensor  # the model's input, model-ready, on the device  # [b, C, H, W] images or [b, T] token ids
     labels: torch.Tensor  # on the device  # [b]
-    inputs: dict[str, torch.Tensor]  # the named inputs asked for ("image" included), each [b, ...]
+    inputs: dict[str, torch.Tensor]  # the named inputs asked for (the model's input included), each [b, ...]
     activation: torch.Tensor  # the whole target layer  # [b, channels, ...]
     target: torch.Tensor  # its target units, activation[:, units]  # [b, n_units, ...]
+    carry: dict[str, torch.Tensor]  # the carried activations the stages after the layer read (empty for a chain)
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.x)
 
 
 def as_array(tensor: torch.Tensor) -> np.ndarray:
@@ -55,35 +58,36 @@ def batches(ctx: TaskContext, split: Literal["fit", "eval"], inputs: Sequence[st
 
     `inputs`: the allowed inputs to capture ("image" or layers below the target). `progress`: a tqdm bar on
     stderr, labelled `desc` (default the split's name); the fit set's bar is removed when it ends."""
-    task, model = ctx.task, ctx.model
+    task, model, kind = ctx.task, ctx.model, ctx.data_kind
     data, indices = (ctx.fit_set, ctx.fit_indices) if split == "fit" else (ctx.eval_set, ctx.eval_indices)
     labels_all = torch.as_tensor(data.labels()[indices])  # [n]
     units = torch.as_tensor(task.units, device=ctx.device)
-    hooked = [n for n in inputs if n != "image"]
+    hooked = [n for n in inputs if n != model.input_name]
     start = 0
     with capture(model, hooked) as store:
-        for _, images in tqdm(data.batches(indices, task.batch_size), desc=desc or f"{split} set", unit="batch",
-                              total=-(-len(indices) // task.batch_size), disable=not progress, leave=split == "eval"):
-            images = ctx.to_input(images)  # [b, C, H, W]
-            activation = model.run(images, until=task.layer)  # [b, channels, ...]
-            b = len(images)
-            yield Batch(start, images, labels_all[start : start + b].to(ctx.device),
-                        {n: images if n == "image" else store[n] for n in inputs}, activation, activation[:, units])
+        for _, x in tqdm(data.batches(indices, task.batch_size), desc=desc or f"{split} set", unit="batch",
+                         total=-(-len(indices) // task.batch_size), disable=not progress, leave=split == "eval"):
+            x = ctx.to_input(x)  # [b, C, H, W] or [b, T]
+            carry: dict[str, torch.Tensor] = {}
+            activation = model.run(x, until=task.layer, carry=carry)  # [b, channels, ...]
+            b = len(x)
+            yield Batch(start, x, labels_all[start : start + b].to(ctx.device),
+                        {n: x if n == model.input_name else store[n] for n in inputs}, activation,
+                        kind.select_units(activation, units), carry)
             start += b
 
 
 @torch.no_grad()
-def logits_from(ctx: TaskContext, activation: torch.Tensor) -> torch.Tensor:
-    """The class logits `# [b, classes]` from the target layer's (possibly modified) activation `# [b, channels, ...]`."""
-    return ctx.model.class_logits(ctx.model.run(activation, after=ctx.task.layer))
+def logits_from(ctx: TaskContext, activation: torch.Tensor, carry: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The class logits `# [b, classes]` from the target layer's (possibly modified) activation `# [b, channels, ...]`
+    and its batch's `carry` (copied: a resumed run adds to what it is given, and the batch serves several runs)."""
+    return ctx.model.class_logits(ctx.model.run(activation, after=ctx.task.layer, carry=dict(carry)))
 
 
 def with_units(ctx: TaskContext, activation: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     """A copy of `activation # [b, channels, ...]` with the target units set to `values # [b, n_units, ...]` (the
-    activation itself is never written)."""
-    out = activation.clone()
-    out[:, torch.as_tensor(ctx.task.units, device=activation.device)] = values.to(out.device, out.dtype)
-    return out
+    activation itself is never written; where the units sit is the kind's)."""
+    return ctx.data_kind.set_units(activation, torch.as_tensor(ctx.task.units, device=activation.device), values)
 
 
 def fit_set_arrays(ctx: TaskContext, inputs: Sequence[str] = (), progress: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray]:

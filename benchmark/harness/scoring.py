@@ -23,7 +23,6 @@ from ..sandbox.process import Limits
 from ..sandbox.room import IsolatedSubmission
 from ..tasks import ABLATIONS
 from .baseline import CONDITIONS, Baseline
-from .conditions import per_example_outputs
 from .context import TaskContext
 from .passes import Batch, ReplaceCalls, as_array, batches, fit_set_arrays, logits_from, with_units
 from .submissions import count_params, take_snapshot
@@ -70,10 +69,10 @@ def replaced_pass(ctx: TaskContext, room: IsolatedSubmission, baseline: Baseline
         fidelity.update(as_array(batch.target), out)
         if on_batch is not None:
             on_batch(batch, out)
-        class_logits = logits_from(ctx, with_units(ctx, batch.activation, torch.from_numpy(out)))
-        for key, value in per_example_outputs(class_logits, batch.labels, task.topk).items():
+        class_logits = logits_from(ctx, with_units(ctx, batch.activation, torch.from_numpy(out)), batch.carry)
+        for key, value in ctx.data_kind.per_example_outputs(class_logits, batch.labels, task.topk).items():
             parts.setdefault(f"{key}.replaced", []).append(value)
-        logp = torch.log_softmax(class_logits.float(), 1).cpu().numpy()
+        logp = ctx.data_kind.log_probs(class_logits)  # [b, classes]
         parts.setdefault("kl", []).append(stats.per_example_kl(logp_clean[position : position + b], logp))
     return {k: np.concatenate(v) for k, v in parts.items()}, fidelity.result(), replace.seconds
 

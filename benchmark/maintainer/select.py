@@ -35,7 +35,7 @@ from .. import paths, stats
 from ..atomic import atomic_write_bytes
 from ..data.base import seeded_subset
 from ..errors import unknown
-from ..harness.conditions import per_example_outputs
+from ..kinds.base import classification_outputs as per_example_outputs
 from ..models.registry import load_model
 from ..tasks import task_file_head
 from ..zoo import FAMILIES, GROUP_N, Family, open_split, selectable

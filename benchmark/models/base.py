@@ -16,7 +16,9 @@ predecessor (the residual stream). Such a model lists those stages in `carried`;
 `run` stores their outputs (after any hook) in the `carry` dict it is given, and
 its `run_stage(name, x, carry)` reads them there. To resume after a stage, pass
 a copy of the carry the run up to it filled (`dict(carry)`: a resumed run adds the
-later carried stages to what it is given). A chain (`carried` empty) ignores it.
+later carried stages to what it is given, and the stage it resumes after, as the
+`x` it is given: a replaced activation is what later stages read). A chain
+(`carried` empty) ignores it.
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ class StagedModel(nn.Module):
                 x = self.run_stage(name, x)
             return x
         carry = {} if carry is None else carry
+        if after in self.carried:
+            carry[after] = x  # resuming from a carried stage: the later stages read the (possibly modified) x
         for name in self.stage_names[start:stop]:
             x = self.run_stage(name, x, carry)  # type: ignore[call-arg]
             if name in self.carried:

@@ -50,9 +50,13 @@ class ModAddTransformer(StagedModel):
     """One attention layer (4 heads) and one ReLU MLP over `a b =`; logits over the 113 answers."""
 
     input_name = "tokens"
+    vocab_size = VOCAB
     stage_names = ("hook_embed", "hook_resid_pre", "attn_hook_pattern", "attn_hook_z", "hook_resid_mid",
                    "mlp_hook_pre", "mlp_hook_post", "hook_resid_post", "logits")
     carried = ("hook_resid_pre", "hook_resid_mid")
+    #: Stages with a position axis (`# [b, 3, d]`): inputs only; a target's units sit on axis 1, and these have
+    #: positions there.
+    positional = ("hook_embed", "hook_resid_pre")
     #: Per-example activation shape of every stage.
     stage_shapes = {"hook_embed": (CONTEXT, D_MODEL), "hook_resid_pre": (CONTEXT, D_MODEL),
                     "attn_hook_pattern": (N_HEADS, CONTEXT), "attn_hook_z": (N_HEADS, D_HEAD),

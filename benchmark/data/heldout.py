@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data.base import ExampleSet
+from .base import ExampleSet
 from ..errors import UserError
 from ..zoo import DATASETS, Transform
 

@@ -1,0 +1,73 @@
+"""The adapter interface one kind of data and objective implements (`benchmark.kinds`)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import stats
+
+
+def classification_outputs(logits: torch.Tensor, labels: torch.Tensor, topk: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """Cross-entropy per example, and whether the label is in the top k, for each k.
+
+    `logits # [b, classes]`, `labels # [b]`. Returns `loss # [b]` (float64), loss_i = −log softmax(logits_i)[label_i],
+    and `top{k} # [b]` (bool) by the one top-k rule, `stats.topk_correct` (ties count in the label's favour, so no
+    sort order decides)."""
+    logits = logits.float()
+    out = {"loss": F.cross_entropy(logits, labels, reduction="none").double().cpu().numpy()}
+    logits_np, labels_np = logits.detach().cpu().numpy(), labels.cpu().numpy()  # [b, classes], [b]
+    for k in topk:
+        out[f"top{k}"] = stats.topk_correct(logits_np, labels_np, k)
+    return out
+
+
+class DataKind(ABC):
+    """One kind of data and objective. The defaults are those of classification with units on axis 1."""
+
+    name: str = ""
+    #: The axis of an activation `# [b, ...]` that indexes units (channels, neurons).
+    unit_axis: int = 1
+
+    def __init__(self, dataset: str) -> None:
+        self.dataset = dataset
+
+    # -- inputs -------------------------------------------------------------------------------------------------
+    @abstractmethod
+    def to_input(self, x: torch.Tensor, device: torch.device, channels_last: bool = False) -> torch.Tensor:
+        """A batch of model-ready inputs, as loaded by the dataset, on `device` in the model's layout."""
+
+    # -- where the units sit ------------------------------------------------------------------------------------
+    def select_units(self, activation: torch.Tensor, units: torch.Tensor) -> torch.Tensor:
+        """The target units of a whole layer: `activation # [b, units_all, ...]` → `# [b, n_units, ...]`."""
+        return activation.index_select(self.unit_axis, units)
+
+    def set_units(self, activation: torch.Tensor, units: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """A copy of `activation` with the target units set to `values # [b, n_units, ...]` (never in place)."""
+        out = activation.clone()
+        out.index_copy_(self.unit_axis, units, values.to(out.device, out.dtype))
+        return out
+
+    # -- the objective ------------------------------------------------------------------------------------------
+    def per_example_outputs(self, logits: torch.Tensor, labels: torch.Tensor, topk: tuple[int, ...]) -> dict[str, np.ndarray]:
+        """The per-example loss `# [b]` (float64) and top-k hits `top{k} # [b]` (bool) from what `class_logits`
+        returns (`# [b, classes]`) and `labels # [b]`; here `classification_outputs`."""
+        return classification_outputs(logits, labels, topk)
+
+    def log_probs(self, logits: torch.Tensor) -> np.ndarray:
+        """log softmax of the scored logits `# [b, classes]` as float32 numpy (the KL's inputs)."""
+        return torch.log_softmax(logits.float(), 1).cpu().numpy()
+
+    # -- people -------------------------------------------------------------------------------------------------
+    @abstractmethod
+    def describe(self, x: Any) -> str:
+        """One example's input `# [...]`, as a person reads it (a caption)."""
+
+    # -- the held-out split -------------------------------------------------------------------------------------
+    @abstractmethod
+    def held_out(self, eval_set: Any, secret: bytes, task_id: str) -> Any:
+        """The held-out version of an eval split (a UserError where none is defined)."""
