@@ -148,8 +148,10 @@ def test_task_file_parses_and_pins_the_splits():
     table = json.loads(NEURON_FILE.read_text())
     key = [int(k) for k in table["key_frequencies"]]
     singles = [t for t in tasks if t.units and len(t.units) == 1]
-    assert ids == [f"{MODEL}/{LAYER}:freq{k}" for k in key] + [t.id for t in singles] + [f"{MODEL}/{LAYER}:all"]
-    assert len(singles) == TOP_N + RANDOM_N and all(t.id == f"{MODEL}/{LAYER}:{t.units[0]}" for t in singles)
+    assert ids == ([f"{MODEL}/{LAYER}:freq{k}" for k in key] + [t.id for t in singles]
+                   + [f"{MODEL}/{LAYER}:random{RANDOM_N}", f"{MODEL}/{LAYER}:all"])
+    assert len(singles) == TOP_N and all(t.id == f"{MODEL}/{LAYER}:{t.units[0]}" for t in singles)
+    assert len(tasks[-2].units) == RANDOM_N and not set(tasks[-2].units) & {t.units[0] for t in singles}
     for task in tasks:
         assert (task.model, task.layer, task.ablation, task.topk) == (MODEL, LAYER, "zero", (1,))
         assert (task.fit_split, task.fit_size) == ("train", len(open_split(MODEL, "train")))
