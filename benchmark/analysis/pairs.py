@@ -50,8 +50,8 @@ from .shared import STATS_HEAD, Moments, by_class, by_decile, fmt_r, per_example
 FIT, EVAL = 1, 2  # `split` codes; 0: neither
 MASKED = (170, 170, 170)  # a pair outside a panel's set
 CELL_PX = 3  # display pixels per grid cell
-READ_INSPECT = ("fit set for the statistics and top pairs; the whole grid of (a, b) for the grid and Fourier figures "
-                "(every input is public and the grid is the model's function; no label is read)")
+READ_INSPECT = ("fit set (inputs and answers) for the statistics and top pairs; the model alone on the whole grid of "
+                "(a, b) for the grid and Fourier figures (every input is public; no eval answer is read)")
 READ_DIAGNOSE = ("eval pairs, as score, then the fit pairs, replaced once more by the same fitted submission; the "
                  "submission got the allowed inputs only (no labels, no model)")
 
@@ -389,25 +389,26 @@ def diagnose_page(report: dict[str, Any], files: dict[str, str]) -> str:
     loss = report["loss_by_set"]
     body = [f"<h1>diagnose {esc(report['submission'])} on {esc(report['task'])}</h1>",
             f"<p>n = {report['n_eval']} eval pairs (as <code>score</code>), then the fit pairs; isolation: "
-            f"{esc(report['isolation'].get('level'))}. Mean loss clean {report['mean_loss']['clean']:.4f}, replaced "
-            f"{report['mean_loss']['replaced']:.4f} nats (eval pairs); on the fit pairs "
-            f"{report['mean_loss_fit_pairs']['clean']:.4f} and {report['mean_loss_fit_pairs']['replaced']:.4f}.</p>",
+            f"{esc(report['isolation'].get('level'))}. Mean loss clean {report['mean_loss']['clean']:.4g}, replaced "
+            f"{report['mean_loss']['replaced']:.4g} nats (eval pairs); on the fit pairs "
+            f"{report['mean_loss_fit_pairs']['clean']:.4g} and {report['mean_loss_fit_pairs']['replaced']:.4g}.</p>",
             "<p>Grids: row a, column b, one cell per pair (a, b). Each figure's numbers are in the <code>.npz</code> "
             "beside it, listed with their arrays' shapes in <a href=\"diagnose.json\">diagnose.json</a>.</p>",
             "<h2>Fidelity</h2>", figures.table(["unit", "Pearson r", "R²"], fid_rows),
             "<h2>Loss difference over the grid</h2>",
             fig("loss_grid", "loss grid", f"L_replaced − L_clean per pair (red: the replacement costs loss); eval "
-                f"pairs mean {loss['eval'].get('mean', 0):+.4f}, fit pairs {loss['fit'].get('mean', 0):+.4f} nats; "
+                f"pairs mean {loss['eval'].get('mean', 0):+.4g}, fit pairs {loss['fit'].get('mean', 0):+.4g} nats; "
                 "grey: the other set")]
     head = ["input", "answer", "mean |r − o|", "ΔL (nats)", "original → replaced per unit"]
     for key, title in (("activation", "largest mean |replaced − original|"), ("loss", "largest L_replaced − L_clean")):
-        rows = [[e["input"], str(e["label"]), f"{e['divergence']:.4g}", f"{e['loss_difference']:+.4f}",
+        rows = [[e["input"], str(e["label"]), f"{e['divergence']:.4g}", f"{e['loss_difference']:+.4g}",
                  "; ".join(f"{u['unit']}: {u['original']:.3g} → {u['replaced']:.3g}" for u in e["units"][:5])
                  + (" …" if len(e["units"]) > 5 else "")] for e in report[f"top_by_{key}"]]
         body += [f"<h2>Most divergent eval pairs, {esc(title)}</h2>", figures.table(head, rows, left=2)]
     for u in report["units"]:
         err, fq = report["error_by_set"][str(u)], report["fourier"][str(u)]
-        freq = "; ".join(f"{who}: k* = {f['dominant_frequency']} ({100 * (f['share'] or 0):.1f}%)"
+        freq = "; ".join(f"{who}: k* = {f['dominant_frequency']} ({100 * f['share']:.1f}% of its power)"
+                         if f["dominant_frequency"] else f"{who}: none (constant over the grid)"
                          for who, f in fq.items() if f is not None)
         body += [f"<h2>Unit {u}</h2>",
                  f"<p>mean |replaced − original|: eval pairs {err['eval'].get('mean_abs', 0):.4g}, fit pairs "
