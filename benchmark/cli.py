@@ -688,6 +688,10 @@ def cmd_select(args: argparse.Namespace) -> int:
                                              unchecked=args.unchecked, write=args.write)
     elif args.unchecked:
         raise UserError(f"--unchecked is for {FAMILY} only: {args.model} is chosen from its own data, which is here.")
+    elif args.model == zoo.MODADD_SELECT:
+        from .maintainer.modadd_select import select_modadd
+
+        text, path = select_modadd(args.data_dir, write=args.write)
     else:
         text, path = select_targets(args.model, data_dir=args.data_dir, write=args.write)
     print(f"wrote {path}" if args.write else text, end="" if not args.write else "\n")

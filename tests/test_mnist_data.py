@@ -209,7 +209,7 @@ def test_fetch_over_http(served, official_sums, tmp_path):
     for name in FILES:
         assert _sha(raw / name) == official_sums[name]
     assert data_hash == mnist.verify_mnist(tmp_path)
-    assert mnist.open_mnist("test", tmp_path).images.shape == (10000, 1, 28, 28)
+    assert mnist.open_mnist("test", tmp_path).inputs.shape == (10000, 1, 28, 28)
     # a second fetch finds everything in place and rewrites nothing
     before = {name: (raw / name).stat().st_mtime_ns for name in FILES}
     assert mnist.fetch_mnist(tmp_path, base_url=url.rstrip("/")) == data_hash

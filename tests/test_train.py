@@ -35,7 +35,7 @@ def data_dir() -> Path:
 
 
 def test_registry():
-    assert zoo.trainable() == ["digits-mlp", "mnist-mlp", "mnist-cnn"]
+    assert zoo.trainable() == ["digits-mlp", "mnist-mlp", "mnist-cnn", "modadd-p113"]
     assert type(tr.build_model("digits-mlp")) is DigitsMLP
     assert type(tr.build_model("mnist-mlp")) is MnistMLP
     assert type(tr.build_model("mnist-cnn")) is MnistCNN

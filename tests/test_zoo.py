@@ -48,7 +48,7 @@ def test_every_task_file_names_a_zoo_model_and_dataset():
 def test_value_range_is_what_the_loaders_produce():
     """pixels = x · scale + offset: the digits loader's extreme values are the zoo's range ends (the MNIST loader's
     are checked in test_mnist_data, where that split is loaded anyway)."""
-    digits = zoo.open_split("digits", "test").images  # [900, 1, 8, 8]
+    digits = zoo.open_split("digits", "test").inputs  # [900, 1, 8, 8]
     assert float(digits.min()) == 0.0 and float(digits.max()) == 1.0 == zoo.DATASETS["digits"].value_range[1]
     # the held-out background is a black pixel, normalised as the loader normalises
     assert zoo.DATASETS["mnist"].heldout.background == pytest.approx(zoo.DATASETS["mnist"].value_range[0], abs=1e-12)
@@ -78,7 +78,7 @@ def test_a_new_spec_is_seen_everywhere(monkeypatch, tmp_path):
 
 
 def test_help_and_did_you_mean_come_from_the_zoo():
-    assert "digits-mlp, mnist-mlp or mnist-cnn" in cli("train", "--help").stdout
+    assert "digits-mlp, mnist-mlp, mnist-cnn or modadd-p113" in cli("train", "--help").stdout
     assert "mnist or inceptionv1" in cli("fetch", "--help").stdout
     select_help = " ".join(cli("select", "--help").stdout.split())
     assert ", ".join(zoo.selectable()) in select_help and "inceptionv1-random" in select_help

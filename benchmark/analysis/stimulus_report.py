@@ -62,6 +62,11 @@ def _try_model(task: Task) -> StagedModel | None:
 def stimulus_report(task: Task, room: IsolatedSubmission, params: dict[str, np.ndarray] | None = None,
                     model: StagedModel | None = None, batch_size: int = 32) -> StimulusReport:
     """Tuning of the submission (loaded in `room`), and of the model when available, on the radial-tuning stimuli."""
+    from ..kinds import kind_of
+
+    if kind_of(task.dataset).name != "image":
+        raise UserError(f"task {task.id} reads {task.dataset} tokens, and the stimuli are images; use "
+                        f"`replacebench inspect {task.id}` to see its units.")
     images, meta = radial_tuning_set(ORIENTATIONS, RADII)  # [n, 3, 224, 224]
     name = room.snapshot.name
     signature = room.replace_signature

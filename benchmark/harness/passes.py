@@ -47,8 +47,10 @@ class Batch:
 
 
 def as_array(tensor: torch.Tensor) -> np.ndarray:
-    """A tensor as a plain float32 numpy array on the CPU (what crosses to a submission)."""
-    return tensor.detach().to("cpu", torch.float32).numpy()
+    """A tensor as a plain numpy array on the CPU (what crosses to a submission): int64 for an integer tensor
+    (token ids, exact), float32 for any other."""
+    integer = not (tensor.dtype.is_floating_point or tensor.dtype.is_complex or tensor.dtype == torch.bool)
+    return tensor.detach().to("cpu", torch.int64 if integer else torch.float32).numpy()
 
 
 @torch.no_grad()

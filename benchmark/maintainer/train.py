@@ -23,7 +23,6 @@ import math
 import os
 import platform
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -32,22 +31,11 @@ import torch.nn.functional as F
 from .. import paths, zoo
 from ..atomic import atomic_write_bytes
 from ..data.base import TensorExampleSet
-from ..download import sha256_file
 from ..errors import UserError, unknown
 from ..models.base import StagedModel
 from ..models.registry import load_model
-from ..models.weights import save_safetensors
 from ..zoo import FullBatchRecipe, ModelSpec, Recipe
-
-
-@dataclass
-class TrainResult:
-    path: Path  # the .safetensors checkpoint
-    sha256: str  # of the .safetensors file
-    test_accuracy: float
-    test_loss: float
-    epochs: int
-    seconds: float
+from .outputs import TrainResult, save_weights, versions
 
 
 def trained_spec(model_id: str) -> ModelSpec:
@@ -83,25 +71,6 @@ def evaluate(model: StagedModel, images: torch.Tensor, labels: torch.Tensor, bat
         correct += (logits.argmax(1) == y).sum().item()
     model.train(was_training)
     return correct / len(labels), loss_sum / len(labels)
-
-
-def versions() -> dict[str, str]:
-    """What a result record stores (`records.environment`), plus what training also depends on."""
-    import safetensors
-    import sklearn
-
-    from ..board.records import environment
-
-    return {**environment(), "safetensors": safetensors.__version__, "scikit-learn": sklearn.__version__}
-
-
-def save_weights(model: StagedModel, path: Path) -> str:
-    """Write the state dict as safetensors atomically (`models.weights.save_safetensors`); return its sha256.
-
-    The bytes depend on the weights alone (`model_id` is recorded in the JSON beside it).
-    """
-    save_safetensors(model.state_dict(), path)
-    return sha256_file(path)
 
 
 def _fit(model: StagedModel, recipe: Recipe, images: torch.Tensor, labels: torch.Tensor) -> float:

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from ..atomic import atomic_write_bytes
 from ..data.modadd import pair_labels, pair_tokens, split_pairs
 from ..zoo import FullBatchRecipe, ModelSpec
+from .outputs import TrainResult, save_weights, versions
 
 GROKKED_ACCURACY = 0.999
 
@@ -39,10 +40,8 @@ def _test(model: torch.nn.Module, tokens: torch.Tensor, labels: torch.Tensor) ->
     return F.cross_entropy(logits, labels).item(), (logits.argmax(1) == labels).float().mean().item()
 
 
-def train_full_batch(spec: ModelSpec, recipe: FullBatchRecipe, out: Path, progress: bool = False):  # -> TrainResult
+def train_full_batch(spec: ModelSpec, recipe: FullBatchRecipe, out: Path, progress: bool = False) -> TrainResult:
     """Train `spec`'s model with `recipe`; write `<out>/<id>.safetensors` and `<id>.json` (module docstring)."""
-    from .train import TrainResult, save_weights, versions
-
     pairs = split_pairs()
     x_train, y_train = pair_tokens(pairs["train"]), pair_labels(pairs["train"])  # [n_train, 3], [n_train]
     x_test, y_test = pair_tokens(pairs["test"]), pair_labels(pairs["test"])

@@ -101,14 +101,14 @@ def run(spec: dict) -> None:
     import numpy  # noqa: F401 - imported before the submission (a no-op when forked from the zygote)
     import torch  # noqa: F401
 
-    from .protocol import ChannelClosed
+    from .protocol import INPUT_DTYPES, ChannelClosed
     from .worker import Worker, handle
 
     worker = Worker("/submission")
     channel.send({"ok": True})
     while True:
         try:
-            header, arrays = channel.receive(max_bytes=1 << 40)
+            header, arrays = channel.receive(max_bytes=1 << 40, accept=INPUT_DTYPES)  # float32, or int64 ids
         except ChannelClosed:
             return
         reply, out = handle(worker, header, arrays)

@@ -32,7 +32,7 @@ from typing import Any, TextIO
 
 from ..errors import SubmissionError, UserError
 from .jail import JailSpec
-from .protocol import Arrays, Channel, ChannelClosed, ChannelTimeout, ProtocolViolation, SharedInputs
+from .protocol import ANSWER_DTYPES, Arrays, Channel, ChannelClosed, ChannelTimeout, ProtocolViolation, SharedInputs
 from .zygote import FD_NAMES
 
 FORWARDED_OUTPUT_BYTES = 1 << 20
@@ -277,7 +277,7 @@ class Child:
         try:
             if header is not None:
                 self.channel.send(header, arrays, deadline, shared=self.shared)
-            reply, out = self.channel.receive(max_bytes, deadline)
+            reply, out = self.channel.receive(max_bytes, deadline, accept=ANSWER_DTYPES)  # float32 answers only
         except ChannelTimeout:
             self.kill()
             raise SubmissionError(f"{self.label} exceeded its time limit of {self.limits.time_s:g} s "

@@ -1,14 +1,24 @@
-"""Messages between the harness and a submission's child: a JSON header, then raw float32 arrays.
+"""Messages between the harness and a submission's child: a JSON header, then raw float32 or int64 arrays.
 
 A frame is `MAGIC | uint32 header length | header JSON | array bytes`, where
-`header["arrays"] = [[name, shape], ...]` lists the float32 arrays that follow,
-C-contiguous, in that order. Only float32 arrays and JSON cross: no pickles,
-no objects, no tensor subclasses.
+`header["arrays"] = [[name, shape, dtype], ...]` lists the arrays that follow,
+C-contiguous, little-endian, in that order, each `prod(shape) * itemsize(dtype)`
+bytes. `dtype` is one of the closed set `DTYPES` ("float32", "int64"), spelt
+exactly so; any other value is a ProtocolViolation. A listing without a dtype
+(`[name, shape]`, the format before int64 crossed) means float32. Only these
+arrays and JSON cross: no pickles, no objects, no tensor subclasses.
+
+Which dtypes a side accepts is the receiver's choice (`receive(accept=...)`):
+the child accepts float32 and int64 (token ids cross as integers); the harness
+accepts float32 only (`ANSWER_DTYPES`), so a child that answers with any other
+dtype has broken the protocol. The sender sends float32 and int64 arrays as
+they are and converts every other dtype to float32.
 
 Requests from the harness may instead place their arrays in a shared memory
 file (`SharedInputs`, a memfd that can only grow: sealed against shrinking
-and against further seals), listed as `[name, shape, offset]`; the child
-copies them out (or, for a request marked `owned`, whose region the harness
+and against further seals), listed as `[name, shape, dtype, offset]` (or,
+float32, `[name, shape, offset]`) with `offset` a multiple of `ALIGN`; the
+child copies them out (or, for a request marked `owned`, whose region the harness
 never writes again, such as `fit`'s, maps them). That saves two copies of every input through the kernel
 (InceptionV1 and conv inputs are hundreds of MB per task). Answers always
 come through the pipe: the harness never reads memory a child can write.
@@ -42,6 +52,10 @@ MAX_DIMS = 8
 
 Arrays = dict[str, np.ndarray]
 
+DTYPES = {"float32": np.dtype("<f4"), "int64": np.dtype("<i8")}  # the closed set of what may cross, by wire name
+INPUT_DTYPES = frozenset(DTYPES)  # what the child accepts: float32 activations and int64 token ids
+ANSWER_DTYPES = frozenset({"float32"})  # what the harness accepts from a child: float32 only
+
 
 class ChannelClosed(Exception):
     """The other side closed its end (a child that exited or was killed)."""
@@ -55,7 +69,19 @@ class ProtocolViolation(Exception):
     """The other side sent something that is not a well-formed message."""
 
 
-ALIGN = 64
+ALIGN = 64  # bytes: every array in the shared input file starts at a multiple of this
+
+
+def wire_array(value: np.ndarray | Any, order: str = "C") -> np.ndarray:
+    """`value` as an array that may cross: a 64-bit integer array as int64, anything else as float32."""
+    array = np.asarray(value)
+    is_int64 = array.dtype.kind == "i" and array.dtype.itemsize == 8
+    return np.asarray(array, dtype=DTYPES["int64" if is_int64 else "float32"], order=order)  # type: ignore[call-overload]
+
+
+def wire_name(array: np.ndarray) -> str:
+    """The wire name of an array's dtype (one of `DTYPES`)."""
+    return next(name for name, dtype in DTYPES.items() if array.dtype == dtype)
 
 
 class SharedInputs:
@@ -68,11 +94,12 @@ class SharedInputs:
         self.map: mmap.mmap | None = None
 
     def place(self, arrays: Arrays) -> list[list[Any]]:
-        """Copy `arrays` in (strided to C order in the same copy); their listing with offsets."""
+        """Copy `arrays` (float32 or int64) in, strided to C order in the same copy; their listing
+        `[name, shape, dtype, offset]`, each offset a multiple of ALIGN."""
         offsets, end = [], 0
         for value in arrays.values():
             offsets.append(end)
-            end += -(-value.size * 4 // ALIGN) * ALIGN
+            end += -(-value.nbytes // ALIGN) * ALIGN
         if end > self.size:
             self.size = max(end, self.size * 3 // 2, 1 << 20)
             os.ftruncate(self.fd, self.size)
@@ -82,8 +109,8 @@ class SharedInputs:
         listing = []
         for (name, value), offset in zip(arrays.items(), offsets):
             if value.size:
-                np.ndarray(value.shape, np.float32, buffer=self.map, offset=offset)[...] = value
-            listing.append([name, list(value.shape), offset])
+                np.ndarray(value.shape, value.dtype, buffer=self.map, offset=offset)[...] = value
+            listing.append([name, list(value.shape), wire_name(value), offset])
         return listing
 
     def close(self) -> None:
@@ -99,9 +126,11 @@ class SharedView:
         self.fd, self.size = fd, 0
         self.map: mmap.mmap | None = None
 
-    def array(self, shape: tuple[int, ...], offset: int, owned: bool = False) -> np.ndarray:
-        """The array at `offset`: a copy, or (`owned`: the harness will not write that region again) a view."""
-        nbytes = 4 * int(np.prod(shape, dtype=np.int64))
+    def array(self, shape: tuple[int, ...], dtype: np.dtype, offset: int, owned: bool = False) -> np.ndarray:
+        """The `dtype` array at `offset`: a copy, or (`owned`: the harness will not write that region again) a view."""
+        if offset % ALIGN:
+            raise ProtocolViolation(f"an array in the shared input file starts at {offset}, not a multiple of {ALIGN}")
+        nbytes = dtype.itemsize * int(np.prod(shape, dtype=np.int64))
         if offset + nbytes > self.size:
             if self.map is not None:
                 self.map.close()
@@ -109,7 +138,7 @@ class SharedView:
             self.map = mmap.mmap(self.fd, self.size) if self.size else None
         if offset + nbytes > self.size or self.map is None:
             raise ProtocolViolation("an array lies outside the shared input file")
-        view = np.ndarray(shape, np.float32, buffer=self.map, offset=offset)
+        view = np.ndarray(shape, dtype, buffer=self.map, offset=offset)
         return view if owned else view.copy()
 
 
@@ -157,19 +186,24 @@ class Channel:
 
     def send(self, header: dict[str, Any], arrays: Arrays | None = None, deadline: float | None = None,
              shared: SharedInputs | None = None) -> None:
-        """Send a message; with `shared`, its arrays go into the shared input file instead of the pipe."""
+        """Send a message; with `shared`, its arrays go into the shared input file instead of the pipe.
+
+        int64 arrays cross as int64, every other dtype as float32 (`wire_array`)."""
         if shared is not None and arrays:
-            listing = shared.place({k: np.asarray(v, dtype=np.float32) for k, v in arrays.items()})
+            listing = shared.place({k: wire_array(v, order="K") for k, v in arrays.items()})  # place orders it
             self._write_all(memoryview(frame_header({**header, "arrays": listing})), deadline)
             return
-        arrays = {k: np.asarray(v, dtype=np.float32, order="C") for k, v in (arrays or {}).items()}
-        listing = [[k, list(v.shape)] for k, v in arrays.items()]
+        arrays = {k: wire_array(v) for k, v in (arrays or {}).items()}
+        listing = [[k, list(v.shape), wire_name(v)] for k, v in arrays.items()]
         self._write_all(memoryview(frame_header({**header, "arrays": listing})), deadline)
         for value in arrays.values():
             if value.size:
                 self._write_all(memoryview(value).cast("B"), deadline)
 
-    def receive(self, max_bytes: int, deadline: float | None = None) -> tuple[dict[str, Any], Arrays]:
+    def receive(self, max_bytes: int, deadline: float | None = None,
+                accept: frozenset[str] = ANSWER_DTYPES) -> tuple[dict[str, Any], Arrays]:
+        """One message: its header and its arrays, of the dtypes in `accept` only (by default float32, what the
+        harness takes from a child), at most `max_bytes` of them (sizes counted with each dtype's itemsize)."""
         prefix = bytearray(8)
         self._read_into(memoryview(prefix), deadline)
         if prefix[:4] != MAGIC:
@@ -184,39 +218,54 @@ class Channel:
         except (UnicodeDecodeError, json.JSONDecodeError):
             raise ProtocolViolation("a message header is not JSON") from None
         listing = header.pop("arrays", None) if isinstance(header, dict) else None
-        shapes = _check_listing(listing)
-        total = sum(4 * int(np.prod(shape, dtype=np.int64)) for _, shape, _ in shapes)
+        shapes = _check_listing(listing, accept)
+        total = sum(dtype.itemsize * int(np.prod(shape, dtype=np.int64)) for _, shape, dtype, _ in shapes)
         if total > max_bytes:
             raise ProtocolViolation(f"a message carries {total} bytes of arrays, more than the {max_bytes} allowed")
         arrays: Arrays = {}
-        for name, shape, offset in shapes:
+        for name, shape, dtype, offset in shapes:
             if offset is not None:
                 if self.shared is None:
                     raise ProtocolViolation("a message points into shared memory, which this side does not read")
-                arrays[name] = self.shared.array(shape, offset, owned=header.get("owned") is True)
+                arrays[name] = self.shared.array(shape, dtype, offset, owned=header.get("owned") is True)
                 continue
-            value = np.empty(shape, dtype=np.float32)
+            value = np.empty(shape, dtype=dtype)
             if value.size:
                 self._read_into(memoryview(value).cast("B"), deadline)
             arrays[name] = value
         return header, arrays
 
 
-def _check_listing(listing: Any) -> list[tuple[str, tuple[int, ...], int | None]]:
-    """[(name, shape, offset in the shared file or None)], each checked for form."""
+Listed = tuple[str, tuple[int, ...], np.dtype, int | None]
+
+
+def _check_listing(listing: Any, accept: frozenset[str]) -> list[Listed]:
+    """[(name, shape, dtype, offset in the shared file or None)], each checked for form.
+
+    An item is `[name, shape]`, `[name, shape, dtype]`, `[name, shape, offset]` or `[name, shape, dtype, offset]`:
+    a dtype, when listed, is a string right after the shape (absent: float32); an offset is a non-negative int
+    (or null: the pipe)."""
     if not isinstance(listing, list) or len(listing) > MAX_ARRAYS:
         raise ProtocolViolation("a message header does not list its arrays")
-    out: list[tuple[str, tuple[int, ...], int | None]] = []
+    out: list[Listed] = []
     for item in listing:
-        offset = item[2] if isinstance(item, list) and len(item) == 3 else None
-        if offset is not None and (type(offset) is not int or offset < 0):
-            raise ProtocolViolation("a message lists an array at a malformed offset")
-        ok = isinstance(item, list) and len(item) in (2, 3) and isinstance(item[0], str) and NAME.match(item[0])
+        ok = isinstance(item, list) and 2 <= len(item) <= 4 and isinstance(item[0], str) and NAME.match(item[0])
         shape = item[1] if ok else None
         if not ok or not isinstance(shape, list) or len(shape) > MAX_DIMS or not all(
                 type(d) is int and 0 <= d < (1 << 31) for d in shape):
             raise ProtocolViolation("a message lists an array with a malformed name or shape")
-        if item[0] in {name for name, _, _ in out}:
+        rest = item[2:]
+        name = rest.pop(0) if rest and isinstance(rest[0], str) else "float32"
+        if name not in DTYPES:
+            raise ProtocolViolation(f"a message lists array '{item[0]}' with dtype {name[:32]!r}; "
+                                    f"only {' and '.join(DTYPES)} cross")
+        if name not in accept:
+            raise ProtocolViolation(f"a message lists array '{item[0]}' as {name}, which this side does not accept "
+                                    f"(only {', '.join(sorted(accept))})")
+        offset = rest.pop(0) if rest else None
+        if rest or (offset is not None and (type(offset) is not int or offset < 0)):
+            raise ProtocolViolation("a message lists an array at a malformed offset")
+        if item[0] in {n for n, _, _, _ in out}:
             raise ProtocolViolation(f"a message lists array '{item[0]}' twice")
-        out.append((item[0], tuple(shape), offset))
+        out.append((item[0], tuple(shape), DTYPES[name], offset))
     return out

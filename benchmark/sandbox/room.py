@@ -3,7 +3,8 @@
 It holds the submission's snapshot (hashed before any of its code ran), starts
 its children, and validates everything that crosses back. The scoring code
 never sees a module, a function or a tensor of the submission's: only checked
-signatures, float32 arrays and messages.
+signatures, float32 arrays and messages. Inputs cross to the children as float32,
+or int64 for integer inputs (token ids); answers cross back as float32 only.
 
 - `fit` runs in one child and `replace` in a fresh one: the only state passed
   between them is what `fit` returned, so every stored number is counted.
@@ -37,7 +38,7 @@ from ..harness.submissions import (
 )
 from ..tasks import Task
 from .process import CONTROL, ZYGOTE, Child, Limits, isolation_problem
-from .protocol import Arrays
+from .protocol import Arrays, wire_array
 from .worker import TaskView, Worker, handle
 
 MAX_MESSAGE = 2000
@@ -72,7 +73,7 @@ class LocalChild:
 
         previous = signal.signal(signal.SIGINT, on_sigint) if _main_thread() else None
         try:
-            reply, out = handle(self.worker, header, {k: np.array(v, dtype=np.float32) for k, v in (arrays or {}).items()})
+            reply, out = handle(self.worker, header, {k: wire_array(v).copy() for k, v in (arrays or {}).items()})
         finally:
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)

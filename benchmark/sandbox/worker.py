@@ -5,9 +5,10 @@ own process, for debugging). Nothing here is trusted by the harness: the
 parent validates every message it gets back. The checks here exist to give the
 submission's author a precise message.
 
-Requests (`handle`), each a JSON header plus float32 arrays:
+Requests (`handle`), each a JSON header plus arrays (float32, or int64 for integer
+inputs such as token ids; each reaches the submission as a CPU tensor of that dtype):
 - `load`: import `replacement.py` from the snapshot; answer its signatures.
-- `fit`: call `fit(**arrays, task=...)`; answer its dict as float32 arrays.
+- `fit`: call `fit(**arrays, task=...)`; answer its dict as float32 arrays (answers are float32 only).
 - `setup`: keep the params (what `fit` returned, as tensors) and the task view.
 - `replace`: call `replace(**arrays, task=..., params=...)`; answer `out`.
 """
