@@ -14,8 +14,8 @@ independent of D):
   KL recovery 1 − E[K_P]/E[K_A] = 0.7 − 0.01 / E[K_A].
 
 **modadd-p113** (`benchmarks/data/modadd_losses.npz`, made by `benchmarks/modadd_losses.py`): the real eval set's
-8,939 pairs (C_i, A_i), clean and zero-ablated losses, of two targets: all 512 MLP neurons ("MLP", effect
-E[D] = 4.690, every pair hurt, by 1.7 to 12.4) and the largest key-frequency cluster chosen on the fit split (k = 8,
+8,939 pairs (C_i, A_i), clean and zero-ablated losses, of two shipped tasks: all 512 MLP neurons ("MLP", `:all`,
+effect E[D] = 4.690, every pair hurt, by 1.7 to 12.4) and the largest key-frequency cluster (`:freq8`, k = 8,
 179 neurons; effect 7.742, 14% of pairs not hurt, the rest by up to 35). Clean losses are near 0 (mean 8.8e-7).
 A dataset is a seeded bootstrap of those pairs (n drawn with replacement, C and A kept together), so the population
 is the eval set and the truth is exact: effect = its mean D, recovery = Σ E[ρ | D_i] D_i / Σ D_i. With F(D) the

@@ -56,40 +56,43 @@ def test_draws_have_the_real_shape_and_the_stated_truth(target, rho):
     assert round(effect, 3) == EFFECTS[target] and f"{EFFECTS[target]:.3f}" in gate.__doc__
     assert round(recovery, 3) == RECOVERIES[target, rho]
     assert f"{RECOVERIES[target, rho]:.3f}".replace("-", "−") in gate.__doc__
-    # the exact truth is what the draws average to: 2 million draws, within 5 standard errors
-    c, a, p = model(np.random.default_rng(7), 2_000_000)
+    # the exact truth is what the draws average to: a million draws, within 5 standard errors
+    c, a, p = model(np.random.default_rng(7), 1_000_000)
     d, num = a - c, a - p
     assert abs(d.mean() - effect) < 5 * d.std() / np.sqrt(len(d))
     assert abs(num.mean() / d.mean() - recovery) < 5 * (num - recovery * d).std() / np.sqrt(len(d)) / d.mean()
 
 
-def test_modadd_losses_are_the_checkpoints_and_the_cluster_is_chosen_on_the_fit_pairs():
-    """Recompute from the checkpoint: the k = 8 cluster by the R² rule on the fit pairs, and the clean and
-    zero-ablated losses of both targets on the eval pairs (one full-batch pass, not the harness's batches)."""
+def test_modadd_losses_are_the_shipped_tasks_on_the_checkpoint():
+    """The stored targets are the shipped `:all` task and the largest frequency cluster; their clean and
+    zero-ablated losses are recomputed from the checkpoint (one full-batch pass, not the harness's batches)."""
     import torch
     import torch.nn.functional as F
 
     from benchmark.data.modadd import open_split
     from benchmark.download import sha256_file
     from benchmark.harness.context import load_model
+    from benchmark.tasks import get_task, select_tasks
 
     losses = _load("modadd_losses")
     with np.load(losses.OUT) as data:
         stored = {key: data[key] for key in data.files}
-    checkpoint = ROOT / "checkpoints" / "modadd-p113.safetensors"
-    assert str(stored["checkpoint_sha256"]) == sha256_file(checkpoint)
-    model, _ = load_model("modadd-p113", "checkpoints/modadd-p113.safetensors", str(stored["checkpoint_sha256"]))
-    found = losses.clusters(model, open_split("train").inputs)
+    checkpoint = "checkpoints/modadd-p113.safetensors"
+    assert str(stored["checkpoint_sha256"]) == sha256_file(ROOT / checkpoint)
+    sizes = {t.id: len(t.units) for t in select_tasks("modadd-p113/mlp_hook_post:freq*")}
     k = int(stored["cluster_k"])
-    assert k == max(found, key=lambda f: len(found[f]))
-    assert tuple(stored["cluster_units"]) == found[k]
+    assert str(stored["cluster_task"]) == f"modadd-p113/mlp_hook_post:freq{k}" == max(sizes, key=sizes.get)
+    cluster = get_task(str(stored["cluster_task"])).units
+    assert tuple(stored["cluster_units"]) == tuple(cluster) and len(cluster) == 179
+    assert get_task(losses.MLP_TASK).units == tuple(range(512))
 
+    model, _ = load_model("modadd-p113", checkpoint, str(stored["checkpoint_sha256"]))
     test = open_split("test")
     with torch.no_grad():
-        post = model.run(test.inputs, until="mlp_hook_post")  # [8939, 512]
-        carry = {"hook_resid_mid": model.run(test.inputs, until="hook_resid_mid")}
+        carry: dict[str, torch.Tensor] = {}
+        post = model.run(test.inputs, until="mlp_hook_post", carry=carry)  # [8939, 512]
         labels = torch.as_tensor(test.labels())
-        for name, units in (("mlp", list(range(512))), ("cluster", list(found[k]))):
+        for name, units in (("mlp", list(range(512))), ("cluster", list(cluster))):
             for condition in ("clean", "zero"):
                 acts = post.clone()
                 if condition == "zero":
