@@ -67,8 +67,8 @@ def main() -> None:
     task = get_task(args.task)
     limits = limits_for(task.dataset)
     snapshot = take_snapshot(args.submission)
-    keys = ("plain", "staged", "replaced", "replace_calls", "in_process", "task_total", "task_replaced_pass", "baseline", "load", "fit",
-            "statistics", "prepare_alone", "record_alone", "snapshot_alone")
+    keys = ("plain", "staged", "replaced", "replace_calls", "in_process", "task_total", "task_replaced_pass",
+            "baseline", "load", "fit", "statistics", "prepare_alone", "record_alone", "snapshot_alone")
     timings: dict[str, list[float]] = {k: [] for k in keys}
 
     def forward(fn) -> float:
@@ -103,29 +103,29 @@ def main() -> None:
             with IsolatedSubmission(snapshot, limits) as other:
                 result = score(ctx, other, baseline)
                 isolation = other.isolation
-            local = IsolatedSubmission(snapshot, limits, isolate=False)
-            local.load(task)
-            local.start_replace(ctx.view(), fit_submission(ctx, local))
-            replaced_pass(ctx, local, baseline)
-            for _ in range(args.repeats):
-                timings["plain"].append(forward(model))
-                timings["staged"].append(forward(model.run))
-                start = time.perf_counter()
-                calls = replaced_pass(ctx, room, baseline)[2]
-                timings["replaced"].append(time.perf_counter() - start)
-                timings["replace_calls"].append(calls)
-                timings["in_process"].append(timed(lambda: replaced_pass(ctx, local, baseline)))
-                record, _ = compute_record(task, snapshot, RunOptions())
-                seconds = record["provenance"]["seconds"]
-                assert record["provenance"]["baseline_from_cache"]
-                timings["task_total"].append(seconds["total"])
-                timings["task_replaced_pass"].append(seconds["replaced_pass"])
-                for key in ("baseline", "load", "fit", "statistics"):
-                    timings[key].append(seconds[key])
-                timings["prepare_alone"].append(timed(lambda: prepare(task)))
-                timings["record_alone"].append(timed(lambda: assemble_record(
-                    task, snapshot, ctx, RunOptions(), result, isolation, True, {}, time.perf_counter())))
-                timings["snapshot_alone"].append(timed(lambda: take_snapshot(args.submission).cleanup()))
+            with IsolatedSubmission(snapshot, limits, isolate=False) as local:
+                local.load(task)
+                local.start_replace(ctx.view(), fit_submission(ctx, local))
+                replaced_pass(ctx, local, baseline)
+                for _ in range(args.repeats):
+                    timings["plain"].append(forward(model))
+                    timings["staged"].append(forward(model.run))
+                    start = time.perf_counter()
+                    calls = replaced_pass(ctx, room, baseline)[2]
+                    timings["replaced"].append(time.perf_counter() - start)
+                    timings["replace_calls"].append(calls)
+                    timings["in_process"].append(timed(lambda: replaced_pass(ctx, local, baseline)))
+                    record, _ = compute_record(task, snapshot, RunOptions())
+                    seconds = record["provenance"]["seconds"]
+                    assert record["provenance"]["baseline_from_cache"]
+                    timings["task_total"].append(seconds["total"])
+                    timings["task_replaced_pass"].append(seconds["replaced_pass"])
+                    for key in ("baseline", "load", "fit", "statistics"):
+                        timings[key].append(seconds[key])
+                    timings["prepare_alone"].append(timed(lambda: prepare(task)))
+                    timings["record_alone"].append(timed(lambda: assemble_record(
+                        task, snapshot, ctx, RunOptions(), result, isolation, True, {}, time.perf_counter())))
+                    timings["snapshot_alone"].append(timed(lambda: take_snapshot(args.submission).cleanup()))
     finally:
         snapshot.cleanup()
     med = {k: statistics.median(v) for k, v in timings.items()}
