@@ -758,7 +758,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        print(f"inspected {report['task']} on its fit set (n = {report['n_fit']}); open {report['html']}")
+        grid = f" and all {report['grid']['pairs']:,} pairs of its grid" if "grid" in report else ""
+        print(f"inspected {report['task']} on its fit set (n = {report['n_fit']}){grid}; open {report['html']}")
     return 0
 
 

@@ -457,7 +457,7 @@ def recovery_stats(
     for name, a in ablated.items():
         d, num = a - c, a - p  # [n], [n]
         e_lo, e_hi = intervals.skew_corrected_mean_interval(d, level)
-        fieller = intervals.fieller_ratio_interval(num, d, level)
+        fieller = intervals.fieller_ratio_interval(num, d, level, gap=c - p)  # N − D = C − P, exactly
         defined = bool(math.isfinite(e_lo) and e_lo > 0 and fieller is not None)
         r_hat = r_lo = r_hi = None
         if defined:

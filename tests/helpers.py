@@ -1,4 +1,4 @@
-"""Helpers for tests: CLI runs as real subprocesses, submission folders on disk."""
+"""Helpers for tests: CLI runs as real subprocesses, submission folders on disk, maps found in PNGs."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,3 +70,26 @@ def modadd_task(layer: str, units: tuple[int, ...], inputs: tuple[str, ...] | No
                 inputs=inputs, ablation="zero", version=1, topk=(1,), batch_size=2048)
     task.update(fields)
     return Task(**task)
+
+
+def rgb_of(path: str | Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB")).astype(np.int64)  # [H, W, 3]
+
+
+def find_map(png: np.ndarray, bare: np.ndarray) -> tuple[int, int]:
+    """(y, x) of the top-left corner where `bare` `# [h, w, 3]` appears pixel for pixel in `png`; fails if nowhere."""
+    (height, width), (h, w) = png.shape[:2], bare.shape[:2]
+    assert height > h and width > w, "the PNG is no larger than its bare map: it has no axes or colour bar"
+    code = lambda a: (a[..., 0] << 16) | (a[..., 1] << 8) | a[..., 2]  # noqa: E731
+    png_codes, bare_codes = code(png), code(bare.astype(np.int64))
+    colours, counts = np.unique(png_codes, return_counts=True)
+    where = np.searchsorted(colours, bare_codes.ravel()).clip(0, len(colours) - 1)
+    assert (colours[where] == bare_codes.ravel()).all(), "the map's colours are not in the PNG"
+    k = int(np.argmin(counts[where]))  # the map pixel with the rarest colour in the PNG
+    by, bx = divmod(k, w)
+    for y, x in zip(*np.nonzero(png_codes == bare_codes.ravel()[k])):
+        y, x = int(y) - by, int(x) - bx
+        if 0 <= y <= height - h and 0 <= x <= width - w and (png[y:y + h, x:x + w] == bare).all():
+            return y, x
+    raise AssertionError("the map is not in the PNG")

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import run_cli, write_submission
+from helpers import find_map, rgb_of, run_cli, write_submission
 from PIL import Image
 
 from benchmark.harness.context import prepare
@@ -62,11 +62,6 @@ def assert_report_folder(report: dict, out: Path, name: str) -> None:
     assert not list(out.parent.glob(f".{out.name}.*")), "a temporary folder was left behind"
 
 
-def rgb_of(path: str | Path) -> np.ndarray:
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB")).astype(np.int64)  # [H, W, 3]
-
-
 def ramp(kind: str, n: int = 2048) -> np.ndarray:
     """The colour ramps, written out here: heat (black → red → yellow → white), signed (blue → white → red), grey,
     and the overlay's colour over a black pixel (0.8 t · (255, 255 t, 0)). `# [n, 3]` floats in 0..255."""
@@ -86,24 +81,6 @@ def bar_colours(column: np.ndarray, kind: str) -> int:
     colours = np.unique(column, axis=0)
     off = np.abs(colours[:, None, :] - ramp(kind)[None]).max(axis=2).min(axis=1)
     return 0 if (off > 2).any() else len(colours)
-
-
-def find_map(png: np.ndarray, bare: np.ndarray) -> tuple[int, int]:
-    """(y, x) of the top-left corner where `bare` `# [h, w, 3]` appears pixel for pixel in `png`; fails if nowhere."""
-    (height, width), (h, w) = png.shape[:2], bare.shape[:2]
-    assert height > h and width > w, "the PNG is no larger than its bare map: it has no axes or colour bar"
-    code = lambda a: (a[..., 0] << 16) | (a[..., 1] << 8) | a[..., 2]  # noqa: E731
-    png_codes, bare_codes = code(png), code(bare.astype(np.int64))
-    colours, counts = np.unique(png_codes, return_counts=True)
-    where = np.searchsorted(colours, bare_codes.ravel()).clip(0, len(colours) - 1)
-    assert (colours[where] == bare_codes.ravel()).all(), "the map's colours are not in the PNG"
-    k = int(np.argmin(counts[where]))  # the map pixel with the rarest colour in the PNG
-    by, bx = divmod(k, w)
-    for y, x in zip(*np.nonzero(png_codes == bare_codes.ravel()[k])):
-        y, x = int(y) - by, int(x) - bx
-        if 0 <= y <= height - h and 0 <= x <= width - w and (png[y:y + h, x:x + w] == bare).all():
-            return y, x
-    raise AssertionError("the map is not in the PNG")
 
 
 def assert_map_with_axes_and_bar(path: str | Path, bare: np.ndarray, kind: str) -> None:

@@ -51,6 +51,26 @@ def test_fieller_equals_the_t_tests_acceptance_set(seed):
     assert found.min() == pytest.approx(lo, abs=(grid[1] - grid[0])) and found.max() == pytest.approx(hi, abs=grid[1] - grid[0])
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_fieller_keeps_its_width_when_recovery_is_near_one_with_a_narrow_interval(seed):
+    """modadd-p113's scale: clean losses ~1e-6, ablation ~8 nats, a replacement within 1e-7 of the clean loss, so
+    1 − R ≈ 1e-8. B² − AC would lose every digit there (it gave ends where t² was 100 times z²); the expanded
+    discriminant gives ends where the t-statistic of U + (1 − R₀) D, computed without cancellation, is z."""
+    rng = np.random.default_rng(seed)
+    n = 8939
+    c = np.abs(rng.normal(1e-6, 2e-6, n))
+    a = c + rng.lognormal(2.0, 0.5, n)
+    p = c * rng.uniform(0.5, 1.3, n)
+    gap, den = c - p, a - c
+    lo, hi = intervals.fieller_ratio_interval(a - p, den, 0.95, gap=gap)
+    z = sps.norm.ppf(0.975)
+    assert lo < 1 - (p.mean() - c.mean()) / den.mean() < hi and hi - lo > 1e-9
+    for edge in (lo, hi):
+        u = gap + (1.0 - edge) * den  # N − R₀ D
+        t = u.mean() / (u.std(ddof=1) / math.sqrt(n))
+        assert abs(t) == pytest.approx(z, rel=1e-4)
+
+
 def test_fieller_is_unbounded_when_the_denominator_is_not_significant():
     rng = np.random.default_rng(3)
     den = rng.normal(0.01, 1.0, 200)  # mean far inside its standard error

@@ -16,6 +16,10 @@ activation and r = the replacement's, per unit, example i and position p:
   original and replaced maps laid over the image (the same colour scale for both).
 Examples are shown with per-unit values: the value itself (dense) or the maximum over positions (conv).
 
+The pictures are the task's kind's (`REPORTS`, by `ctx.data_kind.name`): the above for images; for tokens
+(modular addition) the most divergent pairs as text, and the error r − o and ΔL over the (a, b) grid, after a
+second pass of the fitted submission over the fit pairs (`pairs`). The measures above are shared (`shared`).
+
 Outputs: PNGs, beside each the arrays it shows (`<name>.npz`, listed with their shapes under "data" in
 `diagnose.json`), `index.html` and `diagnose.json` in one folder, written whole or not at all. Default folder:
 `<cache>/diagnose/<task-slug>/<submission>/`.
@@ -23,15 +27,18 @@ Outputs: PNGs, beside each the arrays it shows (`<name>.npz`, listed with their 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..errors import UserError
 from ..harness.baseline import load_or_compute
 from ..harness.context import TaskContext, prepare
 from ..harness.passes import Batch, as_array
 from ..harness.runner import RunOptions
+from ..kinds import kind_of
 from ..harness.scoring import fit_submission, replaced_pass
 from ..harness.submissions import take_snapshot
 from ..sandbox.limits import limits_for
@@ -40,50 +47,9 @@ from ..tasks import Task
 from ..zoo import dataset_spec
 from . import figures, plots
 from .figures import esc
-from .inspection import class_names, default_out, label_text
-
-
-def pearson(x: np.ndarray, y: np.ndarray) -> float | None:
-    """Pearson r of two samples (float64); None with fewer than 2 values or a constant sample."""
-    x, y = np.asarray(x, np.float64).ravel(), np.asarray(y, np.float64).ravel()
-    if len(x) < 2:
-        return None
-    x, y = x - x.mean(), y - y.mean()
-    den = float(np.sqrt((x * x).sum() * (y * y).sum()))
-    return None if den == 0 else float((x * y).sum() / den)
-
-
-def by_decile(o: np.ndarray, r: np.ndarray) -> list[dict[str, Any]]:
-    """Fidelity within the deciles of the original values `o` (equal edges merged); see the module docstring."""
-    o, r = o.ravel().astype(np.float64), r.ravel().astype(np.float64)
-    edges = np.unique(np.quantile(o, np.linspace(0, 1, 11)))
-    if len(edges) == 1:
-        edges = np.array([edges[0], edges[0]])
-    bins = np.clip(np.searchsorted(edges, o, side="right") - 1, 0, len(edges) - 2)
-    out = []
-    for b in range(len(edges) - 1):
-        m = bins == b
-        if not m.any():
-            continue
-        out.append({"low": float(edges[b]), "high": float(edges[b + 1]), "n": int(m.sum()), "r": pearson(o[m], r[m]),
-                    "mean_original": float(o[m].mean()), "mean_replaced": float(r[m].mean()),
-                    "mean_abs_diff": float(np.abs(r[m] - o[m]).mean())})
-    return out
-
-
-def by_class(o: np.ndarray, r: np.ndarray, labels: np.ndarray, names: list[str] | None) -> list[dict[str, Any]]:
-    """Per class present: n examples, Pearson r (every position) and mean |r − o|; worst r first (None last)."""
-    rows = []
-    for c in np.unique(labels):
-        m = labels == c
-        rows.append({"label": int(c), "class": label_text(int(c), names), "n": int(m.sum()), "r": pearson(o[m], r[m]),
-                     "mean_abs_diff": float(np.abs(r[m] - o[m]).mean())})
-    return sorted(rows, key=lambda row: (row["r"] is None, row["r"] if row["r"] is not None else 0.0, row["label"]))
-
-
-def per_example_value(a: np.ndarray) -> np.ndarray:
-    """`# [n, n_units, *spatial]` → `# [n, n_units]`: the value (dense) or the maximum over positions (conv)."""
-    return a.reshape(a.shape[0], a.shape[1], -1).max(axis=2)
+from . import pairs
+from .shared import (by_class, by_decile, class_names, default_out, fmt_r, label_text, per_example_value, report_head,
+                     scatter_figure)
 
 
 def diagnose(name_or_path: str, task: Task, out: Path | None, *, options: RunOptions, top: int = 16) -> dict[str, Any]:
@@ -92,6 +58,7 @@ def diagnose(name_or_path: str, task: Task, out: Path | None, *, options: RunOpt
     try:
         dest = Path(out) if out is not None else default_out("diagnose", task.slug(), snapshot.name)
         figures.check_out_dir(dest.expanduser().absolute())  # fail before any work
+        more, writer = REPORTS[kind_name(task)]
         limits = limits_for(task.dataset, options.time_limit, options.memory_limit)
         with IsolatedSubmission(snapshot, limits, isolate=options.isolate) as room:
             ctx = prepare(task, device=options.device, data_dir=options.data_dir, imagenet_dir=options.imagenet_dir,
@@ -108,17 +75,28 @@ def diagnose(name_or_path: str, task: Task, out: Path | None, *, options: RunOpt
                 outputs.append(out.copy())
 
             replaced, fidelity, _ = replaced_pass(ctx, room, baseline, options.progress, on_batch=keep)
+            extra = more(ctx, room) if more is not None else None
             isolation = room.isolation
     finally:
         snapshot.cleanup()
     o_all, r_all = np.concatenate(originals), np.concatenate(outputs)  # [n, n_units, *spatial] each
-    return write_report(ctx, snapshot.name, dest, o_all, r_all, baseline.loss("clean"), replaced["loss.replaced"],
-                        [f.to_dict() for f in fidelity], isolation, top, options.data_dir)
+    return writer(ctx, snapshot.name, dest, o_all, r_all, baseline.loss("clean"), replaced["loss.replaced"],
+                  [f.to_dict() for f in fidelity], isolation, top, options.data_dir, extra=extra)
+
+
+def kind_name(task: Task) -> str:
+    """The task's kind of data (`benchmark.kinds`, as `ctx.data_kind.name`), one `REPORTS` knows (else a UserError)."""
+    kind = kind_of(task.dataset).name
+    if kind not in REPORTS:
+        raise UserError(f"diagnose has no report for {task.dataset}'s kind of data '{kind}'; it knows "
+                        f"{', '.join(REPORTS)}.")
+    return kind
 
 
 def write_report(ctx: TaskContext, name: str, dest: Path, o_all: np.ndarray, r_all: np.ndarray, loss_clean: np.ndarray,
                  loss_replaced: np.ndarray, fidelity: list[dict[str, Any]], isolation: dict[str, Any], top: int,
-                 data_dir: str | None) -> dict[str, Any]:
+                 data_dir: str | None, extra: None = None) -> dict[str, Any]:
+    """The image kind's report (module docstring); `extra` is unused (images run no pass besides the scored one)."""
     task = ctx.task
     n = len(o_all)
     conv = o_all.ndim == 4
@@ -130,15 +108,8 @@ def write_report(ctx: TaskContext, name: str, dest: Path, o_all: np.ndarray, r_a
     o_ex, r_ex = per_example_value(o_all), per_example_value(r_all)  # [n, n_units]
     worst_unit = np.abs(diff).reshape(n, len(task.units), -1).mean(axis=2).argmax(axis=1)  # [n]
     dest = dest.expanduser().absolute()
-    report: dict[str, Any] = {
-        "submission": name, "task": task.id, "n_eval": int(n), "units": list(task.units), "isolation": isolation,
-        "read": "eval set, as score; the submission got the allowed inputs only (no labels, no model)",
-        "mean_loss": {"clean": float(loss_clean.mean()), "replaced": float(loss_replaced.mean())},
-        "fidelity": [{**f, "unit": int(u)} for u, f in zip(task.units, fidelity)],
-    }
-    rs = [f.get("pearson_r") for f in fidelity]
-    report["overall_r_text"] = ", ".join(f"{u}: {r:.3f}" if r is not None else f"{u}: —"
-                                         for u, r in list(zip(task.units, rs))[:10]) + (" …" if len(rs) > 10 else "")
+    report = report_head(ctx, name, n, isolation, loss_clean, loss_replaced, fidelity,
+                         "eval set, as score; the submission got the allowed inputs only (no labels, no model)")
 
     def example(i: int) -> dict[str, Any]:
         return {"eval_position": int(i), "dataset_index": int(ctx.eval_indices[i]), "label": int(labels[i]),
@@ -193,14 +164,7 @@ def write_report(ctx: TaskContext, name: str, dest: Path, o_all: np.ndarray, r_a
             o, r = o_all[:, j], r_all[:, j]
             report["by_class"][str(u)] = by_class(o.reshape(n, -1), r.reshape(n, -1), labels, names)
             report["by_decile"][str(u)] = by_decile(o, r)
-            image, points = figures.scatter_png(o, r, label_x=f"original activation, unit {u}",
-                                                label_y=f"replaced activation, unit {u}")
-            files[f"scatter_{u}"] = figures.save_png(image, tmp / f"unit{u}_scatter.png")
-            where = np.unravel_index(points["index"], o.shape)  # (example, *position) of each point shown
-            data[f"scatter_{u}"] = figures.save_npz(tmp / f"unit{u}_scatter.npz", {
-                "original": points["x"], "replaced": points["y"], "eval_position": where[0],
-                **({"row": where[1], "col": where[2]} if conv else {}), "limits": points["limits"],
-                "n_points_total": o.size})
+            files[f"scatter_{u}"], data[f"scatter_{u}"] = scatter_figure(tmp, u, o, r, conv)
             if conv:
                 mean_abs = np.abs(r - o).mean(axis=0)  # [h, w]
                 report.setdefault("diff_map", {})[str(u)] = [[round(float(v), 6) for v in row] for row in mean_abs]
@@ -224,8 +188,10 @@ def write_report(ctx: TaskContext, name: str, dest: Path, o_all: np.ndarray, r_a
     return report
 
 
-def fmt_r(value: float | None) -> str:
-    return "—" if value is None else f"{value:.3f}"
+#: Each kind's report (`benchmark.kinds`: `ctx.data_kind.name`): what more it runs while the fitted submission is
+#: loaded, called as (ctx, room), or None, and the writer, handed what that returned as `extra`.
+REPORTS: dict[str, tuple[Callable[[TaskContext, IsolatedSubmission], Any] | None, Callable[..., dict[str, Any]]]] = {
+    "image": (None, write_report), "tokens": (pairs.replace_fit_pairs, pairs.write_diagnosis)}
 
 
 def example_rows(examples: list[dict[str, Any]]) -> list[list[str]]:

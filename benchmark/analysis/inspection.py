@@ -1,6 +1,9 @@
 """`replacebench inspect TASK`: what to know about a task's inputs and units before writing a replacement.
 
-Only the harness runs here (no submission code), and only on the task's FIT set (`ctx.fit_set`,
+What is drawn depends on the task's kind of data (`ctx.data_kind.name`, `INSPECTORS`): images (below), or, for
+tokens, the (a, b) grid of modular addition and its Fourier power (`pairs`).
+
+Only the harness runs here (no submission code). For images, only on the task's FIT set (`ctx.fit_set`,
 `ctx.fit_indices`); the eval set is never read for any figure or picture (`context.prepare`, shared by every
 command, opens the eval split only to draw the splits and to probe one example's shapes). For each unit u, with a_u the unit's
 activation on fit example i (`# [n_fit]` for a dense unit, `# [n_fit, h, w]` for a conv channel):
@@ -26,52 +29,14 @@ from typing import Any
 
 import numpy as np
 
-from .. import paths
+from ..errors import UserError
 from ..harness.context import TaskContext, prepare
 from ..harness.passes import as_array, batches
 from ..tasks import Task
 from ..zoo import dataset_spec
-from . import figures, plots
+from . import figures, pairs, plots
 from .figures import esc
-
-
-def default_out(kind: str, *parts: str) -> Path:
-    """`<cache>/<kind>/<parts…>` (the folder itself is created only when the report is complete)."""
-    return paths.user_cache_root().joinpath(kind, *parts)
-
-
-class _Moments:
-    """Streaming min, max, mean and sd (ddof 0) of every value of an input, batch by batch (float64 sums)."""
-
-    def __init__(self) -> None:
-        self.n, self.s, self.ss, self.lo, self.hi = 0, 0.0, 0.0, np.inf, -np.inf
-
-    def update(self, x: np.ndarray) -> None:
-        x = x.astype(np.float64, copy=False)
-        self.n += x.size
-        self.s += float(x.sum())
-        self.ss += float(np.square(x).sum())
-        self.lo, self.hi = min(self.lo, float(x.min())), max(self.hi, float(x.max()))
-
-    def result(self) -> dict[str, float]:
-        mean = self.s / self.n
-        return {"min": self.lo, "max": self.hi, "mean": mean, "sd": float(np.sqrt(max(self.ss / self.n - mean**2, 0.0)))}
-
-
-def class_names(ctx: TaskContext, data_dir: str | None) -> list[str] | None:
-    """Readable class names where the dataset has them (ImageNet's label map), else None (the digit is the name)."""
-    if ctx.task.dataset != "imagenet":
-        return None
-    try:
-        from ..data.imagenet import load_class_names
-
-        return load_class_names(data_dir)
-    except Exception:  # the names are a nicety; the index is always shown
-        return None
-
-
-def label_text(label: int, names: list[str] | None) -> str:
-    return str(label) if names is None or label >= len(names) else f"{label} {names[label]}"
+from .shared import STATS_HEAD, Moments, class_names, default_out, label_text, stats_row
 
 
 def fit_pass(ctx: TaskContext) -> tuple[np.ndarray, dict[str, dict[str, Any]], np.ndarray, np.ndarray, np.ndarray]:
@@ -79,7 +44,7 @@ def fit_pass(ctx: TaskContext) -> tuple[np.ndarray, dict[str, dict[str, Any]], n
     shape per example and moments, the image sum Σ_i x_i `# [C, H, W]`, per unit Σ_i w_i x_i
     `# [n_units, C, H, W]`, and per unit Σ_i w_i `# [n_units]`, with w_i = max(s_i, 0) (module docstring)."""
     task = ctx.task
-    moments = {n: _Moments() for n in task.inputs}
+    moments = {n: Moments() for n in task.inputs}
     shapes: dict[str, list[int]] = {}
     targets = []
     image_sum = None
@@ -106,9 +71,20 @@ def fit_pass(ctx: TaskContext) -> tuple[np.ndarray, dict[str, dict[str, Any]], n
 
 def inspect_task(task: Task, out: Path | None, *, data_dir: str | None = None, imagenet_dir: str | None = None,
                  device: str | None = None, top: int = 16, fit_size: int | None = None) -> dict[str, Any]:
-    """Write the inspection report for `task` into `out` (default `default_out`); returns what `--json` prints."""
+    """Write the inspection report for `task` into `out` (default `default_out`); returns what `--json` prints.
+    What it shows is its kind's (`INSPECTORS`, by `ctx.data_kind.name`): images here, the (a, b) grid for tokens."""
     ctx = prepare(task, device=device, data_dir=data_dir, imagenet_dir=imagenet_dir, fit_size=fit_size)
     dest = Path(out) if out is not None else default_out("inspect", task.slug())
+    kind = ctx.data_kind.name
+    if kind not in INSPECTORS:
+        raise UserError(f"inspect has no pictures for {task.dataset}'s kind of data '{kind}'; it knows "
+                        f"{', '.join(INSPECTORS)}.")
+    return INSPECTORS[kind](ctx, dest, top=top, data_dir=data_dir)
+
+
+def inspect_images(ctx: TaskContext, dest: Path, *, top: int = 16, data_dir: str | None = None) -> dict[str, Any]:
+    """The image kind's report (module docstring): top examples as images, weighted means, conv maps."""
+    task = ctx.task
     names = class_names(ctx, data_dir)
     acts, input_info, image_sum, weighted, weights = fit_pass(ctx)  # acts: [n_fit, n_units, *spatial]
     n = len(acts)
@@ -206,6 +182,9 @@ def inspect_task(task: Task, out: Path | None, *, data_dir: str | None = None, i
     return report
 
 
+#: Each kind's inspection report (`benchmark.kinds`: `ctx.data_kind.name`), called as (ctx, dest, top=, data_dir=).
+INSPECTORS = {"image": inspect_images, "tokens": pairs.inspect_pairs}
+
 #: The weighted-mean image goes into inspect.json itself when it has at most this many values (MNIST's 784 do).
 INLINE_VALUES = 1024
 
@@ -250,14 +229,6 @@ def top_classes(labels: np.ndarray, score: np.ndarray, names: list[str] | None, 
     values, counts = np.unique(labels[order], return_counts=True)
     ranked = sorted(zip(values.tolist(), counts.tolist()), key=lambda vc: (-vc[1], vc[0]))[:10]
     return [{"label": int(v), "class": label_text(int(v), names), "count": int(c)} for v, c in ranked]
-
-
-def stats_row(name: str, s: dict[str, float]) -> list[str]:
-    return [name, *(f"{s[k]:.4g}" for k in ("mean", "sd", "min", "q10", "median", "q90", "q99", "max")),
-            f"{100 * s['fraction_active']:.1f}%"]
-
-
-STATS_HEAD = ["over", "mean", "sd", "min", "q10", "median", "q90", "q99", "max", "active (> 0)"]
 
 
 def unit_section(entry: dict[str, Any], files: dict[str, str], conv: bool) -> str:

@@ -59,11 +59,12 @@ def heat_rgb(values: np.ndarray, vmax: float | None = None) -> np.ndarray:
     return (255 * rgb).round().astype(np.uint8)
 
 
-def signed_rgb(values: np.ndarray) -> np.ndarray:
-    """A signed map `# [h, w]` → RGB uint8: t = v / max|v|; negative blue, 0 white, positive red."""
+def signed_rgb(values: np.ndarray, vmax: float | None = None) -> np.ndarray:
+    """A signed map `# [h, w]` → RGB uint8: t = clip(v / m, −1, 1), m = `vmax` (default max|v|); negative blue, 0 white,
+    positive red."""
     v = np.asarray(values, dtype=np.float64)
-    m = float(np.max(np.abs(v))) if v.size else 0.0
-    t = v / m if m > 0 else np.zeros_like(v)
+    m = (float(np.max(np.abs(v))) if v.size else 0.0) if vmax is None else vmax
+    t = np.clip(v / m, -1, 1) if m > 0 else np.zeros_like(v)
     r = np.where(t < 0, 1 + t, 1.0)
     b = np.where(t > 0, 1 - t, 1.0)
     g = 1 - np.abs(t)
@@ -253,4 +254,42 @@ def scatter(x: np.ndarray, y: np.ndarray, lo: float, hi: float, *, size: int = 3
     draw.rectangle([x0 - 1, top - 1, x0 + size, y1 + 1], outline=GREY)
     draw_text(canvas, (x0 + size / 2, y1 + 22), label_x, anchor="mt")
     draw_text(canvas, (12, top + size / 2), label_y, vertical=True)
+    return canvas
+
+
+BAR, BAR_HIGHLIGHT = (30, 80, 200), (200, 40, 40)
+
+
+def bars(values: np.ndarray, *, first: int = 0, highlight: int | None = None, width: int = 340, height: int = 160,
+         label_x: str = "", label_y: str = "") -> Image.Image:
+    """A bar chart of `values # [m]` (non-negative) at x = first, first + 1, …: bar k spans display columns
+    [k · c, (k + 1) · c − 1] of the plot, c = width // m, and rises from 0 to v_k on a y axis [0, max v] (ticked,
+    as are the x values below); a bar under half a display pixel is not drawn. The bar at x = `highlight` is red,
+    the others blue."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    m = max(len(v), 1)
+    cell = max(width // m, 1)
+    size_x = cell * m
+    left, bottom, top, right = 58, 40, 10, 16
+    canvas = Image.new("RGB", (left + size_x + right, top + height + bottom), "white")
+    draw = ImageDraw.Draw(canvas)
+    hi = float(v.max()) if len(v) and v.max() > 0 else 1.0
+    x0, y1 = left, top + height - 1  # the plot's left and bottom edges
+    for tick in value_ticks(0.0, hi):
+        py = y1 - tick / hi * (height - 1)
+        draw.line([x0, py, x0 + size_x - 1, py], fill=LIGHT)
+        draw.line([x0 - 4, py, x0 - 1, py], fill=BLACK)
+        draw_text(canvas, (x0 - 6, py), fmt(tick), anchor="rm")
+    for k, value in enumerate(v):
+        if value / hi * (height - 1) >= 0.5:  # at least half a display pixel high
+            colour = BAR_HIGHLIGHT if highlight is not None and k + first == highlight else BAR
+            draw.rectangle([x0 + k * cell, y1 - value / hi * (height - 1), x0 + (k + 1) * cell - 1 - (cell > 2), y1],
+                           fill=colour)
+    for x in (x for x in index_ticks(first + m) if x >= first):  # round values of x
+        tx = x0 + (x - first + 0.5) * cell
+        draw.line([tx, y1 + 1, tx, y1 + 4], fill=BLACK)
+        draw_text(canvas, (tx, y1 + 6), str(x), anchor="mt")
+    draw.rectangle([x0 - 1, top - 1, x0 + size_x, y1 + 1], outline=GREY)
+    draw_text(canvas, (x0 + size_x / 2, y1 + 22), label_x, anchor="mt")
+    draw_text(canvas, (12, top + height / 2), label_y, vertical=True)
     return canvas

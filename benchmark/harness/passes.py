@@ -80,6 +80,14 @@ def batches(ctx: TaskContext, split: Literal["fit", "eval"], inputs: Sequence[st
 
 
 @torch.no_grad()
+def units_on(ctx: TaskContext, x: torch.Tensor) -> torch.Tensor:
+    """The target units `# [b, n_units, ...]` of any inputs `x` as the dataset loads them, computed as `batches` does;
+    for inputs that are no split's (`inspect` runs modular addition's whole (a, b) grid, `analysis.pairs`)."""
+    activation = ctx.model.run(ctx.to_input(x), until=ctx.task.layer, carry={})  # [b, channels, ...]
+    return ctx.data_kind.select_units(activation, torch.as_tensor(ctx.task.units, device=ctx.device))
+
+
+@torch.no_grad()
 def logits_from(ctx: TaskContext, activation: torch.Tensor, carry: dict[str, torch.Tensor]) -> torch.Tensor:
     """The class logits `# [b, classes]` from the target layer's (possibly modified) activation `# [b, channels, ...]`
     and its batch's `carry` (copied: a resumed run adds to what it is given, and the batch serves several runs)."""
