@@ -1,7 +1,7 @@
 """The gate and the intervals, by simulation: how often "defined" is declared with no effect, and how often
 the 95% intervals hold the truth.
 
-    python benchmarks/coverage_gate.py [--datasets 1000] [--bootstrap]
+    python benchmarks/coverage_gate.py [--datasets 1000] [--bootstrap] [--only TEXT]
 
 Per example i of n (seeded, so the table is reproducible). Clean loss C_i, ablated A_i = C_i + D_i,
 replaced P_i = A_i − ρ_i D_i with a per-example recovery ρ_i ~ Beta(7, 3) (true recovery 0.7 when ρ is
@@ -12,6 +12,21 @@ independent of D):
   logistic(−2.5 + 0.8 (log C + 1)) (about 10%, more often when its clean loss is high), by LogNormal(−1.5, 1.2).
 - **KL, moderate / sparse**: K_A ~ LogNormal(−3, σ), σ = 0.8 / 1.5; K_P = K_A (1 − ρ) + Exp(mean 0.01).
   KL recovery 1 − E[K_P]/E[K_A] = 0.7 − 0.01 / E[K_A].
+
+**modadd-p113** (`benchmarks/data/modadd_losses.npz`, made by `benchmarks/modadd_losses.py`): the real eval set's
+8,939 pairs (C_i, A_i), clean and zero-ablated losses, of two shipped tasks: all 512 MLP neurons ("MLP", `:all`,
+effect E[D] = 4.690, every pair hurt, by 1.7 to 12.4) and the largest key-frequency cluster (`:freq8`, k = 8,
+179 neurons; effect 7.742, 14% of pairs not hurt, the rest by up to 35). Clean losses are near 0 (mean 8.8e-7).
+A dataset is a seeded bootstrap of those pairs (n drawn with replacement, C and A kept together), so the population
+is the eval set and the truth is exact: effect = its mean D, recovery = Σ E[ρ | D_i] D_i / Σ D_i. With F(D) the
+rank of D among the 8,939 divided by 8,939 (the hardest-hit pair has F = 1), ρ_i is one of
+
+- **Beta(7, 3)**, independent of D: recovery 0.700 on both;
+- **graded** ρ = 1 − F(D): the harder a pair is hit, the less it recovers (MLP 0.423, cluster 0.234);
+- **hardest 10% at −4**: ρ = −4 where F(D) > 0.9, else 1 (the Integrity issue's uneven recovery, on the pairs
+  that carry the most effect; MLP 0.201, cluster −0.440);
+- **near 100%, Beta(99, 1)**: recovery 0.990 on both;
+- **near 100%, hardest 1% at 0**: ρ = 0 where F(D) > 0.99, else 1 (MLP 0.979, cluster 0.962).
 
 Nulls (no effect, E[D] = 0 exactly), for the false-"defined" rate:
 - **symmetric**: D ~ Normal(0, 0.05);
@@ -30,6 +45,8 @@ import math
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +57,8 @@ from benchmark import stats  # noqa: E402
 
 Model = Callable[[np.random.Generator, int], tuple[np.ndarray, np.ndarray, np.ndarray]]
 SIZES = (200, 900, 10_000)
+MODADD_SIZES = (200, 900, 8_939)  # 8,939: the real eval set
+MODADD_LOSSES = Path(__file__).resolve().parent / "data" / "modadd_losses.npz"
 
 
 def _replaced(rng: np.random.Generator, a: np.ndarray, d: np.ndarray) -> np.ndarray:
@@ -92,19 +111,88 @@ def null_skewed(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarra
     return c, c + d, _replaced(rng, c + d, d)
 
 
-MODELS: dict[str, tuple[Model, bool]] = {
-    "moderate": (moderate, True),
-    "sparse, heavy-tailed": (sparse, True),
-    "KL, moderate (σ 0.8)": (kl_model(0.8), True),
-    "KL, sparse (σ 1.5)": (kl_model(1.5), True),
-    "null: symmetric": (null_symmetric, False),
-    "null: sparse ±": (null_sparse_signed, False),
-    "null: skewed": (null_skewed, False),
+@dataclass(frozen=True)
+class Recovery:
+    """A per-example recovery ρ given F(D) `# [n]`: `draw` samples it, `expected` is E[ρ | F(D)]."""
+
+    draw: Callable[[np.random.Generator, np.ndarray], np.ndarray]
+    expected: Callable[[np.ndarray], np.ndarray]
+
+
+def beta_recovery(a: float, b: float) -> Recovery:
+    return Recovery(lambda rng, f: rng.beta(a, b, len(f)), lambda f: np.full(len(f), a / (a + b)))
+
+
+def hardest_at(share: float, rho: float) -> Recovery:
+    """ρ = `rho` on the pairs with F(D) > 1 − share (the hardest hit), 1 elsewhere."""
+    def rule(f: np.ndarray) -> np.ndarray:
+        return np.where(f > 1 - share, rho, 1.0)
+    return Recovery(lambda rng, f: rule(f), rule)
+
+
+RECOVERIES: dict[str, Recovery] = {
+    "Beta(7, 3)": beta_recovery(7, 3),
+    "graded": Recovery(lambda rng, f: 1 - f, lambda f: 1 - f),
+    "hardest 10% at −4": hardest_at(0.10, -4.0),
+    "near 100%, Beta(99, 1)": beta_recovery(99, 1),
+    "near 100%, hardest 1% at 0": hardest_at(0.01, 0.0),
+}
+
+
+@dataclass(frozen=True)
+class Resampled:
+    """A bootstrap of the real (clean, zero-ablated) loss pairs `# [N]`, replaced as A − ρ D (module docstring)."""
+
+    clean: np.ndarray  # [N]
+    ablated: np.ndarray  # [N]
+    recovery: Recovery
+
+    @cached_property
+    def rank(self) -> np.ndarray:
+        """F(D) `# [N]`: each pair's rank by D, 1..N (ties in index order), divided by N."""
+        d = self.ablated - self.clean
+        order = np.argsort(d, kind="stable")
+        ranks = np.empty(len(d))
+        ranks[order] = np.arange(1, len(d) + 1)
+        return ranks / len(d)
+
+    def __call__(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        i = rng.integers(0, len(self.clean), n)  # [n]
+        c, a = self.clean[i], self.ablated[i]
+        return c, a, a - self.recovery.draw(rng, self.rank[i]) * (a - c)
+
+    def truth(self) -> tuple[float, float]:
+        """(effect, recovery) of the population, exactly: (mean D, Σ E[ρ | D_i] D_i / Σ D_i)."""
+        d = self.ablated - self.clean
+        return float(d.mean()), float((self.recovery.expected(self.rank) * d).sum() / d.sum())
+
+
+def modadd_models() -> dict[str, Resampled]:
+    """The modadd-p113 data models: {label: model} for both targets and every recovery."""
+    with np.load(MODADD_LOSSES) as data:
+        arrays = {key: data[key] for key in data.files}
+    targets = {"MLP": "mlp", f"k = {int(arrays['cluster_k'])} cluster": "cluster"}
+    return {f"modadd {label}: {name}": Resampled(arrays[f"{key}_clean"], arrays[f"{key}_zero"], recovery)
+            for label, key in targets.items() for name, recovery in RECOVERIES.items()}
+
+
+MODELS: dict[str, tuple[Model, bool, tuple[int, ...]]] = {
+    "moderate": (moderate, True, SIZES),
+    "sparse, heavy-tailed": (sparse, True, SIZES),
+    "KL, moderate (σ 0.8)": (kl_model(0.8), True, SIZES),
+    "KL, sparse (σ 1.5)": (kl_model(1.5), True, SIZES),
+    **{label: (model, True, MODADD_SIZES) for label, model in modadd_models().items()},
+    "null: symmetric": (null_symmetric, False, SIZES),
+    "null: sparse ±": (null_sparse_signed, False, SIZES),
+    "null: skewed": (null_skewed, False, SIZES),
 }
 
 
 def truth(model: Model) -> tuple[float, float]:
-    """(effect, recovery) of the population, from 4 million examples (their own seed)."""
+    """(effect, recovery) of the population: exact for a `Resampled` model, else from 4 million examples (their own
+    seed)."""
+    if isinstance(model, Resampled):
+        return model.truth()
     c, a, p = model(np.random.default_rng(99), 4_000_000)
     effect = float((a - c).mean())
     return effect, float((a - p).mean()) / effect
@@ -142,6 +230,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--datasets", type=int, default=1000)
     parser.add_argument("--bootstrap", action="store_true", help="add the bootstrap BCa intervals (slow at n = 10,000)")
+    parser.add_argument("--only", metavar="TEXT", help="only the data models whose label contains TEXT (e.g. modadd)")
     args = parser.parse_args()
     started = time.perf_counter()
     methods = ["closed form"] + (["bootstrap BCa"] if args.bootstrap else [])
@@ -151,8 +240,10 @@ def main() -> None:
                                                 for m in methods) + " |"
     print(header)
     print("|" + "---|" * (2 + 3 * len(methods)))
-    for label, (model, has_effect) in MODELS.items():
-        for n in SIZES:
+    for label, (model, has_effect, sizes) in MODELS.items():
+        if args.only and args.only not in label:
+            continue
+        for n in sizes:
             rates = cell(model, has_effect, n, args.datasets, args.bootstrap)
             parts = []
             for m in methods:
