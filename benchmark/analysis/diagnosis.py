@@ -1,8 +1,7 @@
 """`replacebench diagnose SUB --task TASK`: where a replacement diverges from the units it replaces.
 
-The submission runs exactly as `score` runs it (`scoring.fit_submission` and `scoring.replaced_pass`, in an
-`IsolatedSubmission`: its own namespaced children, fit on the fit set, never handed the model, its weights or
-any label). The replaced pass hands the harness each batch's original units and validated output, so one eval pass
+The submission runs exactly as `score` runs it, in a `session.ScoringSession` (its fit step and its replaced
+pass, in its own namespaced children: fit on the fit set, never handed the model, its weights or any label). The replaced pass hands the harness each batch's original units and validated output, so one eval pass
 serves both the scores and the report. On the task's eval set (as `score`), with o = the original
 activation and r = the replacement's, per unit, example i and position p:
 
@@ -28,14 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from ..harness.baseline import load_or_compute
-from ..harness.context import TaskContext, prepare
+from ..harness.context import TaskContext
 from ..harness.passes import Batch, as_array
 from ..harness.runner import RunOptions
-from ..harness.scoring import fit_submission, replaced_pass
+from ..harness.session import ScoringSession
 from ..harness.submissions import take_snapshot
-from ..sandbox.limits import limits_for
-from ..sandbox.room import IsolatedSubmission
 from ..tasks import Task
 from ..zoo import dataset_spec
 from . import figures, plots
@@ -88,18 +84,14 @@ def per_example_value(a: np.ndarray) -> np.ndarray:
 
 def diagnose(name_or_path: str, task: Task, out: Path | None, *, options: RunOptions, top: int = 16) -> dict[str, Any]:
     """Run the submission isolated, as `score` does, and write the divergence report; returns what `--json` prints."""
-    snapshot = take_snapshot(name_or_path)
-    try:
+    with take_snapshot(name_or_path) as snapshot:
         dest = Path(out) if out is not None else default_out("diagnose", task.slug(), snapshot.name)
         figures.check_out_dir(dest.expanduser().absolute())  # fail before any work
-        limits = limits_for(task.dataset, options.time_limit, options.memory_limit)
-        with IsolatedSubmission(snapshot, limits, isolate=options.isolate) as room:
-            ctx = prepare(task, device=options.device, data_dir=options.data_dir, imagenet_dir=options.imagenet_dir,
-                          eval_size=options.eval_size, fit_size=options.fit_size)
-            baseline = load_or_compute(ctx, progress=options.progress, use_cache=options.use_cache)
-            room.load(task)
-            params = fit_submission(ctx, room, options.progress)
-            room.start_replace(ctx.view(), params)
+        with ScoringSession(task, snapshot, options) as session:
+            ctx = session.prepare()
+            baseline = session.load_baseline()
+            session.load()
+            session.start_replace(session.fit())
             originals: list[np.ndarray] = []
             outputs: list[np.ndarray] = []
 
@@ -107,10 +99,8 @@ def diagnose(name_or_path: str, task: Task, out: Path | None, *, options: RunOpt
                 originals.append(as_array(batch.target))
                 outputs.append(out.copy())
 
-            replaced, fidelity, _ = replaced_pass(ctx, room, baseline, options.progress, on_batch=keep)
-            isolation = room.isolation
-    finally:
-        snapshot.cleanup()
+            replaced, fidelity, _ = session.replaced_pass(on_batch=keep)
+            isolation = session.room.isolation
     o_all, r_all = np.concatenate(originals), np.concatenate(outputs)  # [n, n_units, *spatial] each
     return write_report(ctx, snapshot.name, dest, o_all, r_all, baseline.loss("clean"), replaced["loss.replaced"],
                         [f.to_dict() for f in fidelity], isolation, top, options.data_dir)
