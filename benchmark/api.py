@@ -300,34 +300,20 @@ def tasks_served(meta_tasks: Iterable[str]) -> list[Task]:
     return [t for t in all_tasks().values() if any(fnmatch.fnmatchcase(t.id, p) for p in patterns)]
 
 
-def check_heldout_tasks(tasks: Sequence[Task], secret: bytes | None) -> None:
-    """With a secret, every task must have a held-out split."""
-    if secret is None:
-        return
-    from .data.heldout import TRANSFORMS
-
-    without = sorted({t.dataset for t in tasks if t.dataset not in TRANSFORMS})
-    if without:
-        raise UserError(f"no held-out split is defined for {', '.join(without)} tasks (only "
-                        f"{', '.join(sorted(TRANSFORMS))}): score them without --held-out-secret.")
-
-
-def check_data_first(tasks: Sequence[Task], data_dir: PathLike | None, imagenet_dir: PathLike | None) -> None:
-    """Open every dataset split the tasks read before scoring the first: a missing one fails now, not mid-run."""
-    from .zoo import open_split
-
-    for dataset, split in sorted({(t.dataset, s) for t in tasks for s in (t.eval_split, t.fit_split)}):
-        open_split(dataset, split, None if data_dir is None else os.fspath(data_dir),
-                   None if imagenet_dir is None else os.fspath(imagenet_dir))
-
-
 def score_snapshot(task: Task, snapshot: Snapshot, options: RunOptions,
                    results_dir: Path | None) -> tuple[Record, Path | None]:
-    """Score a snapshot on one task (`runner.run_score`); the typed record and where it was written (None: not)."""
+    """Score a snapshot on one task in its scoring session (`session.compute_record`); write its record under
+    `results_dir` (None: do not write). The typed record and where it was written (None: not)."""
     from .board.record_types import Record
-    from .harness.runner import run_score
+    from .board.records import check_overwrite, write_record
+    from .harness.session import compute_record
 
-    record, path = run_score(task, snapshot, options, results_dir)
+    if results_dir is not None and not options.force:
+        check_overwrite(results_dir, task.slug(), snapshot, options.split)
+    record, arrays = compute_record(task, snapshot, options)
+    path = None
+    if results_dir is not None:
+        path, record = write_record(record, arrays, results_dir, task.slug(), snapshot.meta.name)
     return Record.from_dict(record), path
 
 
@@ -348,18 +334,15 @@ def score(task: Task | str, submission: Submission | PathLike, *, results_dir: P
     task = as_task(task)
     submission = as_submission(submission)
     start_zygote(in_process)
+    from .harness.session import check_run
     from .harness.submissions import take_snapshot
 
-    snapshot = take_snapshot(str(submission.path))
-    try:
-        check_heldout_tasks([task], secret)
+    with take_snapshot(str(submission.path)) as snapshot:
         options = run_options(device=device, data_dir=data_dir, imagenet_dir=imagenet_dir, eval_size=eval_size,
                               fit_size=fit_size, progress=progress, use_cache=use_cache, in_process=in_process,
                               time_limit=time_limit, memory_limit=memory_limit, force=force, heldout_secret=secret)
-        check_data_first([task], data_dir, imagenet_dir)
+        check_run([task], snapshot, options)
         record, _ = score_snapshot(task, snapshot, options, None if results_dir is None else Path(results_dir))
-    finally:
-        snapshot.cleanup()
     return record
 
 

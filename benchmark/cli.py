@@ -324,13 +324,6 @@ def start_zygote(args: argparse.Namespace) -> None:
     start_zygote(getattr(args, "in_process", False))
 
 
-def check_data_first(tasks: list[Any], args: argparse.Namespace) -> None:
-    """Open every dataset split the tasks read before scoring the first: a missing one fails now, not mid-run."""
-    from .api import check_data_first
-
-    check_data_first(tasks, args.data_dir, args.imagenet)
-
-
 def read_heldout_secret(args: argparse.Namespace) -> bytes | None:
     """The held-out secret's bytes from `--held-out-secret FILE` (None without it), read here, in the harness."""
     from .api import read_heldout_secret
@@ -347,12 +340,11 @@ def cmd_score(args: argparse.Namespace) -> int:
     if cluster is None:
         start_zygote(args)
     from . import paths
-    from .api import check_heldout_tasks
-    from .harness.submissions import check_signatures, take_snapshot
+    from .harness.session import check_run
+    from .harness.submissions import take_snapshot
     from .tasks import select_tasks
 
-    snapshot = take_snapshot(args.submission)
-    try:
+    with take_snapshot(args.submission) as snapshot:
         if args.all:
             tasks = tasks_served(snapshot.meta.tasks)
             if not tasks:
@@ -367,22 +359,17 @@ def cmd_score(args: argparse.Namespace) -> int:
                           file=sys.stderr)
         else:
             tasks = select_tasks(args.task)
-        check_heldout_tasks(tasks, secret)
-        if len(tasks) == 1:  # its parameters against the task before torch and the data load (a glob checks each task)
-            check_signatures(snapshot, tasks[0])
         # the runs folder is the researcher's own: a re-score replaces its run there, whatever changed
         to_runs = not args.no_record and args.results_dir is None
         options = run_options(args, eval_size=args.eval_size, fit_size=args.fit_size,
                               use_cache=not args.no_cache, isolate=not args.in_process, force=args.force or to_runs,
                               heldout_secret=secret)
-        check_data_first(tasks, args)
+        check_run(tasks, snapshot, options)  # held-out splits, one task's parameters, the data: before torch loads
         results_dir = None if args.no_record else (args.results_dir or paths.runs_dir())
         label = "run" if to_runs else "record"
         if cluster is not None:
             return score_on_cluster(args, cluster, tasks, snapshot, options, results_dir, label)
         outcomes, skipped = score_serially(args, tasks, snapshot, options, results_dir, label)
-    finally:
-        snapshot.cleanup()
     return finish_run(args, snapshot.name, tasks, outcomes, skipped)
 
 
@@ -701,30 +688,22 @@ def cmd_select(args: argparse.Namespace) -> int:
 def cmd_stimuli(args: argparse.Namespace) -> int:
     start_zygote(args)
     from .analysis.stimulus_report import stimulus_report
+    from .harness.session import ScoringSession
     from .harness.submissions import take_snapshot
-    from .sandbox.limits import limits_for
-    from .sandbox.room import IsolatedSubmission
     from .tasks import get_task
 
     task = get_task(args.task)
-    snapshot = take_snapshot(args.submission)
-    try:
-        limits = limits_for(task.dataset, args.time_limit, args.memory_limit)
-        with IsolatedSubmission(snapshot, limits, isolate=not args.in_process) as room:
-            room.load(task)
+    with take_snapshot(args.submission) as snapshot:
+        options = run_options(args, fit_size=args.fit_size, isolate=not args.in_process)
+        with ScoringSession(task, snapshot, options) as session:
+            session.load()
             params = None
             model = None
-            if room.fit_signature is not None and args.imagenet:
-                from .harness.context import prepare
-                from .harness.scoring import fit_submission
-
-                ctx = prepare(task, device=args.device, data_dir=args.data_dir, imagenet_dir=args.imagenet,
-                              fit_size=args.fit_size)
-                params = fit_submission(ctx, room, progress_enabled())
+            if session.room.fit_signature is not None and args.imagenet:
+                ctx = session.prepare()
+                params = session.fit()
                 model = ctx.model.cpu()
-            report = stimulus_report(task, room, params=params, model=model)
-    finally:
-        snapshot.cleanup()
+            report = stimulus_report(task, session.room, params=params, model=model)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
         return 0

@@ -14,7 +14,8 @@ from benchmark.errors import UserError
 from benchmark.harness.baseline import cache_file, load_or_compute
 from benchmark.harness.context import prepare
 from benchmark.harness.hooks import splice
-from benchmark.harness.scoring import fit_submission, score_folder
+from benchmark.harness.scoring import fit_submission
+from benchmark.harness.session import score_folder
 from benchmark.harness.submissions import take_snapshot
 from benchmark.sandbox.limits import limits_for
 from benchmark.sandbox.room import IsolatedSubmission

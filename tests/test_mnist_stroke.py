@@ -139,7 +139,7 @@ def test_output_contract_on_real_images(fit_images):
 def test_recovery_through_the_real_harness_is_significantly_positive(data_dir, session_cache):
     from benchmark.harness.baseline import load_or_compute
     from benchmark.harness.context import prepare
-    from benchmark.harness.scoring import score_folder
+    from benchmark.harness.session import score_folder
     from benchmark.harness.submissions import take_snapshot
     from benchmark.tasks import get_task
 

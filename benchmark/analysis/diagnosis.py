@@ -1,8 +1,7 @@
 """`replacebench diagnose SUB --task TASK`: where a replacement diverges from the units it replaces.
 
-The submission runs exactly as `score` runs it (`scoring.fit_submission` and `scoring.replaced_pass`, in an
-`IsolatedSubmission`: its own namespaced children, fit on the fit set, never handed the model, its weights or
-any label). The replaced pass hands the harness each batch's original units and validated output, so one eval pass
+The submission runs exactly as `score` runs it, in a `session.ScoringSession` (its fit step and its replaced
+pass, in its own namespaced children: fit on the fit set, never handed the model, its weights or any label). The replaced pass hands the harness each batch's original units and validated output, so one eval pass
 serves both the scores and the report. On the task's eval set (as `score`), with o = the original
 activation and r = the replacement's, per unit, example i and position p:
 
@@ -34,15 +33,12 @@ from typing import Any
 import numpy as np
 
 from ..errors import UserError
-from ..harness.baseline import load_or_compute
-from ..harness.context import TaskContext, prepare
+from ..harness.context import TaskContext
 from ..harness.passes import Batch, as_array
 from ..harness.runner import RunOptions
+from ..harness.session import ScoringSession
 from ..kinds import kind_of
-from ..harness.scoring import fit_submission, replaced_pass
 from ..harness.submissions import take_snapshot
-from ..sandbox.limits import limits_for
-from ..sandbox.room import IsolatedSubmission
 from ..tasks import Task
 from ..zoo import dataset_spec
 from . import figures, plots
@@ -54,19 +50,15 @@ from .shared import (by_class, by_decile, class_names, default_out, fmt_r, label
 
 def diagnose(name_or_path: str, task: Task, out: Path | None, *, options: RunOptions, top: int = 16) -> dict[str, Any]:
     """Run the submission isolated, as `score` does, and write the divergence report; returns what `--json` prints."""
-    snapshot = take_snapshot(name_or_path)
-    try:
+    with take_snapshot(name_or_path) as snapshot:
         dest = Path(out) if out is not None else default_out("diagnose", task.slug(), snapshot.name)
         figures.check_out_dir(dest.expanduser().absolute())  # fail before any work
         more, writer = REPORTS[kind_name(task)]
-        limits = limits_for(task.dataset, options.time_limit, options.memory_limit)
-        with IsolatedSubmission(snapshot, limits, isolate=options.isolate) as room:
-            ctx = prepare(task, device=options.device, data_dir=options.data_dir, imagenet_dir=options.imagenet_dir,
-                          eval_size=options.eval_size, fit_size=options.fit_size)
-            baseline = load_or_compute(ctx, progress=options.progress, use_cache=options.use_cache)
-            room.load(task)
-            params = fit_submission(ctx, room, options.progress)
-            room.start_replace(ctx.view(), params)
+        with ScoringSession(task, snapshot, options) as session:
+            ctx = session.prepare()
+            baseline = session.load_baseline()
+            session.load()
+            session.start_replace(session.fit())
             originals: list[np.ndarray] = []
             outputs: list[np.ndarray] = []
 
@@ -74,11 +66,9 @@ def diagnose(name_or_path: str, task: Task, out: Path | None, *, options: RunOpt
                 originals.append(as_array(batch.target))
                 outputs.append(out.copy())
 
-            replaced, fidelity, _ = replaced_pass(ctx, room, baseline, options.progress, on_batch=keep)
-            extra = more(ctx, room) if more is not None else None
-            isolation = room.isolation
-    finally:
-        snapshot.cleanup()
+            replaced, fidelity, _ = session.replaced_pass(on_batch=keep)
+            extra = more(ctx, session.room) if more is not None else None
+            isolation = session.room.isolation
     o_all, r_all = np.concatenate(originals), np.concatenate(outputs)  # [n, n_units, *spatial] each
     return writer(ctx, snapshot.name, dest, o_all, r_all, baseline.loss("clean"), replaced["loss.replaced"],
                   [f.to_dict() for f in fidelity], isolation, top, options.data_dir, extra=extra)

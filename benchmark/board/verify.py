@@ -172,7 +172,7 @@ def verify_record(path: Path, options: Any) -> list[str]:
     A held-out record is re-scored on the held-out split with `options.heldout_secret`, which must match its
     commitment; a public record always on the public split (the secret is not used).
     """
-    from ..harness.runner import run_score
+    from ..harness.session import compute_record
     from ..harness.submissions import take_snapshot
 
     plan = rescore_plan(path, options)
@@ -180,11 +180,8 @@ def verify_record(path: Path, options: Any) -> list[str]:
         return plan
     record, task, folder, run = plan
     try:
-        snapshot = take_snapshot(str(folder))
-        try:
-            fresh, _ = run_score(task, snapshot, run, results_dir=None)
-        finally:
-            snapshot.cleanup()
+        with take_snapshot(str(folder)) as snapshot:
+            fresh, _ = compute_record(task, snapshot, run)
     except (UserError, SubmissionError) as exc:
         return [f"re-scoring failed: {exc}"]
     return check_rescore(record, fresh)

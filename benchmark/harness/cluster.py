@@ -4,7 +4,7 @@ Ray is an optional extra (`pip install -e '.[cluster]'`) and imported only here,
 
 - **Jobs.** Each (submission, task) is one Ray task asking for `--cpus-per-job` CPUs (and one GPU with
   `--device cuda`). The worker re-creates the submission folder from the bytes the driver hashed, snapshots
-  it (the hash must match), and scores it exactly as a serial run does (`runner.compute_record`): in the
+  it (the hash must match), and scores it exactly as a serial run does (`session.compute_record`): in the
   sandbox, its children forked from that worker process's own zygote. It returns the record and its
   per-example arrays; the driver alone writes records (`records.write_record`), so a worker never touches the
   results folder. The record differs from a serial run's only in `provenance.execution`
@@ -134,7 +134,7 @@ def _worker_options(options: Any) -> Any:
 def score_job(task_id: str, files: dict[str, bytes], folder_name: str, expected_hash: str, options: Any) -> dict[str, Any]:
     """A Ray task: score one submission on one task; the record and its per-example arrays (nothing written)."""
     from ..tasks import get_task
-    from .runner import compute_record
+    from .session import compute_record
 
     def work() -> dict[str, Any]:
         record, arrays = _with_snapshot(files, folder_name, expected_hash,
@@ -146,22 +146,15 @@ def score_job(task_id: str, files: dict[str, bytes], folder_name: str, expected_
 
 def fit_job(task_id: str, files: dict[str, bytes], folder_name: str, expected_hash: str, options: Any) -> dict[str, Any]:
     """A Ray task: the submission's fit on the whole fit set, once for all shards; its params (None: no fit step)."""
-    from ..sandbox.limits import limits_for
-    from ..sandbox.room import IsolatedSubmission
     from ..tasks import get_task
-    from .context import prepare
-    from .scoring import fit_submission
+    from .session import ScoringSession
 
     def fit(snapshot: Any) -> dict[str, Any]:
-        task, run = get_task(task_id), _worker_options(options)
-        with IsolatedSubmission(snapshot, limits_for(task.dataset, run.time_limit, run.memory_limit)) as room:
-            ctx = prepare(task, device=run.device, data_dir=run.data_dir, imagenet_dir=run.imagenet_dir,
-                          eval_size=run.eval_size, fit_size=run.fit_size)
-            start = time.perf_counter()
-            room.load(task)
-            loaded = time.perf_counter()
-            params = fit_submission(ctx, room)
-            return {"params": params, "seconds": {"load": loaded - start, "fit": time.perf_counter() - loaded}}
+        with ScoringSession(get_task(task_id), snapshot, _worker_options(options)) as session:
+            session.prepare()
+            session.load()
+            params = session.fit()
+            return {"params": params, "seconds": {"load": session.seconds["load"], "fit": session.seconds["fit"]}}
 
     return _guarded(lambda: _with_snapshot(files, folder_name, expected_hash, fit))
 
@@ -187,39 +180,25 @@ class RecordingFidelity:
 def shard_job(task_id: str, files: dict[str, bytes], folder_name: str, expected_hash: str, options: Any,
               params: dict[str, np.ndarray] | None, start: int, stop: int) -> dict[str, Any]:
     """A Ray task: baseline and replaced pass on eval positions [start, stop), with the params of the one fit."""
-    from ..sandbox.limits import limits_for
-    from ..sandbox.room import IsolatedSubmission
     from ..tasks import get_task
-    from .baseline import load_or_compute
-    from .context import prepare
-    from .scoring import replaced_pass
+    from .session import ScoringSession
 
     def work(snapshot: Any) -> dict[str, Any]:
-        import hashlib
-
-        task, run = get_task(task_id), _worker_options(options)
+        task = get_task(task_id)
         seconds: dict[str, float] = {}
-        with IsolatedSubmission(snapshot, limits_for(task.dataset, run.time_limit, run.memory_limit)) as room:
-            ctx = prepare(task, device=run.device, data_dir=run.data_dir, imagenet_dir=run.imagenet_dir,
-                          eval_size=run.eval_size, fit_size=run.fit_size)
-            total = len(ctx.eval_indices)
-            ctx.eval_offset, ctx.eval_total = start, total
-            ctx.eval_indices = ctx.eval_indices[start:stop]
-            # the shard's own cache entry: never mistaken for (or overwriting) the whole eval set's
-            ctx.data_hash = hashlib.sha256(f"{ctx.data_hash} shard {start}:{stop} of {total}".encode()).hexdigest()
+        with ScoringSession(task, snapshot, _worker_options(options)) as session:
+            session.prepare(eval_range=(start, stop))
+            baseline = session.load_baseline()
+            seconds["baseline"] = session.seconds["baseline"]
             began = time.perf_counter()
-            baseline = load_or_compute(ctx, use_cache=run.use_cache)
-            seconds["baseline"] = time.perf_counter() - began
-            began = time.perf_counter()
-            room.load(task)
-            room.close_fit_child()  # the fit ran once, in its own job
-            room.start_replace(ctx.view(), params)
+            session.load()
+            session.start_replace(params)  # the fit ran once, in its own job: its child here ends unused
             seconds["load"] = time.perf_counter() - began
             fidelity = RecordingFidelity(len(task.units))
             began = time.perf_counter()
-            replaced, _, seconds["replace_calls"] = replaced_pass(ctx, room, baseline, fidelity=fidelity)  # type: ignore[arg-type]
+            replaced, _, seconds["replace_calls"] = session.replaced_pass(fidelity=fidelity)  # type: ignore[arg-type]
             seconds["replaced_pass"] = time.perf_counter() - began
-            isolation = room.isolation
+            isolation = session.room.isolation
         kept = {k: v for k, v in baseline.arrays.items()
                 if k.startswith(("loss.", "kl.", "top"))}  # not logp_clean [n, classes]: only the shard needs it
         return {"baseline": kept, "from_cache": baseline.from_cache, "replaced": replaced,
@@ -400,7 +379,7 @@ def shard_bounds(n: int, shards: int, batch_size: int) -> list[tuple[int, int]]:
 
 def _sharded(cluster: Cluster, tasks: list[Any], snapshot: Any, shared: tuple[Any, ...], options: Any,
              results_dir: Path | None) -> Iterator[Outcome]:
-    from .context import prepare
+    from .session import ScoringSession
 
     started = {task.id: time.perf_counter() for task in tasks}
     fit, shard = cluster.remote(fit_job, options.device), cluster.remote(shard_job, options.device)
@@ -413,14 +392,14 @@ def _sharded(cluster: Cluster, tasks: list[Any], snapshot: Any, shared: tuple[An
             yield Outcome(label, error=f"fit: {error}", traceback=None if answer is None else answer.get("traceback"))
             continue
         fits[task.id] = answer
-    contexts, bounds = {}, {}
+    drivers, bounds = {}, {}  # the driver's half of each task's session: its context and its record; no room
     jobs = []
     for task in tasks:
         if task.id not in fits:
             continue
-        ctx = prepare(task, device=options.device, data_dir=options.data_dir, imagenet_dir=options.imagenet_dir,
-                      eval_size=options.eval_size, fit_size=options.fit_size)
-        contexts[task.id], bounds[task.id] = ctx, shard_bounds(len(ctx.eval_indices), cluster.options.shards, task.batch_size)
+        drivers[task.id] = ScoringSession(task, snapshot, options, started=started[task.id])
+        ctx = drivers[task.id].prepare()
+        bounds[task.id] = shard_bounds(len(ctx.eval_indices), cluster.options.shards, task.batch_size)
         params = fits[task.id]["params"]
         for i, (a, b) in enumerate(bounds[task.id]):
             jobs.append(((task, i), (lambda t=task, p=params, a=a, b=b: shard.remote(t.id, *shared, options, p, a, b)),
@@ -438,21 +417,20 @@ def _sharded(cluster: Cluster, tasks: list[Any], snapshot: Any, shared: tuple[An
             continue
         pieces[task.id][i] = answer
         if len(pieces[task.id]) == len(bounds[task.id]):
-            yield _join(cluster, task, snapshot, contexts[task.id], options, fits[task.id], pieces.pop(task.id),
-                        bounds[task.id], results_dir, started[task.id])
+            yield _join(cluster, drivers[task.id], fits[task.id], pieces.pop(task.id), bounds[task.id], results_dir)
 
 
-def _join(cluster: Cluster, task: Any, snapshot: Any, ctx: Any, options: Any, fitted: dict[str, Any],
-          pieces: dict[int, dict[str, Any]], bounds: list[tuple[int, int]], results_dir: Path | None,
-          started: float) -> Outcome:
-    """One record from a task's shards: arrays concatenated in eval order, fidelity replayed, statistics once."""
+def _join(cluster: Cluster, driver: Any, fitted: dict[str, Any], pieces: dict[int, dict[str, Any]],
+          bounds: list[tuple[int, int]], results_dir: Path | None) -> Outcome:
+    """One record from a task's shards: arrays concatenated in eval order, fidelity replayed, statistics once;
+    `driver`: the task's session on the driver (its context, no room)."""
     from ..board.records import write_record
     from ..stats import FidelityAccumulator
     from .baseline import Baseline
-    from .runner import assemble_record
     from .scoring import ScoreResult, result_arrays, summarize
     from .submissions import count_params
 
+    task, snapshot, ctx = driver.task, driver.snapshot, driver.ctx
     ordered = [pieces[i] for i in range(len(bounds))]
     baseline = Baseline(arrays={k: np.concatenate([p["baseline"][k] for p in ordered]) for k in ordered[0]["baseline"]})
     baseline.arrays["eval_indices"] = ctx.eval_indices
@@ -471,10 +449,10 @@ def _join(cluster: Cluster, task: Any, snapshot: Any, ctx: Any, options: Any, fi
     }
     result = ScoreResult(figures=figures, arrays=result_arrays(ctx, baseline, replaced),
                          fitted_parameters=count_params(fitted["params"] or {}), seconds=seconds)
-    run = replace(options, execution=cluster.execution({"count": len(bounds), "bounds": [list(b) for b in bounds]}))
-    record = assemble_record(task, snapshot, ctx, run, result, ordered[0]["isolation"],
-                             all(p["from_cache"] for p in ordered),
-                             {"baseline": max(p["seconds"]["baseline"] for p in ordered)}, started)
+    record = driver.record(result, isolation=ordered[0]["isolation"],
+                           baseline_from_cache=all(p["from_cache"] for p in ordered),
+                           seconds={"baseline": max(p["seconds"]["baseline"] for p in ordered)},
+                           execution=cluster.execution({"count": len(bounds), "bounds": [list(b) for b in bounds]}))
     path = None
     if results_dir is not None:
         path, record = write_record(record, result.arrays, results_dir, task.slug(), snapshot.name)

@@ -1,28 +1,21 @@
-"""One scoring run end to end: prepare the task, get the baseline, score, write the record."""
+"""A scoring run's options, and its record assembled from a finished scoring (`session.py` runs the scoring)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .. import __version__, stats
-from ..board.records import SCHEMA_VERSION, check_overwrite, environment, git_commit, write_record
-from ..errors import UserError
-from ..sandbox.limits import limits_for
-from ..sandbox.room import IsolatedSubmission
+from ..board.records import SCHEMA_VERSION, environment, git_commit
 from ..tasks import Task
-from .baseline import load_or_compute
-from .context import TaskContext, prepare
+from .context import TaskContext
 from .description import BITS_PER_FITTED, CONVENTION_VERSION
 from .efficiency import original_macs, original_seconds_per_example
 from .fan_in import target_fan_in
-from .scoring import ScoreResult, score
-from .submissions import Snapshot, check_signatures
+from .scoring import ScoreResult
+from .submissions import Snapshot
 
 
 @dataclass
@@ -64,42 +57,6 @@ def complexity(snapshot: Snapshot, fitted: int, fan_in: int) -> dict[str, Any]:
         "copy": stored >= fan_in,
         "source_bytes_xz": snapshot.description_bytes_xz,
     }
-
-
-def run_score(task: Task, snapshot: Snapshot, options: RunOptions, results_dir: Path | None) -> tuple[dict[str, Any], Path | None]:
-    """Score the submission `snapshot` on `task`; write its record under `results_dir` (None: do not write)."""
-    if results_dir is not None and not options.force:
-        check_overwrite(results_dir, task.slug(), snapshot, options.split)
-    record, arrays = compute_record(task, snapshot, options)
-    path = None
-    if results_dir is not None:
-        path, record = write_record(record, arrays, results_dir, task.slug(), snapshot.meta.name)
-    return record, path
-
-
-def compute_record(task: Task, snapshot: Snapshot, options: RunOptions) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Score the submission `snapshot` on `task`: the record (without its `sidecar` entry) and its per-example arrays.
-
-    The children start first (their start-up overlaps loading the model and the baseline), but the submission's
-    code is imported only once the baseline exists.
-    """
-    started = time.perf_counter()
-    if options.heldout_secret is not None and not options.isolate:
-        raise UserError("--held-out-secret cannot be combined with --in-process: the submission would run in the "
-                        "process that holds the secret.")
-    check_signatures(snapshot, task)  # the parameters its source declares, before the model loads
-    limits = limits_for(task.dataset, options.time_limit, options.memory_limit)
-    with IsolatedSubmission(snapshot, limits, isolate=options.isolate) as room:
-        ctx = prepare(task, device=options.device, data_dir=options.data_dir, imagenet_dir=options.imagenet_dir,
-                      eval_size=options.eval_size, fit_size=options.fit_size, heldout_secret=options.heldout_secret)
-        t0 = time.perf_counter()
-        baseline = load_or_compute(ctx, progress=options.progress, use_cache=options.use_cache)
-        baseline_seconds = time.perf_counter() - t0
-        result = score(ctx, room, baseline, progress=options.progress)
-        isolation = room.isolation
-    record = assemble_record(task, snapshot, ctx, options, result, isolation, baseline.from_cache,
-                             {"baseline": baseline_seconds}, started)
-    return record, result.arrays
 
 
 def assemble_record(task: Task, snapshot: Snapshot, ctx: TaskContext, options: RunOptions, result: ScoreResult,

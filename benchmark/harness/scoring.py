@@ -18,14 +18,12 @@ import numpy as np
 import torch
 
 from .. import stats
-from ..sandbox.limits import limits_for
-from ..sandbox.process import Limits
 from ..sandbox.room import IsolatedSubmission
 from ..tasks import ABLATIONS
 from .baseline import CONDITIONS, Baseline
 from .context import TaskContext
 from .passes import Batch, ReplaceCalls, as_array, batches, fit_set_arrays, logits_from, with_units
-from .submissions import count_params, take_snapshot
+from .submissions import count_params
 
 
 @dataclass
@@ -137,15 +135,3 @@ def result_arrays(ctx: TaskContext, baseline: Baseline, replaced: dict[str, np.n
         **{f"top{k}.{c}": baseline.correct(c, k) for k in ctx.task.topk for c in CONDITIONS},
         **{f"top{k}.replaced": replaced[f"top{k}.replaced"] for k in ctx.task.topk},
     }
-
-
-def score_folder(ctx: TaskContext, baseline: Baseline, name_or_path: str, *, isolate: bool = True,
-                 limits: Limits | None = None,
-                 progress: bool = False) -> ScoreResult:
-    """Snapshot a submission folder and score it in its own room (isolated unless `isolate=False`)."""
-    snapshot = take_snapshot(name_or_path)
-    try:
-        with IsolatedSubmission(snapshot, limits or limits_for(ctx.task.dataset), isolate=isolate) as room:
-            return score(ctx, room, baseline, progress=progress)
-    finally:
-        snapshot.cleanup()

@@ -64,7 +64,8 @@ class SubmissionMeta:
 
 @dataclass
 class Snapshot:
-    """A submission folder as it was before any of its code ran: copied, read-only, hashed."""
+    """A submission folder as it was before any of its code ran: copied, read-only, hashed. `with take_snapshot(…)
+    as snapshot:` removes the private copy at the end (`cleanup`)."""
 
     source: Path  # the folder the user named
     folder: Path  # the private copy children see (as /submission)
@@ -78,6 +79,12 @@ class Snapshot:
     @property
     def name(self) -> str:
         return self.meta.name
+
+    def __enter__(self) -> Snapshot:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.cleanup()
 
     def cleanup(self) -> None:
         if self.folder.exists():
