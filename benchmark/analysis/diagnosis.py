@@ -180,7 +180,7 @@ def write_report(ctx: TaskContext, name: str, dest: Path, o_all: np.ndarray, r_a
 
 #: Each kind's report (`benchmark.kinds`: `ctx.data_kind.name`): what more it runs while the fitted submission is
 #: loaded, called as (ctx, room), or None, and the writer, handed what that returned as `extra`.
-REPORTS: dict[str, tuple[Callable[[TaskContext, IsolatedSubmission], Any] | None, Callable[..., dict[str, Any]]]] = {
+REPORTS: dict[str, tuple[Callable[[TaskContext, Any], Any] | None, Callable[..., dict[str, Any]]]] = {
     "image": (None, write_report), "tokens": (pairs.replace_fit_pairs, pairs.write_diagnosis)}
 
 
