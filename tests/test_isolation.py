@@ -125,7 +125,8 @@ def test_overwrites_need_the_same_submission_or_force(tmp_path, cli, session_cac
 
 
 def test_sidecar_cleanup_touches_only_its_own_files(tmp_path):
-    from benchmark.board.records import STALE_SIDECAR_SECONDS, write_record
+    from benchmark.record.io import STALE_SIDECAR_SECONDS, write_record
+    from benchmark.record.typed import Record
 
     folder = tmp_path / SLUG
     folder.mkdir(parents=True)
@@ -134,7 +135,8 @@ def test_sidecar_cleanup_touches_only_its_own_files(tmp_path):
     for path in (mine, other, odd):
         path.write_bytes(b"x")
         os.utime(path, (old, old))
-    write_record({"schema_version": 2}, {"a": np.zeros(3)}, tmp_path, SLUG, "zero")
+    committed = Path(__file__).resolve().parents[1] / "leaderboard" / "results" / SLUG / "zero.json"
+    write_record(Record.read(committed), {"a": np.zeros(3)}, tmp_path, SLUG, "zero")
     assert not mine.exists() and other.exists() and odd.exists()
 
 
