@@ -36,8 +36,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from .harness.runner import RunOptions
-    from .record.typed import Record
     from .harness.submissions import Snapshot
+    from .record.typed import Record
     from .tasks import Task
 
 PathLike = str | os.PathLike

@@ -333,7 +333,7 @@ def test_git_provenance_ignores_the_leaderboard_but_not_the_code(tmp_path):
     git = ["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t"]
     for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "init"]):
         subprocess.run(git + args, check=True)
-    code = "import json; from benchmark.board import records; print(json.dumps(records.git_commit()))"
+    code = "import json; from benchmark.record import provenance; print(json.dumps(provenance.git_commit()))"
 
     def provenance() -> dict:
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
