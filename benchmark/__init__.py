@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 #: name -> module (relative to this package) that defines it
 _EXPORTS = {
     "score": "api", "compare": "api", "load_results": "api", "publish": "api", "Submission": "api",
-    "Record": "board.record_types", "json_schema": "board.record_types",
+    "Record": "record.typed", "json_schema": "record.typed",
     "Task": "tasks", "get_task": "tasks", "all_tasks": "tasks",
     "UserError": "errors", "SubmissionError": "errors",
 }
@@ -23,7 +23,7 @@ __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:
     from .api import Submission, compare, load_results, publish, score
-    from .board.record_types import Record, json_schema
+    from .record.typed import Record, json_schema
     from .errors import SubmissionError, UserError
     from .tasks import Task, all_tasks, get_task
 

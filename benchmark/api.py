@@ -35,9 +35,9 @@ from .errors import UserError
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .board.record_types import Record
     from .harness.runner import RunOptions
     from .harness.submissions import Snapshot
+    from .record.typed import Record
     from .tasks import Task
 
 PathLike = str | os.PathLike
@@ -304,9 +304,8 @@ def score_snapshot(task: Task, snapshot: Snapshot, options: RunOptions,
                    results_dir: Path | None) -> tuple[Record, Path | None]:
     """Score a snapshot on one task in its scoring session (`session.compute_record`); write its record under
     `results_dir` (None: do not write). The typed record and where it was written (None: not)."""
-    from .board.record_types import Record
-    from .board.records import check_overwrite, write_record
     from .harness.session import compute_record
+    from .record.io import check_overwrite, write_record
 
     if results_dir is not None and not options.force:
         check_overwrite(results_dir, task.slug(), snapshot, options.split)
@@ -314,7 +313,7 @@ def score_snapshot(task: Task, snapshot: Snapshot, options: RunOptions,
     path = None
     if results_dir is not None:
         path, record = write_record(record, arrays, results_dir, task.slug(), snapshot.meta.name)
-    return Record.from_dict(record), path
+    return record, path
 
 
 def score(task: Task | str, submission: Submission | PathLike, *, results_dir: PathLike | None = None,
@@ -368,7 +367,7 @@ def publish(submission: Submission | PathLike, task: str | None = None, force: b
 
 
 def _results_dir(results_dir: PathLike | None) -> Path:
-    from .board.records import default_results_dir
+    from .record.layout import default_results_dir
 
     return default_results_dir() if results_dir is None else Path(results_dir)
 
@@ -391,38 +390,6 @@ def compare(task: Task | str, a: str, b: str, results_dir: PathLike | None = Non
     return compare_records(folders, as_task(task), a, b)
 
 
-def _fidelity_mean(fidelity: list[dict[str, Any]]) -> float | None:
-    values = [f["pearson_r"] for f in fidelity if f.get("pearson_r") is not None]
-    return sum(values) / len(values) if values else None
-
-
-def result_row(record: Record, path: Path | None = None) -> dict[str, Any]:
-    """One record as a flat row of `load_results`'s frame."""
-    r, c, p = record.results, record.complexity, record.provenance
-    primary = r.primary
-    kl = (r.kl_recovery or {}).get(primary.ablation)
-    return {
-        "task": record.task.id, "submission": record.submission.name, "split": record.split,
-        "kind": record.submission.kind, "authors": ", ".join(record.submission.authors),
-        "primary_ablation": primary.ablation, "defined": primary.defined, "recovery": primary.recovery,
-        "recovery_low": primary.recovery_low, "recovery_high": primary.recovery_high,
-        "p_beats_ablation": primary.p_beats_ablation, "effect": primary.effect,
-        "kl_recovery": None if kl is None else kl.recovery,
-        "kl_recovery_low": None if kl is None else kl.recovery_low,
-        "kl_recovery_high": None if kl is None else kl.recovery_high,
-        "mean_loss_replaced": r.mean_loss.get("replaced"), "mean_loss_clean": r.mean_loss.get("clean"),
-        "top1_replaced": (r.accuracy.get("top1") or {}).get("replaced"),
-        "fidelity_r_mean": _fidelity_mean([f.to_dict() for f in r.fidelity]),
-        "description_bits": c.description_bits, "fitted_parameters": c.fitted_parameters,
-        "stored_numbers": c.stored_numbers, "target_fan_in": c.target_fan_in, "copy": c.copy,
-        "replace_seconds_per_example": None if record.efficiency is None else record.efficiency.replace_seconds_per_example,
-        "n_eval": record.task.n_eval, "standard_protocol": record.task.standard_protocol,
-        "isolation": record.isolation.level, "intervals": p.intervals, "created": p.created,
-        "git_commit": p.git_commit, "git_dirty": p.git_dirty, "content_hash": record.submission.content_hash,
-        "path": None if path is None else str(path),
-    }
-
-
 def load_results(results_dir: PathLike | None = None, *, checked: bool = False, runs: bool = False) -> pd.DataFrame:
     """Every record under `results_dir` (None: the board, leaderboard/results; `runs=True`: the runs folder a plain
     `replacebench score` writes) as a pandas DataFrame, one row per record.
@@ -439,9 +406,10 @@ def load_results(results_dir: PathLike | None = None, *, checked: bool = False, 
 
     import pandas as pd
 
-    from .board.record_types import Record
-    from .board.records import find_records
     from .board.verify import load_checked
+    from .record.layout import find_records
+    from .record.row import COLUMNS, result_row
+    from .record.typed import Record
 
     if runs and results_dir is not None:
         raise UserError("load_results takes results_dir or runs=True, not both.")
@@ -450,24 +418,17 @@ def load_results(results_dir: PathLike | None = None, *, checked: bool = False, 
     rows = []
     for path in find_records(paths.runs_dir() if runs else _results_dir(results_dir)):
         if checked:
-            data, problems = load_checked(path)
-            if data is None:
+            record, problems = load_checked(path)
+            if record is None:
                 warnings.warn(f"skipping {path}: {'; '.join(problems)}", stacklevel=2)
                 continue
-            rows.append(result_row(Record.from_dict(data), path))
+            rows.append(result_row(record, path))
             continue
         try:
             rows.append(result_row(Record.read(path), path))
         except UserError as exc:
             warnings.warn(f"skipping {path}: {exc}", stacklevel=2)
-    frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=_COLUMNS)
+    frame = pd.DataFrame(rows, columns=COLUMNS)
     if len(frame):
         frame["created"] = pd.to_datetime(frame["created"], utc=True)
     return frame
-
-
-_COLUMNS = ["task", "submission", "split", "kind", "authors", "primary_ablation", "defined", "recovery", "recovery_low",
-            "recovery_high", "p_beats_ablation", "effect", "kl_recovery", "kl_recovery_low", "kl_recovery_high",
-            "mean_loss_replaced", "mean_loss_clean", "top1_replaced", "fidelity_r_mean", "description_bits",
-            "fitted_parameters", "stored_numbers", "target_fan_in", "copy", "replace_seconds_per_example", "n_eval",
-            "standard_protocol", "isolation", "intervals", "created", "git_commit", "git_dirty", "content_hash", "path"]

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, zoo
-from .board.report import format_score
 from .errors import StatisticsError, SubmissionError, UserError, print_submission_failure
+from .record.report import format_score
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -91,7 +91,7 @@ class _Explain(argparse.Action):
     """`score --explain`: print the report's legend and exit 0, before the required arguments are checked."""
 
     def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
-        from .board.report import LEGEND
+        from .record.report import LEGEND
 
         print(LEGEND, end="")
         parser.exit(0)
@@ -266,7 +266,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 def power_line(task: Any, args: argparse.Namespace) -> str:
     """The smallest recovery difference the task's eval set detects at 80% power, from its (cached) baseline."""
     from . import stats
-    from .board.leaderboard import fmt_points
+    from .record.format import fmt_points
     from .harness.baseline import load_or_compute
     from .harness.context import prepare
 
@@ -395,7 +395,7 @@ def score_serially(args: argparse.Namespace, tasks: list[Any], snapshot: Any, op
             if args.fail_fast:
                 return outcomes, [t.id for t in tasks[k:]]
             continue
-        outcome = TaskOutcome(task.id, record=typed.to_dict(), path=path)  # exactly the record as written
+        outcome = TaskOutcome(task.id, record=typed, path=path)
         outcomes.append(outcome)
         print_result(args, outcome, several, label)
     return outcomes, []
@@ -430,7 +430,8 @@ def finish_run(args: argparse.Namespace, name: str, tasks: list[Any], outcomes: 
     from .board.summary import summary_table
 
     if args.json:
-        print(json.dumps([o.record for o in outcomes if not o.failed], indent=2))  # always a list, one per record
+        # always a list, one per record, each exactly as written
+        print(json.dumps([o.record.to_dict() for o in outcomes if not o.failed], indent=2))
     if len(tasks) > 1:
         order = {t.id: i for i, t in enumerate(tasks)}
         table = summary_table(name, sorted(outcomes, key=lambda o: order.get(o.task, len(order))), skipped)
@@ -453,7 +454,7 @@ def score_on_cluster(args: argparse.Namespace, options: Any, tasks: list[Any], s
                 task_id = outcome.label.split(" on ", 1)[-1]
                 outcomes.append(TaskOutcome(task_id, error=(outcome.error or "failed").splitlines()[0]))
                 continue
-            done = TaskOutcome(outcome.record["task"]["id"], record=outcome.record, path=outcome.path)
+            done = TaskOutcome(outcome.record.task.id, record=outcome.record, path=outcome.path)
             outcomes.append(done)
             print_result(args, done, len(tasks) > 1, label)
     failed = sum(o.failed for o in outcomes)
@@ -468,8 +469,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if cluster is not None and secret is not None:
         raise UserError("--held-out-secret cannot be combined with --cluster: the secret stays in this process; "
                         "verify the held-out records serially.")
-    from .board.records import default_results_dir, find_records
-    from .board.verify import check_heldout_secrets, verify_record
+    from .board.verify import check_heldout_secrets, check_rescore, rescore_plan, verify_record
+    from .record.layout import default_results_dir, find_records
 
     if args.runs and (not args.all or args.results_dir is not None):
         raise UserError("--runs goes with --all (and without --results-dir): `replacebench verify --all --runs`.")
@@ -489,7 +490,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print(f"skip {path}: a held-out record; re-scoring it needs the board's secret, and serially")
         public = [p for p in paths if p not in needs_secret]
         with Cluster(cluster) as ray_cluster:
-            for path, problems in verify_on_cluster(ray_cluster, public, run_options(args)):
+            for path, problems in verify_on_cluster(ray_cluster, public, run_options(args), rescore_plan,
+                                                     check_rescore):
                 failed += bool(problems)
                 print(f"{'FAIL' if problems else 'ok  '} {path}")
                 for problem in problems:
@@ -604,8 +606,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if args.html is not None:
         if args.out is not None:
             raise UserError("--out and --html write different things (the Markdown board, the site); pass one.")
-        from .board.records import default_results_dir
         from .board.site import write_site
+        from .record.layout import default_results_dir
 
         out = write_site(args.results_dir or default_results_dir(), args.html,
                          warn=lambda message: print(f"replacebench: warning: {message}", file=sys.stderr))
@@ -613,7 +615,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         return 0
     from .atomic import atomic_write_bytes
     from .board.leaderboard import render
-    from .board.records import default_results_dir
+    from .record.layout import default_results_dir
 
     text = render(args.results_dir or default_results_dir(),
                   warn=lambda message: print(f"replacebench: warning: {message}", file=sys.stderr))
@@ -628,7 +630,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 def schema_text() -> str:
     """The record's JSON schema as committed: indented, one trailing newline."""
-    from .board.record_types import json_schema
+    from .record.typed import json_schema
 
     return json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n"
 

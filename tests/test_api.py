@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 import benchmark as rb
-from benchmark.board.record_types import Part, Record, json_schema, validate
-from benchmark.board.records import SCHEMA_VERSION, migrate
+from benchmark.record.typed import Part, Record, json_schema, validate
+from benchmark.record.migrate import SCHEMA_VERSION, migrate
 from benchmark.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -189,6 +189,39 @@ def downgrade(record: dict, version: int) -> dict:
         old.pop("isolation")
     old["schema_version"] = version
     return old
+
+
+#: The key order of the parts `runner.assemble_record` builds, as the record files have held them since schema 6
+#: (before the typed record owned the format, a dict literal wrote them; the committed board has this order, with
+#: `provenance.execution` added by the cluster change). `results` is the scoring's own figures, kept as they come.
+FILE_ORDER = {
+    "": ["schema_version", "split", "heldout_commitment", "task", "submission", "complexity", "isolation", "efficiency",
+         "results", "provenance", "sidecar"],
+    "task": ["id", "version", "hash", "model", "layer", "units", "inputs", "primary_ablation", "dataset", "eval_split",
+             "n_eval", "n_fit", "topk", "standard_protocol", "overrides", "protocol"],
+    "submission": ["name", "kind", "authors", "description", "content_hash"],
+    "complexity": ["convention", "description_bits", "bits", "code_tokens", "fitted_parameters", "literal_numbers",
+                   "data_bytes", "stored_numbers", "target_fan_in", "copy", "source_bytes_xz"],
+    "efficiency": ["original_macs_per_example", "original_seconds_per_example", "replace_seconds_per_example"],
+    "provenance": ["package_version", "git_commit", "git_dirty", "task_hash", "checkpoint_sha256", "data_hash",
+                   "submission_hash", "python", "torch", "torchvision", "numpy", "scipy", "platform", "device",
+                   "intervals", "n_examples", "baseline_from_cache", "heldout_transform", "execution", "seconds",
+                   "created"],
+    "sidecar": ["file", "sha256"],
+}
+
+
+def test_a_record_made_in_code_is_written_in_the_files_key_order(scored):
+    """The typed record built by the harness writes every part's keys in the record files' order: a null stays
+    (heldout_commitment, heldout_transform on the public split), legacy bootstrap keys never appear."""
+    data = json.loads(scored.read_text())
+    for part, keys in FILE_ORDER.items():
+        assert list(data[part] if part else data) == keys, part
+    assert list(data["complexity"]["bits"]) == ["code", "literals", "data", "fitted"]
+    assert data["heldout_commitment"] is None and data["provenance"]["heldout_transform"] is None
+    assert data["provenance"]["execution"] == {"mode": "serial"}
+    built = Record.read(scored)
+    assert built.provenance.seed is None and "seed" not in built.provenance.to_dict()
 
 
 @pytest.mark.parametrize("version", [1, 2, 3, 4, 5])

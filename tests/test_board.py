@@ -45,21 +45,23 @@ def test_every_shipped_task_on_the_committed_board_is_powered():
     import math
 
     from benchmark import paths
-    from benchmark.board.records import find_records, read_record, read_sidecar
+    from benchmark.record.io import read_sidecar
+    from benchmark.record.layout import find_records
+    from benchmark.record.typed import Record
     from benchmark.maintainer.select import POWER_MARGIN
     from benchmark.tasks import all_tasks
 
     results = paths.leaderboard_dir() / "results"
     seen = set()
     for path in find_records(results):
-        record = read_record(path)
-        task = record["task"]["id"]
-        if task not in all_tasks() or not record["task"].get("standard_protocol", True) or record["split"] != "public":
+        record = Record.read(path)
+        task = record.task.id
+        if task not in all_tasks() or record.task.standard_protocol is False or record.split != "public":
             continue  # the selection powers the public eval set; a held-out split moves its images
         arrays = read_sidecar(path, record)
         d = arrays["loss.zero"].astype(np.float64) - arrays["loss.clean"].astype(np.float64)
         t = d.mean() / (d.std(ddof=1) / math.sqrt(len(d)))
-        assert record["results"]["primary"]["defined"], (task, record["submission"]["name"])
+        assert record.results.primary.defined, (task, record.submission.name)
         assert t >= POWER_MARGIN, (task, t)
         seen.add(task)
     shipped = {tid for tid, t in all_tasks().items() if t.dataset != "imagenet"}
@@ -71,8 +73,8 @@ def test_every_committed_record_is_typed_round_trips_and_validates():
     import json
 
     from benchmark import paths
-    from benchmark.board.record_types import Record, json_schema, validate
-    from benchmark.board.records import find_records
+    from benchmark.record.layout import find_records
+    from benchmark.record.typed import Record, json_schema, validate
 
     schema = json_schema()
     found = find_records(paths.leaderboard_dir() / "results")
@@ -114,7 +116,7 @@ def test_copies_on_the_committed_board_are_references_with_no_rank_and_no_fronti
     import json
 
     from benchmark import paths
-    from benchmark.board.records import default_results_dir
+    from benchmark.record.layout import default_results_dir
 
     results = default_results_dir()
     copies = {(r["task"]["id"], r["submission"]["name"]) for r in map(json.loads, map(Path.read_text, results.glob("*/*.json")))
@@ -143,7 +145,7 @@ def test_a_copy_with_the_best_recovery_takes_no_rank_from_the_others(tmp_path):
     with `mnist-stroke`, and `zero` (below both) is 3."""
     import shutil
 
-    from benchmark.board.records import default_results_dir
+    from benchmark.record.layout import default_results_dir
 
     results = tmp_path / "results"
     shutil.copytree(default_results_dir() / "mnist-mlp__fc1-13", results / "mnist-mlp__fc1-13")
@@ -157,7 +159,7 @@ def test_a_task_with_only_copies_says_so(tmp_path):
     """A task whose only public records are copies has no ranked table, one line saying so, and its reference table."""
     import shutil
 
-    from benchmark.board.records import default_results_dir
+    from benchmark.record.layout import default_results_dir
 
     results = tmp_path / "results"
     (results / "digits-mlp__fc1-17").mkdir(parents=True)

@@ -209,10 +209,10 @@ def test_concurrent_runs_leave_a_consistent_record(results, session_cache):
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err
     folder = results / "digits-mlp__fc1-17"
-    record = json.loads((folder / "mean.json").read_text())
-    from benchmark.board.records import read_sidecar
+    from benchmark.record.io import read_sidecar
+    from benchmark.record.typed import Record
 
-    arrays = read_sidecar(folder / "mean.json", record)
+    arrays = read_sidecar(folder / "mean.json", Record.read(folder / "mean.json"))
     assert len(arrays["loss.replaced"]) == 900
     assert not list(folder.glob(".*"))  # no temporary files left
 
@@ -227,9 +227,10 @@ def test_leaderboard_and_compare(tmp_path, results, session_cache):
     board = out.read_text()
     section = board.split(f"## {TASK}")[1]
     # the heading's detectable difference, computed here from the per-example losses by hand
-    from benchmark.board.records import read_sidecar
+    from benchmark.record.io import read_sidecar
+    from benchmark.record.typed import Record
 
-    zero = json.loads((results / "digits-mlp__fc1-17" / "zero.json").read_text())
+    zero = Record.read(results / "digits-mlp__fc1-17" / "zero.json")
     losses = read_sidecar(results / "digits-mlp__fc1-17" / "zero.json", zero)
     d = losses["loss.zero"].astype(np.float64) - losses["loss.clean"].astype(np.float64)
     mde = (1.959964 + 0.841621) * d.std(ddof=1) / (np.sqrt(len(d)) * d.mean())
@@ -253,11 +254,12 @@ def test_leaderboard_and_compare(tmp_path, results, session_cache):
     # independent check of the paired test on the sidecars' per-example losses
     import scipy.stats
 
-    from benchmark.board.records import read_sidecar
+    from benchmark.record.io import read_sidecar
+    from benchmark.record.typed import Record
 
     folder = results / "digits-mlp__fc1-17"
-    a = read_sidecar(folder / "linear.json", json.loads((folder / "linear.json").read_text()))["loss.replaced"]
-    b = read_sidecar(folder / "zero.json", json.loads((folder / "zero.json").read_text()))["loss.replaced"]
+    a = read_sidecar(folder / "linear.json", Record.read(folder / "linear.json"))["loss.replaced"]
+    b = read_sidecar(folder / "zero.json", Record.read(folder / "zero.json"))["loss.replaced"]
     expected = scipy.stats.ttest_rel(a.astype(float), b.astype(float)).pvalue
     assert json.dumps(result)  # plain JSON
     assert any(abs(v - expected) < 1e-9 * max(1, expected) for v in _numbers(result)), (expected, result)
@@ -331,7 +333,7 @@ def test_git_provenance_ignores_the_leaderboard_but_not_the_code(tmp_path):
     git = ["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t"]
     for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "init"]):
         subprocess.run(git + args, check=True)
-    code = "import json; from benchmark.board import records; print(json.dumps(records.git_commit()))"
+    code = "import json; from benchmark.record import provenance; print(json.dumps(provenance.git_commit()))"
 
     def provenance() -> dict:
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,

@@ -269,7 +269,8 @@ def test_length_command_prints_the_parts(cli):
 
 def test_records_of_schema_2_migrate_to_6_without_the_measure(tmp_path):
     from benchmark.board.leaderboard import numbers_cell
-    from benchmark.board.records import SCHEMA_VERSION, migrate
+    from benchmark.record.migrate import SCHEMA_VERSION, migrate
+    from benchmark.record.typed import Complexity
 
     old = {"schema_version": 2, "complexity": {"fitted_parameters": 66, "source_bytes_xz": 2352}, "results": {}}
     new = migrate(old)
@@ -277,7 +278,7 @@ def test_records_of_schema_2_migrate_to_6_without_the_measure(tmp_path):
     assert new["results"]["kl_recovery"] is None and new["efficiency"] is None
     assert new["split"] == "public" and new["heldout_commitment"] is None
     assert new["complexity"]["description_bits"] is None and new["complexity"]["copy"] is None
-    assert numbers_cell(new["complexity"]) == "66"
+    assert numbers_cell(Complexity.from_dict(new["complexity"])) == "66"
 
 
 def test_blanked_code_computes_what_the_written_code_computes(tmp_path):

@@ -70,13 +70,13 @@ def test_replace_time_is_measured_by_the_harness(tmp_path, cli, session_cache):
 
 
 def test_records_of_schema_4_migrate_without_efficiency():
-    from benchmark.board.records import migrate
+    from benchmark.record.migrate import migrate
 
     assert migrate({"schema_version": 4, "results": {}})["efficiency"] is None
 
 
 def test_records_of_schema_5_migrate_to_the_public_split():
-    from benchmark.board.records import SCHEMA_VERSION, migrate
+    from benchmark.record.migrate import SCHEMA_VERSION, migrate
 
     new = migrate({"schema_version": 5, "results": {}, "efficiency": None})
     assert new == {"schema_version": SCHEMA_VERSION, "results": {}, "efficiency": None, "split": "public",

@@ -16,17 +16,18 @@ from pathlib import Path
 import pytest
 
 from benchmark.board.leaderboard import ALPHA, beats_mean, frontier_entries
-from benchmark.board.records import default_results_dir, read_record
+from benchmark.record.layout import default_results_dir
+from benchmark.record.typed import Record
 from benchmark.tasks import get_task
 
 MAX_FITTED = 10
 EXEMPLARS = [("cnn-right-edge", "mnist-cnn/conv2:61"), ("fc2-ink-geometry", "mnist-mlp/fc2:top20")]
 
 
-def board_records(task_id: str, excluding: str) -> list[dict]:
+def board_records(task_id: str, excluding: str) -> list[Record]:
     """The committed board's records for a task (zero, mean, linear, …), read only."""
     folder = Path(default_results_dir()) / get_task(task_id).slug()
-    return [read_record(p) for p in sorted(folder.glob("*.json")) if p.stem != excluding]
+    return [Record.read(p) for p in sorted(folder.glob("*.json")) if p.stem != excluding]
 
 
 @pytest.mark.slow
@@ -46,15 +47,15 @@ def test_exemplar_beats_the_mean_with_few_numbers_and_sits_on_the_frontier(cli, 
     assert primary["ablation"] == "zero" and primary["defined"], primary
     assert primary["recovery_low"] > 0, primary
     # significantly better than the mean ablation: the board's `≤ mean` mark is absent
-    assert mean["p_beats_ablation"] < ALPHA and beats_mean(record), mean
+    assert mean["p_beats_ablation"] < ALPHA and beats_mean(Record.from_dict(record)), mean
     # and more recovered than the mean ablation itself, on the same examples
     mean_recovery = (zero["mean_ablated"] - mean["mean_ablated"]) / (zero["mean_ablated"] - zero["mean_clean"])
     assert primary["recovery"] > mean_recovery, (primary["recovery"], mean_recovery)
 
     # on the task's frontier among the committed board's entries (zero, mean, linear)
     board = board_records(task_id, excluding=name)
-    assert {"zero", "mean"} <= {r["submission"]["name"] for r in board}
-    assert name in frontier_entries([*board, record])
+    assert {"zero", "mean"} <= {r.submission.name for r in board}
+    assert name in frontier_entries([*board, Record.from_dict(record)])
 
 
 def _load(folder: str):

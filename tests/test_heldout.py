@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import board_column
+from helpers import ROOT, board_column
 
 from benchmark.sandbox.process import isolation_problem
 
@@ -224,13 +224,15 @@ def test_a_label_lookup_beats_the_neuron_in_public_is_flagged_and_collapses_on_t
     assert "found 0 of 500" in held_run.stderr and "found 0 of 400" in held_run.stderr  # no held-out image matches
 
     public, held = (json.loads((results / SLUG / f"label-lookup{s}.json").read_text()) for s in ("", ".heldout"))
+    from benchmark.record.typed import Record
+
     p, h = public["results"]["primary"], held["results"]["primary"]
     assert p["recovery_low"] > 1.5  # beats the neuron in public, by far
     # and not on the held-out split: finding no image there, it is the mean ablation exactly (its recovery is the
     # mean's, near 100% on this unit; whether just above or below depends on the secret, so it is not asserted)
     assert h["recovery_high"] < p["recovery_low"]
     assert held["results"]["mean_loss"]["replaced"] == pytest.approx(held["results"]["mean_loss"]["mean"], rel=1e-5)
-    assert beats_by_other_means(public) and not beats_by_other_means(held)
+    assert beats_by_other_means(Record.from_dict(public)) and not beats_by_other_means(Record.from_dict(held))
     assert public["results"]["kl_recovery"]["zero"]["recovery_high"] < 0
 
     proc = cli("leaderboard", "--results-dir", str(results), "--out", "-")
@@ -291,7 +293,8 @@ def test_public_and_heldout_sidecars_clean_up_only_their_own(tmp_path):
     import os
     import time
 
-    from benchmark.board.records import STALE_SIDECAR_SECONDS, write_record
+    from benchmark.record.io import STALE_SIDECAR_SECONDS, write_record
+    from benchmark.record.typed import Record
 
     folder = tmp_path / SLUG
     folder.mkdir(parents=True)
@@ -300,21 +303,22 @@ def test_public_and_heldout_sidecars_clean_up_only_their_own(tmp_path):
     for path in (public, held):
         path.write_bytes(b"x")
         os.utime(path, (old, old))
-    path, _ = write_record({"schema_version": 6, "split": "held-out", "heldout_commitment": "0" * 64},
-                           {"a": np.zeros(3)}, tmp_path, SLUG, "zero")
+    committed = json.loads((ROOT / "leaderboard" / "results" / SLUG / "zero.heldout.json").read_text())
+    path, _ = write_record(Record.from_dict(committed), {"a": np.zeros(3)}, tmp_path, SLUG, "zero")
     assert path.name == "zero.heldout.json" and not held.exists() and public.exists()
     held.write_bytes(b"x")
     os.utime(held, (old, old))
-    path, _ = write_record({"schema_version": 6, "split": "public", "heldout_commitment": None},
-                           {"a": np.zeros(3)}, tmp_path, SLUG, "zero")
+    public_record = Record.from_dict({**committed, "split": "public", "heldout_commitment": None})
+    path, _ = write_record(public_record, {"a": np.zeros(3)}, tmp_path, SLUG, "zero")
     assert path.name == "zero.json" and not public.exists() and held.exists()
 
 
 def test_a_record_whose_split_disagrees_with_its_file_is_refused(tmp_path):
-    from benchmark.board.records import read_record
     from benchmark.errors import UserError
+    from benchmark.record.typed import Record
 
-    good = {"schema_version": 6, "split": "held-out", "heldout_commitment": "a" * 64}
+    good = {**json.loads((ROOT / "leaderboard" / "results" / SLUG / "zero.heldout.json").read_text()),
+            "heldout_commitment": "a" * 64}
     for name, record in (("x.json", good), ("x.heldout.json", {**good, "split": "public"}),
                          ("x.heldout.json", {**good, "heldout_commitment": None}),
                          ("x.heldout.json", {**good, "heldout_commitment": "secret"}),
@@ -322,9 +326,9 @@ def test_a_record_whose_split_disagrees_with_its_file_is_refused(tmp_path):
         path = tmp_path / name
         path.write_text(json.dumps(record))
         with pytest.raises(UserError, match="inconsistent split"):
-            read_record(path)
+            Record.read(path)
     (tmp_path / "x.heldout.json").write_text(json.dumps(good))
-    assert read_record(tmp_path / "x.heldout.json")["split"] == "held-out"
+    assert Record.read(tmp_path / "x.heldout.json").split == "held-out"
 
 
 def test_score_all_with_a_secret_refuses_tasks_without_a_heldout_split_before_scoring(tmp_path, cli, secret_file):

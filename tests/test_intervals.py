@@ -151,15 +151,16 @@ def test_records_before_schema_6_are_checked_with_their_bootstrap(tmp_path, cli,
     with the closed-form figures but the legacy label does not (the check really recomputes the bootstrap)."""
     import json
 
-    from benchmark.board.records import read_sidecar
     from benchmark.board.verify import load_checked
+    from benchmark.record.io import read_sidecar
+    from benchmark.record.typed import Record
 
     results = tmp_path / "results"
     assert cli("score", "mean", "--task", "digits-mlp/fc1:17", "--results-dir", str(results)).returncode == 0
     path = results / "digits-mlp__fc1-17" / "mean.json"
     record = json.loads(path.read_text())
     assert record["provenance"]["intervals"] == stats.INTERVALS and load_checked(path)[0] is not None
-    arrays = read_sidecar(path, record)
+    arrays = read_sidecar(path, Record.read(path))
     c, z, p = (arrays[f"loss.{k}"].astype(np.float64) for k in ("clean", "zero", "replaced"))
     boot = stats.bootstrap_recovery_stats(c, {"zero": z}, p, n_resamples=2000, seed=0)["zero"].to_dict()
     kl = stats.bootstrap_kl_recovery_stats({"zero": arrays["kl.zero"].astype(np.float64)}, arrays["kl"].astype(np.float64),
@@ -174,7 +175,7 @@ def test_records_before_schema_6_are_checked_with_their_bootstrap(tmp_path, cli,
     legacy["results"]["kl_recovery"]["zero"] = kl
     path.write_text(json.dumps(legacy))
     loaded, problems = load_checked(path)
-    assert loaded is not None and loaded["provenance"]["intervals"] == stats.LEGACY_INTERVALS, problems
+    assert loaded is not None and loaded.provenance.intervals == stats.LEGACY_INTERVALS, problems
     assert boot["recovery_low"] != closed_low  # the two methods differ here
     path.write_text(json.dumps(unchanged))  # closed-form figures under the legacy label
     assert load_checked(path)[0] is None

@@ -125,7 +125,8 @@ def test_overwrites_need_the_same_submission_or_force(tmp_path, cli, session_cac
 
 
 def test_sidecar_cleanup_touches_only_its_own_files(tmp_path):
-    from benchmark.board.records import STALE_SIDECAR_SECONDS, write_record
+    from benchmark.record.io import STALE_SIDECAR_SECONDS, write_record
+    from benchmark.record.typed import Record
 
     folder = tmp_path / SLUG
     folder.mkdir(parents=True)
@@ -134,7 +135,8 @@ def test_sidecar_cleanup_touches_only_its_own_files(tmp_path):
     for path in (mine, other, odd):
         path.write_bytes(b"x")
         os.utime(path, (old, old))
-    write_record({"schema_version": 2}, {"a": np.zeros(3)}, tmp_path, SLUG, "zero")
+    committed = Path(__file__).resolve().parents[1] / "leaderboard" / "results" / SLUG / "zero.json"
+    write_record(Record.read(committed), {"a": np.zeros(3)}, tmp_path, SLUG, "zero")
     assert not mine.exists() and other.exists() and odd.exists()
 
 
@@ -179,16 +181,23 @@ def test_board_leaves_off_damaged_and_forged_records_with_a_warning(scored, tmp_
     copy_forged["submission"]["name"] = "copy-forged"
     copy_forged["complexity"]["target_fan_in"] = 1  # now its numbers reach the fan-in, but it says it is no copy
     (folder / "copy-forged.json").write_text(json.dumps(copy_forged))
+    # text the schema leaves free reaches the board escaped: the task's layer, in the heading of the record shown first
     injected = json.loads((folder / "zero.json").read_text())
-    injected["submission"]["kind"] = "x | y\n## heading <script>alert(1)</script>"
-    (folder / "injected.json").write_text(json.dumps(injected))
+    injected["submission"]["name"] = "a-injected"
+    injected["task"]["layer"] = "x | y\n## heading <script>alert(1)</script>"
+    (folder / "a-injected.json").write_text(json.dumps(injected))
+    kind_forged = json.loads((folder / "zero.json").read_text())  # a kind the schema does not allow: not a record
+    kind_forged["submission"] = {**kind_forged["submission"], "name": "kind-forged", "kind": "x | y <script>"}
+    (folder / "kind-forged.json").write_text(json.dumps(kind_forged))
     proc = cli("leaderboard", "--results-dir", str(results), "--out", "-")
     assert proc.returncode == 0, proc.stderr
     warnings = proc.stderr.strip().splitlines()
-    for name in ("broken.json", "edited.json", "sidecar-damaged.json", "kl-forged.json", "copy-forged.json"):
+    for name in ("broken.json", "edited.json", "sidecar-damaged.json", "kl-forged.json", "copy-forged.json",
+                 "kind-forged.json"):
         assert any(name in w and w.startswith("replacebench: warning: left") for w in warnings), (name, warnings)
     assert "| edited" not in proc.stdout and "primary recovery" in proc.stderr
     assert "primary KL recovery_high" in proc.stderr and "copy is False" in proc.stderr
+    assert "is not a valid record: $.submission.kind" in proc.stderr and "kind-forged" not in proc.stdout
     assert "<script>" not in proc.stdout and "\n## heading" not in proc.stdout and "&lt;script&gt;" in proc.stdout
     assert "x \\| y" in proc.stdout
 

@@ -311,7 +311,7 @@ def test_load_results_reads_the_runs_folder(tmp_path, monkeypatch):
     import shutil
 
     import benchmark as rb
-    from benchmark.board.records import default_results_dir
+    from benchmark.record.layout import default_results_dir
 
     board = default_results_dir()
     monkeypatch.setenv("REPLACEBENCH_RUNS", str(tmp_path / "runs"))
@@ -330,7 +330,7 @@ def test_publish_from_python_is_all_or_nothing(tmp_path, monkeypatch):
     import shutil
 
     import benchmark as rb
-    from benchmark.board.records import default_results_dir
+    from benchmark.record.layout import default_results_dir
 
     runs, board = tmp_path / "runs", tmp_path / "board"
     monkeypatch.setenv("REPLACEBENCH_RUNS", str(runs))

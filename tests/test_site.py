@@ -19,7 +19,7 @@ from helpers import run_cli
 from PIL import Image
 
 from benchmark.board.leaderboard import REFERENCE_NOTE
-from benchmark.board.records import default_results_dir
+from benchmark.record.layout import default_results_dir
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
@@ -162,16 +162,17 @@ def test_html_out_refuses_a_foreign_folder(tmp_path):
 
 def test_task_pages_show_the_held_out_figure_beside_the_public_one(tmp_path):
     """The committed board has held-out records: each sits in its public entry's row, not in a row of its own."""
-    from benchmark.board.leaderboard import recovery_cell
+    from benchmark.record.format import recovery_cell
+    from benchmark.record.typed import Record
 
     out = tmp_path / "site"
     assert run_cli("leaderboard", "--html", str(out), "--results-dir", str(default_results_dir())).returncode == 0
     page = (out / "tasks" / "mnist-mlp__fc1-13.html").read_text()
-    heldout = json.loads((default_results_dir() / "mnist-mlp__fc1-13" / "mnist-stroke.heldout.json").read_text())
-    public = json.loads((default_results_dir() / "mnist-mlp__fc1-13" / "mnist-stroke.json").read_text())
+    heldout = Record.read(default_results_dir() / "mnist-mlp__fc1-13" / "mnist-stroke.heldout.json")
+    public = Record.read(default_results_dir() / "mnist-mlp__fc1-13" / "mnist-stroke.json")
     assert "held-out recovery [95% CI]" in page
     row = next(line for line in page.splitlines() if ">mnist-stroke</a>" in line)
-    assert recovery_cell(public["results"]["primary"]) in row and recovery_cell(heldout["results"]["primary"]) in row
+    assert recovery_cell(public.results.primary) in row and recovery_cell(heldout.results.primary) in row
     assert page.count(">mnist-stroke</a>") == 1
 
 
@@ -282,19 +283,20 @@ def test_task_and_submission_pages_show_copies_as_unranked_references(site):
 def test_a_copy_with_the_best_recovery_is_no_top_entry_or_rank(tmp_path):
     """A results folder with one task, where the copy `linear` has the best recovery of all: the index's top entry
     and its recovery are mnist-stroke's, the task page ranks mnist-stroke and mean 1, zero 3, and linear is `ref`."""
-    from benchmark.board.leaderboard import recovery_cell
+    from benchmark.record.format import recovery_cell
+    from benchmark.record.typed import Record
 
     results = tmp_path / "results"
     shutil.copytree(default_results_dir() / "mnist-mlp__fc1-13", results / "mnist-mlp__fc1-13")
-    linear = json.loads((results / "mnist-mlp__fc1-13" / "linear.json").read_text())
-    stroke = json.loads((results / "mnist-mlp__fc1-13" / "mnist-stroke.json").read_text())
-    assert linear["complexity"]["copy"] and linear["results"]["primary"]["recovery_low"] > 0.99
+    linear = Record.read(results / "mnist-mlp__fc1-13" / "linear.json")
+    stroke = Record.read(results / "mnist-mlp__fc1-13" / "mnist-stroke.json")
+    assert linear.complexity.copy and linear.results.primary.recovery_low > 0.99
     out = tmp_path / "site"
     proc = run_cli("leaderboard", "--html", str(out), "--results-dir", str(results))
     assert proc.returncode == 0, proc.stderr
     subs, (task,) = tables(out / "index.html")
-    assert task["top entry"] == "mnist-stroke" and task["its recovery [95% CI]"] == recovery_cell(stroke["results"]["primary"])
-    assert task["entries"] == "3" and task["reference (copy)"] == f"linear: {recovery_cell(linear['results']['primary'])}"
+    assert task["top entry"] == "mnist-stroke" and task["its recovery [95% CI]"] == recovery_cell(stroke.results.primary)
+    assert task["entries"] == "3" and task["reference (copy)"] == f"linear: {recovery_cell(linear.results.primary)}"
     by_name = {row["submission"]: row for row in subs}
     assert by_name["linear"]["#1"] == "0" and by_name["linear"]["ranked"] == "0" and by_name["linear"]["reference (copy)"] == "1"
     assert by_name["linear"]["style"] and not by_name["mean"]["style"]  # a copy on every task: a grey row

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from helpers import run_cli, write_submission
 
-from benchmark.board.report import LEGEND, LEGEND_HINT
+from benchmark.record.report import LEGEND, LEGEND_HINT
 from benchmark.errors import SubmissionError
 from benchmark.harness.static import MAX_READ_BYTES, described, read_code
 from benchmark.sandbox.worker import describe

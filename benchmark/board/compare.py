@@ -10,9 +10,10 @@ import numpy as np
 
 from .. import stats
 from ..errors import UserError
+from ..record.format import fmt_p, fmt_pct
+from ..record.io import read_sidecar
+from ..record.typed import Record
 from ..tasks import Task
-from .leaderboard import fmt_p, fmt_pct
-from .records import read_record, read_sidecar
 
 
 def record_path(results_dirs: Path | list[Path], task: Task, submission: str) -> Path:
@@ -32,11 +33,11 @@ def compare(results_dirs: Path | list[Path], task: Task, a: str, b: str) -> dict
     loaded = []
     for name in (a, b):
         path = record_path(results_dirs, task, name)
-        record = read_record(path)
+        record = Record.read(path)
         loaded.append((record, read_sidecar(path, record)))
     (rec_a, arr_a), (rec_b, arr_b) = loaded
     for key in ("checkpoint_sha256", "data_hash", "task_hash"):
-        if rec_a["provenance"][key] != rec_b["provenance"][key]:
+        if getattr(rec_a.provenance, key) != getattr(rec_b.provenance, key):
             raise UserError(f"{a} and {b} were scored with different {key.replace('_', ' ')}; re-score both on the same data.")
     if not np.array_equal(arr_a["eval_indices"], arr_b["eval_indices"]):
         raise UserError(f"{a} and {b} were scored on different eval examples; re-score both with the same settings.")

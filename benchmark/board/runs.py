@@ -16,7 +16,9 @@ from typing import Any
 
 from ..atomic import atomic_write_bytes
 from ..errors import UserError
-from .records import HELDOUT_SUFFIX, find_records, read_record, read_sidecar
+from ..record.io import read_sidecar, submission_of
+from ..record.layout import HELDOUT_SUFFIX, find_records
+from ..record.typed import Record
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,7 @@ class Run:
     task: str
     submission: str
     split: str
-    record: dict[str, Any] | None
+    record: Record | None
     problem: str | None = None  # why it cannot be read
 
 
@@ -39,11 +41,11 @@ def read_runs(runs_dir: Path) -> list[Run]:
         submission = stem[: -len(HELDOUT_SUFFIX)] if stem.endswith(HELDOUT_SUFFIX) else stem
         split = "held-out" if stem.endswith(HELDOUT_SUFFIX) else "public"
         try:
-            record = read_record(path)
+            record = Record.read(path)
         except UserError as exc:
             runs.append(Run(path, path.parent.name, submission, split, None, str(exc)))
             continue
-        runs.append(Run(path, record["task"]["id"], record["submission"]["name"], record["split"], record))
+        runs.append(Run(path, record.task.id, record.submission.name, record.split, record))
     return sorted(runs, key=lambda r: (r.path.parent.name, r.submission, r.split != "public"))
 
 
@@ -65,11 +67,11 @@ def run_state(run: Run, hashes: dict[Path, str | None]) -> str:
     if is_stale(record, hashes):
         marks.append("stale")
     task = all_tasks().get(run.task)
-    if task is None or task.content_hash() != record["task"]["hash"]:
+    if task is None or task.content_hash() != record.task.hash:
         marks.append("task changed")
-    if not record["task"]["standard_protocol"]:
+    if not record.task.standard_protocol:
         marks.append("non-standard")
-    if (record.get("isolation") or {}).get("level") != "namespaces":
+    if record.isolation.level != "namespaces":
         marks.append("not isolated")
     return ", ".join(marks) or "current"
 
@@ -142,43 +144,43 @@ def _refusal(run: Run, current: str, tasks: dict[str, Any], target: Path, meta: 
         return f"{run.problem}"
     record, name = run.record, run.submission
     rescore = f"re-score it: replacebench score {name} --task {run.task}"
-    if record["submission"]["content_hash"] != current:
-        return (f"stale: scored from an earlier version of the folder (hash {record['submission']['content_hash'][:12]}, "
+    if record.submission.content_hash != current:
+        return (f"stale: scored from an earlier version of the folder (hash {record.submission.content_hash[:12]}, "
                 f"now {current[:12]}); {rescore}")
-    if not record["task"]["standard_protocol"]:
+    if not record.task.standard_protocol:
         return f"non-standard (scored with --eval-size/--fit-size); {rescore}"
-    if (record.get("isolation") or {}).get("level") != "namespaces":
+    if record.isolation.level != "namespaces":
         return f"scored --in-process (not isolated); {rescore}"
     task = tasks.get(run.task)
     if task is None:
         return f"the task {run.task} no longer exists"
-    if task.content_hash() != record["task"]["hash"]:
-        return f"the task file changed since this run (task hash {record['task']['hash'][:12]}, now " \
+    if task.content_hash() != record.task.hash:
+        return f"the task file changed since this run (task hash {record.task.hash[:12]}, now " \
                f"{task.content_hash()[:12]}); {rescore}"
     try:
         read_sidecar(run.path, record)
     except UserError as exc:
         return str(exc)
     if target.exists() and not force:
-        try:
-            old = json.loads(target.read_text())
-            old_hash, old_authors = old["submission"]["content_hash"], old["submission"]["authors"]
-        except (OSError, ValueError, KeyError, TypeError):
+        old = submission_of(target)
+        if old is None:
             return f"the board's {target} is not a readable record; pass --force to replace it"
-        if old_authors != list(meta.authors):
-            return (f"the board's record was made by authors {old_authors}, not {list(meta.authors)}; pick another "
+        if old.authors != list(meta.authors):
+            return (f"the board's record was made by authors {old.authors}, not {list(meta.authors)}; pick another "
                     "submission name, or pass --force to replace it")
-        if old_hash != record["submission"]["content_hash"]:
-            return (f"the board's record was made from a different version (hash {old_hash[:12]}); pass --force to "
-                    "replace it")
+        if old.content_hash != record.submission.content_hash:
+            return (f"the board's record was made from a different version (hash {old.content_hash[:12]}); pass "
+                    "--force to replace it")
     return None
 
 
 def install(plan: Publication) -> Path:
     """Copy the run and its sidecar onto the board: the sidecar first, each written whole under a temporary name and
     renamed, so a reader never sees a record without its sidecar; then the board's older sidecars of it go."""
-    record = json.loads(plan.run.read_text())
-    sidecar = plan.run.parent / record["sidecar"]["file"]
+    record = Record.from_dict(json.loads(plan.run.read_text()), str(plan.run))
+    if record.sidecar is None:
+        raise UserError(f"{plan.run} names no per-example file; score it again.")
+    sidecar = plan.run.parent / record.sidecar.file
     plan.target.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(plan.target.parent / sidecar.name, sidecar.read_bytes())
     atomic_write_bytes(plan.target, plan.run.read_bytes())

@@ -20,28 +20,27 @@ import statistics
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from ..analysis import figures
 from ..analysis.figures import esc
+from ..record.format import UNDEFINED, fmt_p, fmt_pct, recovery_cell
+from ..record.typed import Record
 from ..tasks import all_tasks
 from .leaderboard import (
     REFERENCE,
     REFERENCE_NOTE,
-    UNDEFINED,
     Board,
     beats_mean,
     board_ranks,
-    fmt_p,
-    fmt_pct,
+    dl_cell,
     frontier_entries,
     is_copy,
     load_board,
     numbers_cell,
     power_note,
     rankable,
-    recovery_cell,
     sort_key,
+    standard_record,
     submission_state,
 )
 
@@ -63,11 +62,10 @@ def nav(prefix: str) -> str:
     return f'<p class="muted"><a href="{prefix}index.html">replacebench leaderboard</a></p>'
 
 
-def marks(record: dict[str, Any], hashes: dict[Path, str | None]) -> list[str]:
+def marks(record: Record, hashes: dict[Path, str | None]) -> list[str]:
     """The board's marks after a name: copy, ≤ mean, non-standard, not isolated, stale."""
-    c = record["complexity"]
-    return [m for m in ("copy" if c.get("copy") else "", "" if beats_mean(record) else "≤ mean",
-                        "" if record["task"]["standard_protocol"] else "non-standard",
+    return [m for m in ("copy" if record.complexity.copy else "", "" if beats_mean(record) else "≤ mean",
+                        "" if record.task.standard_protocol else "non-standard",
                         submission_state(record, hashes)) if m]
 
 
@@ -75,15 +73,15 @@ def marks(record: dict[str, Any], hashes: dict[Path, str | None]) -> list[str]:
 REF_TR = '<tr style="background:#f3f4f6;color:#57606a">'
 
 
-def rank_cell(record: dict[str, Any], ranks: dict[str, int]) -> str:
+def rank_cell(record: Record, ranks: dict[str, int]) -> str:
     """The # cell: the entry's rank, `ref` for a copy (a reference, never ranked), `—` for another unranked entry."""
-    return "ref" if is_copy(record) else str(ranks.get(record["submission"]["name"], "—"))
+    return "ref" if is_copy(record) else str(ranks.get(record.submission.name, "—"))
 
 
-def reference_order(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def reference_order(records: list[Record]) -> list[Record]:
     """The entries in the board's order (`sort_key`), then the copies (references) by name."""
     return sorted((r for r in records if not is_copy(r)), key=sort_key) + \
-        sorted((r for r in records if is_copy(r)), key=lambda r: r["submission"]["name"])
+        sorted((r for r in records if is_copy(r)), key=lambda r: r.submission.name)
 
 
 def header_row(cells: list[str], left: tuple[int, ...]) -> str:
@@ -91,13 +89,9 @@ def header_row(cells: list[str], left: tuple[int, ...]) -> str:
     return "<tr>" + "".join(("<th class='l'>" if i in left else "<th>") + esc(h) + "</th>" for i, h in enumerate(cells)) + "</tr>"
 
 
-def dl_cell(c: dict[str, Any]) -> str:
-    return "—" if c.get("description_bits") is None else f"{c['description_bits']:,}"
-
-
-def mean_r(record: dict[str, Any]) -> float | None:
-    rs = [f["pearson_r"] for f in record["results"]["fidelity"] if f.get("pearson_r") is not None]
-    return sum(rs) / len(rs) if rs else None
+def has_recovery(record: Record) -> bool:
+    """Whether the primary recovery is defined (a number, with its CI)."""
+    return bool(record.results.primary.defined) and record.results.primary.recovery is not None
 
 
 # -- SVG -------------------------------------------------------------------------------------------------------------
@@ -112,16 +106,16 @@ def nice_ticks(lo: float, hi: float, count: int = 6) -> list[float]:
     return [round(start + i * step, 10) for i in range(int((hi - start) / step + 1e-9) + 1)]
 
 
-def forest_svg(records: list[dict[str, Any]], frontier: set[str]) -> str:
+def forest_svg(records: list[Record], frontier: set[str]) -> str:
     """Each entry's primary recovery and 95% CI as a point on a line, one row per entry, with 0% and 100% marked.
 
     x = recovery in percent, linear, over [min(0, lowest low) − 5, max(100, highest high) + 5].
     """
     rows = reference_order(records)
     n_entries = sum(not is_copy(r) for r in rows)
-    defined = [r for r in rows if r["results"]["primary"].get("defined") and r["results"]["primary"].get("recovery") is not None]
-    lows = [100 * r["results"]["primary"]["recovery_low"] for r in defined] or [0.0]
-    highs = [100 * r["results"]["primary"]["recovery_high"] for r in defined] or [100.0]
+    defined = [r for r in rows if has_recovery(r)]
+    lows = [100 * r.results.primary.recovery_low for r in defined] or [0.0]
+    highs = [100 * r.results.primary.recovery_high for r in defined] or [100.0]
     lo, hi = min(0.0, min(lows)) - 5, max(100.0, max(highs)) + 5
     left, right, row_h, top = 190, 30, 22, 20
     width = 760
@@ -145,14 +139,14 @@ def forest_svg(records: list[dict[str, Any]], frontier: set[str]) -> str:
                    'stroke="#999"/>')
     for i, record in enumerate(rows):
         y = top + row_h * i + row_h / 2
-        name = record["submission"]["name"]
-        p = record["results"]["primary"]
+        name = record.submission.name
+        p = record.results.primary
         copy = is_copy(record)
         label = f"{name}, {REFERENCE}" if copy else name
         style = ' fill="#666" font-style="italic"' if copy else ""
         out.append(f'<text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end"{style}>{esc(label)}</text>')
-        if p.get("defined") and p.get("recovery") is not None:
-            a, b, c = (100 * p[k] for k in ("recovery_low", "recovery", "recovery_high"))
+        if has_recovery(record):
+            a, b, c = (100 * v for v in (p.recovery_low, p.recovery, p.recovery_high))
             if copy:
                 line = 'stroke="#888" stroke-width="2" stroke-dasharray="5 3"'
                 dot = 'r="4.5" fill="#fff" stroke="#666" stroke-width="1.5"'
@@ -178,21 +172,20 @@ def forest_svg(records: list[dict[str, Any]], frontier: set[str]) -> str:
     return "\n".join(out)
 
 
-def scatter_svg(records: list[dict[str, Any]], frontier: set[str]) -> str:
+def scatter_svg(records: list[Record], frontier: set[str]) -> str:
     """Primary recovery (y, %, with its CI) against description length (x, bits, log10 scale), per entry with both.
 
     Frontier entries are orange diamonds, copies (references, not ranked) grey rings with grey italic names, the
     others blue dots; the legend shows each marker.
     """
-    pts = [r for r in records if r["complexity"].get("description_bits") and r["results"]["primary"].get("defined")
-           and r["results"]["primary"].get("recovery") is not None]
+    pts = [r for r in records if r.complexity.description_bits and has_recovery(r)]
     width, height, left, bottom, top, right = 760, 380, 60, 50, 20, 150
     if not pts:
         return ('<svg xmlns="http://www.w3.org/2000/svg" width="420" height="40" font-family="sans-serif" '
                 'font-size="12"><text x="4" y="24">No entry has both a defined recovery and a description length.</text></svg>')
-    bits = [math.log10(r["complexity"]["description_bits"]) for r in pts]
-    lows = [100 * r["results"]["primary"]["recovery_low"] for r in pts]
-    highs = [100 * r["results"]["primary"]["recovery_high"] for r in pts]
+    bits = [math.log10(r.complexity.description_bits) for r in pts]
+    lows = [100 * r.results.primary.recovery_low for r in pts]
+    highs = [100 * r.results.primary.recovery_high for r in pts]
     x_lo, x_hi = math.floor(min(bits) * 2) / 2 - 0.25, math.ceil(max(bits) * 2) / 2 + 0.25
     y_lo, y_hi = min(0.0, min(lows)) - 5, max(100.0, max(highs)) + 5
 
@@ -213,12 +206,12 @@ def scatter_svg(records: list[dict[str, Any]], frontier: set[str]) -> str:
         out.append(f'<line x1="{left}" y1="{y(t):.1f}" x2="{width - right}" y2="{y(t):.1f}" stroke="#eee"/>')
         out.append(f'<text x="{left - 6}" y="{y(t) + 4:.1f}" text-anchor="end" fill="#555">{t:g}%</text>')
     for record, b, a, c in zip(pts, bits, lows, highs):
-        name = record["submission"]["name"]
-        r = 100 * record["results"]["primary"]["recovery"]
+        name = record.submission.name
+        r = 100 * record.results.primary.recovery
         copy = is_copy(record)
         label = f"{name}, {REFERENCE}" if copy else name
         style = 'fill="#666" font-style="italic"' if copy else 'fill="#333"'
-        tip = f"{label}: {recovery_cell(record['results']['primary'])}, {record['complexity']['description_bits']:,} bits"
+        tip = f"{label}: {recovery_cell(record.results.primary)}, {record.complexity.description_bits:,} bits"
         if name in frontier:
             d = 6
             shape = (f'<polygon points="{x(b):.1f},{y(r) - d:.1f} {x(b) + d:.1f},{y(r):.1f} {x(b):.1f},{y(r) + d:.1f} '
@@ -248,42 +241,41 @@ def scatter_svg(records: list[dict[str, Any]], frontier: set[str]) -> str:
 
 # -- pages -----------------------------------------------------------------------------------------------------------
 
-def task_page(task_id: str, records: list[dict[str, Any]], record_path: Path, hashes: dict[Path, str | None],
-              heldout: dict[str, dict[str, Any]] | None = None) -> str:
+def task_page(task_id: str, records: list[Record], record_path: Path, hashes: dict[Path, str | None],
+              heldout: dict[str, Record] | None = None) -> str:
     """A task's page: its public entries, with each one's held-out recovery beside it (— when none)."""
     heldout = heldout or {}
-    shown = next((r for r in records if r["task"]["standard_protocol"]), records[0])
-    t = shown["task"]
+    shown = standard_record(records)
+    t = shown.task
     frontier = frontier_entries(records)
     ranks = board_ranks(records)
-    abl = t["primary_ablation"]
+    abl = t.primary_ablation
     head = ["#", "submission", "kind", f"recovery ({abl}) [95% CI]", "held-out recovery [95% CI]",
             f"KL recovery ({abl}) [95% CI]",
             "p(beats abl.)", "p(R≥1)", "fidelity r", "numbers (fitted + literal)", "DL (bits)", "frontier", "marks", "n"]
     rows, refs = [], []
     for record in reference_order(records):
-        res, c, name = record["results"], record["complexity"], record["submission"]["name"]
-        kl = res.get("kl_recovery")
-        r = mean_r(record)
+        res, c, name = record.results, record.complexity, record.submission.name
+        r = res.mean_fidelity_r
         (refs if is_copy(record) else rows).append((REF_TR if is_copy(record) else "<tr>") + "".join([
             f"<td>{esc(rank_cell(record, ranks))}</td>",
             f'<td class="l"><a href="{sub_href(name, "../")}">{esc(name)}</a></td>',
-            f'<td class="l">{esc(record["submission"]["kind"])}</td>',
-            f"<td>{esc(recovery_cell(res['primary']))}</td>",
-            f"<td>{esc(recovery_cell(heldout[name]['results']['primary']) if name in heldout else '—')}</td>",
-            f"<td>{esc('—' if not kl else recovery_cell(kl[res['primary']['ablation']]))}</td>",
-            f"<td>{esc(fmt_p(res['primary']['p_beats_ablation']))}</td>", f"<td>{esc(fmt_p(res['p_at_least_clean']))}</td>",
+            f'<td class="l">{esc(record.submission.kind)}</td>',
+            f"<td>{esc(recovery_cell(res.primary))}</td>",
+            f"<td>{esc(recovery_cell(heldout[name].results.primary) if name in heldout else '—')}</td>",
+            f"<td>{esc('—' if not res.kl_recovery else recovery_cell(res.primary_kl))}</td>",
+            f"<td>{esc(fmt_p(res.primary.p_beats_ablation))}</td>", f"<td>{esc(fmt_p(res.p_at_least_clean))}</td>",
             f"<td>{esc('—' if r is None else f'{r:.3f}')}</td>", f"<td>{esc(numbers_cell(c))}</td>",
             f"<td>{esc(dl_cell(c))}</td>",
             f"<td>{'◆' if name in frontier else ''}</td>", f'<td class="l">{esc(", ".join(marks(record, hashes)))}</td>',
-            f"<td>{esc(record['task']['n_eval'])}</td>"]) + "</tr>")
+            f"<td>{esc(record.task.n_eval)}</td>"]) + "</tr>")
     if refs:  # the references: their own rows, below a full-width label, after the ranked entries
         rows += [f'{REF_TR}<td class="l" colspan="{len(head)}"><b>{esc(REFERENCE)}</b>: {esc(REFERENCE_NOTE)}</td></tr>',
                  *refs]
     table = "<table>" + header_row(head, (1, 2, 12)) + "\n" + "\n".join(rows) + "</table>"
     body = [nav("../"), f"<h1>{esc(task_id)}</h1>",
-            f"<p>Layer <code>{esc(t['layer'])}</code>, units {esc(', '.join(map(str, t['units'])))}, inputs "
-            f"{esc(', '.join(map(str, t['inputs'])))}; {esc(t['dataset'])} {esc(t['eval_split'])} (n = {esc(t['n_eval'])}); "
+            f"<p>Layer <code>{esc(t.layer)}</code>, units {esc(', '.join(map(str, t.units)))}, inputs "
+            f"{esc(', '.join(map(str, t.inputs)))}; {esc(t.dataset)} {esc(t.eval_split)} (n = {esc(t.n_eval)}); "
             f"primary ablation: {esc(abl)}. {esc(power_note(shown, record_path))}</p>",
             "<p class=\"muted\">Ranked by primary recovery; entries whose 95% CIs overlap share a rank; undefined or "
             "non-standard runs are shown but not ranked (—). Copies are a reference ceiling (# ref), listed below the "
@@ -294,42 +286,41 @@ def task_page(task_id: str, records: list[dict[str, Any]], record_path: Path, ha
     return figures.page(f"{task_id} — replacebench", "\n".join(body))
 
 
-def submission_page(name: str, entries: list[tuple[str, dict[str, Any]]], ranks: dict[str, dict[str, int]],
+def submission_page(name: str, entries: list[tuple[str, Record]], ranks: dict[str, dict[str, int]],
                     frontiers: dict[str, set[str]], hashes: dict[Path, str | None]) -> str:
-    latest = max((r for _, r in entries), key=lambda r: r["provenance"].get("created") or "")
-    sub, prov = latest["submission"], latest["provenance"]
+    latest = max((r for _, r in entries), key=lambda r: r.provenance.created or "")
+    sub, prov = latest.submission, latest.provenance
     rows = []
     for task_id, record in sorted(entries, key=lambda e: e[0]):
-        res, c, p = record["results"], record["complexity"], record["provenance"]
-        kl = res.get("kl_recovery")
+        res, c, p = record.results, record.complexity, record.provenance
         rows.append((REF_TR if is_copy(record) else "<tr>") + "".join([
             f'<td class="l"><a href="{task_href(task_id, "../")}">{esc(task_id)}</a></td>',
-            f"<td>{esc(rank_cell(record, ranks[task_id]))}</td>", f"<td>{esc(recovery_cell(res['primary']))}</td>",
-            f"<td>{esc('—' if not kl else recovery_cell(kl[res['primary']['ablation']]))}</td>",
+            f"<td>{esc(rank_cell(record, ranks[task_id]))}</td>", f"<td>{esc(recovery_cell(res.primary))}</td>",
+            f"<td>{esc('—' if not res.kl_recovery else recovery_cell(res.primary_kl))}</td>",
             f"<td>{esc(dl_cell(c))}</td>",
             f"<td>{'◆' if name in frontiers[task_id] else ''}</td>",
             f'<td class="l">{esc(", ".join(marks(record, hashes)))}</td>',
-            f'<td class="l">{esc(p.get("created") or "—")}</td>',
-            f'<td class="l"><code>{esc((p.get("git_commit") or "—")[:12])}</code>{" (dirty)" if p.get("git_dirty") else ""}</td>',
+            f'<td class="l">{esc(p.created or "—")}</td>',
+            f'<td class="l"><code>{esc((p.git_commit or "—")[:12])}</code>{" (dirty)" if p.git_dirty else ""}</td>',
         ]) + "</tr>")
     head = ["task", "#", "recovery [95% CI]", "KL recovery [95% CI]", "DL (bits)", "frontier", "marks", "scored", "commit"]
     table = "<table>" + header_row(head, (0, 6, 7, 8)) + "\n" + "\n".join(rows) + "</table>"
-    prov_rows = [["submission hash", sub.get("content_hash")], ["scored (latest)", prov.get("created")],
-                 ["commit", f"{prov.get('git_commit')}" + (" (uncommitted changes)" if prov.get("git_dirty") else "")],
-                 ["package", prov.get("package_version")],
-                 ["isolation", (latest.get("isolation") or {}).get("level", "none")],
-                 ["intervals", prov.get("intervals", "—")], ["device", prov.get("device")],
-                 ["python / torch / numpy / scipy", " / ".join(str(prov.get(k)) for k in ("python", "torch", "numpy", "scipy"))],
-                 ["platform", prov.get("platform")]]
+    prov_rows = [["submission hash", sub.content_hash], ["scored (latest)", prov.created],
+                 ["commit", f"{prov.git_commit}" + (" (uncommitted changes)" if prov.git_dirty else "")],
+                 ["package", prov.package_version],
+                 ["isolation", latest.isolation.level],
+                 ["intervals", prov.intervals or "—"], ["device", prov.device],
+                 ["python / torch / numpy / scipy", " / ".join(str(v) for v in (prov.python, prov.torch, prov.numpy, prov.scipy))],
+                 ["platform", prov.platform]]
     body = [nav("../"), f"<h1>{esc(name)}</h1>",
-            f"<p><b>{esc(sub.get('kind'))}</b> by {esc(', '.join(map(str, sub.get('authors') or [])) or '—')}</p>",
-            f"<blockquote>{esc(sub.get('description') or '')}</blockquote>",
+            f"<p><b>{esc(sub.kind)}</b> by {esc(', '.join(map(str, sub.authors or [])) or '—')}</p>",
+            f"<blockquote>{esc(sub.description or '')}</blockquote>",
             "<h2>Entries</h2>", table, "<h2>Provenance (latest record)</h2>",
             figures.table(["", "value"], [[k, "—" if v is None else v] for k, v in prov_rows], left=2)]
     return figures.page(f"{name} — replacebench", "\n".join(body))
 
 
-def top_entry_cells(records: list[dict[str, Any]]) -> tuple[str, str]:
+def top_entry_cells(records: list[Record]) -> tuple[str, str]:
     """The index's "top entry" and "its recovery" cells for one task, over its non-copies only.
 
     The top entry is the best ranked non-copy (`sort_key`; `rankable` leaves copies out); a baseline is marked as
@@ -339,54 +330,54 @@ def top_entry_cells(records: list[dict[str, Any]]) -> tuple[str, str]:
     if not ranked:
         return ("— (copies only)" if records and all(is_copy(r) for r in records) else "— (no ranked entry)"), "—"
     best = ranked[0]
-    name, kind = best["submission"]["name"], best["submission"]["kind"]
+    name, kind = best.submission.name, best.submission.kind
     if kind != "baseline":
         label = name
-    elif any(r["submission"]["kind"] != "baseline" for r in records if not is_copy(r)):
+    elif any(r.submission.kind != "baseline" for r in records if not is_copy(r)):
         label = f"{name} (baseline)"
     else:
         label = f"{name} (baselines{' and copies' if any(is_copy(r) for r in records) else ''} only)"
-    return label, recovery_cell(best["results"]["primary"])
+    return label, recovery_cell(best.results.primary)
 
 
-def reference_cell(records: list[dict[str, Any]]) -> str:
+def reference_cell(records: list[Record]) -> str:
     """The index's reference (copy) cell: each copy's name and primary recovery, or — when the task has none."""
-    copies = sorted((r for r in records if is_copy(r)), key=lambda r: r["submission"]["name"])
-    return "; ".join(f"{r['submission']['name']}: {recovery_cell(r['results']['primary'])}" for r in copies) or "—"
+    copies = sorted((r for r in records if is_copy(r)), key=lambda r: r.submission.name)
+    return "; ".join(f"{r.submission.name}: {recovery_cell(r.results.primary)}" for r in copies) or "—"
 
 
 def index_page(board: Board, ranks: dict[str, dict[str, int]], frontiers: dict[str, set[str]],
                hashes: dict[Path, str | None], order: dict[str, int]
-               ) -> tuple[str, dict[str, list[tuple[str, dict[str, Any]]]]]:
+               ) -> tuple[str, dict[str, list[tuple[str, Record]]]]:
     """The index: the submissions across tasks and the tasks, each summary over non-copies (copies get their own
     column); also each submission's entries, by name, for its page."""
     task_rows = []
-    by_sub: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+    by_sub: dict[str, list[tuple[str, Record]]] = defaultdict(list)
     beyond = 0
     for task_id in sorted(board, key=lambda t: (order.get(t, len(order)), t)):
         records = board[task_id]
         for r in records:
-            by_sub[r["submission"]["name"]].append((task_id, r))
+            by_sub[r.submission.name].append((task_id, r))
         entries = [r for r in records if not is_copy(r)]
-        beyond += any(r["submission"]["kind"] != "baseline" for r in entries)
+        beyond += any(r.submission.kind != "baseline" for r in entries)
         top, its = top_entry_cells(records)
         task_rows.append("<tr>" + "".join([
             f'<td class="l"><a href="{task_href(task_id)}">{esc(task_id)}</a></td>', f"<td>{len(entries)}</td>",
             f"<td>{sum(rankable(r) for r in records)}</td>",
             f'<td class="l">{esc(top)}</td>', f"<td>{esc(its)}</td>",
             f'<td class="l" style="color:#57606a;white-space:nowrap">{esc(reference_cell(records))}</td>',
-            f"<td>{esc(records[0]['task']['n_eval'])}</td>"]) + "</tr>")
+            f"<td>{esc(records[0].task.n_eval)}</td>"]) + "</tr>")
     sub_rows = []
     for name in sorted(by_sub):
         entries = by_sub[name]
         recs = [r for _, r in entries]
-        defined = [r["results"]["primary"]["recovery"] for r in recs if rankable(r)]
-        rs = [v for v in (mean_r(r) for r in recs) if v is not None]
+        defined = [r.results.primary.recovery for r in recs if rankable(r)]
+        rs = [v for v in (r.results.mean_fidelity_r for r in recs) if v is not None]
         firsts = sum(ranks[t].get(name) == 1 for t, _ in entries)
         copies = sum(is_copy(r) for r in recs)
         sub_rows.append((REF_TR if copies == len(recs) else "<tr>") + "".join([
             f'<td class="l"><a href="{sub_href(name)}">{esc(name)}</a></td>',
-            f'<td class="l">{esc(recs[0]["submission"]["kind"])}</td>', f"<td>{len(entries)}</td>",
+            f'<td class="l">{esc(recs[0].submission.kind)}</td>', f"<td>{len(entries)}</td>",
             f"<td>{len(defined)}</td>", f"<td>{firsts}</td>",
             f"<td>{sum(name in frontiers[t] for t, _ in entries)}</td>",
             f"<td>{esc(fmt_pct(statistics.median(defined)) if defined else '—')}</td>",
@@ -431,7 +422,7 @@ def write_site(results_dir: Path, out: Path, warn: Callable[[str], None] = lambd
         (tmp / "tasks").mkdir()
         (tmp / "submissions").mkdir()
         for task_id, records in board.items():
-            shown = next((r for r in records if r["task"]["standard_protocol"]), records[0])
+            shown = standard_record(records)
             (tmp / "tasks" / f"{slug(task_id)}.html").write_text(
                 task_page(task_id, records, where[id(shown)], hashes, heldout.get(task_id)))
         for name, entries in by_sub.items():

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from ..record.format import recovery_cell
+from ..record.typed import Record
 
 
 @dataclass
@@ -16,7 +18,7 @@ class TaskOutcome:
     """How one task of a run ended: its record (and where it was written), or its failure in one line."""
 
     task: str
-    record: dict[str, Any] | None = None
+    record: Record | None = None
     path: Path | None = None
     error: str | None = None
 
@@ -39,22 +41,20 @@ def one_line(error: BaseException | str) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def primary_cell(record: dict[str, Any]) -> str:
+def primary_cell(record: Record) -> str:
     """'97.3% [95.1, 99.2] vs zero': the primary recovery with its 95% CI, and the ablation it is measured against."""
-    from .leaderboard import recovery_cell
-
-    res = record["results"]
-    ablation = res["primary"]["ablation"]
-    return f"{recovery_cell(res['recovery'][ablation])} vs {ablation}"
+    res = record.results
+    ablation = res.primary.ablation
+    return f"{recovery_cell(res.recovery[ablation])} vs {ablation}"
 
 
-def compact_line(record: dict[str, Any], path: Path | None, label: str = "run") -> str:
+def compact_line(record: Record, path: Path | None, label: str = "run") -> str:
     """One result on one line: task, primary recovery [95% CI], description length, wall time, where it went."""
-    bits = record["complexity"].get("description_bits")
-    parts = [record["task"]["id"], primary_cell(record)]
+    bits = record.complexity.description_bits
+    parts = [record.task.id, primary_cell(record)]
     if bits is not None:
-        parts.append(f"{bits:,} bits" + (" (a copy)" if record["complexity"].get("copy") else ""))
-    parts.append(f"{record['provenance']['seconds']['total']:.1f} s")
+        parts.append(f"{bits:,} bits" + (" (a copy)" if record.complexity.copy else ""))
+    parts.append(f"{record.provenance.seconds['total']:.1f} s")
     if path is not None:
         parts.append(f"{label}: {shown_path(path)}")
     return "  ".join(parts)
@@ -69,7 +69,7 @@ def summary_table(submission: str, outcomes: list[TaskOutcome], skipped: list[st
         head += f", {failed} failed"
     if skipped:
         head += f", {len(skipped)} skipped (--fail-fast)"
-    rows = [(o.task, f"FAILED: {o.error}" if o.failed else primary_cell(o.record or {})) for o in outcomes]
+    rows = [(o.task, f"FAILED: {o.error}" if o.failed or o.record is None else primary_cell(o.record)) for o in outcomes]
     rows += [(task, "skipped") for task in skipped]
     width = max(len("task"), *(len(task) for task, _ in rows))
     lines = [head, f"{'task':<{width}}  primary recovery [95% CI]"]

@@ -23,7 +23,8 @@ import numpy as np
 
 from .. import paths, stats
 from ..errors import SubmissionError, UserError
-from .records import read_record, read_sidecar
+from ..record.io import read_sidecar
+from ..record.typed import Complexity, Provenance, Record
 
 SIDECAR_ATOL, SIDECAR_RTOL = 1e-4, 1e-4
 KL_ATOL = 1e-9
@@ -44,72 +45,76 @@ def _close(a: Any, b: Any, atol: float, rtol: float) -> bool:
     return a == b
 
 
-def interval_functions(provenance: dict[str, Any]) -> tuple[Callable[..., Any], Callable[..., Any]]:
+def interval_functions(provenance: Provenance) -> tuple[Callable[..., Any], Callable[..., Any]]:
     """The (recovery, KL recovery) statistics a record was computed with: closed forms, or a legacy record's bootstrap."""
-    if provenance.get("intervals") == stats.INTERVALS:
+    if provenance.intervals == stats.INTERVALS:
         return stats.recovery_stats, stats.kl_recovery_stats
-    legacy = {"n_resamples": provenance["bootstrap_resamples"], "seed": provenance["seed"]}
+    if provenance.bootstrap_resamples is None or provenance.seed is None:
+        raise UserError("a bootstrap record names no seed and resamples; score again.")
+    legacy = {"n_resamples": provenance.bootstrap_resamples, "seed": provenance.seed}
     return (partial(stats.bootstrap_recovery_stats, **legacy), partial(stats.bootstrap_kl_recovery_stats, **legacy))
 
 
-def check_against_sidecar(record: dict[str, Any], arrays: dict[str, np.ndarray]) -> list[str]:
+def check_against_sidecar(record: Record, arrays: dict[str, np.ndarray]) -> list[str]:
     """Headline figures recomputed from the per-example arrays; one line per figure that disagrees."""
     problems = []
-    res = record["results"]
+    res = record.results
     losses = {c: arrays[f"loss.{c}"].astype(np.float64) for c in ("clean", "zero", "mean", "resample", "replaced")}
     for condition, value in losses.items():
-        if not _close(float(value.mean()), res["mean_loss"][condition], SIDECAR_ATOL, SIDECAR_RTOL):
-            problems.append(f"mean loss ({condition}) {res['mean_loss'][condition]!r} ≠ {float(value.mean())!r} from the arrays")
-    for key, by_condition in res["accuracy"].items():
+        if not _close(float(value.mean()), res.mean_loss[condition], SIDECAR_ATOL, SIDECAR_RTOL):
+            problems.append(f"mean loss ({condition}) {res.mean_loss[condition]!r} ≠ {float(value.mean())!r} from the arrays")
+    for key, by_condition in res.accuracy.items():
         for condition, value in by_condition.items():
             fresh = float(arrays[f"{key}.{condition}"].mean())
             if not _close(fresh, value, SIDECAR_ATOL, 0):
                 problems.append(f"{key} accuracy ({condition}) {value!r} ≠ {fresh!r} from the arrays")
-    if not _close(float(arrays["kl"].astype(np.float64).mean()), res["mean_kl_clean_replaced"], SIDECAR_ATOL, SIDECAR_RTOL):
+    if not _close(float(arrays["kl"].astype(np.float64).mean()), res.mean_kl_clean_replaced, SIDECAR_ATOL, SIDECAR_RTOL):
         problems.append("mean KL differs from the arrays")
-    primary = res["primary"]
-    recovery, kl_recovery = interval_functions(record["provenance"])
-    fresh = recovery(losses["clean"], {primary["ablation"]: losses[primary["ablation"]]},
-                     losses["replaced"])[primary["ablation"]].to_dict()
-    if fresh["defined"] != primary["defined"]:
+    primary = res.primary
+    recovery, kl_recovery = interval_functions(record.provenance)
+    # the fresh figures as JSON-ready values, the record's as its typed fields
+    fresh = recovery(losses["clean"], {primary.ablation: losses[primary.ablation]},
+                     losses["replaced"])[primary.ablation].to_dict()
+    if fresh["defined"] != primary.defined:
         problems.append(f"primary recovery is {'defined' if fresh['defined'] else 'undefined'} from the arrays, "
                         f"but the record says otherwise")
     for key in RECOVERY_KEYS:
-        if not _close(fresh[key], primary[key], SIDECAR_ATOL, SIDECAR_RTOL):
-            problems.append(f"primary {key} {primary[key]!r} ≠ {fresh[key]!r} from the arrays")
-    kl_primary = (res.get("kl_recovery") or {}).get(primary["ablation"])
+        if not _close(fresh[key], getattr(primary, key), SIDECAR_ATOL, SIDECAR_RTOL):
+            problems.append(f"primary {key} {getattr(primary, key)!r} ≠ {fresh[key]!r} from the arrays")
+    kl_primary = (res.kl_recovery or {}).get(primary.ablation)
     if kl_primary is not None:
-        kl = kl_recovery({primary["ablation"]: arrays[f"kl.{primary['ablation']}"].astype(np.float64)},
+        kl = kl_recovery({primary.ablation: arrays[f"kl.{primary.ablation}"].astype(np.float64)},
                          arrays["kl"].astype(np.float64))
-        fresh_kl = kl[primary["ablation"]].to_dict()
-        if fresh_kl["defined"] != kl_primary["defined"]:
+        fresh_kl = kl[primary.ablation].to_dict()
+        if fresh_kl["defined"] != kl_primary.defined:
             problems.append("primary KL recovery's 'defined' differs from the arrays")
         for key in ("effect", "effect_low", "effect_high", "recovery", "recovery_low", "recovery_high"):
-            if not _close(fresh_kl[key], kl_primary[key], KL_ATOL, SIDECAR_RTOL):  # KL can be ~1e-5: relative
-                problems.append(f"primary KL {key} {kl_primary[key]!r} ≠ {fresh_kl[key]!r} from the arrays")
+            if not _close(fresh_kl[key], getattr(kl_primary, key), KL_ATOL, SIDECAR_RTOL):  # KL can be ~1e-5: relative
+                problems.append(f"primary KL {key} {getattr(kl_primary, key)!r} ≠ {fresh_kl[key]!r} from the arrays")
     return problems
 
 
-def check_complexity(c: dict[str, Any]) -> list[str]:
+def check_complexity(c: Complexity) -> list[str]:
     """The complexity figures agree with each other (a record migrated from schema 2 has none to check)."""
-    if c.get("description_bits") is None:
+    if c.description_bits is None:
         return []
     problems = []
-    if c["description_bits"] != sum(c["bits"].values()):
-        problems.append(f"description_bits {c['description_bits']} ≠ the sum of its parts {sum(c['bits'].values())}")
-    if c["stored_numbers"] < c["fitted_parameters"] + c["literal_numbers"]:
+    parts = sum(c.bits.to_dict().values())  # code + literals + data + fitted
+    if c.description_bits != parts:
+        problems.append(f"description_bits {c.description_bits} ≠ the sum of its parts {parts}")
+    if c.stored_numbers < c.fitted_parameters + c.literal_numbers:
         problems.append("stored_numbers is below fitted + literal numbers")
-    if c["copy"] != (c["stored_numbers"] >= c["target_fan_in"]):
-        problems.append(f"copy is {c['copy']} but stored numbers {c['stored_numbers']} vs fan-in {c['target_fan_in']} say otherwise")
+    if c.copy != (c.stored_numbers >= c.target_fan_in):
+        problems.append(f"copy is {c.copy} but stored numbers {c.stored_numbers} vs fan-in {c.target_fan_in} say otherwise")
     return problems
 
 
-def load_checked(path: Path) -> tuple[dict[str, Any] | None, list[str]]:
-    """A record that passes every cheap check (readable, sidecar sha256, figures), or None and why not."""
+def load_checked(path: Path) -> tuple[Record | None, list[str]]:
+    """A record that passes every cheap check (readable, schema, sidecar sha256, figures), or None and why not."""
     try:
-        record = read_record(path)
+        record = Record.read(path)
         arrays = read_sidecar(path, record)
-        problems = check_against_sidecar(record, arrays) + check_complexity(record["complexity"])
+        problems = check_against_sidecar(record, arrays) + check_complexity(record.complexity)
     except UserError as exc:
         return None, [str(exc)]
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -150,11 +155,11 @@ def check_heldout_secrets(paths: list[Path], secret: bytes | None) -> dict[Path,
     held: dict[Path, str] = {}
     for path in paths:
         try:
-            record = read_record(path)
+            record = Record.read(path)
         except UserError:
             continue
-        if record["split"] == "held-out":
-            held[path] = record["heldout_commitment"]
+        if record.split == "held-out" and record.heldout_commitment is not None:
+            held[path] = record.heldout_commitment
     if secret is None:
         return held
     mine = commitment(secret)
@@ -187,7 +192,7 @@ def verify_record(path: Path, options: Any) -> list[str]:
     return check_rescore(record, fresh)
 
 
-def rescore_plan(path: Path, options: Any) -> tuple[dict[str, Any], Any, Path, Any] | list[str]:
+def rescore_plan(path: Path, options: Any) -> tuple[Record, Any, Path, Any] | list[str]:
     """What re-scoring the record at `path` needs (record, task, submission folder, run options), or its problems."""
     from ..data.heldout import commitment
     from ..harness.submissions import folder_hash
@@ -196,47 +201,50 @@ def rescore_plan(path: Path, options: Any) -> tuple[dict[str, Any], Any, Path, A
     record, problems = load_checked(path)
     if record is None:
         return problems
-    secret = options.heldout_secret if record["split"] == "held-out" else None
-    if record["split"] == "held-out":
+    held_out = record.split == "held-out"
+    secret = options.heldout_secret if held_out else None
+    if held_out:
         if secret is None:
             return [f"a held-out record: re-scoring it needs the secret (--held-out-secret FILE, commitment "
-                    f"{record['heldout_commitment'][:12]}…)"]
-        if commitment(secret) != record["heldout_commitment"]:
+                    f"{(record.heldout_commitment or '')[:12]}…)"]
+        if commitment(secret) != record.heldout_commitment:
             return ["the held-out secret does not match this record's commitment"]
-    name = record["submission"]["name"]
+    name = record.submission.name
     folder = paths.submissions_dir() / name
     try:
-        task = get_task(record["task"]["id"])
+        task = get_task(record.task.id)
     except UserError as exc:
         return [f"re-scoring failed: {exc}"]
-    if task.content_hash() != record["task"]["hash"]:
-        return [f"task {task.id} changed since scoring (hash {record['task']['hash'][:12]} → {task.content_hash()[:12]})"]
+    if task.content_hash() != record.task.hash:
+        return [f"task {task.id} changed since scoring (hash {record.task.hash[:12]} → {task.content_hash()[:12]})"]
     if not folder.is_dir():
         return [f"no submission folder {folder} to re-score"]
     try:
-        if folder_hash(folder) != record["submission"]["content_hash"]:
+        if folder_hash(folder) != record.submission.content_hash:
             return [f"stale: submissions/{name} changed since this record was scored; score it again"]
     except UserError as exc:
         return [f"re-scoring failed: {exc}"]
-    overrides = record["task"].get("overrides") or {}
+    overrides = record.task.overrides or {}
     run = replace(options, eval_size=overrides.get("eval_size"), fit_size=overrides.get("fit_size"), isolate=True,
                   heldout_secret=secret)
     return record, task, folder, run
 
 
-def check_rescore(record: dict[str, Any], fresh: dict[str, Any]) -> list[str]:
-    """A stored record against a fresh re-score of it. Provenance (how and where each ran: machine, timings,
-    `execution`) is not compared."""
-    problems = compare_results(record["results"], fresh["results"])
-    if fresh["heldout_commitment"] != record["heldout_commitment"]:
+def check_rescore(record: Record, fresh: Record) -> list[str]:
+    """A stored record against a fresh re-score of it: every figure of `results` and of `complexity` (compared as
+    the JSON holds them, leaf by leaf). Provenance (how and where each ran: machine, timings, `execution`) is not
+    compared."""
+    problems = compare_results(record.results.to_dict(), fresh.results.to_dict())
+    if fresh.heldout_commitment != record.heldout_commitment:
         problems.append("heldout_commitment differs from the re-score")
-    for key, value in fresh["complexity"].items():
-        if record["complexity"].get(key) != value:
-            problems.append(f"complexity.{key}: record {record['complexity'].get(key)}, re-score {value}")
-    old_macs = (record.get("efficiency") or {}).get("original_macs_per_example")
-    if old_macs != fresh["efficiency"]["original_macs_per_example"]:
-        problems.append(f"efficiency.original_macs_per_example: record {old_macs}, "
-                        f"re-score {fresh['efficiency']['original_macs_per_example']}")
-    if record.get("isolation", {}).get("level") != "namespaces":
+    stored = record.complexity.to_dict()
+    for key, value in fresh.complexity.to_dict().items():
+        if stored.get(key) != value:
+            problems.append(f"complexity.{key}: record {stored.get(key)}, re-score {value}")
+    old_macs = None if record.efficiency is None else record.efficiency.original_macs_per_example
+    new_macs = None if fresh.efficiency is None else fresh.efficiency.original_macs_per_example
+    if old_macs != new_macs:
+        problems.append(f"efficiency.original_macs_per_example: record {old_macs}, re-score {new_macs}")
+    if record.isolation.level != "namespaces":
         problems.append("the record was not scored in isolation; score it again without --in-process")
     return problems

@@ -6,7 +6,7 @@ Ray is an optional extra (`pip install -e '.[cluster]'`) and imported only here,
   `--device cuda`). The worker re-creates the submission folder from the bytes the driver hashed, snapshots
   it (the hash must match), and scores it exactly as a serial run does (`session.compute_record`): in the
   sandbox, its children forked from that worker process's own zygote. It returns the record and its
-  per-example arrays; the driver alone writes records (`records.write_record`), so a worker never touches the
+  per-example arrays; the driver alone writes records (`record.io.write_record`), so a worker never touches the
   results folder. The record differs from a serial run's only in `provenance.execution`
   ({"mode": "ray", …} instead of {"mode": "serial"}) and in its timings.
 - **Shards** (`--shards K`). One task's eval set is cut into K contiguous pieces on batch boundaries. A fit
@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SubmissionError, UserError
+from ..record.typed import Record
 
 RAY_REQUIREMENT = "ray==2.60.0"
 ENV_PREFIXES = ("REPLACEBENCH_", "OMP_", "MKL_", "OPENBLAS_")
@@ -82,7 +83,7 @@ class Outcome:
     """One job's end: a record (and where it was written), or why there is none."""
 
     label: str
-    record: dict[str, Any] | None = None
+    record: Record | None = None
     path: Path | None = None
     error: str | None = None
     traceback: str | None = None
@@ -115,7 +116,7 @@ def _with_snapshot(files: dict[str, bytes], folder_name: str, expected_hash: str
 
 def _guarded(work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """A job's answer: its value, or the submission's or the user's error as data (such errors are not retried)."""
-    from ..board.records import git_commit
+    from ..record.provenance import git_commit
 
     try:
         return {"ok": True, "git_commit": git_commit()["commit"], **work()}
@@ -244,7 +245,7 @@ class Cluster:
                 ray.init(address=o.address, **common)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise UserError(f"cannot reach the Ray cluster at '{o.address}' ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}).") from None
-        from ..board.records import git_commit
+        from ..record.provenance import git_commit
 
         self.commit = git_commit()["commit"]  # what every worker must run (checked on each answer)
         resources = ray.cluster_resources()
@@ -339,7 +340,7 @@ def score_on_cluster(cluster: Cluster, tasks: list[Any], snapshot: Any, options:
                      results_dir: Path | None) -> Iterator[Outcome]:
     """Score `snapshot` on every task as Ray jobs (each task cut into `shards` pieces when asked); write each record
     from here as it arrives; yield one Outcome per task."""
-    from ..board.records import check_overwrite, write_record
+    from ..record.io import check_overwrite, write_record
     from .submissions import read_folder
 
     files = read_folder(snapshot.source)
@@ -424,7 +425,7 @@ def _join(cluster: Cluster, driver: Any, fitted: dict[str, Any], pieces: dict[in
           bounds: list[tuple[int, int]], results_dir: Path | None) -> Outcome:
     """One record from a task's shards: arrays concatenated in eval order, fidelity replayed, statistics once;
     `driver`: the task's session on the driver (its context, no room)."""
-    from ..board.records import write_record
+    from ..record.io import write_record
     from ..stats import FidelityAccumulator
     from .baseline import Baseline
     from .scoring import ScoreResult, result_arrays, summarize
@@ -459,9 +460,13 @@ def _join(cluster: Cluster, driver: Any, fitted: dict[str, Any], pieces: dict[in
     return Outcome(f"{snapshot.name} on {task.id}", record=record, path=path)
 
 
-def verify_on_cluster(cluster: Cluster, paths: list[Path], options: Any) -> Iterator[tuple[Path, list[str]]]:
-    """`verify`: the cheap checks here, each re-score as a Ray job; yields (record path, problems) as each ends."""
-    from ..board.verify import check_rescore, rescore_plan
+def verify_on_cluster(cluster: Cluster, paths: list[Path], options: Any,
+                      rescore_plan: Callable[[Path, Any], Any],
+                      check_rescore: Callable[[Any, Any], list[str]]) -> Iterator[tuple[Path, list[str]]]:
+    """`verify`: the cheap checks here, each re-score as a Ray job; yields (record path, problems) as each ends.
+
+    `rescore_plan` and `check_rescore` are `board.verify`'s (passed in: the harness does not import the board).
+    """
     from .submissions import read_folder
 
     job = cluster.remote(score_job, options.device)
@@ -479,7 +484,7 @@ def verify_on_cluster(cluster: Cluster, paths: list[Path], options: Any) -> Iter
             continue
         plans[path] = record
         run = replace(run, execution=cluster.execution())
-        jobs.append((path, (lambda t=task, f=files, n=folder.name, h=record["submission"]["content_hash"], r=run:
+        jobs.append((path, (lambda t=task, f=files, n=folder.name, h=record.submission.content_hash, r=run:
                             job.remote(t.id, f, n, h, r)), _wall_limit(cluster, task, run)))
     for path, answer, error in cluster.drain(jobs):
         error = error or (None if answer["ok"] else answer["error"]) or _check_commit(answer, cluster.commit)

@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from .. import stats
+from ..data.heldout import TRANSFORMS
 from ..errors import UserError
 from ..sandbox.limits import limits_for
 from ..sandbox.process import Limits
@@ -57,7 +58,6 @@ from ..tasks import Task
 from ..zoo import open_split
 from .baseline import Baseline, load_or_compute
 from .context import TaskContext, prepare
-from ..data.heldout import TRANSFORMS
 from .passes import Batch
 from .runner import RunOptions, assemble_record
 from .scoring import ScoreResult, fit_submission, replaced_pass, score

@@ -22,11 +22,11 @@ class TrainResult:
 
 
 def versions() -> dict[str, str]:
-    """What a result record stores (`records.environment`), plus what training also depends on."""
+    """What a result record stores (`record.provenance.environment`), plus what training also depends on."""
     import safetensors
     import sklearn
 
-    from ..board.records import environment
+    from ..record.provenance import environment
 
     return {**environment(), "safetensors": safetensors.__version__, "scikit-learn": sklearn.__version__}
 

@@ -20,23 +20,23 @@ from __future__ import annotations
 
 import signal
 import threading
+from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from ..errors import SubmissionError, UserError
-from ..harness.submissions import (
+from ..tasks import Task
+from .checks import (
     RESERVED_FIT,
     RESERVED_REPLACE,
     Signature,
-    Snapshot,
     check_output,
     check_params,
     check_params_have_fit,
     read_signature,
 )
-from ..tasks import Task
 from .process import CONTROL, ZYGOTE, Child, Limits, isolation_problem
 from .protocol import Arrays, wire_array
 from .worker import TaskView, Worker, handle
@@ -45,6 +45,17 @@ MAX_MESSAGE = 2000
 MAX_TRACEBACK = 64_000
 MAX_PARAMS_BYTES = 1 << 30  # what fit may return (256 M numbers): the harness holds it in memory
 MECHANISM = "user, mount, PID, network, IPC and UTS namespaces (unshare(2)); read-only snapshot; rlimits"
+
+
+class Snapshot(Protocol):
+    """What the room needs of a submission's snapshot (`harness.submissions.Snapshot`, which the sandbox does not
+    import): the read-only folder its children see, and its name for messages."""
+
+    @property
+    def folder(self) -> Path: ...
+
+    @property
+    def name(self) -> str: ...
 
 
 def _clean(text: Any, limit: int) -> str | None:

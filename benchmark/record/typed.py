@@ -1,9 +1,14 @@
-"""Typed result records: dataclasses over the record JSON (`records.py`), its JSON schema, and a small validator.
+"""The typed result record, the record's one owner: dataclasses over the record JSON, its JSON schema, a validator.
 
-`Record.from_dict(d)` migrates `d` to the current schema first (`records.migrate`), so a record of any schema
+The harness builds a `Record` (`runner.assemble_record`), `io.write_record` writes `to_dict()`, and every reader (the
+board, the site, `api.load_results`) reads a `Record`'s attributes, never the JSON's keys.
+
+`Record.from_dict(d)` migrates `d` to the current schema first (`migrate.upgrade`), so a record of any schema
 (1 to 6) loads. `Record.to_dict()` gives back exactly the dict it was made from, key for key and in the same
 order, so `json.dumps(Record.from_dict(r).to_dict())` of a schema-6 record equals `json.dumps(r)`: the JSON on disk
-never changes format. Keys these classes do not name are kept in each part's `extra`.
+never changes format. Keys these classes do not name are kept in each part's `extra`. A part made in code writes
+its fields in their declared order (the order below is the order on disk), every field, None as null, except those
+marked `OMITTED_IF_NONE`.
 
 `json_schema()` is the published schema (`replacebench schema`, committed as `leaderboard/record.schema.json`);
 `validate(instance, schema)` checks a record against it with no dependency beyond the standard library.
@@ -12,6 +17,8 @@ never changes format. Keys these classes do not name are kept in each part's `ex
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 import re
 import types
 import typing
@@ -20,10 +27,14 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, Union
 
 from ..errors import UserError
+from .layout import HELDOUT_SUFFIX, SPLITS
+from .migrate import SCHEMA_VERSION, upgrade
 
 SCHEMA_ID = "https://replacebench.invalid/record.schema.json"
 #: field metadata: the key is absent from some migrated (pre-schema-6) records, so the schema does not require it
 LEGACY_OPTIONAL = {"optional": True}
+#: field metadata: optional, and left out of a part made in code while it is None (the JSON has no such key)
+OMITTED_IF_NONE = {"optional": True, "omit_if_none": True}
 
 
 @dataclass
@@ -53,7 +64,11 @@ class Part:
     def to_dict(self) -> dict[str, Any]:
         """The JSON object: the keys it was read with, in their order (a part made in code: its fields, then extra)."""
         names = [f.name for f in self._fields()]
-        keys = list(self._keys) if self._keys is not None else [*names, *self.extra]
+        if self._keys is not None:
+            keys = list(self._keys)
+        else:
+            keys = [f.name for f in self._fields()
+                    if not (f.metadata.get("omit_if_none") and getattr(self, f.name) is None)] + list(self.extra)
         keys += [n for n in names if n not in keys and getattr(self, n) is not None]  # set after reading
         keys += [k for k in self.extra if k not in keys]
         return {k: _plain(self.extra[k] if k in self.extra else getattr(self, k)) for k in keys}
@@ -97,7 +112,7 @@ def _plain(value: Any) -> Any:
 
 
 # ----------------------------------------------------------------------------
-# the record's parts, in the order `runner.run_score` writes them
+# the record's parts; their fields in the order `runner.assemble_record` writes them
 
 
 @dataclass
@@ -240,6 +255,22 @@ class Results(Part):
     mean_kl_clean_replaced: float | None
     fidelity: list[Fidelity]
 
+    @property
+    def fidelity_rs(self) -> list[float]:
+        """The activation fidelity's Pearson r of each unit that has one."""
+        return [f.pearson_r for f in self.fidelity if f.pearson_r is not None]
+
+    @property
+    def mean_fidelity_r(self) -> float | None:
+        """The mean over units of the fidelity's Pearson r (units without an r left out; None if none has one)."""
+        rs = self.fidelity_rs
+        return sum(rs) / len(rs) if rs else None
+
+    @property
+    def primary_kl(self) -> RecoveryFigures | None:
+        """The KL recovery against the primary ablation (None in a record without KL recovery)."""
+        return (self.kl_recovery or {}).get(self.primary.ablation)
+
 
 @dataclass
 class Provenance(Part):
@@ -262,14 +293,15 @@ class Provenance(Part):
     intervals: Literal["hall-fieller", "bootstrap-bca"]
     n_examples: int
     baseline_from_cache: bool
-    seconds: dict[str, float]
-    created: str
-    heldout_transform: dict[str, Any] | None = field(default=None, metadata=LEGACY_OPTIONAL)
+    # the held-out split's transform (`heldout.py`; None on the public split)
+    heldout_transform: dict[str, Any] | None = field(metadata=LEGACY_OPTIONAL)
     # how the job ran: {"mode": "serial"} or {"mode": "ray", "address", "workers", "shard"} (cluster.py); records
     # scored before the cluster option have none
-    execution: dict[str, Any] | None = field(default=None, metadata=LEGACY_OPTIONAL)
-    seed: int | None = field(default=None, metadata=LEGACY_OPTIONAL)  # bootstrap records (before schema 6)
-    bootstrap_resamples: int | None = field(default=None, metadata=LEGACY_OPTIONAL)
+    execution: dict[str, Any] | None = field(metadata=LEGACY_OPTIONAL)
+    seconds: dict[str, float]
+    created: str
+    seed: int | None = field(default=None, metadata=OMITTED_IF_NONE)  # bootstrap records (before schema 6)
+    bootstrap_resamples: int | None = field(default=None, metadata=OMITTED_IF_NONE)
 
     additional_properties: ClassVar[bool] = True  # environment figures may grow
 
@@ -296,27 +328,35 @@ class Record(Part):
     efficiency: Efficiency | None
     results: Results
     provenance: Provenance
-    sidecar: Sidecar | None = field(default=None, metadata=LEGACY_OPTIONAL)
+    sidecar: Sidecar | None = field(default=None, metadata=OMITTED_IF_NONE)  # set by `io.write_record`
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Record:  # type: ignore[override]
-        """A record of any schema, migrated to the current one (`records.migrate`) and typed."""
-        from .records import SCHEMA_VERSION, migrate
-
-        if not isinstance(data, dict):
-            raise UserError(f"a record is a JSON object, not {type(data).__name__}.")
-        data = migrate(data)
-        if data.get("schema_version") != SCHEMA_VERSION:
-            raise UserError(f"record has schema version {data.get('schema_version')!r}; this replacebench reads "
-                            f"1 to {SCHEMA_VERSION}.")
-        return super().from_dict(data)  # type: ignore[return-value]
+    def from_dict(cls, data: dict[str, Any], where: str = "record") -> Record:  # type: ignore[override]
+        """A record of any schema, migrated to the current one (`migrate.upgrade`) and typed."""
+        return super().from_dict(upgrade(data, where))  # type: ignore[return-value]
 
     @classmethod
     def read(cls, path: str | Path) -> Record:
-        """The record file at `path`, read and checked as the board reads it (`records.read_record`)."""
-        from .records import read_record
-
-        return cls.from_dict(read_record(Path(path)))
+        """The record file at `path`, as every reader reads it: migrated, checked against the schema
+        (`json_schema`), and its split consistent with its commitment and its file name (`layout.py`)."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UserError(f"cannot read result record {path} ({exc}); delete it and score again.") from None
+        data = upgrade(data, str(path))
+        split, commitment = data.get("split"), data.get("heldout_commitment")
+        held_out = split == "held-out"  # a held-out record, and only one, has a commitment, and a `.heldout` name
+        committed = isinstance(commitment, str) and re.fullmatch(r"[0-9a-f]{64}", commitment) is not None
+        if split not in SPLITS or held_out != committed or (not held_out and commitment is not None) \
+                or held_out != path.name.endswith(HELDOUT_SUFFIX + ".json"):
+            raise UserError(f"{path} has an inconsistent split ({split!r}, commitment {commitment!r}) for its file "
+                            "name; score again.")
+        problems = validate(data, _schema())
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise UserError(f"{path} is not a valid record: {problems[0]}{more}; score again.")
+        return cls.from_dict(data)
 
     @property
     def recovery(self) -> float | None:
@@ -327,7 +367,7 @@ class Record(Part):
         """The report `replacebench score` prints."""
         from .report import format_score
 
-        return format_score(self.to_dict())
+        return format_score(self)
 
 
 # ----------------------------------------------------------------------------
@@ -372,8 +412,6 @@ def _schema_of(tp: Any, defs: dict[str, Any]) -> dict[str, Any]:
 
 def json_schema() -> dict[str, Any]:
     """The JSON schema (draft 2020-12) of a result record as written to disk (schema 6, or migrated to it)."""
-    from .records import SCHEMA_VERSION
-
     defs: dict[str, Any] = {}
     _schema_of(Record, defs)
     top = defs.pop("Record")
@@ -383,6 +421,12 @@ def json_schema() -> dict[str, Any]:
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID,
             "title": f"replacebench result record, schema {SCHEMA_VERSION}", **top,
             "$defs": dict(sorted(defs.items()))}
+
+
+@functools.cache
+def _schema() -> dict[str, Any]:
+    """`json_schema()`, built once, for `Record.read` to validate with (never handed out: callers could change it)."""
+    return json_schema()
 
 
 _JSON_TYPES = {
