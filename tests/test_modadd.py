@@ -77,7 +77,8 @@ def test_the_committed_checkpoint_has_grokked():
     logp -= np.log(np.exp(logp).sum(1, keepdims=True))
     loss = -logp[test, answers[test]].mean()
     meta = json.loads((PROJECT_ROOT / "checkpoints/modadd-p113.json").read_text())
-    assert meta["test_accuracy"] >= 0.999 and loss == pytest.approx(meta["test_loss"], rel=1e-3, abs=1e-9)
+    # the training's float32 loss (8.8e-7) is mostly rounding at this size: float64 gives 9.0e-7
+    assert meta["test_accuracy"] >= 0.999 and loss == pytest.approx(meta["test_loss"], rel=0.05)
     assert meta["grokked_step"] is not None and meta["grokked_step"] <= meta["steps"]
 
 

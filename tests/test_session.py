@@ -67,5 +67,5 @@ def test_the_steps_add_up_to_the_whole_run(data_dir, session_cache):
     assert set(session.seconds) == {"baseline", "load", "fit"}
     np.testing.assert_array_equal(replaced["loss.replaced"].astype(np.float32), arrays["loss.replaced"])
     np.testing.assert_array_equal(replaced["kl"].astype(np.float32), arrays["kl"])
-    assert [f.to_dict()["pearson_r"] for f in fidelity] == [f["pearson_r"] for f in record["results"]["fidelity"]]
-    assert record["isolation"]["level"] == "none" and record["task"]["n_eval"] == 300
+    assert [f.to_dict()["pearson_r"] for f in fidelity] == [f.pearson_r for f in record.results.fidelity]
+    assert record.isolation.level == "none" and record.task.n_eval == 300
