@@ -305,8 +305,12 @@ def check_heldout_tasks(tasks: Sequence[Task], secret: bytes | None) -> None:
     if secret is None:
         return
     from .data.heldout import TRANSFORMS
+    from .kinds import kind_of
 
     without = sorted({t.dataset for t in tasks if t.dataset not in TRANSFORMS})
+    for reason in (kind_of(dataset).no_held_out() for dataset in without):
+        if reason:
+            raise UserError(reason)  # the kind's own reason (tokens: every input public, the answer computed)
     if without:
         raise UserError(f"no held-out split is defined for {', '.join(without)} tasks (only "
                         f"{', '.join(sorted(TRANSFORMS))}): score them without --held-out-secret.")
