@@ -25,7 +25,7 @@ Whether a held-out split could help: no. Every input is public and the answer is
 no secret transform or subset of the pairs hides anything from these cheats; `--held-out-secret` is refused for
 token tasks in one line (`test_heldout_secret_is_refused_for_modadd_with_the_reason`).
 
-Slow (~25 s on 2 cores): seven isolated scorings, two of them of the whole MLP, and two tables tuned by Adam.
+Slow (25 s on an idle 2-core machine, 100 s on a busy one): seven isolated scorings, two of them of the whole MLP, and two tables tuned by Adam.
 """
 
 from __future__ import annotations
