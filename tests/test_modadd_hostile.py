@@ -25,7 +25,8 @@ Whether a held-out split could help: no. Every input is public and the answer is
 no secret transform or subset of the pairs hides anything from these cheats; `--held-out-secret` is refused for
 token tasks in one line (`test_heldout_secret_is_refused_for_modadd_with_the_reason`).
 
-Slow (25 s on an idle 2-core machine, 100 s on a busy one): seven isolated scorings, two of them of the whole MLP, and two tables tuned by Adam.
+Slow (25 s on an idle 2-core machine, 100 s on a busy one): seven isolated scorings, two of them of the whole
+MLP, and two tables tuned by Adam.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from benchmark.sandbox.process import isolation_problem
 
 HOSTILE = Path(__file__).parent / "hostile"
 P = 113
-CLUSTER, WHOLE, SINGLE = "modadd-p113/mlp_hook_post:freq8", "modadd-p113/mlp_hook_post:all", "modadd-p113/mlp_hook_post:137"
+CLUSTER, WHOLE, SINGLE = (f"modadd-p113/mlp_hook_post:{t}" for t in ("freq8", "all", "137"))
 LAYER = "mlp_hook_post"
 OUTPUT_LIMIT = 1e4  # the harness's bound on every output value (docs/submissions.md)
 
@@ -110,8 +111,8 @@ def load_module(path: Path) -> ModuleType:
 def kl_reach(task_id: str) -> tuple[float, float]:
     """(mean KL(clean ‖ zero), the most a replacement within ±10,000 can add to KL(clean ‖ ·) by widening margins)
     over the eval pairs. Widening the answer's margin over c' by m_c' adds Σ_c' p_clean(c') m_c' to the KL (to first
-    order, the answer's own term ≤ 0), and m_c' = Σ_j (v_j − n_j)(R_jc − R_jc') with R = W_out W_U; with |v_j| ≤ L
-    its maximum is L Σ_j |Σ_c' p(c') (R_jc − R_jc')| (the clean n_j's own part is ≤ 0.2% of L and left out)."""
+    order, the answer's own term ≤ 0), and m_c' = Σ_j (v_j − n_j)(R_jc − R_jc') with R = W_out W_U; with
+    |v_j| ≤ L its maximum is L Σ_j |Σ_c' p(c') (R_jc − R_jc')| (the clean n_j's own part is ≤ 0.2% of L and left out)."""
     from benchmark import stats
     from benchmark.harness.context import prepare
     from benchmark.tasks import get_task
@@ -128,7 +129,8 @@ def kl_reach(task_id: str) -> tuple[float, float]:
         zero = ctx.model.run(zeroed, after=LAYER, carry=dict(carry))
         log_p = torch.log_softmax(clean.double(), 1)
         readout = ctx.model.W_out[units].double() @ ctx.model.W_U.double()  # [n_units, 113]
-    kl_zero = stats.per_example_kl(torch.log_softmax(clean.float(), 1).numpy(), torch.log_softmax(zero.float(), 1).numpy())
+    kl_zero = stats.per_example_kl(torch.log_softmax(clean.float(), 1).numpy(),
+                                   torch.log_softmax(zero.float(), 1).numpy())
     wrong = log_p.exp()
     wrong[torch.arange(len(labels)), labels] = 0  # [n, 113]: p_clean(c') for c' ≠ c
     gradient = readout[:, labels].T * wrong.sum(1, keepdim=True) - wrong @ readout.T  # [n, n_units]
@@ -178,9 +180,9 @@ def board_rows(board: str, task_id: str) -> dict[str, list[str]]:
 
 
 def stable_excess_interval(arrays: dict[str, np.ndarray]) -> tuple[float, float]:
-    """Fieller's 95% set for R − 1 = mean(L_c − L_r) / mean(L_z − L_c), the same set as the record's for R (N − R₀D
-    = (N − D) − (R₀ − 1)D) without the cancellation of B² − AC at B² ≈ 1e2–1e4 (the record's interval can collapse
-    to a point there)."""
+    """Fieller's 95% set for R − 1 = mean(L_c − L_r) / mean(L_z − L_c), the same set as the record's for R
+    (N − R₀D = (N − D) − (R₀ − 1)D) without the cancellation of B² − AC at B² ≈ 1e2–1e4 (the record's interval
+    can collapse to a point there)."""
     from benchmark import intervals
 
     c, z, r = (arrays[f"loss.{k}"].astype(np.float64) for k in ("clean", "zero", "replaced"))
@@ -206,7 +208,8 @@ def test_pushing_the_answer_through_the_neurons(tmp_path, cli, session_cache):
     (mean_x3 / "target.json").write_text(json.dumps({"gain": 3.0}))
     table = prepare_folder(tmp_path, "answer-push")
     means = answer_means(cluster)
-    np.savez(table / "push.npz", table=(means + push(cluster, means[cluster.labels])).clamp(0, OUTPUT_LIMIT).float().numpy())
+    tuned = (means + push(cluster, means[cluster.labels])).clamp(0, OUTPUT_LIMIT)  # [113, n_units]
+    np.savez(table / "push.npz", table=tuned.float().numpy())
     # (iv) a real replacement plus the push: fourier-cluster's output, and per answer what lowers its loss
     hybrid = prepare_folder(tmp_path, "answer-hybrid")
     shutil.copy(ROOT / "submissions" / "fourier-cluster" / "replacement.py", hybrid / "fourier_cluster.py")
@@ -241,7 +244,8 @@ def test_pushing_the_answer_through_the_neurons(tmp_path, cli, session_cache):
         cells = board_rows(board, task_id)[name]
         facts[name, task_id] = SimpleNamespace(
             recovery=primary["recovery"], low=primary["recovery_low"], high=primary["recovery_high"], bound=bound,
-            stable=stable_excess_interval(arrays), kl=kl, r=mean_fidelity_r(record), ratio=res["mean_loss"]["replaced"] / lc,
+            stable=stable_excess_interval(arrays), kl=kl, r=mean_fidelity_r(record),
+            ratio=res["mean_loss"]["replaced"] / lc,
             flagged="beats by other means" in cells[name_col], rank=cells[rank], frontier="◆" in cells[frontier],
             zero_losses=float(np.mean(arrays["loss.replaced"] == 0)), copy=record["complexity"]["copy"])
         f = facts[name, task_id]
@@ -250,7 +254,8 @@ def test_pushing_the_answer_through_the_neurons(tmp_path, cli, session_cache):
         print(f"{name:16s} {task_id.split(':')[1]:6s} recovery {100 * f.recovery:.7f}% [{100 * f.low:.7f}, "
               f"{100 * f.high:.7f}] (R − 1 without cancellation [{f.stable[0]:.3g}, {f.stable[1]:.3g}]; bound "
               f"{100 * bound:.7f}%)  KL recovery {100 * kl['recovery']:.5f}% [{100 * kl['recovery_low']:.5f}, "
-              f"{100 * kl['recovery_high']:.5f}]  r {f.r:.3f}  L_r/L_c {f.ratio:.3g}  L_r = 0 on {100 * f.zero_losses:.1f}%"
+              f"{100 * kl['recovery_high']:.5f}]  r {f.r:.3f}  L_r/L_c {f.ratio:.3g}  "
+              f"L_r = 0 on {100 * f.zero_losses:.1f}%"
               f"  flagged {f.flagged}  rank {f.rank}  frontier {f.frontier}")
     for f in facts.values():
         assert f.kl["recovery_low"] > 0.99  # the KL arm never comes near: KL recovery ≥ 99% for every cheat
