@@ -112,7 +112,8 @@ def kl_reach(task_id: str) -> tuple[float, float]:
     """(mean KL(clean ‖ zero), the most a replacement within ±10,000 can add to KL(clean ‖ ·) by widening margins)
     over the eval pairs. Widening the answer's margin over c' by m_c' adds Σ_c' p_clean(c') m_c' to the KL (to first
     order, the answer's own term ≤ 0), and m_c' = Σ_j (v_j − n_j)(R_jc − R_jc') with R = W_out W_U; with
-    |v_j| ≤ L its maximum is L Σ_j |Σ_c' p(c') (R_jc − R_jc')| (the clean n_j's own part is ≤ 0.2% of L and left out)."""
+    |v_j| ≤ L its maximum is L Σ_j |Σ_c' p(c') (R_jc − R_jc')|
+    (the clean n_j's own part is ≤ 0.2% of L and left out)."""
     from benchmark import stats
     from benchmark.harness.context import prepare
     from benchmark.tasks import get_task
