@@ -51,7 +51,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmark import intervals, stats  # noqa: E402
 from benchmark.data.modadd import P, open_split  # noqa: E402
-from benchmark.harness.conditions import per_example_outputs  # noqa: E402
+from benchmark.kinds.base import classification_outputs as per_example_outputs  # noqa: E402
 from benchmark.harness.description import measure  # noqa: E402
 from benchmark.models.registry import load_model  # noqa: E402
 from benchmark.sandbox.worker import TaskView, params_to_arrays, tensor_to_array  # noqa: E402

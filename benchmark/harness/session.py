@@ -51,6 +51,7 @@ import numpy as np
 from .. import stats
 from ..data.heldout import TRANSFORMS
 from ..errors import UserError
+from ..kinds import kind_of
 from ..sandbox.limits import limits_for
 from ..sandbox.process import Limits
 from ..sandbox.room import IsolatedSubmission
@@ -220,6 +221,9 @@ def check_heldout_tasks(tasks: Sequence[Task], secret: bytes | None) -> None:
     if secret is None:
         return
     without = sorted({t.dataset for t in tasks if t.dataset not in TRANSFORMS})
+    for reason in (kind_of(dataset).no_held_out() for dataset in without):
+        if reason:
+            raise UserError(reason)  # the kind's own reason (tokens: every input public, the answer computed)
     if without:
         raise UserError(f"no held-out split is defined for {', '.join(without)} tasks (only "
                         f"{', '.join(sorted(TRANSFORMS))}): score them without --held-out-secret.")

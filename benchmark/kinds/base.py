@@ -71,3 +71,7 @@ class DataKind(ABC):
     @abstractmethod
     def held_out(self, eval_set: Any, secret: bytes, task_id: str) -> Any:
         """The held-out version of an eval split (a UserError where none is defined)."""
+
+    def no_held_out(self) -> str | None:
+        """Why no dataset of this kind can have a held-out split (a one-line UserError message), or None."""
+        return None

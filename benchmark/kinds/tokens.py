@@ -29,6 +29,11 @@ class AnswerAtLastPosition(DataKind):
         return " + ".join(str(v) for v in ids[:-1]) + " ="
 
     def held_out(self, eval_set: Any, secret: bytes, task_id: str) -> Any:
-        raise UserError(f"no held-out split is defined for {self.dataset} tasks: every input is public and the answer "
-                        "is a fixed function of it, so no secret transform can hide an example; score them without "
-                        "--held-out-secret.")
+        raise UserError(self.no_held_out())
+
+    def no_held_out(self) -> str:
+        """Every input is public and the answer a fixed function of it: a cheat computes the answer rather than
+        looking it up, so neither a secret transform nor a secret subset of the inputs hides anything from it."""
+        return (f"no held-out split is defined for {self.dataset} tasks: every input is public and the answer is a "
+                "fixed function of it, so no secret transform can hide an example; score them without "
+                "--held-out-secret.")
