@@ -12,7 +12,8 @@ transformer's later stages read besides the layer (its residual stream; empty fo
 the units sit and the loss are the task's kind's (`benchmark.kinds`).
 
 `call_replace` is how a submission's `replace` is reached (`score`, `diagnose`, `stimuli`): named inputs cross as
-float32 arrays (token ids as int64), the room validates what comes back, and the harness times the call, transfers included.
+float32 arrays (token ids as int64), the room validates what comes back, and the harness times the call,
+transfers included.
 """
 
 from __future__ import annotations
@@ -101,7 +102,8 @@ def with_units(ctx: TaskContext, activation: torch.Tensor, values: torch.Tensor)
 
 
 def fit_set_arrays(ctx: TaskContext, inputs: Sequence[str] = (), progress: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """The fit set's named inputs `# [n_fit, ...]` and target units `# [n_fit, n_units, ...]`, as arrays (float32; token ids int64)."""
+    """The fit set's named inputs `# [n_fit, ...]` and target units `# [n_fit, n_units, ...]`, as arrays (float32;
+    token ids int64)."""
     chunks: dict[str, list[np.ndarray]] = {n: [] for n in inputs}
     targets = []
     for batch in batches(ctx, "fit", inputs, progress, "fit set"):
