@@ -44,8 +44,8 @@ from ..zoo import dataset_spec
 from . import figures, plots
 from .figures import esc
 from . import pairs
-from .shared import (by_class, by_decile, class_names, default_out, fmt_r, label_text, per_example_value, report_head,
-                     scatter_figure)
+from .shared import (by_class, by_decile, class_names, default_out, finish_report, fmt_r, label_text, located,
+                     per_example_value, report_head, scatter_figure)
 
 
 def diagnose(name_or_path: str, task: Task, out: Path | None, *, options: RunOptions, top: int = 16) -> dict[str, Any]:
@@ -169,12 +169,8 @@ def write_report(ctx: TaskContext, name: str, dest: Path, o_all: np.ndarray, r_a
                 data[f"diff_map_{u}"] = figures.save_npz(tmp / f"unit{u}_diff_map.npz", {
                     "mean_abs_diff": mean_abs, "row_px": (np.arange(h) + 0.5) * int(shape[0]) / h,
                     "col_px": (np.arange(w) + 0.5) * int(shape[1]) / w, "n_eval": n})
-        report["images"] = {k: str(dest / v) for k, v in files.items()}
-        report["data"] = {k: {"path": str(dest / v.pop("file")), **v} for k, v in data.items()}
-        report["out"] = str(dest)
-        report["html"] = str(dest / "index.html")
-        (tmp / "index.html").write_text(render_page(report, files, conv))
-        figures.write_json(tmp / "diagnose.json", report)
+        report.update(located(dest, files, data))
+        finish_report(report, dest, tmp, "diagnose.json", lambda r: render_page(r, files, conv))
     return report
 
 

@@ -36,7 +36,7 @@ from ..tasks import Task
 from ..zoo import dataset_spec
 from . import figures, pairs, plots
 from .figures import esc
-from .shared import STATS_HEAD, Moments, class_names, default_out, label_text, stats_row
+from .shared import STATS_HEAD, Moments, class_names, default_out, finish_report, label_text, located, stats_row
 
 
 def fit_pass(ctx: TaskContext) -> tuple[np.ndarray, dict[str, dict[str, Any]], np.ndarray, np.ndarray, np.ndarray]:
@@ -170,15 +170,11 @@ def inspect_images(ctx: TaskContext, dest: Path, *, top: int = 16, data_dir: str
                     entry["top_examples"][k]["argmax_pixel"] = [(r + 0.5) * image_shape[1] / h, (c + 0.5) * image_shape[2] / w]
                 entry["argmax_counts"] = counts.astype(int).tolist()
                 entry["mean_map"] = [[round(float(v), 6) for v in row] for row in mean_map]
-            entry["images"] = {k: str(dest / v) for k, v in files.items()}
-            entry["data"] = {k: {"path": str(dest / v.pop("file")), **v} for k, v in data.items()}
+            entry.update(located(dest, files, data))
             unit_reports.append(entry)
             sections.append(unit_section(entry, files, conv))
         report["unit_reports"] = unit_reports
-        report["out"] = str(dest)
-        report["html"] = str(dest / "index.html")
-        (tmp / "index.html").write_text(render_page(report, sections))
-        figures.write_json(tmp / "inspect.json", report)
+        finish_report(report, dest, tmp, "inspect.json", lambda r: render_page(r, sections))
     return report
 
 

@@ -45,7 +45,8 @@ from ..harness.passes import ReplaceCalls, as_array, batches, logits_from, units
 from ..sandbox.room import IsolatedSubmission
 from . import figures, fourier, plots
 from .figures import esc
-from .shared import STATS_HEAD, Moments, by_class, by_decile, fmt_r, per_example_value, report_head, scatter_figure, stats_row
+from .shared import (STATS_HEAD, Moments, by_class, by_decile, finish_report, fmt_r, located, per_example_value, report_head,
+                     scatter_figure, stats_row)
 
 FIT, EVAL = 1, 2  # `split` codes; 0: neither
 MASKED = (170, 170, 170)  # a pair outside a panel's set
@@ -203,16 +204,12 @@ def inspect_pairs(ctx: TaskContext, dest: Path, *, top: int = 16, data_dir: str 
                      "a": int(t[0]), "b": int(t[1]), "input": ctx.data_kind.describe(t), "answer": int(labels[i]),
                      "score": float(score[i])} for i, t in zip(order, tokens)],
                 "fourier": summary,
-                "images": {key: str(dest / v) for key, v in files.items()},
-                "data": {key: {"path": str(dest / v.pop("file")), **v} for key, v in data.items()},
+                **located(dest, files, data),
             }
             unit_reports.append(entry)
             sections.append(inspect_section(entry, files))
         report["unit_reports"] = unit_reports
-        report["out"] = str(dest)
-        report["html"] = str(dest / "index.html")
-        (tmp / "index.html").write_text(inspect_page(report, sections))
-        figures.write_json(tmp / "inspect.json", report)
+        finish_report(report, dest, tmp, "inspect.json", lambda r: inspect_page(r, sections))
     return report
 
 
@@ -350,12 +347,8 @@ def write_diagnosis(ctx: TaskContext, name: str, dest: Path, o_all: np.ndarray, 
             report["fourier"][str(u)] = {
                 "original": fourier_json(orig)[0] if complete else None,
                 "replaced": fourier_json(repl)[0] if complete and np.isfinite(repl).all() else None}
-        report["images"] = {k: str(dest / v) for k, v in files.items()}
-        report["data"] = {k: {"path": str(dest / v.pop("file")), **v} for k, v in data.items()}
-        report["out"] = str(dest)
-        report["html"] = str(dest / "index.html")
-        (tmp / "index.html").write_text(diagnose_page(report, files))
-        figures.write_json(tmp / "diagnose.json", report)
+        report.update(located(dest, files, data))
+        finish_report(report, dest, tmp, "diagnose.json", lambda r: diagnose_page(r, files))
     return report
 
 

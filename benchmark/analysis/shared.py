@@ -1,5 +1,6 @@
-"""What `inspect` and `diagnose` share across kinds of data (`ctx.data_kind`): the default folder, streaming
-moments, class names, statistics rows, and diagnose's fidelity measures and scatter.
+"""What `inspect` and `diagnose` share across kinds of data (`ctx.data_kind`): the default folder, where a report's
+files end up and how it is written, streaming moments, class names, statistics rows, and diagnose's fidelity
+measures and scatter.
 
 - Pearson r of two samples: r = Σ (x − x̄)(y − ȳ) / √(Σ (x − x̄)² · Σ (y − ȳ)²) (float64; None for fewer than 2
   values or a constant sample);
@@ -10,6 +11,7 @@ moments, class names, statistics rows, and diagnose's fidelity measures and scat
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,24 @@ class Moments:
     def result(self) -> dict[str, float]:
         mean = self.s / self.n
         return {"min": self.lo, "max": self.hi, "mean": mean, "sd": float(np.sqrt(max(self.ss / self.n - mean**2, 0.0)))}
+
+
+def located(dest: Path, files: dict[str, str], data: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A report's (or unit's) `images` and `data` entries: each PNG and `.npz` (its `file` popped from `data`'s
+    descriptions) as its path under `dest`, the folder the report ends up in."""
+    return {"images": {k: str(dest / v) for k, v in files.items()},
+            "data": {k: {"path": str(dest / v.pop("file")), **v} for k, v in data.items()}}
+
+
+def finish_report(report: dict[str, Any], dest: Path, tmp: Path, json_name: str,
+                  page: Callable[[dict[str, Any]], str]) -> dict[str, Any]:
+    """Name where the report ends up (`out`, `html`), then write `index.html` (`page(report)`) and `json_name` into
+    the staging folder `tmp`; returns the report."""
+    report["out"] = str(dest)
+    report["html"] = str(dest / "index.html")
+    (tmp / "index.html").write_text(page(report))
+    figures.write_json(tmp / json_name, report)
+    return report
 
 
 def class_names(ctx: TaskContext, data_dir: str | None) -> list[str] | None:
