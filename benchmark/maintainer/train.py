@@ -35,7 +35,7 @@ from ..errors import UserError, unknown
 from ..models.base import StagedModel
 from ..models.registry import load_model
 from ..zoo import FullBatchRecipe, ModelSpec, Recipe
-from .outputs import TrainResult, save_weights, versions
+from .outputs import TrainResult, deterministic, save_weights, seeded, versions
 
 
 def trained_spec(model_id: str) -> ModelSpec:
@@ -118,21 +118,11 @@ def train(model_id: str, data_dir: str | os.PathLike | None = None, out_dir: str
     x_train, y_train = train_set.inputs, torch.as_tensor(train_set.labels())  # [n, C, H, W], [n]
     x_test, y_test = test_set.inputs, torch.as_tensor(test_set.labels())
 
-    threads = torch.get_num_threads()
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     began = time.perf_counter()
-    try:
-        torch.set_num_threads(recipe.threads)
-        torch.use_deterministic_algorithms(True)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(recipe.seed)
-            model = build_model(model_id)
+    with deterministic(recipe.threads):
+        model = seeded(lambda: build_model(model_id), recipe.seed)
         train_loss = _fit(model, recipe, x_train, y_train)
         test_accuracy, test_loss = evaluate(model, x_test, y_test, recipe.eval_batch_size)
-    finally:
-        torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
     seconds = time.perf_counter() - began
 
     path = out / f"{model_id}.safetensors"

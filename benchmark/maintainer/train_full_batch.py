@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from ..atomic import atomic_write_bytes
 from ..data.modadd import pair_labels, pair_tokens, split_pairs
 from ..zoo import FullBatchRecipe, ModelSpec
-from .outputs import TrainResult, save_weights, versions
+from .outputs import TrainResult, deterministic, save_weights, seeded, versions
 
 GROKKED_ACCURACY = 0.999
 
@@ -45,17 +45,10 @@ def train_full_batch(spec: ModelSpec, recipe: FullBatchRecipe, out: Path, progre
     pairs = split_pairs()
     x_train, y_train = pair_tokens(pairs["train"]), pair_labels(pairs["train"])  # [n_train, 3], [n_train]
     x_test, y_test = pair_tokens(pairs["test"]), pair_labels(pairs["test"])
-    threads = torch.get_num_threads()
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     curve: list[dict[str, float]] = []
     began = time.perf_counter()
-    try:
-        torch.set_num_threads(recipe.threads)
-        torch.use_deterministic_algorithms(True)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(recipe.seed)
-            model = spec.build()
+    with deterministic(recipe.threads):
+        model = seeded(spec.build, recipe.seed)
         optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay,
                                       betas=recipe.betas)
         model.train()
@@ -75,9 +68,6 @@ def train_full_batch(spec: ModelSpec, recipe: FullBatchRecipe, out: Path, progre
                           f"test accuracy {100 * test_accuracy:.2f}%", file=sys.stderr, flush=True)
         model.eval()
         test_loss, test_accuracy = _test(model, x_test, y_test)
-    finally:
-        torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
     seconds = time.perf_counter() - began
     grokked = next((c["step"] for c in curve if c["test_accuracy"] >= GROKKED_ACCURACY), None)
 
