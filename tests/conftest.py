@@ -43,3 +43,20 @@ def cli(capsys: pytest.CaptureFixture):
         return subprocess.CompletedProcess(args, code, out, err)
 
     return run
+
+
+@pytest.fixture()
+def pair():
+    """(harness side, child side) of the sandbox's message channel over two real pipes (test_protocol,
+    test_integer_inputs)."""
+    from benchmark.sandbox.protocol import Channel
+
+    a_read, b_write = os.pipe()
+    b_read, a_write = os.pipe()
+    ends = (Channel(a_read, a_write), Channel(b_read, b_write))
+    yield ends
+    for fd in (a_read, b_write, b_read, a_write):
+        try:
+            os.close(fd)
+        except OSError:
+            pass

@@ -37,20 +37,6 @@ BASE = 2**40  # float32(BASE + 1) == BASE
 needs_isolation = pytest.mark.skipif(isolation_problem() is not None, reason=f"no process isolation: {isolation_problem()}")
 
 
-@pytest.fixture()
-def pair():
-    """(harness side, child side) over two real pipes."""
-    a_read, b_write = os.pipe()
-    b_read, a_write = os.pipe()
-    ends = (Channel(a_read, a_write), Channel(b_read, b_write))
-    yield ends
-    for fd in (a_read, b_write, b_read, a_write):
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-
-
 def token_arrays() -> dict[str, np.ndarray]:
     """int64 ids that float32 would round, next to float32 values, with odd sizes so offsets must be aligned."""
     rng = np.random.default_rng(0)

@@ -23,20 +23,6 @@ from benchmark.sandbox.protocol import (
 )
 
 
-@pytest.fixture()
-def pair():
-    """(harness side, child side) over two real pipes."""
-    a_read, b_write = os.pipe()
-    b_read, a_write = os.pipe()
-    ends = (Channel(a_read, a_write), Channel(b_read, b_write))
-    yield ends
-    for fd in (a_read, b_write, b_read, a_write):
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-
-
 def test_arrays_round_trip_exactly(pair):
     harness, child = pair
     rng = np.random.default_rng(0)
