@@ -28,6 +28,20 @@ rank of D among the 8,939 divided by 8,939 (the hardest-hit pair has F = 1), ρ_
 - **near 100%, Beta(99, 1)**: recovery 0.990 on both;
 - **near 100%, hardest 1% at 0**: ρ = 0 where F(D) > 0.99, else 1 (MLP 0.979, cluster 0.962).
 
+Uneven recovery (Integrity, round 2): P = A − ρ_i D with ρ_i depending on the example (`with_recovery`):
+
+- **moderate / sparse, heavy-tailed: 10% at −4**: the issue's model, ρ = −4 on a random 10% of examples, else 1
+  (truth 0.5);
+- **sparse, heavy-tailed: graded**: ρ = 1 − 2 F(D) on hurt examples, F the LogNormal(−1.5, 1.2) CDF of the hurt size;
+- **spiky (1% carry the effect)**, matched to the real tasks' sparsity: 1% of examples hurt by LogNormal(0, 0.5),
+  the rest helped by Normal(−0.005, 0.05): the top 1% carry ≈ 178% of the net effect, excess kurtosis ≈ 200.
+  ρ ~ Beta(7, 3) on the bulk; on the spikes ρ = −1 (or 0) for a random 30%, else 1;
+- **real modadd-p113** (`benchmarks/data/modadd_triples.npz`, `Triples`): a bootstrap of real per-example
+  (clean, ablated, replaced) triples, kept together, from `replacebench score` runs (runs/TASK/ENTRY.npz,
+  `loss.*`) of shipped single-neuron modadd-p113 tasks: neuron 423 with the `mean` entry against resample
+  ablation (top 1% carry 88% of the effect, kurtosis 899, R 0.917), neuron 401 `mean` vs zero (70%, 1520,
+  R 0.981) and 401 `zero` vs resample (87%, 2649, R 0.415). Truth: Σ(A − P) / Σ(A − C) over the 8,939.
+
 Nulls (no effect, E[D] = 0 exactly), for the false-"defined" rate:
 - **symmetric**: D ~ Normal(0, 0.05);
 - **sparse ±**: the sparse model's hurt sizes with a random sign (as many helped as hurt);
@@ -50,6 +64,7 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+from scipy import special
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -88,6 +103,49 @@ def kl_model(sigma: float) -> Model:
         k_p = k_a * (1 - rng.beta(7, 3, n)) + rng.exponential(0.01, n)
         return np.zeros(n), k_a, k_p  # KL recovery is recovery with a clean "loss" of 0
     return model
+
+
+def with_recovery(base: Callable[[np.random.Generator, int], tuple[np.ndarray, np.ndarray]],
+                  rho: Callable[[np.random.Generator, np.ndarray], np.ndarray]) -> Model:
+    """C, A = C + D from `base`; P = A − ρ D with ρ = `rho`(rng, D) `# [n]`: recovery that depends on the example."""
+    def model(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        c, d = base(rng, n)
+        return c, c + d, c + d - rho(rng, d) * d
+    return model
+
+
+def _moderate_hurt(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    return rng.lognormal(-1.0, 0.5, n), rng.lognormal(-3.0, 0.5, n) + rng.normal(0, 0.05, n)
+
+
+def ten_percent_at_minus4(rng: np.random.Generator, d: np.ndarray) -> np.ndarray:
+    """The Integrity issue's uneven recovery: ρ = −4 on a random 10% of examples, 1 on the rest (truth 0.5)."""
+    return np.where(rng.random(len(d)) < 0.1, -4.0, 1.0)
+
+
+def graded_sparse(rng: np.random.Generator, d: np.ndarray) -> np.ndarray:
+    """ρ = 1 − 2 F(D) on hurt examples, F the CDF of their LogNormal(−1.5, 1.2) size: the hardest hit recover −1."""
+    f = special.ndtr((np.log(np.maximum(d, 1e-300)) + 1.5) / 1.2)
+    return np.where(d > 0, 1.0 - 2.0 * f, 1.0)
+
+
+SPIKE_SHARE = 0.01
+
+
+def _spiky_hurt(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The real tasks' sparsity: 1% of examples hurt by LogNormal(0, 0.5), the rest helped a little, Normal(−0.005,
+    0.05). The top 1% carry about 140% of the net effect; excess kurtosis about 200."""
+    c = rng.lognormal(-1.0, 0.5, n)
+    spike = rng.random(n) < SPIKE_SHARE
+    return c, np.where(spike, rng.lognormal(0.0, 0.5, n), rng.normal(-0.005, 0.05, n))
+
+
+def spiky_recovery(at: float) -> Callable[[np.random.Generator, np.ndarray], np.ndarray]:
+    """ρ ~ Beta(7, 3) on the bulk; on the spikes (D > 0.5), ρ = `at` for a random 30%, else 1."""
+    def rho(rng: np.random.Generator, d: np.ndarray) -> np.ndarray:
+        spike_rho = np.where(rng.random(len(d)) < 0.3, at, 1.0)
+        return np.where(d > 0.5, spike_rho, rng.beta(7, 3, len(d)))
+    return rho
 
 
 def null_symmetric(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -176,12 +234,55 @@ def modadd_models() -> dict[str, Resampled]:
             for label, key in targets.items() for name, recovery in RECOVERIES.items()}
 
 
+MODADD_TRIPLES = Path(__file__).resolve().parent / "data" / "modadd_triples.npz"
+
+
+@dataclass(frozen=True)
+class Triples:
+    """A bootstrap of real per-example (clean, ablated, replaced) losses `# [N]`, kept together: real, uneven
+    recovery. Truth = Σ(A − P) / Σ(A − C) over the N."""
+
+    clean: np.ndarray  # [N]
+    ablated: np.ndarray  # [N]
+    replaced: np.ndarray  # [N]
+
+    def __call__(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        i = rng.integers(0, len(self.clean), n)  # [n]
+        return self.clean[i], self.ablated[i], self.replaced[i]
+
+    def truth(self) -> tuple[float, float]:
+        d = self.ablated - self.clean
+        return float(d.mean()), float((self.ablated - self.replaced).sum() / d.sum())
+
+
+TRIPLES = {  # label: key in MODADD_TRIPLES
+    "real modadd-p113, neuron 423: `mean` entry vs resample": "n423_mean_resample",
+    "real modadd-p113, neuron 401: `mean` entry vs zero": "n401_mean_zero",
+    "real modadd-p113, neuron 401: `zero` entry vs resample": "n401_zero_resample",
+}
+
+
+def triples_models() -> dict[str, Triples]:
+    """Real sparse tasks with real replacements (`benchmarks/data/modadd_triples.npz`, module docstring)."""
+    with np.load(MODADD_TRIPLES) as data:
+        return {label: Triples(*(data[f"{key}_{part}"].astype(np.float64) for part in ("clean", "ablated", "replaced")))
+                for label, key in TRIPLES.items()}
+
+
 MODELS: dict[str, tuple[Model, bool, tuple[int, ...]]] = {
     "moderate": (moderate, True, SIZES),
     "sparse, heavy-tailed": (sparse, True, SIZES),
+    "moderate: 10% at −4": (with_recovery(_moderate_hurt, ten_percent_at_minus4), True, SIZES),
+    "sparse, heavy-tailed: 10% at −4": (with_recovery(_sparse_hurt, ten_percent_at_minus4), True, SIZES),
+    "sparse, heavy-tailed: graded": (with_recovery(_sparse_hurt, graded_sparse), True, SIZES),
+    "spiky (1% carry the effect): 30% of spikes at −1": (with_recovery(_spiky_hurt, spiky_recovery(-1.0)), True,
+                                                           SIZES),
+    "spiky (1% carry the effect): 30% of spikes at 0": (with_recovery(_spiky_hurt, spiky_recovery(0.0)), True,
+                                                          SIZES),
     "KL, moderate (σ 0.8)": (kl_model(0.8), True, SIZES),
     "KL, sparse (σ 1.5)": (kl_model(1.5), True, SIZES),
     **{label: (model, True, MODADD_SIZES) for label, model in modadd_models().items()},
+    **{label: (model, True, MODADD_SIZES) for label, model in triples_models().items()},
     "null: symmetric": (null_symmetric, False, SIZES),
     "null: sparse ±": (null_sparse_signed, False, SIZES),
     "null: skewed": (null_skewed, False, SIZES),
@@ -191,7 +292,7 @@ MODELS: dict[str, tuple[Model, bool, tuple[int, ...]]] = {
 def truth(model: Model) -> tuple[float, float]:
     """(effect, recovery) of the population: exact for a `Resampled` model, else from 4 million examples (their own
     seed)."""
-    if isinstance(model, Resampled):
+    if isinstance(model, (Resampled, Triples)):
         return model.truth()
     c, a, p = model(np.random.default_rng(99), 4_000_000)
     effect = float((a - c).mean())
