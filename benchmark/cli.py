@@ -469,7 +469,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if cluster is not None and secret is not None:
         raise UserError("--held-out-secret cannot be combined with --cluster: the secret stays in this process; "
                         "verify the held-out records serially.")
-    from .board.verify import check_heldout_secrets, check_rescore, rescore_plan, verify_record
+    from .board.verify import check_heldout_secrets, check_rescore, guarded, rescore_plan, verify_record
     from .record.layout import default_results_dir, find_records
 
     if args.runs and (not args.all or args.results_dir is not None):
@@ -490,8 +490,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print(f"skip {path}: a held-out record; re-scoring it needs the board's secret, and serially")
         public = [p for p in paths if p not in needs_secret]
         with Cluster(cluster) as ray_cluster:
-            for path, problems in verify_on_cluster(ray_cluster, public, run_options(args), rescore_plan,
-                                                     check_rescore):
+            for path, problems in verify_on_cluster(ray_cluster, public, run_options(args), guarded(rescore_plan),
+                                                     guarded(check_rescore)):
                 failed += bool(problems)
                 print(f"{'FAIL' if problems else 'ok  '} {path}")
                 for problem in problems:

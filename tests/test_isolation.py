@@ -236,6 +236,24 @@ def test_verify_passes_on_honest_records_and_fails_on_edited_ones(scored, tmp_pa
     assert proc.returncode == 1 and "primary.p_beats_ablation" in proc.stdout and "0 verified, 1 failed" in proc.stdout
 
 
+@needs_isolation
+def test_verify_reports_a_record_whose_rescore_crashes_the_harness_and_checks_the_rest(scored, tmp_path, cli):
+    """A record whose stored fit size is not an integer: re-scoring it raises the harness's own TypeError. `verify`
+    reports it as failed in one line and still checks the records after it (the old `verify` stopped there)."""
+    results = copy_results(scored, tmp_path)
+    record = json.loads((results / SLUG / "mean.json").read_text())
+    record["task"]["overrides"] = {"fit_size": 2.5}
+    (results / SLUG / "a-crash.json").write_text(json.dumps(record))  # sorted first: the others come after it
+    proc = cli("verify", "--all", "--results-dir", str(results))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    at = lines.index(f"FAIL {results / SLUG / 'a-crash.json'}")
+    assert lines[at + 1].strip().startswith("re-scoring crashed: TypeError: ")
+    assert not lines[at + 2].startswith("     ")  # one line for it
+    assert f"ok   {results / SLUG / 'mean.json'}" in lines and f"ok   {results / SLUG / 'zero.json'}" in lines
+    assert "2 verified, 1 failed" in proc.stdout and "Traceback" not in proc.stdout + proc.stderr
+
+
 def test_verify_without_records_is_a_clear_error(tmp_path, cli):
     assert_one_line_error(cli("verify", "--all", "--results-dir", str(tmp_path / "none")), "no records to verify")
 

@@ -171,12 +171,37 @@ def check_heldout_secrets(paths: list[Path], secret: bytes | None) -> dict[Path,
     return {}
 
 
+def crash_line(exc: BaseException) -> str:
+    """One line for a re-score that crashed the harness: the exception's type and the first line of its message."""
+    message = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    text = f"re-scoring crashed: {type(exc).__name__}" + (f": {message}" if message else "")
+    return text if len(text) <= 300 else text[:299] + "…"
+
+
+def guarded(check: Callable[..., Any]) -> Callable[..., Any]:
+    """`check` (which returns a list of problems, or a plan), with any exception it raises turned into a one-line
+    problem (`crash_line`): one record that crashes the harness must not hide the records after it."""
+
+    def run(*args: Any) -> Any:
+        try:
+            return check(*args)
+        except Exception as exc:  # noqa: BLE001 - the harness's own failure on this record, reported as its result
+            return [crash_line(exc)]
+
+    return run
+
+
 def verify_record(path: Path, options: Any) -> list[str]:
     """Problems with the record at `path`: cheap checks, then a fresh isolated re-score compared figure by figure.
 
     A held-out record is re-scored on the held-out split with `options.heldout_secret`, which must match its
-    commitment; a public record always on the public split (the secret is not used).
+    commitment; a public record always on the public split (the secret is not used). Any exception on the way
+    (the harness crashing on this record) is one problem line, not the end of `verify` (`guarded`).
     """
+    return guarded(_verify_record)(path, options)
+
+
+def _verify_record(path: Path, options: Any) -> list[str]:
     from ..harness.session import compute_record
     from ..harness.submissions import take_snapshot
 
@@ -188,7 +213,7 @@ def verify_record(path: Path, options: Any) -> list[str]:
         with take_snapshot(str(folder)) as snapshot:
             fresh, _ = compute_record(task, snapshot, run)
     except (UserError, SubmissionError) as exc:
-        return [f"re-scoring failed: {exc}"]
+        return [f"re-scoring failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"]
     return check_rescore(record, fresh)
 
 
