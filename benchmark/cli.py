@@ -178,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("changed-submissions", help="the submission folders a pull request adds or changes (for the "
                                                    "public board's workflow)")
     p.add_argument("--base", required=True, help="the branch the pull request targets, e.g. origin/main")
+    p.add_argument("--repo", type=Path, default=None,
+                   help="the git checkout to look in (default: this project), e.g. the pull request's own checkout")
 
     p = sub.add_parser("schema", help="print the JSON schema of a result record (committed as leaderboard/record.schema.json)")
     p.add_argument("--out", type=Path, default=None, help="write it to this file instead of printing it")
@@ -583,7 +585,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def cmd_changed_submissions(args: argparse.Namespace) -> int:
     from .board.changed import changed_submissions
 
-    for name in changed_submissions(args.base):
+    for name in changed_submissions(args.base, args.repo):
         print(name)
     return 0
 
