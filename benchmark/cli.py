@@ -471,7 +471,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if cluster is not None and secret is not None:
         raise UserError("--held-out-secret cannot be combined with --cluster: the secret stays in this process; "
                         "verify the held-out records serially.")
-    from .board.verify import check_heldout_secrets, check_rescore, guarded, rescore_plan, verify_record
+    from .board.verify import check_heldout_secrets, check_planned, guarded, rescore_plan, verify_record
     from .record.layout import default_results_dir, find_records
 
     if args.runs and (not args.all or args.results_dir is not None):
@@ -493,7 +493,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         public = [p for p in paths if p not in needs_secret]
         with Cluster(cluster) as ray_cluster:
             for path, problems in verify_on_cluster(ray_cluster, public, run_options(args), guarded(rescore_plan),
-                                                     guarded(check_rescore)):
+                                                     guarded(check_planned)):
                 failed += bool(problems)
                 print(f"{'FAIL' if problems else 'ok  '} {path}")
                 for problem in problems:

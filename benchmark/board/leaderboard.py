@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import paths, stats
 from ..errors import UserError
-from ..record.format import UNDEFINED, fmt_p, fmt_pct, fmt_points, fmt_seconds, recovery_cell
+from ..record.format import UNDEFINED, fmt_p, fmt_p_clean, fmt_pct, fmt_points, fmt_seconds, recovery_cell
 from ..record.io import read_sidecar
 from ..record.layout import find_records
 from ..record.typed import Complexity, Record
@@ -237,7 +237,7 @@ def task_table(records: list[Record], hashes: dict[Path, str | None],
             "—" if only else recovery_cell(res.primary), heldout_cell(None if only else record, heldout.get(sub)),
             "—" if not res.kl_recovery else recovery_cell(res.primary_kl),
             *[fmt_pct(rec[a].recovery) if rec[a].defined else UNDEFINED for a in ("zero", "mean", "resample")],
-            fmt_p(res.primary.p_beats_ablation), fmt_p(res.p_at_least_clean),
+            fmt_p(res.primary.p_beats_ablation), fmt_p_clean(res.p_at_least_clean),
             *[f"{fmt_pct(res.accuracy[f'top{k}']['replaced'])} / {fmt_pct(res.accuracy[f'top{k}']['clean'])}" for k in topk],
             f"{res.mean_kl_clean_replaced:.4f}", f"{sum(rs) / len(rs):.3f}" if rs else "—",
             numbers_cell(c), dl_cell(c),
