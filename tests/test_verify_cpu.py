@@ -19,8 +19,7 @@ import pytest
 
 from benchmark.sandbox.process import isolation_problem
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(isolation_problem() is not None, reason=f"no process isolation: {isolation_problem()}")]
+needs_isolation = pytest.mark.skipif(isolation_problem() is not None, reason=f"no process isolation: {isolation_problem()}")
 
 TASK = "mnist-cnn/conv2:7"  # zero's mean-ablation recovery_low moved past the flat tolerance here between two CPUs
 SLUG = "mnist-cnn__conv2-7"
@@ -43,6 +42,8 @@ def leaves(value, prefix=""):
     return {prefix: value}
 
 
+@pytest.mark.slow
+@needs_isolation
 def test_records_scored_on_scalar_kernels_and_one_thread_verify_on_vector_kernels_and_two(tmp_path, data_dir):
     scalar, vector = tmp_path / "scalar", tmp_path / "vector"
     for results, is_scalar in ((scalar, True), (vector, False)):
@@ -62,3 +63,46 @@ def test_records_scored_on_scalar_kernels_and_one_thread_verify_on_vector_kernel
     proc = cli("verify", *records, cache=vector / "cache", scalar=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "2 verified, 0 failed" in proc.stdout
+
+
+# -- the same checks on a committed record's own arrays, without re-scoring (fast) -------------------------------
+def committed(slug: str, name: str):
+    from benchmark.board.verify import load_checked_arrays
+    from benchmark.record.layout import default_results_dir
+
+    record, arrays, problems = load_checked_arrays(default_results_dir() / slug / f"{name}.json")
+    assert record is not None, problems
+    return record, arrays
+
+
+@pytest.mark.parametrize("slug, name", [("mnist-cnn__conv2-7", "zero"), ("mnist-cnn__conv2-44", "linear")])
+def test_noise_within_the_floor_passes_and_beyond_it_fails(slug, name):
+    """The record against itself with every loss moved by 3 ulps (as measured between two CPUs) passes; one loss
+    moved past the floor, or a figure moved past its tolerance, fails and is named."""
+    import dataclasses
+
+    import numpy as np
+
+    from benchmark import stats
+    from benchmark.board.tolerance import figure_tolerances
+    from benchmark.board.verify import check_rescore
+
+    record, arrays = committed(slug, name)
+    assert check_rescore(record, record, arrays, arrays) == []
+    rng = np.random.default_rng(0)
+    noisy = {k: (v + rng.integers(-3, 4, v.shape) * np.spacing(v)).astype(np.float32) if v.dtype == np.float32 else v
+             for k, v in arrays.items()}
+    assert check_rescore(record, record, arrays, noisy) == []
+    far = dict(noisy)
+    far["loss.replaced"] = noisy["loss.replaced"].copy()
+    far["loss.replaced"][17] += 100 * stats.loss_noise(far["loss.replaced"][17:18])[0]
+    problems = check_rescore(record, record, arrays, far)
+    assert len(problems) == 1 and problems[0].startswith("per-example loss.replaced: 1 of ") and "example 17" in problems[0]
+    tolerances, _ = figure_tolerances(arrays, record.results.primary.ablation)
+    low = tolerances["recovery.zero.effect_low"]
+    assert 0 < low < 1e-4
+    moved = record.results.to_dict()
+    moved["recovery"]["zero"]["effect_low"] += 3 * low
+    fresh = dataclasses.replace(record, results=type(record.results).from_dict(moved))
+    problems = check_rescore(record, fresh, arrays, arrays)
+    assert len(problems) == 1 and problems[0].startswith("recovery.zero.effect_low: ")
