@@ -373,7 +373,7 @@ def paired_t_test(x: Any, y: Any, alternative: str = "two-sided") -> TTestResult
 
 #: A float32 loss is known to within this many units in the last place: |ΔL| ≤ LOSS_NOISE_ULPS · ε₃₂ · max(1, |L|)
 #: (ε₃₂ = 2⁻²³). Re-running the same network on another CPU, vector width or thread count moves the per-example
-#: losses by up to this much (measured: README, Verifying records); differences below it are rounding, not signal.
+#: losses by up to this much (measured: docs/board.md, `verify`); differences below it are rounding, not signal.
 LOSS_NOISE_ULPS = 16
 EPS32 = float(np.finfo(np.float32).eps)
 #: p(R ≥ 1) is reported only when more than this fraction of the examples' differences rise above the noise floor.
