@@ -178,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("changed-submissions", help="the submission folders a pull request adds or changes (for the "
                                                    "public board's workflow)")
     p.add_argument("--base", required=True, help="the branch the pull request targets, e.g. origin/main")
+    p.add_argument("--repo", type=Path, default=None,
+                   help="the git checkout to look in (default: this project), e.g. the pull request's own checkout")
 
     p = sub.add_parser("schema", help="print the JSON schema of a result record (committed as leaderboard/record.schema.json)")
     p.add_argument("--out", type=Path, default=None, help="write it to this file instead of printing it")
@@ -469,7 +471,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if cluster is not None and secret is not None:
         raise UserError("--held-out-secret cannot be combined with --cluster: the secret stays in this process; "
                         "verify the held-out records serially.")
-    from .board.verify import check_heldout_secrets, check_rescore, rescore_plan, verify_record
+    from .board.verify import check_heldout_secrets, check_planned, guarded, rescore_plan, verify_record
     from .record.layout import default_results_dir, find_records
 
     if args.runs and (not args.all or args.results_dir is not None):
@@ -490,8 +492,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print(f"skip {path}: a held-out record; re-scoring it needs the board's secret, and serially")
         public = [p for p in paths if p not in needs_secret]
         with Cluster(cluster) as ray_cluster:
-            for path, problems in verify_on_cluster(ray_cluster, public, run_options(args), rescore_plan,
-                                                     check_rescore):
+            for path, problems in verify_on_cluster(ray_cluster, public, run_options(args), guarded(rescore_plan),
+                                                     guarded(check_planned)):
                 failed += bool(problems)
                 print(f"{'FAIL' if problems else 'ok  '} {path}")
                 for problem in problems:
@@ -583,7 +585,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def cmd_changed_submissions(args: argparse.Namespace) -> int:
     from .board.changed import changed_submissions
 
-    for name in changed_submissions(args.base):
+    for name in changed_submissions(args.base, args.repo):
         print(name)
     return 0
 

@@ -371,16 +371,45 @@ def paired_t_test(x: Any, y: Any, alternative: str = "two-sided") -> TTestResult
     return TTestResult(t=t, df=df, p_value=p, mean_diff=mean)
 
 
-def p_at_least_clean(l_clean: Any, l_replaced: Any) -> float:
-    """One-sided paired t-test of d = L_clean - L_replaced, alternative "greater".
+#: A float32 loss is known to within this many units in the last place: |ΔL| ≤ LOSS_NOISE_ULPS · ε₃₂ · max(1, |L|)
+#: (ε₃₂ = 2⁻²³). Re-running the same network on another CPU, vector width or thread count moves the per-example
+#: losses by up to this much (measured: docs/board.md, `verify`); differences below it are rounding, not signal.
+LOSS_NOISE_ULPS = 16
+EPS32 = float(np.finfo(np.float32).eps)
+#: p(R ≥ 1) is reported only when more than this fraction of the examples' differences rise above the noise floor.
+MIN_SIGNAL_FRACTION = 0.01
+
+
+def loss_noise(values: Any) -> np.ndarray:
+    """The noise floor of float32 per-example values `# [n]`: LOSS_NOISE_ULPS · ε₃₂ · max(1, |x|)."""
+    x = np.abs(_numpy(values).astype(np.float64))
+    return LOSS_NOISE_ULPS * EPS32 * np.maximum(1.0, x)
+
+
+def p_at_least_clean(l_clean: Any, l_replaced: Any) -> float | None:
+    """One-sided paired t-test of d = L_clean - L_replaced, alternative "greater"; None where d is noise.
 
     H0: mean L_replaced >= mean L_clean  (i.e. R <= 1 when the ablation effect is positive)
     H1: mean L_replaced <  mean L_clean  (R > 1: the replaced network has lower loss than the original).
     A small p is evidence that the replacement does at least as well as (in fact better
     than) the original neuron. With equal means p is ~0.5 (large), so failing to reject
     is NOT evidence of being as good. All d = 0 gives p = 0.5 (see `paired_t_test`).
+
+    A difference within the losses' float32 noise floor, |d_i| ≤ τ_i = LOSS_NOISE_ULPS · ε₃₂ · max(1, |L_clean,i|,
+    |L_replaced,i|), is rounding, not a difference: it counts as 0. When at most MIN_SIGNAL_FRACTION of the
+    examples differ by more (a near-exact copy, whose d are ~1e-7 and whose t-test would test the CPU's rounding),
+    the p-value is undefined: None (the board shows "= clean").
     """
-    return paired_t_test(l_clean, l_replaced, alternative="greater").p_value
+    c = _vector("l_clean", l_clean)
+    r = _vector("l_replaced", l_replaced, len(c))
+    _check_n(len(c))
+    d = c - r  # [n]
+    floor = LOSS_NOISE_ULPS * EPS32 * np.maximum(1.0, np.maximum(np.abs(c), np.abs(r)))  # [n]
+    signal = np.abs(d) > floor  # [n]
+    if signal.mean() <= MIN_SIGNAL_FRACTION:
+        return None
+    d = np.where(signal, d, 0.0)
+    return paired_t_test(d, np.zeros_like(d), alternative="greater").p_value
 
 
 # ----------------------------------------------------------------------------

@@ -155,6 +155,24 @@ def test_a_copy_with_the_best_recovery_takes_no_rank_from_the_others(tmp_path):
     assert [(row[0], row[1]) for row in section["reference"]] == [("ref", "linear (copy)")]
 
 
+def test_an_undefined_p_at_least_clean_shows_as_equal_to_clean(tmp_path):
+    """A record whose replaced losses equal the clean ones within float32 noise has p(R≥1) = None: "= clean"."""
+    import json
+    import shutil
+
+    from benchmark.record.layout import default_results_dir
+
+    results = tmp_path / "results"
+    shutil.copytree(default_results_dir() / "mnist-mlp__fc1-13", results / "mnist-mlp__fc1-13")
+    path = results / "mnist-mlp__fc1-13" / "mean.json"
+    record = json.loads(path.read_text())
+    record["results"]["p_at_least_clean"] = None
+    path.write_text(json.dumps(record))
+    section = board_sections(render_board(results, tmp_path))["mnist-mlp/fc1:13"]
+    row = next(r for r in section["ranked"] if r[1].startswith("mean"))
+    assert "= clean" in row
+
+
 def test_a_task_with_only_copies_says_so(tmp_path):
     """A task whose only public records are copies has no ranked table, one line saying so, and its reference table."""
     import shutil

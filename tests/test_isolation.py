@@ -222,6 +222,58 @@ def test_stale_and_not_isolated_entries_are_marked(scored, tmp_path, cli, monkey
     assert compared["marks"] == {"linear": "not isolated", "zero": "current, isolated"}
 
 
+# two folders the hash before v2 (`path NUL bytes NUL` per file) could not tell apart: one file's bytes pass for the
+# end of that file, the next path and its bytes
+COLLIDING = ({"zz1.txt": b"n\0zz2.txt\0m"}, {"zz1.txt": b"n", "zz2.txt": b"m"})
+
+
+def unframed_hash(files: dict[str, bytes]) -> str:
+    """The content hash before v2, kept here to show the collision."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for rel, data in sorted(files.items()):
+        digest.update(rel.encode() + b"\0" + data + b"\0")
+    return digest.hexdigest()
+
+
+def test_the_content_hash_is_unambiguous(tmp_path):
+    from benchmark.harness.submissions import content_hash, folder_hash
+
+    a, b = COLLIDING
+    assert unframed_hash(a) == unframed_hash(b)  # the old encoding's collision
+    assert content_hash(a) != content_hash(b)
+    # the empty file, an empty name and a file moved between paths are all different folders
+    variants = [{}, {"a": b""}, {"a": b"", "b": b""}, {"ab": b""}, {"a": b"b"}, {"b": b"a"}]
+    assert len({content_hash(v) for v in variants}) == len(variants)
+    (tmp_path / os.fsdecode(b"\xff.txt")).write_bytes(b"x")  # a name that is not UTF-8 hashes too
+    assert folder_hash(tmp_path) == content_hash({os.fsdecode(b"\xff.txt"): b"x"})
+
+
+@needs_isolation
+def test_the_board_marks_stale_after_swapping_in_a_folder_the_old_hash_could_not_tell_apart(scored, tmp_path, cli,
+                                                                                          monkeypatch):
+    """Score `mean` with the first folder of COLLIDING's pair added; swap in the second: the board says stale."""
+    from benchmark import paths
+
+    results = copy_results(scored, tmp_path)
+    home = tmp_path / "home"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "submissions" / "mean", home / "submissions" / "mean")
+    folder = home / "submissions" / "mean"
+    first, second = COLLIDING
+    for name, data in first.items():
+        (folder / name).write_bytes(data)
+    proc = cli("score", str(folder), "--task", TASK, "--results-dir", str(results), "--force")
+    assert proc.returncode == 0, proc.stderr
+    monkeypatch.setattr(paths, "PROJECT_ROOT", home)  # the board looks for submissions/mean there
+    assert "| mean (≤ mean) |" in cli("leaderboard", "--results-dir", str(results), "--out", "-").stdout
+    for name in first:
+        (folder / name).unlink()
+    for name, data in second.items():
+        (folder / name).write_bytes(data)
+    assert "| mean (≤ mean, stale) |" in cli("leaderboard", "--results-dir", str(results), "--out", "-").stdout
+
+
 @needs_isolation
 def test_verify_passes_on_honest_records_and_fails_on_edited_ones(scored, tmp_path, cli):
     results = copy_results(scored, tmp_path)
@@ -234,6 +286,24 @@ def test_verify_passes_on_honest_records_and_fails_on_edited_ones(scored, tmp_pa
     path.write_text(json.dumps(record))
     proc = cli("verify", str(path))
     assert proc.returncode == 1 and "primary.p_beats_ablation" in proc.stdout and "0 verified, 1 failed" in proc.stdout
+
+
+@needs_isolation
+def test_verify_reports_a_record_whose_rescore_crashes_the_harness_and_checks_the_rest(scored, tmp_path, cli):
+    """A record whose stored fit size is not an integer: re-scoring it raises the harness's own TypeError. `verify`
+    reports it as failed in one line and still checks the records after it (the old `verify` stopped there)."""
+    results = copy_results(scored, tmp_path)
+    record = json.loads((results / SLUG / "mean.json").read_text())
+    record["task"]["overrides"] = {"fit_size": 2.5}
+    (results / SLUG / "a-crash.json").write_text(json.dumps(record))  # sorted first: the others come after it
+    proc = cli("verify", "--all", "--results-dir", str(results))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    at = lines.index(f"FAIL {results / SLUG / 'a-crash.json'}")
+    assert lines[at + 1].strip().startswith("re-scoring crashed: TypeError: ")
+    assert not lines[at + 2].startswith("     ")  # one line for it
+    assert f"ok   {results / SLUG / 'mean.json'}" in lines and f"ok   {results / SLUG / 'zero.json'}" in lines
+    assert "2 verified, 1 failed" in proc.stdout and "Traceback" not in proc.stdout + proc.stderr
 
 
 def test_verify_without_records_is_a_clear_error(tmp_path, cli):

@@ -16,8 +16,6 @@ from pathlib import Path
 import pytest
 from helpers import ROOT
 
-pytestmark = pytest.mark.slow
-
 CODE = '''import torch
 
 
@@ -54,25 +52,84 @@ def run_in(repo: Path, *command: str, **env: str) -> subprocess.CompletedProcess
     return subprocess.run(list(command), capture_output=True, text=True, cwd=repo, env=full, timeout=900)
 
 
+@pytest.mark.slow
 def test_the_workflow_script_scores_verifies_and_renders_a_new_submission(pull_request, data_dir, session_cache):
     repo = pull_request
     changed = run_in(repo, sys.executable, "-m", "benchmark", "changed-submissions", "--base", "target")
     assert changed.returncode == 0, changed.stderr
     assert changed.stdout.split() == ["half-unit"]
-    out = repo / "pr"
-    proc = run_in(repo, "bash", ".github/scripts/check-submissions", "target", str(out))
+    # the pull request also slips a record onto the board with no submission folder behind it
+    forged = json.loads((repo / "leaderboard" / "results" / "digits-mlp__fc1-17" / "zero.json").read_text())
+    forged["submission"]["name"] = "phantom"
+    (repo / "leaderboard" / "results" / "digits-mlp__fc1-17" / "phantom.json").write_text(json.dumps(forged))
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "and a record")
+    # the base branch's checkout runs its own script and harness on the pull request's folders
+    base = repo.parent / "base"
+    subprocess.run(["git", "clone", "-q", "-b", "target", str(repo), str(base)], check=True)
+    out = base / "out"
+    proc = run_in(base, "bash", ".github/scripts/check-submissions", "target", str(out), str(repo))
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert sorted(p.name for p in (out / "results").rglob("*.json")) == ["half-unit.json"]  # only what it scored
+    assert "phantom" not in (out / "site" / "index.html").read_text()
     record = json.loads((out / "results" / "digits-mlp__fc1-17" / "half-unit.json").read_text())
     assert record["isolation"]["level"] == "namespaces" and record["submission"]["authors"] == ["a stranger"]
     assert "1 verified, 0 failed" in proc.stdout
     assert "half-unit" in (out / "site" / "index.html").read_text()
     assert (out / "site" / "submissions" / "half-unit.html").exists()
-    assert git(repo, "status", "--porcelain", "--", "leaderboard") == ""  # the board itself is untouched
-    # the workflow runs exactly this script
-    workflow = (ROOT / ".github" / "workflows" / "submissions.yml").read_text()
-    assert ".github/scripts/check-submissions" in workflow and 'paths: ["submissions/**"]' in workflow
+    assert git(base, "status", "--porcelain", "--", "leaderboard") == ""  # the board itself is untouched
 
 
+def test_the_workflow_scores_with_the_base_branchs_harness_and_reads_only(tmp_path):
+    """The workflow parses; it may only read the repository; no checkout keeps a token; the base branch is checked
+    out and installed, the pull request only supplies folders to base's own check-submissions script."""
+    yaml = pytest.importorskip("yaml")
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "submissions.yml").read_text())
+    assert workflow["permissions"] == {"contents": "read"}
+    assert workflow[True]["pull_request"]["paths"] == ["submissions/**"]  # YAML 1.1 reads the key `on` as True
+    steps = workflow["jobs"]["check"]["steps"]
+    checkouts = [s for s in steps if str(s.get("uses", "")).startswith("actions/checkout")]
+    assert {c["with"]["path"] for c in checkouts} == {"base", "pr"}
+    assert all(c["with"]["persist-credentials"] is False for c in checkouts)
+    base = next(c for c in checkouts if c["with"]["path"] == "base")
+    assert base["with"]["ref"] == "${{ github.event.pull_request.base.sha }}"
+    run = {s.get("name"): s for s in steps}
+    assert run["Install the base branch's harness"]["working-directory"] == "base"
+    check = run["Score, verify and render"]
+    assert check["working-directory"] == "base" and check["run"].startswith(".github/scripts/check-submissions ")
+    assert check["run"].endswith(" ../pr")
+
+
+def test_changed_submissions_reads_paths_git_would_quote(tmp_path, monkeypatch):
+    """Changed files with non-ASCII letters and spaces in their names (git quotes the first in its default output)
+    still name their folders; a deleted folder is left out."""
+    from benchmark import paths
+    from benchmark.board.changed import changed_paths, changed_submissions
+
+    repo = tmp_path / "repo"
+    for name in ("mean", "zero", "gone"):
+        (repo / "submissions" / name).mkdir(parents=True)
+        (repo / "submissions" / name / "replacement.py").write_text("x = 1\n")
+    git(repo.parent, "init", "-q", "-b", "target", str(repo))
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "base")
+    git(repo, "checkout", "-q", "-b", "pull-request")
+    (repo / "submissions" / "mean" / "données.npy").write_bytes(b"\0")  # the only change in mean
+    (repo / "submissions" / "zero" / "my notes.txt").write_text("a space\n")  # the only change in zero
+    (repo / "submissions" / "café").mkdir()  # a new folder whose own name is not ASCII
+    (repo / "submissions" / "café" / "replacement.py").write_text("x = 2\n")
+    git(repo, "rm", "-rq", "submissions/gone")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "pull request")
+    assert '"submissions/mean/donn\\303\\251es.npy"' in git(repo, "diff", "--name-only", "target", "HEAD")  # quoted
+    assert sorted(changed_paths("target", repo)) == ["submissions/café/replacement.py", "submissions/gone/replacement.py",
+                                                     "submissions/mean/données.npy", "submissions/zero/my notes.txt"]
+    assert changed_submissions("target", repo) == ["café", "mean", "zero"]
+    monkeypatch.setattr(paths, "PROJECT_ROOT", repo)  # the default: this project
+    assert changed_submissions("target") == ["café", "mean", "zero"]
+
+
+@pytest.mark.slow
 def test_nothing_changed_and_a_bad_base_are_clear(pull_request):
     repo = pull_request
     git(repo, "checkout", "-q", "target")

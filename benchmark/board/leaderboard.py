@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import paths, stats
 from ..errors import UserError
-from ..record.format import UNDEFINED, fmt_p, fmt_pct, fmt_points, fmt_seconds, recovery_cell
+from ..record.format import UNDEFINED, fmt_p, fmt_p_clean, fmt_pct, fmt_points, fmt_seconds, recovery_cell
 from ..record.io import read_sidecar
 from ..record.layout import find_records
 from ..record.typed import Complexity, Record
@@ -237,7 +237,7 @@ def task_table(records: list[Record], hashes: dict[Path, str | None],
             "—" if only else recovery_cell(res.primary), heldout_cell(None if only else record, heldout.get(sub)),
             "—" if not res.kl_recovery else recovery_cell(res.primary_kl),
             *[fmt_pct(rec[a].recovery) if rec[a].defined else UNDEFINED for a in ("zero", "mean", "resample")],
-            fmt_p(res.primary.p_beats_ablation), fmt_p(res.p_at_least_clean),
+            fmt_p(res.primary.p_beats_ablation), fmt_p_clean(res.p_at_least_clean),
             *[f"{fmt_pct(res.accuracy[f'top{k}']['replaced'])} / {fmt_pct(res.accuracy[f'top{k}']['clean'])}" for k in topk],
             f"{res.mean_kl_clean_replaced:.4f}", f"{sum(rs) / len(rs):.3f}" if rs else "—",
             numbers_cell(c), dl_cell(c),
@@ -313,7 +313,8 @@ def render(results_dir: Path, warn: Callable[[str], None] = lambda message: None
         "labels; far less noisy than cross-entropy (same intervals and gate). zero/mean/resample: CE recovery per ablation.",
         "p(beats abl.): one-sided paired t-test that the replacement's loss is below the ablated loss.",
         "p(R≥1): one-sided paired t-test, H0: mean L_replaced ≥ mean L_clean; a small p shows the replacement's loss is below",
-        "the original's (R > 1), the bar of a replacement at least as good as the neuron.",
+        "the original's (R > 1), the bar of a replacement at least as good as the neuron. \"= clean\": the replaced losses",
+        "equal the clean ones within float32 noise (a copy), so the test has nothing to test and p is not defined.",
         "numbers: those `fit` returned + the numbers written in the submission's files. DL (description length): 8 bits per",
         "code token (comments, docstrings and names' spelling are free) + each written number at 4 bits per digit + 8 bits",
         "per other data byte + 32 bits per fitted number (README: Complexity). ◆: on the task's frontier, where no other",

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..analysis import figures
 from ..analysis.figures import esc
-from ..record.format import UNDEFINED, fmt_p, fmt_pct, recovery_cell
+from ..record.format import UNDEFINED, fmt_p, fmt_p_clean, fmt_pct, recovery_cell
 from ..record.typed import Record
 from ..tasks import all_tasks
 from .leaderboard import (
@@ -264,7 +264,7 @@ def task_page(task_id: str, records: list[Record], record_path: Path, hashes: di
             f"<td>{esc(recovery_cell(res.primary))}</td>",
             f"<td>{esc(recovery_cell(heldout[name].results.primary) if name in heldout else '—')}</td>",
             f"<td>{esc('—' if not res.kl_recovery else recovery_cell(res.primary_kl))}</td>",
-            f"<td>{esc(fmt_p(res.primary.p_beats_ablation))}</td>", f"<td>{esc(fmt_p(res.p_at_least_clean))}</td>",
+            f"<td>{esc(fmt_p(res.primary.p_beats_ablation))}</td>", f"<td>{esc(fmt_p_clean(res.p_at_least_clean))}</td>",
             f"<td>{esc('—' if r is None else f'{r:.3f}')}</td>", f"<td>{esc(numbers_cell(c))}</td>",
             f"<td>{esc(dl_cell(c))}</td>",
             f"<td>{'◆' if name in frontier else ''}</td>", f'<td class="l">{esc(", ".join(marks(record, hashes)))}</td>',

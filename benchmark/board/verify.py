@@ -5,9 +5,14 @@ Tolerances (numbers in the record vs numbers recomputed):
   float64): |a − b| ≤ SIDECAR_ATOL + SIDECAR_RTOL·|b| on mean losses, accuracy,
   KL, effect and recovery with their CIs (primary ablation); the primary KL recovery's effect, recovery
   and CIs within KL_ATOL + SIDECAR_RTOL·|b| (a mean KL can be 1e-5); `defined` exact;
-- by re-scoring: every number in `results` within RESCORE_ATOL + RESCORE_RTOL·|b|;
-  booleans, strings, counts, the submission hash, the complexity figures and the original units' multiply-adds
-  exact (wall times are measurements of a machine, not compared).
+- by re-scoring, on whatever CPU runs it (a public board's CI gets any): first the per-example arrays, fresh vs
+  the record's sidecar: every float32 loss and KL within its noise floor, |Δx_i| ≤ LOSS_NOISE_ULPS·ε₃₂·max(1,|x_i|)
+  (`stats.loss_noise`: 16 units in the last place), the labels, indices and top-k correctness exact; then each
+  figure that the losses determine (means, effects, recoveries, their intervals, p-values) within its own
+  tolerance: how far that figure moves when the losses move by their noise floor (`tolerance.py`, perturb and
+  recompute), not a flat relative one. The other numbers of `results` (activation fidelity, accuracy, McNemar)
+  within RESCORE_ATOL + RESCORE_RTOL·|b|; booleans, strings, counts, the submission hash, the complexity figures and
+  the original units' multiply-adds exact (wall times are measurements of a machine, not compared).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from ..record.typed import Complexity, Provenance, Record
 SIDECAR_ATOL, SIDECAR_RTOL = 1e-4, 1e-4
 KL_ATOL = 1e-9
 RESCORE_ATOL, RESCORE_RTOL = 1e-6, 1e-4
+FLOAT64_ATOL, FLOAT64_RTOL = 1e-12, 1e-9  # summation order in float64, on top of a loss figure's own tolerance
 RECOVERY_KEYS = ("effect", "effect_low", "effect_high", "recovery", "recovery_low", "recovery_high", "mean_clean",
                  "mean_ablated", "mean_replaced")
 
@@ -111,15 +117,21 @@ def check_complexity(c: Complexity) -> list[str]:
 
 def load_checked(path: Path) -> tuple[Record | None, list[str]]:
     """A record that passes every cheap check (readable, schema, sidecar sha256, figures), or None and why not."""
+    record, _, problems = load_checked_arrays(path)
+    return record, problems
+
+
+def load_checked_arrays(path: Path) -> tuple[Record | None, dict[str, np.ndarray], list[str]]:
+    """`load_checked`, with the record's per-example arrays (empty when it fails)."""
     try:
         record = Record.read(path)
         arrays = read_sidecar(path, record)
         problems = check_against_sidecar(record, arrays) + check_complexity(record.complexity)
     except UserError as exc:
-        return None, [str(exc)]
+        return None, {}, [str(exc)]
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        return None, [f"malformed record ({type(exc).__name__}: {exc})"]
-    return (None if problems else record), problems
+        return None, {}, [f"malformed record ({type(exc).__name__}: {exc})"]
+    return (None if problems else record), arrays, problems
 
 
 def _leaves(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -171,34 +183,66 @@ def check_heldout_secrets(paths: list[Path], secret: bytes | None) -> dict[Path,
     return {}
 
 
+def crash_line(exc: BaseException) -> str:
+    """One line for a re-score that crashed the harness: the exception's type and the first line of its message."""
+    message = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    text = f"re-scoring crashed: {type(exc).__name__}" + (f": {message}" if message else "")
+    return text if len(text) <= 300 else text[:299] + "…"
+
+
+def guarded(check: Callable[..., Any]) -> Callable[..., Any]:
+    """`check` (which returns a list of problems, or a plan), with any exception it raises turned into a one-line
+    problem (`crash_line`): one record that crashes the harness must not hide the records after it."""
+
+    def run(*args: Any) -> Any:
+        try:
+            return check(*args)
+        except Exception as exc:  # noqa: BLE001 - the harness's own failure on this record, reported as its result
+            return [crash_line(exc)]
+
+    return run
+
+
 def verify_record(path: Path, options: Any) -> list[str]:
     """Problems with the record at `path`: cheap checks, then a fresh isolated re-score compared figure by figure.
 
     A held-out record is re-scored on the held-out split with `options.heldout_secret`, which must match its
-    commitment; a public record always on the public split (the secret is not used).
+    commitment; a public record always on the public split (the secret is not used). Any exception on the way
+    (the harness crashing on this record) is one problem line, not the end of `verify` (`guarded`).
     """
+    return guarded(_verify_record)(path, options)
+
+
+def _verify_record(path: Path, options: Any) -> list[str]:
     from ..harness.session import compute_record
     from ..harness.submissions import take_snapshot
 
     plan = rescore_plan(path, options)
     if isinstance(plan, list):
         return plan
-    record, task, folder, run = plan
+    record, task, folder, run, stored = plan
     try:
         with take_snapshot(str(folder)) as snapshot:
-            fresh, _ = compute_record(task, snapshot, run)
+            fresh, arrays = compute_record(task, snapshot, run)
     except (UserError, SubmissionError) as exc:
-        return [f"re-scoring failed: {exc}"]
-    return check_rescore(record, fresh)
+        return [f"re-scoring failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"]
+    return check_rescore(record, fresh, stored, arrays)
 
 
-def rescore_plan(path: Path, options: Any) -> tuple[Record, Any, Path, Any] | list[str]:
-    """What re-scoring the record at `path` needs (record, task, submission folder, run options), or its problems."""
+def check_planned(plan: tuple[Record, Any, Path, Any, dict[str, np.ndarray]], fresh: Record,
+                  arrays: dict[str, np.ndarray] | None) -> list[str]:
+    """`check_rescore` for a plan of `rescore_plan` and a fresh record with its arrays (the cluster's answer)."""
+    return check_rescore(plan[0], fresh, plan[4], arrays)
+
+
+def rescore_plan(path: Path, options: Any) -> tuple[Record, Any, Path, Any, dict[str, np.ndarray]] | list[str]:
+    """What re-scoring the record at `path` needs (record, task, submission folder, run options, and its per-example
+    arrays to compare with the fresh ones), or its problems."""
     from ..data.heldout import commitment
     from ..harness.submissions import folder_hash
     from ..tasks import get_task
 
-    record, problems = load_checked(path)
+    record, stored, problems = load_checked_arrays(path)
     if record is None:
         return problems
     held_out = record.split == "held-out"
@@ -227,14 +271,74 @@ def rescore_plan(path: Path, options: Any) -> tuple[Record, Any, Path, Any] | li
     overrides = record.task.overrides or {}
     run = replace(options, eval_size=overrides.get("eval_size"), fit_size=overrides.get("fit_size"), isolate=True,
                   heldout_secret=secret)
-    return record, task, folder, run
+    return record, task, folder, run, stored
 
 
-def check_rescore(record: Record, fresh: Record) -> list[str]:
-    """A stored record against a fresh re-score of it: every figure of `results` and of `complexity` (compared as
-    the JSON holds them, leaf by leaf). Provenance (how and where each ran: machine, timings, `execution`) is not
-    compared."""
-    problems = compare_results(record.results.to_dict(), fresh.results.to_dict())
+def compare_arrays(stored: dict[str, np.ndarray], fresh: dict[str, np.ndarray]) -> list[str]:
+    """The record's per-example arrays against a re-score's: float32 values (losses, KLs) within their noise floor
+    `stats.loss_noise` of the stored value, everything else (indices, labels, top-k correctness) exact."""
+    problems = [f"per-example {key}: only in {'the record' if key in stored else 'the re-score'}"
+                for key in sorted(set(stored) ^ set(fresh))]
+    for key in sorted(set(stored) & set(fresh)):
+        a, b = np.asarray(stored[key]), np.asarray(fresh[key])
+        if a.shape != b.shape:
+            problems.append(f"per-example {key}: shape {a.shape} in the record, {b.shape} in the re-score")
+        elif a.dtype.kind == "f":
+            a64, b64 = a.astype(np.float64), b.astype(np.float64)
+            excess = np.abs(b64 - a64) - stats.loss_noise(a64)  # [n]
+            bad = ~(excess <= 0)  # NaN counts as bad
+            if bad.any():
+                i = int(np.nanargmax(np.where(bad, excess, -np.inf))) if not np.isnan(excess).all() else 0
+                problems.append(f"per-example {key}: {int(bad.sum())} of {len(a)} differ by more than the float32 noise "
+                                f"floor (example {i}: record {a64[i]!r}, re-score {b64[i]!r}, allowed "
+                                f"±{float(stats.loss_noise(a64[i:i + 1])[0]):.3g})")
+        elif not np.array_equal(a, b):
+            problems.append(f"per-example {key}: {int((a != b).sum())} of {len(a)} differ")
+    return problems
+
+
+def compare_loss_figures(stored: dict[str, Any], fresh: dict[str, Any], arrays: dict[str, np.ndarray],
+                         primary: str) -> tuple[list[str], set[str]]:
+    """The figures the per-example losses determine, each within its own tolerance (`tolerance.py`), computed at
+    the record's arrays; and the keys compared here."""
+    from .tolerance import figure_tolerances
+
+    tolerances, boundary = figure_tolerances(arrays, primary)
+    a, b = _leaves(stored), _leaves(fresh)
+    keys = (set(tolerances) | boundary) & set(a) & set(b)
+    problems = []
+    for key in sorted(keys):
+        old, new = a[key], b[key]
+        if key in boundary and old != new and key not in tolerances:
+            continue  # None or a boolean on one side: the noise floor reaches its boundary
+        if key in tolerances and isinstance(new, (int, float)) and not isinstance(new, bool):
+            if abs(new - old) <= tolerances[key] + FLOAT64_ATOL + FLOAT64_RTOL * abs(old):
+                continue
+            problems.append(f"{key}: record {old!r}, re-score {new!r} (allowed ±{tolerances[key]:.3g}, its change "
+                            f"under the losses' float32 noise)")
+        elif key in boundary:
+            continue
+        elif old != new:
+            problems.append(f"{key}: record {old!r}, re-score {new!r}")
+    return problems, keys
+
+
+def check_rescore(record: Record, fresh: Record, stored_arrays: dict[str, np.ndarray] | None = None,
+                  fresh_arrays: dict[str, np.ndarray] | None = None) -> list[str]:
+    """A stored record against a fresh re-score of it: the per-example arrays, then every figure of `results` and
+    of `complexity` (compared as the JSON holds them, leaf by leaf; the loss figures by their sensitivity to the
+    losses' noise, module docstring). Provenance (how and where each ran: machine, timings, `execution`) is not
+    compared. Without both sets of arrays (or for a record with bootstrap intervals), every number is compared with
+    the flat tolerance."""
+    stored, new = record.results.to_dict(), fresh.results.to_dict()
+    problems: list[str] = []
+    if stored_arrays and fresh_arrays is not None and record.provenance.intervals == stats.INTERVALS:
+        problems += compare_arrays(stored_arrays, fresh_arrays)
+        found, done = compare_loss_figures(stored, new, stored_arrays, record.results.primary.ablation)
+        problems += found
+        problems += [p for p in compare_results(stored, new) if p.split(":", 1)[0] not in done]
+    else:
+        problems += compare_results(stored, new)
     if fresh.heldout_commitment != record.heldout_commitment:
         problems.append("heldout_commitment differs from the re-score")
     stored = record.complexity.to_dict()

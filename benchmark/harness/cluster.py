@@ -462,10 +462,11 @@ def _join(cluster: Cluster, driver: Any, fitted: dict[str, Any], pieces: dict[in
 
 def verify_on_cluster(cluster: Cluster, paths: list[Path], options: Any,
                       rescore_plan: Callable[[Path, Any], Any],
-                      check_rescore: Callable[[Any, Any], list[str]]) -> Iterator[tuple[Path, list[str]]]:
+                      check_rescore: Callable[[Any, Any, Any], list[str]]) -> Iterator[tuple[Path, list[str]]]:
     """`verify`: the cheap checks here, each re-score as a Ray job; yields (record path, problems) as each ends.
 
-    `rescore_plan` and `check_rescore` are `board.verify`'s (passed in: the harness does not import the board).
+    `rescore_plan` and `check_rescore` are `board.verify`'s (passed in: the harness does not import the board):
+    `check_rescore(plan, fresh record, fresh per-example arrays)`.
     """
     from .submissions import read_folder
 
@@ -476,13 +477,13 @@ def verify_on_cluster(cluster: Cluster, paths: list[Path], options: Any,
         if isinstance(plan, list):
             yield path, plan
             continue
-        record, task, folder, run = plan
+        record, task, folder, run = plan[:4]
         try:
             files = read_folder(folder)
         except UserError as exc:
             yield path, [f"re-scoring failed: {exc}"]
             continue
-        plans[path] = record
+        plans[path] = plan
         run = replace(run, execution=cluster.execution())
         jobs.append((path, (lambda t=task, f=files, n=folder.name, h=record.submission.content_hash, r=run:
                             job.remote(t.id, f, n, h, r)), _wall_limit(cluster, task, run)))
@@ -491,7 +492,7 @@ def verify_on_cluster(cluster: Cluster, paths: list[Path], options: Any,
         if error is not None:
             yield path, [f"re-scoring failed: {error}"]
             continue
-        yield path, check_rescore(plans[path], answer["record"])
+        yield path, check_rescore(plans[path], answer["record"], answer.get("arrays"))
 
 
 __all__ = ["Cluster", "ClusterOptions", "Outcome", "import_ray", "score_on_cluster", "shard_bounds",

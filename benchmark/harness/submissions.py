@@ -68,7 +68,7 @@ class Snapshot:
     source: Path  # the folder the user named
     folder: Path  # the private copy children see (as /submission)
     meta: SubmissionMeta
-    content_hash: str  # sha256 over (relative path, bytes) of every file, sorted
+    content_hash: str  # sha256 over (relative path, bytes) of every file, sorted, length-prefixed (`content_hash`)
     files: tuple[str, ...]
     description_bytes_xz: int  # xz size of every file's bytes (the description length before schema 3)
     description: Description  # description length by the convention of `description.py`
@@ -135,12 +135,29 @@ def read_folder(folder: Path) -> dict[str, bytes]:
     return dict(sorted(files.items()))
 
 
+HASH_VERSION = b"replacebench-folder-hash-v2\0"
+
+
+def _framed(part: bytes) -> bytes:
+    """`part` prefixed by its length: 8 bytes, big-endian."""
+    return len(part).to_bytes(8, "big") + part
+
+
 def content_hash(files: dict[str, bytes]) -> str:
-    """sha256 over the files' relative paths and bytes, sorted by path."""
-    digest = hashlib.sha256()
+    """sha256 of an unambiguous encoding of the folder, files sorted by path:
+
+        HASH_VERSION ‖ len(files) ‖ for each file: len(path) ‖ path ‖ len(bytes) ‖ bytes
+
+    (lengths as 8-byte big-endian integers; a path is its UTF-8 bytes, a name that is not UTF-8 kept as the bytes
+    the file system gave). Every field is length-prefixed, so two different folders never give the same byte
+    string: no file's bytes can pass for a path and the next file (the schema before this one, `path NUL bytes
+    NUL`, let `a: "x\\0b\\0y"` and `a: "x", b: "y"` collide).
+    """
+    digest = hashlib.sha256(HASH_VERSION)
+    digest.update(len(files).to_bytes(8, "big"))
     for rel, data in sorted(files.items()):
-        digest.update(rel.encode() + b"\0")
-        digest.update(data + b"\0")
+        digest.update(_framed(rel.encode("utf-8", "surrogateescape")))
+        digest.update(_framed(data))
     return digest.hexdigest()
 
 

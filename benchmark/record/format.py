@@ -42,6 +42,12 @@ def fmt_p(value: float | None) -> str:
     return "<1e-4" if value < 1e-4 else f"{value:.3g}"
 
 
+def fmt_p_clean(value: float | None) -> str:
+    """p(R ≥ 1): "= clean" where it is undefined (the replaced losses equal the clean ones within float32 noise,
+    `stats.p_at_least_clean`)."""
+    return "= clean" if value is None else fmt_p(value)
+
+
 def recovery_cell(figures: RecoveryFigures) -> str:
     """'97.3% [95.1, 99.2]', or the undefined mark when the ablation effect is not significant."""
     if not figures.defined or figures.recovery is None:

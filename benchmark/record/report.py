@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .format import fmt_p, fmt_pct, fmt_seconds, recovery_cell
+from .format import fmt_p, fmt_p_clean, fmt_pct, fmt_seconds, recovery_cell
 
 if TYPE_CHECKING:  # annotations only: `typed` imports this module for `str(Record)`
     from .typed import Complexity, Record
@@ -24,7 +24,7 @@ def format_score(record: Record) -> str:
         mark = " (primary)" if name == res.primary.ablation else ""
         lines.append(f"  KL recovery vs {name:<8} {recovery_cell(stats):<25} "
                      f"mean KL(clean||{name}) {stats.effect:.4g}{mark}")
-    lines.append(f"  p(R >= 1) {fmt_p(res.p_at_least_clean)}   mean KL(clean||replaced) {res.mean_kl_clean_replaced:.5f}")
+    lines.append(f"  p(R >= 1) {fmt_p_clean(res.p_at_least_clean)}   mean KL(clean||replaced) {res.mean_kl_clean_replaced:.5f}")
     for key, acc in res.accuracy.items():
         mc = res.mcnemar_replaced_vs_clean[key]
         lines.append("  " + key + ": " + ", ".join(f"{c} {fmt_pct(v)}" for c, v in acc.items()) + f"  (McNemar vs clean p {fmt_p(mc.p_value)})")
