@@ -18,7 +18,7 @@ def forged(kind: str) -> bytes:
     if kind == "deep":
         return frame(b'{"ok": true, "x": ' + b"[" * 200_000 + b"]" * 200_000 + b', "arrays": []}')
     big = (1 << 31) - 1
-    shape = [big] * 4 if kind == "overflow" else [0, big, big, big]
+    shape = [1 << 16] * 4 if kind == "overflow" else [0, big, big, big]  # 2**64 wraps to 0 in int64
     if kind == "garbage":
         return b"\xff" * 64
     return frame(json.dumps({"ok": True, "arrays": [["out", shape]]}).encode())
