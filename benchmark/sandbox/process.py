@@ -35,7 +35,7 @@ from .jail import JailSpec
 from .protocol import ANSWER_DTYPES, Arrays, Channel, ChannelClosed, ChannelTimeout, ProtocolViolation, SharedInputs
 from .zygote import FD_NAMES
 
-FORWARDED_OUTPUT_BYTES = 1 << 20  # of a child's stdout and stderr shown, in all
+FORWARDED_OUTPUT_BYTES = 1 << 20  # written of a child's stdout and stderr (labels included), in all, give or take a line
 FORWARDED_LINE_BYTES = 4096  # of one line shown
 READ_CHUNK_BYTES = 1 << 16
 SYSTEM_PATHS = ("/usr", "/lib", "/lib32", "/lib64", "/bin", "/sbin", "/etc/ld.so.cache", "/etc/ld.so.conf",
@@ -116,8 +116,9 @@ def _forward(stream: int, sink: TextIO, label: Callable[[], str]) -> None:
     """Copy the child's output to `sink`, each line marked as the submission's (`label()`: what it is doing now).
 
     Read in chunks of READ_CHUNK_BYTES, never a whole line: a line is kept to its first FORWARDED_LINE_BYTES
-    (a longer one shown cut, ending in ' [line cut]'), at most FORWARDED_OUTPUT_BYTES of lines are shown, then
-    '(more output not shown)' once; the rest is read and dropped (the child never blocks on a full pipe).
+    (a longer one shown cut, ending in ' [line cut]'); lines are shown until FORWARDED_OUTPUT_BYTES have been
+    written, then '(more output not shown)' once; the rest is read and dropped (the child never blocks on a full
+    pipe).
     Memory: O(READ_CHUNK_BYTES + FORWARDED_LINE_BYTES), whatever the child writes. Text: `untrusted.one_line`.
     """
     forwarded, line, cut, full = 0, bytearray(), False, False
@@ -131,13 +132,16 @@ def _forward(stream: int, sink: TextIO, label: Callable[[], str]) -> None:
             sink.flush()
             full = True
             return
-        forwarded += len(data) + 1
         text = one_line(data.decode("utf-8", "replace").removesuffix("\r")) + (" [line cut]" if was_cut else "")
-        sink.write(f"  [{label()}] {text}\n")
+        out = f"  [{label()}] {text}\n"
+        forwarded += len(out.encode())
+        sink.write(out)
         sink.flush()
 
     with os.fdopen(stream, "rb", buffering=0) as source:
         while chunk := source.read(READ_CHUNK_BYTES):
+            if full:
+                continue
             *ended, rest = chunk.split(b"\n")
             for part in ended:
                 room = FORWARDED_LINE_BYTES - len(line)
