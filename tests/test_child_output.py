@@ -168,3 +168,33 @@ def test_random_and_mutated_frames_from_a_child_end_only_in_protocol_errors(seed
     assert child.returncode == 0, "the fuzzer itself failed"
     assert outcomes.get("ChannelTimeout", 0) == 0, outcomes
     assert outcomes.get("ProtocolViolation", 0) > 20, outcomes  # the fuzzer reaches the checks
+
+
+def test_header_depth_is_exact_on_json_and_linear_on_hostile_strings():
+    """Brackets inside strings (escaped quotes too) do not count; 500,000 escaped quotes take linear time."""
+    import random
+
+    from benchmark.sandbox.protocol import header_depth
+
+    rng = random.Random(0)
+
+    def value(d: int = 0):
+        kind = rng.randrange(6 if d < 6 else 3)
+        if kind == 0:
+            return 1
+        if kind in (1, 2):
+            return "".join(rng.choice('[]{}"\\a') for _ in range(rng.randrange(6)))
+        if kind == 3:
+            return [value(d + 1) for _ in range(rng.randrange(3))]
+        return {rng.choice(["[", '"{', "k"]): value(d + 1) for _ in range(rng.randrange(3))}
+
+    def depth(v) -> int:
+        inner = v.values() if isinstance(v, dict) else v if isinstance(v, list) else None
+        return 0 if inner is None else 1 + max((depth(x) for x in inner), default=0)
+
+    for _ in range(2000):
+        v = value()
+        assert header_depth(json.dumps(v).encode()) == depth(v), json.dumps(v)
+    start = time.monotonic()
+    assert header_depth(b'"' + b'\\"' * 500_000) == 0 and header_depth(b"[" * 1_000_000) == 1_000_000
+    assert time.monotonic() - start < 5
