@@ -18,6 +18,7 @@ from typing import Any
 from . import __version__, zoo
 from .errors import StatisticsError, SubmissionError, UserError, print_submission_failure
 from .record.report import format_score
+from .untrusted import one_line as printable
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -408,7 +409,7 @@ def report_failure(exc: BaseException) -> None:
     if isinstance(exc, SubmissionError):
         print_submission_failure(f"replacebench: {exc}", exc.traceback_text)
     else:
-        print(f"replacebench: error: {exc}", file=sys.stderr)
+        print(printable(f"replacebench: error: {exc}"), file=sys.stderr)
     sys.stderr.flush()
 
 
@@ -781,8 +782,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except UserError as exc:
-        print(f"replacebench: error: {exc}", file=sys.stderr)
+    except UserError as exc:  # one line, whatever text of a submission's it quotes
+        print(printable(f"replacebench: error: {exc}"), file=sys.stderr)
         return 2
     except StatisticsError as exc:  # data the statistics cannot use: the user's to fix (e.g. too few examples)
         print(f"replacebench: error: {exc}", file=sys.stderr)

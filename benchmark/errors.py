@@ -11,6 +11,8 @@ import difflib
 import sys
 from collections.abc import Iterable
 
+from .untrusted import one_line, prefixed
+
 
 class StatisticsError(ValueError):
     """Data the statistics cannot use (too few examples, non-finite values), raised by `stats`. The harness shows
@@ -45,8 +47,9 @@ def unknown(kind: str, name: str, choices: Iterable[str], listing: str) -> UserE
 
 
 def print_submission_failure(headline: str, traceback_text: str | None) -> None:
-    """`headline` on stderr, then the submission's own traceback as its child formatted it (never the harness's)."""
-    print(headline, file=sys.stderr)
+    """`headline` on stderr on one line, then the submission's own traceback as its child formatted it (never the
+    harness's), every line of it prefixed `[submission] ` (`untrusted`: the submission's text starts no line)."""
+    print(one_line(headline), file=sys.stderr)
     if traceback_text:
         print("The submission's traceback:", file=sys.stderr)
-        print(traceback_text.rstrip("\n"), file=sys.stderr)
+        print(prefixed(traceback_text), file=sys.stderr)

@@ -235,3 +235,64 @@ def test_stimuli_runs_the_submission_isolated_too(name, fragment, tmp_path, cli)
     proc = cli("stimuli", str(folder), "--task", "inceptionv1/mixed3b:379")
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.startswith(f"replacebench: submission '{name}' (replace)") and fragment in proc.stderr
+
+
+# -- the harness's own robustness: what a child sends back ------------------------------------------------------------
+@pytest.mark.parametrize("frame", ["deep", "overflow", "zero", "garbage"])
+def test_a_forged_answer_frame_is_one_submission_error(frame, tmp_path, cli, warm_cache):
+    """Headers nested 200,000 deep, shapes that overflow int64 or numpy: the child broke the protocol, no more."""
+    proc, results = run_hostile(cli, "forge-frame", tmp_path, warm_cache, {"frame": frame})
+    assert_submission_error(proc, results, "forge-frame", "broke the protocol")
+    assert "Traceback" not in proc.stderr and "replacebench: error:" not in proc.stderr
+    assert len(proc.stderr.splitlines()) == 1, proc.stderr
+
+
+def test_growing_the_shared_input_file_is_one_submission_error(tmp_path, cli, warm_cache):
+    proc, results = run_hostile(cli, "grow-shared", tmp_path, warm_cache)
+    assert_submission_error(proc, results, "grow-shared", "broke the protocol", "shared input file")
+    assert "Traceback" not in proc.stderr and len(proc.stderr.splitlines()) == 1, proc.stderr
+
+
+def test_one_long_line_is_cut_and_the_output_bounded(tmp_path, cli, warm_cache):
+    """64 MiB on one line: at most FORWARDED_LINE_BYTES of it shown, marked cut; the score is the honest zero's."""
+    from benchmark.sandbox.process import FORWARDED_LINE_BYTES
+
+    proc, results = run_hostile(cli, "loud-line", tmp_path, warm_cache)
+    assert_honest_zero(proc, results, "loud-line")
+    assert len(proc.stderr.encode()) < 2 * FORWARDED_LINE_BYTES, len(proc.stderr)
+    assert proc.stderr.count("[line cut]") == 1
+
+
+FORGED_LINE_STARTS = ("replacebench: submission", "::", "\u202e")
+
+
+def test_forged_lines_and_control_characters_never_reach_the_terminal(tmp_path, cli, warm_cache):
+    """Newlines, C0/C1 controls (CSI U+009B), bidi and zero-width characters, U+2028/2029/0085: every line the
+    submission wrote or raised is printed prefixed, each unsafe character replaced, so no `::` starts a line."""
+    proc, results = run_hostile(cli, "forge-message", tmp_path, warm_cache)
+    assert_submission_error(proc, results, "forge-message", "raised ValueError: boom?replacebench: submission scored")
+    lines = proc.stderr.splitlines()  # str.splitlines splits at U+2028, U+0085, \x1c... too: none may be left
+    assert len(lines) == len(proc.stderr.split("\n")) - 1, "a line separator other than \\n was printed"
+    headline = "replacebench: submission 'forge-message' (replace): replace() raised ValueError: boom?replacebench"
+    assert sum(line.startswith(headline) for line in lines) == 1, proc.stderr
+    own = ("  [submission 'forge-message' (replace)] ", "[submission] ", headline, "The submission's traceback:")
+    assert all(line.startswith(own) for line in lines), proc.stderr
+    assert sum(line.startswith(own[0]) for line in lines) == 8  # 4 lines printed, on stdout and on stderr
+    assert "[submission] ValueError: boom" in lines and "[submission] ::error file=README.md::forged" in lines
+    for line in proc.stdout.splitlines() + lines:
+        assert not line.startswith(("::", "replacebench: submission scored")), line
+    for char in "\x1b\x9b\x85\r\u202e\u2066\u2069\u200b\ufeff\u2028\u2029":
+        assert char not in proc.stderr + proc.stdout, repr(char)
+
+
+@pytest.mark.parametrize("key, value", [("description", "ok\u202eevil"), ("authors", "a\nb"), ("description", "\x9b2K")])
+def test_metadata_with_control_or_bidi_characters_is_refused(key, value, tmp_path, cli, warm_cache):
+    """What the board and the terminal show of a submission.toml holds none of them: a one-line user error."""
+    folder = tmp_path / "forge-message"
+    shutil.copytree(HOSTILE / "forge-message", folder)
+    toml = folder / "submission.toml"
+    toml.write_text("\n".join(line if not line.startswith(key) else f"{key} = {json.dumps(value)}"
+                              for line in toml.read_text().splitlines()) + "\n")
+    proc = cli("score", str(folder), "--task", TASK, "--no-record")
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.splitlines()) == 1 and "format (bidi, zero-width)" in proc.stderr, proc.stderr

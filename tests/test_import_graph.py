@@ -39,7 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1] / "benchmark"
 
 LAYERS: list[tuple[str, ...]] = [
-    ("benchmark", "errors", "paths", "atomic", "download", "stats", "intervals", "tasks", "zoo"),
+    ("benchmark", "errors", "untrusted", "paths", "atomic", "download", "stats", "intervals", "tasks", "zoo"),
     ("sandbox",),
     ("data", "models"),
     ("kinds",),

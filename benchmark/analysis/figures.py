@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..errors import UserError
+from ..untrusted import safe_lines
 from ..zoo import dataset_spec
 from . import plots
 from .plots import heat_rgb, signed_rgb  # noqa: F401  (the colour ramps live with the colour bars)
@@ -137,8 +138,9 @@ def save_npz(path: Path, arrays: dict[str, Any]) -> dict[str, Any]:
 
 
 def esc(text: Any) -> str:
-    """Any text, escaped for HTML (quotes included)."""
-    return html.escape(str(text), quote=True)
+    """Any text, escaped for HTML (quotes included), with no control, format or separator characters (newlines
+    kept: `untrusted.safe_lines`)."""
+    return html.escape(safe_lines(str(text)), quote=True)
 
 
 PAGE_CSS = """

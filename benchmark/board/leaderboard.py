@@ -18,6 +18,7 @@ from ..record.io import read_sidecar
 from ..record.layout import find_records
 from ..record.typed import Complexity, Record
 from ..tasks import all_tasks
+from ..untrusted import one_line
 from .verify import load_checked
 
 __all__ = ["UNDEFINED", "fmt_p", "fmt_pct", "fmt_points", "fmt_seconds", "recovery_cell"]  # the board's formats, too
@@ -27,8 +28,9 @@ MARKDOWN_SPECIAL = {"\\": "\\\\", "|": "\\|", "`": "\\`", "*": "\\*", "_": "\\_"
 
 
 def md(text: Any) -> str:
-    """Text from a record, safe inside a Markdown table cell: one line, no markup, no HTML."""
-    out = " ".join(str(text).split())
+    """Text from a record, safe inside a Markdown table cell: one line, no markup, no HTML, no control, format or
+    separator characters (`untrusted.one_line`)."""
+    out = one_line(" ".join(str(text).split()))
     return "".join(MARKDOWN_SPECIAL.get(ch, ch) for ch in out)
 
 

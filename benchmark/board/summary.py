@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..record.format import recovery_cell
 from ..record.typed import Record
+from ..untrusted import one_line as printable
 
 
 @dataclass
@@ -36,9 +37,9 @@ def shown_path(path: Path) -> str:
 
 
 def one_line(error: BaseException | str) -> str:
-    """An error's message, on one line (its first)."""
+    """An error's message, on one line (its first, made safe to print: `untrusted.one_line`)."""
     text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    return printable(text.split("\n")[0]) if text else type(error).__name__
 
 
 def primary_cell(record: Record) -> str:

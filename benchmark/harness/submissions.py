@@ -38,6 +38,7 @@ from ..errors import UserError, did_you_mean, unknown
 from ..sandbox.checks import RESERVED_FIT, RESERVED_REPLACE, check_params_have_fit, read_signature
 from ..sandbox.worker import CODE_FILE, TaskView
 from ..tasks import Task
+from ..untrusted import is_safe
 from .description import Description, measure_and_blank
 from .static import StaticCode, read_code
 
@@ -201,6 +202,10 @@ def parse_meta(data: bytes, where: Path, folder_name: str) -> SubmissionMeta:
         raise UserError(f"{where}: 'description' must be a string.")
     authors = _string_list(meta, "authors", where, '["Ada Lovelace"]')
     tasks = _string_list({"tasks": meta.get("tasks", ["*"])}, "tasks", where, '["mnist-mlp/*"]')
+    # What the board and the terminal show of a submission must not move the cursor, reorder text or start lines.
+    if not all(is_safe(text) for text in (*authors, *tasks)) or not is_safe(meta["description"], keep_newlines=True):
+        raise UserError(f"{where}: authors, tasks and description may not hold control, format (bidi, zero-width) or "
+                        "line-separator characters (the description may hold newlines); remove them.")
     return SubmissionMeta(name=name, kind=meta["kind"], authors=authors, description=meta["description"], tasks=tasks)
 
 

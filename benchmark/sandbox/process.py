@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
 import signal
 import socket
@@ -31,12 +30,14 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..errors import SubmissionError, UserError
+from ..untrusted import one_line
 from .jail import JailSpec
 from .protocol import ANSWER_DTYPES, Arrays, Channel, ChannelClosed, ChannelTimeout, ProtocolViolation, SharedInputs
 from .zygote import FD_NAMES
 
-FORWARDED_OUTPUT_BYTES = 1 << 20
-CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # control characters a child may not print to the terminal
+FORWARDED_OUTPUT_BYTES = 1 << 20  # written of a child's stdout and stderr (labels included), in all, give or take a line
+FORWARDED_LINE_BYTES = 4096  # of one line shown
+READ_CHUNK_BYTES = 1 << 16
 SYSTEM_PATHS = ("/usr", "/lib", "/lib32", "/lib64", "/bin", "/sbin", "/etc/ld.so.cache", "/etc/ld.so.conf",
                 "/etc/ld.so.conf.d", "/etc/localtime")
 HOW_TO_ISOLATE = ("enable unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1 and "
@@ -112,19 +113,45 @@ def _outer_ids() -> tuple[int, int]:
 
 
 def _forward(stream: int, sink: TextIO, label: Callable[[], str]) -> None:
-    """Copy the child's output to `sink`, each line marked as the submission's (`label()`: what it is doing now),
-    up to a cap."""
-    forwarded = 0
-    with os.fdopen(stream, "rb") as source:
-        for line in source:
-            if forwarded >= FORWARDED_OUTPUT_BYTES:
-                continue
-            forwarded += len(line)
-            text = CONTROL.sub("?", line.decode("utf-8", "replace").rstrip("\n"))  # no terminal escapes
-            sink.write(f"  [{label()}] {text}\n")
-            if forwarded >= FORWARDED_OUTPUT_BYTES:
-                sink.write(f"  [{label()}] (more output not shown)\n")
+    """Copy the child's output to `sink`, each line marked as the submission's (`label()`: what it is doing now).
+
+    Read in chunks of READ_CHUNK_BYTES, never a whole line: a line is kept to its first FORWARDED_LINE_BYTES
+    (a longer one shown cut, ending in ' [line cut]'); lines are shown until FORWARDED_OUTPUT_BYTES have been
+    written, then '(more output not shown)' once; the rest is read and dropped (the child never blocks on a full
+    pipe).
+    Memory: O(READ_CHUNK_BYTES + FORWARDED_LINE_BYTES), whatever the child writes. Text: `untrusted.one_line`.
+    """
+    forwarded, line, cut, full = 0, bytearray(), False, False
+
+    def show(data: bytes, was_cut: bool) -> None:
+        nonlocal forwarded, full
+        if full:
+            return
+        if forwarded >= FORWARDED_OUTPUT_BYTES:
+            sink.write(f"  [{label()}] (more output not shown)\n")
             sink.flush()
+            full = True
+            return
+        text = one_line(data.decode("utf-8", "replace").removesuffix("\r")) + (" [line cut]" if was_cut else "")
+        out = f"  [{label()}] {text}\n"
+        forwarded += len(out.encode())
+        sink.write(out)
+        sink.flush()
+
+    with os.fdopen(stream, "rb", buffering=0) as source:
+        while chunk := source.read(READ_CHUNK_BYTES):
+            if full:
+                continue
+            *ended, rest = chunk.split(b"\n")
+            for part in ended:
+                room = FORWARDED_LINE_BYTES - len(line)
+                show(bytes(line + part[:room]), cut or len(part) > room)
+                line, cut = bytearray(), False
+            room = FORWARDED_LINE_BYTES - len(line)
+            cut = cut or len(rest) > room
+            line += rest[:room]
+        if line or cut:
+            show(bytes(line), cut)
 
 
 def _child_env() -> dict[str, str]:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import mmap
 import os
 import re
@@ -46,6 +47,8 @@ import numpy as np
 from .framing import MAGIC, frame_header
 
 MAX_HEADER_BYTES = 1 << 20
+MAX_HEADER_DEPTH = 32
+MAX_ARRAY_BYTES = 1 << 62  # no array may list a shape whose nonzero extents, times its itemsize, reach this
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
 MAX_ARRAYS = 256
 MAX_DIMS = 8
@@ -101,8 +104,16 @@ class SharedInputs:
             offsets.append(end)
             end += -(-value.nbytes // ALIGN) * ALIGN
         if end > self.size:
+            # The child holds the file too and may grow it (it cannot shrink it: sealed); growing it past what the
+            # harness wrote would make this ftruncate a shrink (EPERM). Either is the child breaking the protocol.
+            if os.fstat(self.fd).st_size != self.size:
+                raise ProtocolViolation("the child changed the size of the shared input file")
             self.size = max(end, self.size * 3 // 2, 1 << 20)
-            os.ftruncate(self.fd, self.size)
+            try:
+                os.ftruncate(self.fd, self.size)
+            except OSError as exc:
+                raise ProtocolViolation(f"the shared input file could not be resized ({exc.strerror}); "
+                                        "the child changed it") from None
             if self.map is not None:
                 self.map.close()
             self.map = mmap.mmap(self.fd, self.size)
@@ -130,7 +141,7 @@ class SharedView:
         """The `dtype` array at `offset`: a copy, or (`owned`: the harness will not write that region again) a view."""
         if offset % ALIGN:
             raise ProtocolViolation(f"an array in the shared input file starts at {offset}, not a multiple of {ALIGN}")
-        nbytes = dtype.itemsize * int(np.prod(shape, dtype=np.int64))
+        nbytes = dtype.itemsize * math.prod(shape)  # exact: a Python int never overflows
         if offset + nbytes > self.size:
             if self.map is not None:
                 self.map.close()
@@ -214,12 +225,14 @@ class Channel:
         body = bytearray(length)
         self._read_into(memoryview(body), deadline)
         try:
-            header = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise ProtocolViolation("a message header is not JSON") from None
-        listing = header.pop("arrays", None) if isinstance(header, dict) else None
-        shapes = _check_listing(listing, accept)
-        total = sum(dtype.itemsize * int(np.prod(shape, dtype=np.int64)) for _, shape, dtype, _ in shapes)
+            header = parse_header(bytes(body))
+            listing = header.pop("arrays", None) if isinstance(header, dict) else None
+            shapes = _check_listing(listing, accept)
+        except ProtocolViolation:
+            raise
+        except Exception as exc:  # anything else the other side's bytes provoke is its violation, never our crash
+            raise ProtocolViolation(f"a message header could not be read ({type(exc).__name__})") from None
+        total = sum(dtype.itemsize * math.prod(shape) for _, shape, dtype, _ in shapes)  # exact, no int64 wrap
         if total > max_bytes:
             raise ProtocolViolation(f"a message carries {total} bytes of arrays, more than the {max_bytes} allowed")
         arrays: Arrays = {}
@@ -229,7 +242,10 @@ class Channel:
                     raise ProtocolViolation("a message points into shared memory, which this side does not read")
                 arrays[name] = self.shared.array(shape, dtype, offset, owned=header.get("owned") is True)
                 continue
-            value = np.empty(shape, dtype=dtype)
+            try:
+                value = np.empty(shape, dtype=dtype)
+            except (ValueError, MemoryError) as exc:
+                raise ProtocolViolation(f"array '{name}' could not be allocated ({type(exc).__name__})") from None
             if value.size:
                 self._read_into(memoryview(value).cast("B"), deadline)
             arrays[name] = value
@@ -237,6 +253,37 @@ class Channel:
 
 
 Listed = tuple[str, tuple[int, ...], np.dtype, int | None]
+
+def header_depth(body: bytes) -> int:
+    """How deep `body`'s JSON nests: the maximum over its bytes of the running count of '[' '{' minus ']' '}'
+    outside strings. Linear and vectorised (no backtracking, no recursion): a quote is a string's edge unless an
+    odd run of backslashes precedes it; a byte is inside a string when an odd number of edges precede it."""
+    b = np.frombuffer(body, dtype=np.uint8)  # [n]
+    if not b.size:
+        return 0
+    at = np.arange(b.size)
+    backslash = b == ord("\\")
+    last_other = np.maximum.accumulate(np.where(backslash, -1, at))  # [n] the last non-backslash at or before i
+    run_before = np.concatenate(([0], at[:-1] - last_other[:-1]))  # [n] backslashes just before i
+    edge = (b == ord('"')) & (run_before % 2 == 0)
+    inside = (np.cumsum(edge) - edge) % 2 == 1  # edges strictly before i: odd means inside a string
+    step = (np.isin(b, (ord("["), ord("{"))).astype(np.int64) - np.isin(b, (ord("]"), ord("}")))) * ~inside
+    return int(np.cumsum(step).max())
+
+
+def parse_header(body: bytes) -> Any:
+    """A header's JSON, checked to nest at most MAX_HEADER_DEPTH deep (`header_depth`) before it is parsed (`json`
+    recurses once per level: 200,000 levels would end in RecursionError). Size: the caller's MAX_HEADER_BYTES."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtocolViolation("a message header is not UTF-8") from None
+    if header_depth(body) > MAX_HEADER_DEPTH:
+        raise ProtocolViolation(f"a message header nests deeper than {MAX_HEADER_DEPTH} levels")
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        raise ProtocolViolation("a message header is not JSON") from None
 
 
 def _check_listing(listing: Any, accept: frozenset[str]) -> list[Listed]:
@@ -262,6 +309,9 @@ def _check_listing(listing: Any, accept: frozenset[str]) -> list[Listed]:
         if name not in accept:
             raise ProtocolViolation(f"a message lists array '{item[0]}' as {name}, which this side does not accept "
                                     f"(only {', '.join(sorted(accept))})")
+        if DTYPES[name].itemsize * math.prod(max(d, 1) for d in shape) >= MAX_ARRAY_BYTES:
+            # numpy refuses such a shape even with a zero in it ('array is too big'); exact, in Python ints
+            raise ProtocolViolation(f"a message lists array '{item[0]}' with shape {shape}, too big for any array")
         offset = rest.pop(0) if rest else None
         if rest or (offset is not None and (type(offset) is not int or offset < 0)):
             raise ProtocolViolation("a message lists an array at a malformed offset")

@@ -28,6 +28,7 @@ import numpy as np
 
 from ..errors import SubmissionError, UserError
 from ..tasks import Task
+from ..untrusted import one_line, safe_lines
 from .checks import (
     RESERVED_FIT,
     RESERVED_REPLACE,
@@ -37,7 +38,7 @@ from .checks import (
     check_params_have_fit,
     read_signature,
 )
-from .process import CONTROL, ZYGOTE, Child, Limits, isolation_problem
+from .process import ZYGOTE, Child, Limits, isolation_problem
 from .protocol import Arrays, wire_array
 from .worker import TaskView, Worker, handle
 
@@ -58,11 +59,12 @@ class Snapshot(Protocol):
     def name(self) -> str: ...
 
 
-def _clean(text: Any, limit: int) -> str | None:
-    """Text from a child, safe to print: no control characters (terminal escapes), bounded length."""
+def _clean(text: Any, limit: int, lines: bool = False) -> str | None:
+    """Text from a child, safe to print (`untrusted`): bounded length, on one line or (`lines`, a traceback) split at
+    newlines only; no control, format or separator characters."""
     if not isinstance(text, str):
         return None
-    return CONTROL.sub("?", text[:limit])
+    return safe_lines(text, limit) if lines else one_line(text, limit)
 
 
 class LocalChild:
@@ -149,7 +151,7 @@ class IsolatedSubmission:
             message = _clean(reply.get("message"), MAX_MESSAGE) or "failed"
             if self.isolate and ("MemoryError" in message or "Cannot allocate memory" in message):
                 message += f" (its memory limit is {self.limits.memory_bytes / (1 << 30):g} GiB; raise it with --memory-limit)"
-            raise SubmissionError(f"{child.label}: {message}", _clean(reply.get("traceback"), MAX_TRACEBACK))
+            raise SubmissionError(f"{child.label}: {message}", _clean(reply.get("traceback"), MAX_TRACEBACK, lines=True))
         return reply, out
 
     def load(self, task: Task) -> None:
