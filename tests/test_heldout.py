@@ -83,6 +83,57 @@ def test_the_transform_is_identity_at_zero_and_moves_content_by_whole_pixels():
     assert any(torch.allclose(turned[0, 0], torch.rot90(images[0, 0], k, (0, 1)), atol=1e-5) for k in (1, -1))
 
 
+def _public_and_heldout(dataset: str, task_id: str):
+    from benchmark.data.heldout import held_out
+    from benchmark.zoo import open_split
+
+    base = open_split(dataset, "test")
+    return base, held_out(base, dataset, b"g" * 32, task_id)
+
+
+@pytest.mark.parametrize("dataset, task_id", [("digits", TASK), ("mnist", "mnist-cnn/conv2:61")])
+def test_heldout_values_are_the_stored_grid_values_with_the_public_histogram(dataset, task_id):
+    """Every held-out value is bit-identical to a value the opener stores (digits k/16, MNIST (k/255 − m)/s), the
+    range is the same, and the split's histogram of levels is the public one's."""
+    from benchmark.data.heldout import grid_levels, grid_values
+    from benchmark.zoo import DATASETS
+
+    if dataset == "mnist":
+        pytest.importorskip("torchvision")
+        from benchmark.data.mnist import raw_dir
+        if not (raw_dir() / "t10k-images-idx3-ubyte").is_file():
+            pytest.skip("no MNIST in REPLACEBENCH_DATA")
+    grid = DATASETS[dataset].heldout.grid
+    base, held = _public_and_heldout(dataset, task_id)
+    x, y = base.load(range(len(base))), held.load(range(len(base)))  # [n, 1, H, W]
+    values = grid_values(grid)
+    assert torch.equal(values[grid_levels(x, grid)], x)  # the grid is how the opener stores the data
+    assert torch.equal(values[grid_levels(y, grid)], y)
+    assert (x.min(), x.max()) == (y.min(), y.max())
+    hx, hy = (np.bincount(grid_levels(t, grid).numpy().ravel(), minlength=grid.k_max + 1) / t.numel() for t in (x, y))
+    assert np.abs(hx - hy).max() < 1e-3
+    assert float((x != y).flatten(1).any(1).float().mean()) > 0.99  # still moved
+
+
+def test_a_grid_classifier_of_the_heldout_split_is_at_chance_on_real_digits():
+    """'Is this image held out?' by its share of pixels off the 1/16 grid (the best threshold, chosen on half the
+    images, scored on the other half), or by how many pixels sit at full ink or at paper: neither beats chance."""
+    base, held = _public_and_heldout("digits", TASK)
+    x, y = base.load(range(len(base))), held.load(range(len(base)))  # [900, 1, 8, 8]
+    images = torch.cat([x, y]).flatten(1).double()  # [1800, 64]
+    truth = np.r_[np.zeros(len(x)), np.ones(len(y))]
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(truth))
+    train, test = order[: len(order) // 2], order[len(order) // 2 :]
+    off = ((images * 16 - torch.round(images * 16)).abs() > 1e-6).double().mean(1).numpy()  # [1800]
+    assert off.max() == 0.0  # nothing to threshold
+    for feature in (off, (images == 1).double().mean(1).numpy(), (images == 0).double().mean(1).numpy()):
+        best = max((np.mean((feature[train] > t) == truth[train]), t) for t in np.unique(feature[train]))[1]
+        accuracy = max(np.mean((feature[test] > best) == truth[test]), np.mean((feature[test] <= best) == truth[test]))
+        # chance: binomial sd of an accuracy over 900 images is 0.017; 3 sd
+        assert accuracy < 0.5 + 3 * 0.5 / np.sqrt(len(test)), accuracy
+
+
 def test_reading_the_secret_refuses_missing_or_short_files(tmp_path):
     from benchmark.errors import UserError
     from benchmark.data.heldout import read_secret
