@@ -293,12 +293,46 @@ def test_a_label_lookup_beats_the_neuron_in_public_is_flagged_and_collapses_on_t
     # unranked either way: a copy (it stores the answers) sits in the task's reference table, else it is ranked "—"
     assert cells[board_column(proc.stdout, "#")] == ("ref" if public["complexity"]["copy"] else "—")
     assert "beats by other means" in cells[board_column(proc.stdout, "submission")]
+    from benchmark.board.leaderboard import splits_differ
+    assert splits_differ(Record.from_dict(public), Record.from_dict(held))
+    assert "public ≠ held-out" in cells[board_column(proc.stdout, "submission")]
     assert cells[board_column(proc.stdout, "held-out recovery [95% CI]")].startswith(f"{100 * h['recovery']:.1f}%")
     assert "◆" not in cells[board_column(proc.stdout, "frontier")]
     print(f"label-lookup: public recovery {p['recovery']:.3f} [{p['recovery_low']:.3f}, {p['recovery_high']:.3f}], "
           f"r {public['results']['fidelity'][0]['pearson_r']:.3f}, KL recovery "
           f"{public['results']['kl_recovery']['zero']['recovery']:.3f}; held-out {h['recovery']:.3f} "
           f"[{h['recovery_low']:.3f}, {h['recovery_high']:.3f}]")
+
+
+@needs_isolation
+def test_a_submission_that_switches_off_the_grid_sees_no_heldout_image_and_scores_as_in_public(
+        tmp_path, cli, session_cache, secret_file):
+    """tests/hostile/grid-switch returns the fit mean on images on the 1/16 grid and zeros off it: on the held-out
+    split it finds none off the grid, so its held-out losses are the mean ablation's, as its public ones are."""
+    folder = tmp_path / "subs" / "grid-switch"
+    shutil.copytree(HOSTILE / "grid-switch", folder)
+    results = tmp_path / "results"
+    for extra in ((), ("--held-out-secret", str(secret_file[0]))):
+        proc = cli("score", str(folder), "--task", TASK, "--results-dir", str(results), *extra)
+        assert proc.returncode == 0, proc.stderr
+        assert "grid-switch: off-grid 0 of" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    for stem in ("grid-switch", "grid-switch.heldout"):
+        record = json.loads((results / SLUG / f"{stem}.json").read_text())
+        with np.load(results / SLUG / record["sidecar"]["file"]) as arrays:
+            np.testing.assert_allclose(arrays["loss.replaced"], arrays["loss.mean"], rtol=1e-5, atol=1e-6)
+
+
+def test_no_entry_on_the_committed_board_is_flagged_for_differing_splits():
+    """Honest entries (zero, mean, linear, hand-written ones) keep their recovery across the splits: none is flagged
+    at the board's Bonferroni level, though the test is sharp enough to flag the label look-up (above)."""
+    from benchmark.board.leaderboard import load_board, split_tests, splits_differ
+
+    board, heldout, _ = load_board(ROOT / "leaderboard" / "results", lambda message: None)
+    tests = split_tests(heldout)
+    pairs = [(r, heldout[t][r.submission.name]) for t, records in board.items() for r in records
+             if r.submission.name in heldout.get(t, {})]
+    assert tests >= 10 and len(pairs) >= 40
+    assert not [(p.task.id, p.submission.name) for p, h in pairs if splits_differ(p, h, tests)]
 
 
 # -- a hostile search for the secret ---------------------------------------------------------------------------------
