@@ -302,7 +302,7 @@ def submission_page(name: str, entries: list[tuple[str, Record]], ranks: dict[st
             f"<td>{esc('—' if not res.kl_recovery else recovery_cell(res.primary_kl))}</td>",
             f"<td>{esc(dl_cell(c))}</td>",
             f"<td>{'◆' if name in frontiers[task_id] else ''}</td>",
-            f'<td class="l">{esc(", ".join(marks(record, hashes) + split_marks))}</td>',
+            f'<td class="l">{esc(", ".join(marks(record, hashes)))}</td>',
             f'<td class="l">{esc(p.created or "—")}</td>',
             f'<td class="l"><code>{esc((p.git_commit or "—")[:12])}</code>{" (dirty)" if p.git_dirty else ""}</td>',
         ]) + "</tr>")
