@@ -296,6 +296,10 @@ def test_a_label_lookup_beats_the_neuron_in_public_is_flagged_and_collapses_on_t
     from benchmark.board.leaderboard import splits_differ
     assert splits_differ(Record.from_dict(public), Record.from_dict(held))
     assert "public ≠ held-out" in cells[board_column(proc.stdout, "submission")]
+    site = tmp_path / "site"
+    assert cli("leaderboard", "--results-dir", str(results), "--html", str(site)).returncode == 0
+    page = (site / "tasks" / f"{SLUG}.html").read_text()
+    assert "public ≠ held-out" in next(row for row in page.split("<tr") if "label-lookup" in row)
     assert cells[board_column(proc.stdout, "held-out recovery [95% CI]")].startswith(f"{100 * h['recovery']:.1f}%")
     assert "◆" not in cells[board_column(proc.stdout, "frontier")]
     print(f"label-lookup: public recovery {p['recovery']:.3f} [{p['recovery_low']:.3f}, {p['recovery_high']:.3f}], "
