@@ -127,3 +127,10 @@ def test_every_shipped_task_is_defined_on_the_public_and_the_heldout_split(model
 def test_every_family_has_a_task_file():
     for model in FAMILIES:
         assert (paths.tasks_dir() / f"{model}.toml").exists()
+
+
+def test_select_refuses_a_secret_for_a_family_without_a_heldout_split(tmp_path, cli):
+    secret = tmp_path / "s"
+    secret.write_text("x" * 32 + "\n")
+    proc = cli("select", "modadd-p113", "--held-out-secret", str(secret))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "no held-out split" in proc.stderr, proc.stderr
