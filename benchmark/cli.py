@@ -236,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--imagenet", metavar="DIR", help="ImageNet validation images (inceptionv1-random checks liveness on them)")
     p.add_argument("--unchecked", action="store_true",
                    help="inceptionv1-random only: write the seeded draw without checking liveness (no weights needed)")
+    _heldout(p, "confirm each target (default: a public secret, so anyone can regenerate the file)")
     _common(p)
     return parser
 
@@ -675,6 +676,8 @@ def cmd_select(args: argparse.Namespace) -> int:
     from .maintainer.inception_random import FAMILY, select_random_inception
     from .maintainer.select import select_targets
 
+    if args.held_out_secret is not None and args.model in (FAMILY, zoo.MODADD_SELECT):
+        raise UserError(f"--held-out-secret: {args.model} has no held-out split to confirm its targets on.")
     if args.model == FAMILY:
         text, path = select_random_inception(args.imagenet or os.environ.get("REPLACEBENCH_IMAGENET"), args.data_dir,
                                              unchecked=args.unchecked, write=args.write)
@@ -685,7 +688,8 @@ def cmd_select(args: argparse.Namespace) -> int:
 
         text, path = select_modadd(args.data_dir, write=args.write)
     else:
-        text, path = select_targets(args.model, data_dir=args.data_dir, write=args.write)
+        text, path = select_targets(args.model, data_dir=args.data_dir, write=args.write,
+                                    secret=read_heldout_secret(args))
     print(f"wrote {path}" if args.write else text, end="" if not args.write else "\n")
     return 0
 

@@ -842,3 +842,22 @@ class FidelityAccumulator:
                         r = max(-1.0, min(1.0, r))
             out.append(UnitFidelity(unit=u, n_samples=self._n, pearson_r=r, r2=r2))
         return out
+
+
+def split_difference_p(a: tuple[float, float, float], b: tuple[float, float, float], level: float = 0.95) -> float:
+    """Two-sided p-value of H0: equal recovery, from two estimates (recovery, low, high) with `level` CIs.
+
+        SE = (high − low) / (2 z),  z = Φ⁻¹((1 + level) / 2)        (each CI's half-width in standard errors)
+        Z  = (R_a − R_b) / √(SE_a² + SE_b²),  p = 2 (1 − Φ(|Z|))
+
+    The two estimates are taken as independent. The held-out split moves the same eval images, so its losses
+    correlate positively with the public ones; the true SE of the difference is then smaller, and the test is
+    conservative. Both SEs zero: p = 1 when the recoveries are equal, else 0.
+    """
+    _check_level(level)
+    z = float(sps.norm.ppf((1 + level) / 2))
+    se = math.hypot((a[2] - a[1]) / (2 * z), (b[2] - b[1]) / (2 * z))
+    diff = a[0] - b[0]
+    if se == 0:
+        return 1.0 if diff == 0 else 0.0
+    return float(2 * sps.norm.sf(abs(diff) / se))

@@ -83,6 +83,57 @@ def test_the_transform_is_identity_at_zero_and_moves_content_by_whole_pixels():
     assert any(torch.allclose(turned[0, 0], torch.rot90(images[0, 0], k, (0, 1)), atol=1e-5) for k in (1, -1))
 
 
+def _public_and_heldout(dataset: str, task_id: str):
+    from benchmark.data.heldout import held_out
+    from benchmark.zoo import open_split
+
+    base = open_split(dataset, "test")
+    return base, held_out(base, dataset, b"g" * 32, task_id)
+
+
+@pytest.mark.parametrize("dataset, task_id", [("digits", TASK), ("mnist", "mnist-cnn/conv2:61")])
+def test_heldout_values_are_the_stored_grid_values_with_the_public_histogram(dataset, task_id):
+    """Every held-out value is bit-identical to a value the opener stores (digits k/16, MNIST (k/255 − m)/s), the
+    range is the same, and the split's histogram of levels is the public one's."""
+    from benchmark.data.heldout import grid_levels, grid_values
+    from benchmark.zoo import DATASETS
+
+    if dataset == "mnist":
+        pytest.importorskip("torchvision")
+        from benchmark.data.mnist import raw_dir
+        if not (raw_dir() / "t10k-images-idx3-ubyte").is_file():
+            pytest.skip("no MNIST in REPLACEBENCH_DATA")
+    grid = DATASETS[dataset].heldout.grid
+    base, held = _public_and_heldout(dataset, task_id)
+    x, y = base.load(range(len(base))), held.load(range(len(base)))  # [n, 1, H, W]
+    values = grid_values(grid)
+    assert torch.equal(values[grid_levels(x, grid)], x)  # the grid is how the opener stores the data
+    assert torch.equal(values[grid_levels(y, grid)], y)
+    assert (x.min(), x.max()) == (y.min(), y.max())
+    hx, hy = (np.bincount(grid_levels(t, grid).numpy().ravel(), minlength=grid.k_max + 1) / t.numel() for t in (x, y))
+    assert np.abs(hx - hy).max() < 1e-3
+    assert float((x != y).flatten(1).any(1).float().mean()) > 0.99  # still moved
+
+
+def test_a_grid_classifier_of_the_heldout_split_is_at_chance_on_real_digits():
+    """'Is this image held out?' by its share of pixels off the 1/16 grid (the best threshold, chosen on half the
+    images, scored on the other half), or by how many pixels sit at full ink or at paper: neither beats chance."""
+    base, held = _public_and_heldout("digits", TASK)
+    x, y = base.load(range(len(base))), held.load(range(len(base)))  # [900, 1, 8, 8]
+    images = torch.cat([x, y]).flatten(1).double()  # [1800, 64]
+    truth = np.r_[np.zeros(len(x)), np.ones(len(y))]
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(truth))
+    train, test = order[: len(order) // 2], order[len(order) // 2 :]
+    off = ((images * 16 - torch.round(images * 16)).abs() > 1e-6).double().mean(1).numpy()  # [1800]
+    assert off.max() == 0.0  # nothing to threshold
+    for feature in (off, (images == 1).double().mean(1).numpy(), (images == 0).double().mean(1).numpy()):
+        best = max((np.mean((feature[train] > t) == truth[train]), t) for t in np.unique(feature[train]))[1]
+        accuracy = max(np.mean((feature[test] > best) == truth[test]), np.mean((feature[test] <= best) == truth[test]))
+        # chance: binomial sd of an accuracy over 900 images is 0.017; 3 sd
+        assert accuracy < 0.5 + 3 * 0.5 / np.sqrt(len(test)), accuracy
+
+
 def test_reading_the_secret_refuses_missing_or_short_files(tmp_path):
     from benchmark.errors import UserError
     from benchmark.data.heldout import read_secret
@@ -242,12 +293,50 @@ def test_a_label_lookup_beats_the_neuron_in_public_is_flagged_and_collapses_on_t
     # unranked either way: a copy (it stores the answers) sits in the task's reference table, else it is ranked "—"
     assert cells[board_column(proc.stdout, "#")] == ("ref" if public["complexity"]["copy"] else "—")
     assert "beats by other means" in cells[board_column(proc.stdout, "submission")]
+    from benchmark.board.leaderboard import splits_differ
+    assert splits_differ(Record.from_dict(public), Record.from_dict(held))
+    assert "public ≠ held-out" in cells[board_column(proc.stdout, "submission")]
+    site = tmp_path / "site"
+    assert cli("leaderboard", "--results-dir", str(results), "--html", str(site)).returncode == 0
+    page = (site / "tasks" / f"{SLUG}.html").read_text()
+    assert "public ≠ held-out" in next(row for row in page.split("<tr") if "label-lookup" in row)
     assert cells[board_column(proc.stdout, "held-out recovery [95% CI]")].startswith(f"{100 * h['recovery']:.1f}%")
     assert "◆" not in cells[board_column(proc.stdout, "frontier")]
     print(f"label-lookup: public recovery {p['recovery']:.3f} [{p['recovery_low']:.3f}, {p['recovery_high']:.3f}], "
           f"r {public['results']['fidelity'][0]['pearson_r']:.3f}, KL recovery "
           f"{public['results']['kl_recovery']['zero']['recovery']:.3f}; held-out {h['recovery']:.3f} "
           f"[{h['recovery_low']:.3f}, {h['recovery_high']:.3f}]")
+
+
+@needs_isolation
+def test_a_submission_that_switches_off_the_grid_sees_no_heldout_image_and_scores_as_in_public(
+        tmp_path, cli, session_cache, secret_file):
+    """tests/hostile/grid-switch returns the fit mean on images on the 1/16 grid and zeros off it: on the held-out
+    split it finds none off the grid, so its held-out losses are the mean ablation's, as its public ones are."""
+    folder = tmp_path / "subs" / "grid-switch"
+    shutil.copytree(HOSTILE / "grid-switch", folder)
+    results = tmp_path / "results"
+    for extra in ((), ("--held-out-secret", str(secret_file[0]))):
+        proc = cli("score", str(folder), "--task", TASK, "--results-dir", str(results), *extra)
+        assert proc.returncode == 0, proc.stderr
+        assert "grid-switch: off-grid 0 of" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    for stem in ("grid-switch", "grid-switch.heldout"):
+        record = json.loads((results / SLUG / f"{stem}.json").read_text())
+        with np.load(results / SLUG / record["sidecar"]["file"]) as arrays:
+            np.testing.assert_allclose(arrays["loss.replaced"], arrays["loss.mean"], rtol=1e-5, atol=1e-6)
+
+
+def test_no_entry_on_the_committed_board_is_flagged_for_differing_splits():
+    """Honest entries (zero, mean, linear, hand-written ones) keep their recovery across the splits: none is flagged
+    at the board's Bonferroni level, though the test is sharp enough to flag the label look-up (above)."""
+    from benchmark.board.leaderboard import load_board, split_tests, splits_differ
+
+    board, heldout, _ = load_board(ROOT / "leaderboard" / "results", lambda message: None)
+    tests = split_tests(heldout)
+    pairs = [(r, heldout[t][r.submission.name]) for t, records in board.items() for r in records
+             if r.submission.name in heldout.get(t, {})]
+    assert tests >= 10 and len(pairs) >= 40
+    assert not [(p.task.id, p.submission.name) for p, h in pairs if splits_differ(p, h, tests)]
 
 
 # -- a hostile search for the secret ---------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ def test_batches_cover_the_split_in_order():
 
 
 def test_fit_set_arrays_capture_inputs_below_the_layer():
-    ctx = prepare(get_task("mnist-cnn/conv2:7"), fit_size=40, eval_size=10, data_dir=_data_dir())
+    ctx = prepare(get_task("mnist-cnn/conv2:61"), fit_size=40, eval_size=10, data_dir=_data_dir())
     inputs, target = fit_set_arrays(ctx, ("image", "conv1"))
     images = ctx.fit_set.load(ctx.fit_indices)
     with torch.no_grad(), capture(ctx.model, ["conv1"]) as store:
@@ -49,7 +49,7 @@ def _data_dir():
     return os.environ["REPLACEBENCH_DATA"]
 
 
-@pytest.mark.parametrize("task_id", ["digits-mlp/fc1:17", "mnist-cnn/conv2:7", "mnist-mlp/fc2:top20"])
+@pytest.mark.parametrize("task_id", ["digits-mlp/fc1:17", "mnist-cnn/conv2:61", "mnist-mlp/fc2:top20"])
 def test_continuing_from_the_layer_equals_a_spliced_forward_bit_for_bit(task_id):
     """logits_from(with_units(a, v)) is exactly the whole forward with the units spliced to v by a hook (the way the
     harness scored before there was one batch loop), and the activation itself is not written."""

@@ -94,6 +94,28 @@ def beats_by_other_means(record: Record) -> bool:
     return (r is not None and r < OTHER_MEANS_R) or kl_below_zero
 
 
+SPLITS_ALPHA = 0.05  # family-wise over the board's tasks with a held-out split (Bonferroni)
+
+
+def splits_differ(public: Record | None, heldout: Record | None, tests: int = 1) -> bool:
+    """Whether an entry's public and held-out primary recoveries differ significantly: both defined and
+    `stats.split_difference_p` < SPLITS_ALPHA / tests (`tests`: the board's tasks with a held-out split, so an honest
+    entry is flagged on some task of the board with probability ≤ 5%). A submission that tells the splits apart and
+    behaves differently on one (e.g. looks public images up) shows here even when neither split alone looks odd."""
+    if public is None or heldout is None or public.submission.content_hash != heldout.submission.content_hash:
+        return False
+    a, b = public.results.primary, heldout.results.primary
+    figures = [(f.recovery, f.recovery_low, f.recovery_high) for f in (a, b) if f.defined]
+    if len(figures) != 2 or any(v is None for f in figures for v in f):
+        return False
+    return stats.split_difference_p(figures[0], figures[1], a.level) < SPLITS_ALPHA / max(1, tests)
+
+
+def split_tests(heldout_by_task: dict[str, dict[str, Record]]) -> int:
+    """How many of the board's tasks have a held-out record (the Bonferroni count of `splits_differ`)."""
+    return sum(1 for records in heldout_by_task.values() if records)
+
+
 def is_copy(record: Record) -> bool:
     """Whether the record is a copy (`complexity.copy`): it stores at least as many numbers as the target's fan-in,
     so it could hold the target's own weights. A copy is a reference ceiling, never ranked and never on a frontier."""
@@ -197,10 +219,13 @@ REFERENCE_NOTE = ("not ranked, never on the frontier: it can hold the target's o
 
 
 def task_table(records: list[Record], hashes: dict[Path, str | None],
-               heldout: dict[str, Record] | None = None) -> list[str]:
+               heldout: dict[str, Record] | None = None, split_count: int = 1) -> list[str]:
     """One task's tables. `records`: its public records; `heldout`: its held-out records by submission name (shown in
     their own column; one without a public record gets its own row, marked `held-out only`, never ranked).
     An entry flagged `beats by other means` on either split is not ranked and not on the frontier.
+
+    An entry whose public and held-out recoveries differ significantly (`splits_differ`, Bonferroni over
+    `split_count` tasks) is marked `public ≠ held-out`.
 
     Copies (`is_copy`) are not in the ranked table: they follow it in a table of their own, labelled
     `reference (copy)`, their # cell `ref`.
@@ -230,6 +255,8 @@ def task_table(records: list[Record], hashes: dict[Path, str | None],
         only = record.split == "held-out"
         marks = [m for m in ("held-out only" if only else "",
                              "beats by other means" if sub in other_means else "",
+                             "public ≠ held-out" if splits_differ(None if only else record, heldout.get(sub),
+                                                                   split_count) else "",
                              "copy" if c.copy else "", "" if beats_mean(record) else "≤ mean",
                              "" if record.task.standard_protocol else "non-standard",
                              submission_state(record, hashes)) if m]
@@ -336,7 +363,9 @@ def render(results_dir: Path, warn: Callable[[str], None] = lambda message: None
         f"lies wholly above 100% on the public or the held-out split, while the mean fidelity r over its units is below {OTHER_MEANS_R}",
         "or its KL recovery's CI lies wholly below 0: it lowers the loss below the neuron's without computing the neuron,",
         "e.g. by looking up public labels; never ranked), `held-out only` (no public record; the row's figures are the",
-        "held-out split's).",
+        "held-out split's), `public ≠ held-out` (its public and held-out primary recoveries differ: two-sided z-test of",
+        f"the difference, each SE from its 95% CI, at α = {SPLITS_ALPHA} Bonferroni-corrected over the board's tasks with a",
+        "held-out split; the splits move the same images, so the test is conservative; shown, still ranked).",
         "held-out recovery: primary recovery on the held-out split, the eval images moved by secret-seeded shifts and",
         "rotations that only the board's maintainer can reproduce (README: Held-out split); `verify` re-scores it only",
         "with the secret. Each record was checked against its per-example arrays.",
@@ -352,6 +381,6 @@ def render(results_dir: Path, warn: Callable[[str], None] = lambda message: None
         out += [f"## {md(task_id)}", "", f"Layer {md(t.layer)}, units {md(t.units)}, inputs "
                 f"{md(', '.join(map(str, t.inputs)))}; {md(t.dataset)} {md(t.eval_split)} (n = {md(t.n_eval)}); "
                 f"primary ablation: {md(t.primary_ablation)}. {power_note(shown, where[id(shown)])}", ""]
-        out += task_table(records, hashes, heldout_by_task[task_id])
+        out += task_table(records, hashes, heldout_by_task[task_id], split_tests(heldout_by_task))
         out.append("")
     return "\n".join(out)

@@ -40,6 +40,8 @@ from .leaderboard import (
     power_note,
     rankable,
     sort_key,
+    split_tests,
+    splits_differ,
     standard_record,
     submission_state,
 )
@@ -242,7 +244,7 @@ def scatter_svg(records: list[Record], frontier: set[str]) -> str:
 # -- pages -----------------------------------------------------------------------------------------------------------
 
 def task_page(task_id: str, records: list[Record], record_path: Path, hashes: dict[Path, str | None],
-              heldout: dict[str, Record] | None = None) -> str:
+              heldout: dict[str, Record] | None = None, split_count: int = 1) -> str:
     """A task's page: its public entries, with each one's held-out recovery beside it (— when none)."""
     heldout = heldout or {}
     shown = standard_record(records)
@@ -257,6 +259,7 @@ def task_page(task_id: str, records: list[Record], record_path: Path, hashes: di
     for record in reference_order(records):
         res, c, name = record.results, record.complexity, record.submission.name
         r = res.mean_fidelity_r
+        split_marks = ["public ≠ held-out"] if splits_differ(record, heldout.get(name), split_count) else []
         (refs if is_copy(record) else rows).append((REF_TR if is_copy(record) else "<tr>") + "".join([
             f"<td>{esc(rank_cell(record, ranks))}</td>",
             f'<td class="l"><a href="{sub_href(name, "../")}">{esc(name)}</a></td>',
@@ -267,7 +270,7 @@ def task_page(task_id: str, records: list[Record], record_path: Path, hashes: di
             f"<td>{esc(fmt_p(res.primary.p_beats_ablation))}</td>", f"<td>{esc(fmt_p_clean(res.p_at_least_clean))}</td>",
             f"<td>{esc('—' if r is None else f'{r:.3f}')}</td>", f"<td>{esc(numbers_cell(c))}</td>",
             f"<td>{esc(dl_cell(c))}</td>",
-            f"<td>{'◆' if name in frontier else ''}</td>", f'<td class="l">{esc(", ".join(marks(record, hashes)))}</td>',
+            f"<td>{'◆' if name in frontier else ''}</td>", f'<td class="l">{esc(", ".join(marks(record, hashes) + split_marks))}</td>',
             f"<td>{esc(record.task.n_eval)}</td>"]) + "</tr>")
     if refs:  # the references: their own rows, below a full-width label, after the ranked entries
         rows += [f'{REF_TR}<td class="l" colspan="{len(head)}"><b>{esc(REFERENCE)}</b>: {esc(REFERENCE_NOTE)}</td></tr>',
@@ -424,7 +427,7 @@ def write_site(results_dir: Path, out: Path, warn: Callable[[str], None] = lambd
         for task_id, records in board.items():
             shown = standard_record(records)
             (tmp / "tasks" / f"{slug(task_id)}.html").write_text(
-                task_page(task_id, records, where[id(shown)], hashes, heldout.get(task_id)))
+                task_page(task_id, records, where[id(shown)], hashes, heldout.get(task_id), split_tests(heldout)))
         for name, entries in by_sub.items():
             (tmp / "submissions" / f"{name}.html").write_text(submission_page(name, entries, ranks, frontiers, hashes))
     return out

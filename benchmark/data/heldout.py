@@ -13,6 +13,19 @@ and resampled bilinearly about the image centre, with the dataset's background v
 
     x'(p) = bg + bilinear(x − bg)(R(−θ) (p − c − (dx, dy)) + c)
 
+Interpolation puts values between the dataset's stored levels (digits are multiples of 1/16, MNIST pixels k/255), and
+blurs: fewer pixels at full ink or at the background. A submission could tell the split apart by either, so every
+moved value is mapped back onto the dataset's grid (`zoo.Grid`: x = (k / levels − mean) / std) by one monotone map
+per split that matches the pooled histogram of levels of the public split (quantile matching):
+
+    F(k) = share of the public split's pixels at level ≤ k           (k = 0 … k_max − 1)
+    t_k  = the ⌈F(k) · N⌉-th smallest of the N moved values pooled over the whole split
+    level(v) = #{k : t_k < v},  x'' = the grid value of that level
+
+So held-out values are bit-identical to stored ones, and the split's histogram of levels is the public one's (up to
+ties). The map is one function of the pooled values, never per image, so it does not bring an image's own public
+histogram back (which would name the public image it came from).
+
 The fit set is public and untouched. The record stores only the commitment
 sha256("replacebench-heldout-v1" + secret) in hex, never the secret; the baseline cache is keyed by it.
 """
@@ -30,7 +43,7 @@ import torch.nn.functional as F
 
 from .base import ExampleSet
 from ..errors import UserError
-from ..zoo import DATASETS, Transform
+from ..zoo import DATASETS, Grid, Transform
 
 DOMAIN = b"replacebench-heldout-v1"
 MIN_SECRET_BYTES = 16
@@ -104,6 +117,26 @@ def apply(images: torch.Tensor, params: np.ndarray, background: float) -> torch.
     return (moved + background).contiguous()
 
 
+def grid_values(grid: Grid) -> torch.Tensor:
+    """The stored value of every level `# [k_max + 1]` float32, computed as the openers compute them."""
+    return torch.arange(grid.k_max + 1, dtype=torch.float32).div(grid.levels).sub(grid.mean).div(grid.std)
+
+
+def grid_levels(values: torch.Tensor, grid: Grid) -> torch.Tensor:
+    """The nearest level k = round((x · std + mean) · levels) of each value, clipped to [0, k_max] (int64)."""
+    k = torch.round((values.double() * grid.std + grid.mean) * grid.levels)
+    return k.clamp(0, grid.k_max).long()
+
+
+def matching_thresholds(moved: np.ndarray, public_levels: np.ndarray, k_max: int) -> np.ndarray:
+    """t_k `# [k_max]` (the module docstring): the moved values' quantiles at the public levels' cumulative shares."""
+    counts = np.bincount(public_levels.ravel(), minlength=k_max + 1)  # [k_max + 1]
+    share = np.cumsum(counts)[:-1] / counts.sum()  # F(k), k < k_max
+    ordered = np.sort(moved.ravel().astype(np.float64))
+    rank = np.clip(np.ceil(share * len(ordered)).astype(np.int64) - 1, 0, len(ordered) - 1)
+    return ordered[rank]
+
+
 class HeldOutImageSet(ExampleSet):
     """A task's eval split with every example moved by its secret-seeded transform (labels unchanged).
 
@@ -115,6 +148,7 @@ class HeldOutImageSet(ExampleSet):
         self.base, self.name, self.split = base, base.name, base.split
         self._secret, self._task_id, self.transform = secret, task_id, transform
         self.commitment = commitment(secret)
+        self._thresholds: np.ndarray | None = None  # [k_max], computed on first load over the whole split
 
     def __len__(self) -> int:
         return len(self.base)
@@ -122,10 +156,27 @@ class HeldOutImageSet(ExampleSet):
     def labels(self) -> np.ndarray:
         return self.base.labels()
 
-    def load(self, indices: Sequence[int]) -> torch.Tensor:
-        indices = np.asarray(indices, dtype=np.int64)
+    def _moved(self, indices: np.ndarray) -> torch.Tensor:
         params = example_params(self._secret, self._task_id, indices, self.transform)
         return apply(self.base.load(indices), params, self.transform.background)
+
+    def thresholds(self) -> np.ndarray:
+        """The split's quantile-matching thresholds `# [k_max]` (`matching_thresholds` over every example)."""
+        if self._thresholds is None:
+            everything = np.arange(len(self.base))
+            moved, public = [], []
+            for chunk in np.array_split(everything, max(1, len(everything) // 1000)):
+                moved.append(self._moved(chunk).numpy().ravel())
+                public.append(grid_levels(self.base.load(chunk), self.transform.grid).numpy().ravel())
+            self._thresholds = matching_thresholds(np.concatenate(moved), np.concatenate(public), self.transform.grid.k_max)
+        return self._thresholds
+
+    def load(self, indices: Sequence[int]) -> torch.Tensor:
+        """The moved images `# [n, C, H, W]`, mapped onto the dataset's grid (the module docstring)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        moved = self._moved(indices)
+        level = np.searchsorted(self.thresholds(), moved.numpy().astype(np.float64), side="left")  # #{k: t_k < v}
+        return grid_values(self.transform.grid)[torch.from_numpy(level)].contiguous()
 
     def content_hash(self) -> str:
         spec = repr(sorted(self.transform.to_dict().items()))
