@@ -134,10 +134,12 @@ def frontier_entries(records: list[Record], excluded: set[str] = frozenset()) ->
 
 
 def numbers_cell(c: Complexity) -> str:
-    """'2 + 77' (fitted + literal numbers), or the fitted count alone for a record without the measure."""
+    """'2 + 77' (fitted + literal numbers), or the fitted count alone for a record without the measure; with
+    convention 2, the stored bits after them: '2 + 77 (1,304 bits)'."""
     if c.literal_numbers is None:
         return str(c.fitted_parameters)
-    return f"{c.fitted_parameters} + {c.literal_numbers}"
+    stored = "" if c.stored_bits is None else f" ({c.stored_bits:,} bits)"
+    return f"{c.fitted_parameters} + {c.literal_numbers}{stored}"
 
 
 def dl_cell(c: Complexity) -> str:
