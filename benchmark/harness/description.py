@@ -281,8 +281,8 @@ class _Count:
                     if depth == 0:
                         self.fstring(source[begin : starts[token.end[0] - 1] + token.end[1]])
                 continue
-            if token.type in FREE_TOKENS:
-                continue
+            if token.type in FREE_TOKENS or (token.type == tokenize.NEWLINE and not token.string):
+                continue  # (an implied NEWLINE ends a fragment, such as an f-string's field: not written)
             if token.type in LAYOUT_TOKENS:
                 self.token("layout", LAYOUT_TOKENS[token.type])
             elif token.type == tokenize.NAME:
