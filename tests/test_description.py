@@ -67,7 +67,7 @@ def test_a_small_source_counted_by_hand():
     long = measure(code_only("x" * 1000 + " = 1\n"))
     assert long.name_bytes == long.own_name_bytes == 1001 and long.total_bits(0) > 8000
     assert measure(code_only("y = 1\n")).total_bits(0) == measure(code_only("x = 1\n")).total_bits(0)
-    assert d.total_bits(fitted_numbers=3) == 14 * 8 + 14 * 8 + 8 + 8 * 16 + 3 * 32
+    assert d.total_bits(fitted_numbers=3) == 14 * 8 + 14 * 8 + 8 + 8 * 15 + 3 * 32
     assert d.stored_bits(fitted_numbers=3) == 8 + 3 * 32  # names of the API and replacement.py's path are not stored
 
 
