@@ -209,7 +209,8 @@ def render(source: bytes) -> Rendering | None:
 @functools.cache
 def dictionary() -> frozenset[str]:
     """Names no submission chooses: keywords, builtins, the public names of `math`, `numpy`, `torch` (and
-    `torch.nn`, `torch.nn.functional`, tensors, arrays, the builtin types), and the harness's API (`API_NAMES`).
+    `torch.nn`, `torch.nn.functional`, tensors, arrays, torch's named-tuple results, the builtin types), and the
+    harness's API (`API_NAMES`).
     Their spelling is in the description length but not in the stored bits (torch and numpy are pinned)."""
     import numpy
     import torch
@@ -217,6 +218,7 @@ def dictionary() -> frozenset[str]:
     spaces: list[object] = [builtins, math, numpy, numpy.ndarray, numpy.linalg, numpy.random, torch, torch.nn,
                             torch.nn.functional, torch.Tensor, torch.linalg, torch.fft, torch.nn.Module,
                             dict, list, tuple, str, bytes, set, frozenset, int, float, complex, slice, range]
+    spaces += [getattr(torch.return_types, n) for n in dir(torch.return_types) if not n.startswith("_")]
     names = {n for space in spaces for n in dir(space) if not n.startswith("_") or n.startswith("__")}
     return frozenset(names | set(keyword.kwlist) | set(keyword.softkwlist) | set(API_NAMES))
 
