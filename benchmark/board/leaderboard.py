@@ -213,7 +213,7 @@ def task_table(records: list[Record], hashes: dict[Path, str | None],
     head = ["#", "submission", "kind", f"recovery ({first.primary_ablation}) [95% CI]", "held-out recovery [95% CI]",
             f"KL recovery ({first.primary_ablation}) [95% CI]", "zero", "mean", "resample",
             "p(beats abl.)", "p(R≥1)", *[f"top-{k} repl. / clean" for k in topk], "KL(clean‖repl.)", "fidelity r",
-            "numbers (fitted + literal)", "DL (bits)", "frontier", "time/example: replace / original", "original MACs",
+            "numbers (fitted + literal; stored bits)", "DL (bits)", "frontier", "time/example: replace / original", "original MACs",
             "n"]
     header = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     other_means = {r.submission.name for r in rows if beats_by_other_means(r)} | \
