@@ -399,8 +399,8 @@ def load_results(results_dir: PathLike | None = None, *, checked: bool = False, 
     from the per-example arrays, `verify.load_checked`); one that fails is skipped with a warning. Columns:
     task, submission, split, kind, authors, primary_ablation, defined, recovery, recovery_low, recovery_high,
     p_beats_ablation, effect, kl_recovery (and _low, _high), mean losses, top1_replaced, fidelity_r_mean,
-    description_bits, fitted_parameters, stored_numbers, target_fan_in, copy, replace_seconds_per_example, n_eval,
-    standard_protocol, isolation, intervals, created (a UTC timestamp), git_commit, git_dirty, content_hash, path.
+    description_bits, fitted_parameters, stored_numbers, stored_bits, target_fan_in, copy, replace_seconds_per_example,
+    n_eval, standard_protocol, isolation, intervals, created (a UTC timestamp), git_commit, git_dirty, content_hash, path.
     """
     import warnings
 

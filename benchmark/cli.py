@@ -297,10 +297,13 @@ def cmd_length(args: argparse.Namespace) -> int:
         print(json.dumps({"submission": snapshot.name, **d.as_dict(), "bits_without_fitted": d.total_bits(0)}, indent=2))
         return 0
     print(f"{snapshot.name}: {d.total_bits(0):,} bits before fitted numbers (each adds 32)")
-    print(f"  code     {d.code_tokens:>7,} tokens       × {BITS_PER_TOKEN} = {d.code_bits:>9,} bits")
-    print(f"  literals {d.literal_numbers:>7,} numbers      at their written precision = {d.literal_bits:>9,} bits")
-    print(f"  data     {d.data_bytes:>7,} bytes        × {BITS_PER_DATA_BYTE} = {d.data_bits:>9,} bits")
-    print(f"  stored numbers before fitting: {d.stored_numbers(0):,} (literal + data bytes / 4)")
+    print(f"  code     {d.code_tokens:>7,} tokens       × {d.bits_per_token} = {d.code_bits:>9,} bits "
+          f"(vocabulary {d.vocabulary:,}; {BITS_PER_TOKEN} bits a token up to 256)")
+    print(f"  names    {d.name_bytes:>7,} bytes        × {BITS_PER_DATA_BYTE} = {d.name_bits:>9,} bits")
+    print(f"  literals {d.literal_numbers:>7,} numbers      at 4 bits a digit = {d.literal_bits:>9,} bits")
+    print(f"  data     {d.data_bytes + d.path_bytes:>7,} bytes        × {BITS_PER_DATA_BYTE} = {d.data_bits:>9,} bits "
+          f"({d.path_bytes:,} of them paths)")
+    print(f"  stored bits before fitting: {d.stored_bits(0):,} (all but the tokens)")
     return 0
 
 

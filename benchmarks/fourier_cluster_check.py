@@ -126,12 +126,12 @@ def load_submission(folder: Path) -> ModuleType:
     return module
 
 
-def stored_numbers(folder: Path, params: dict[str, torch.Tensor]) -> tuple[int, int]:
-    """(fitted numbers, written numbers) as `harness.description` counts them for the copy test."""
+def stored_bits(folder: Path, params: dict[str, torch.Tensor]) -> tuple[int, int]:
+    """(fitted numbers, stored bits with them) as `harness.description` counts them for the copy test."""
     files = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
     description = measure(files)
     fitted = sum(int(np.asarray(v).size) for v in params.values())
-    return fitted, description.stored_numbers(0)
+    return fitted, description.stored_bits(fitted)
 
 
 def pct(x: float | None) -> str:
@@ -205,9 +205,9 @@ def main(argv: list[str] | None = None) -> None:
                         inputs=("tokens",), target_shape=(len(units),))
         out = torch.from_numpy(tensor_to_array(sub.replace(ev.tokens.clone(), params, task), "replace()",
                                                (len(ev.tokens), len(units))))
-        fitted, written = stored_numbers(args.submission, params)
-        print(f"  fourier-cluster: fitted k = {params['frequency'].item():g}; stored numbers {fitted} fitted + "
-              f"{written} written = {(fitted + written) / len(units):.2f} per neuron")
+        fitted, stored = stored_bits(args.submission, params)
+        print(f"  fourier-cluster: fitted k = {params['frequency'].item():g}; {fitted} fitted numbers; stored bits "
+              f"{stored:,} = {stored / len(units):.1f} per neuron")
         report(args.submission.name, fit, ev, units, None, out, base, full=True)
         if args.explore:
             explore(fit, ev, k, units, base)

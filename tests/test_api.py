@@ -168,8 +168,13 @@ def test_without_results_dir_nothing_is_written(tmp_path, data_dir, session_cach
 
 
 def downgrade(record: dict, version: int) -> dict:
-    """A schema-6 record as the schema `version` (1–5) wrote it: only the keys that schema had."""
+    """A schema-7 record as the schema `version` (1–6) wrote it: only the keys that schema had."""
     old = copy.deepcopy(record)
+    old["complexity"].pop("stored_bits")
+    old["complexity"]["bits"].pop("names")
+    old["schema_version"] = version
+    if version == 6:
+        return old
     old.pop("split")
     old.pop("heldout_commitment")
     prov = old["provenance"]
@@ -201,7 +206,7 @@ FILE_ORDER = {
              "n_eval", "n_fit", "topk", "standard_protocol", "overrides", "protocol"],
     "submission": ["name", "kind", "authors", "description", "content_hash"],
     "complexity": ["convention", "description_bits", "bits", "code_tokens", "fitted_parameters", "literal_numbers",
-                   "data_bytes", "stored_numbers", "target_fan_in", "copy", "source_bytes_xz"],
+                   "data_bytes", "stored_numbers", "stored_bits", "target_fan_in", "copy", "source_bytes_xz"],
     "efficiency": ["original_macs_per_example", "original_seconds_per_example", "replace_seconds_per_example"],
     "provenance": ["package_version", "git_commit", "git_dirty", "task_hash", "checkpoint_sha256", "data_hash",
                    "submission_hash", "python", "torch", "torchvision", "numpy", "scipy", "platform", "device",
@@ -217,20 +222,23 @@ def test_a_record_made_in_code_is_written_in_the_files_key_order(scored):
     data = json.loads(scored.read_text())
     for part, keys in FILE_ORDER.items():
         assert list(data[part] if part else data) == keys, part
-    assert list(data["complexity"]["bits"]) == ["code", "literals", "data", "fitted"]
+    assert list(data["complexity"]["bits"]) == ["code", "names", "literals", "data", "fitted"]
     assert data["heldout_commitment"] is None and data["provenance"]["heldout_transform"] is None
     assert data["provenance"]["execution"] == {"mode": "serial"}
     built = Record.read(scored)
     assert built.provenance.seed is None and "seed" not in built.provenance.to_dict()
 
 
-@pytest.mark.parametrize("version", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("version", [1, 2, 3, 4, 5, 6])
 def test_older_schemas_migrate_load_and_validate(scored, version):
     old = downgrade(json.loads(scored.read_text()), version)
     migrated = migrate(copy.deepcopy(old))
     record = Record.from_dict(copy.deepcopy(old))
     assert record.to_dict() == migrated and record.schema_version == SCHEMA_VERSION
     assert validate(migrated, json_schema()) == []
+    assert record.complexity.stored_bits is None and (version <= 2 or record.complexity.bits.names == 0)
+    if version == 6:
+        return
     assert record.provenance.intervals == "bootstrap-bca" and record.provenance.bootstrap_resamples == 2000
     assert (record.efficiency is None) == (version <= 4) and (record.results.kl_recovery is None) == (version <= 3)
     assert (record.complexity.description_bits is None) == (version <= 2)
@@ -252,7 +260,7 @@ def test_the_validator_catches_broken_records(scored):
     assert any(p.startswith("$.split:") for p in problems) and any(p.startswith("$.complexity.copy:") for p in problems)
     assert len(problems) == 5, problems
     wrong_version = {**good, "schema_version": 5}
-    assert validate(wrong_version, schema) == ["$.schema_version: 5 is not 6"]
+    assert validate(wrong_version, schema) == ["$.schema_version: 5 is not 7"]
     with pytest.raises(UserError, match="schema version 99"):
         Record.from_dict({**good, "schema_version": 99})
 

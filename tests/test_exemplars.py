@@ -40,7 +40,7 @@ def test_exemplar_beats_the_mean_with_few_numbers_and_sits_on_the_frontier(cli, 
 
     c = record["complexity"]
     assert c["fitted_parameters"] <= MAX_FITTED, c
-    assert c["copy"] is False and c["stored_numbers"] < c["target_fan_in"], c
+    assert c["copy"] is False and c["stored_bits"] < 8 * c["target_fan_in"], c
 
     res = record["results"]
     primary, zero, mean = res["primary"], res["recovery"]["zero"], res["recovery"]["mean"]

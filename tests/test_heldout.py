@@ -198,7 +198,7 @@ def test_heldout_records_sit_beside_public_ones_and_verify_needs_the_secret(tmp_
         assert proc.returncode == 0, proc.stderr
     folder = results / SLUG
     public, held = (json.loads((folder / f"zero{s}.json").read_text()) for s in ("", ".heldout"))
-    assert (public["schema_version"], public["split"], public["heldout_commitment"]) == (6, "public", None)
+    assert (public["schema_version"], public["split"], public["heldout_commitment"]) == (7, "public", None)
     assert (held["split"], held["heldout_commitment"]) == ("held-out", commitment(text.encode()))
     assert held["sidecar"]["file"].startswith("zero.heldout.") and public["sidecar"]["file"].startswith("zero.")
     assert len(list(folder.glob("*.npz"))) == 2

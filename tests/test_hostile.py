@@ -138,7 +138,8 @@ def test_weights_kept_in_prose_do_not_reach_the_code(tmp_path, cli, warm_cache):
     proc, results = run_hostile(cli, "prose-smuggle", tmp_path, warm_cache)
     record = assert_honest_zero(proc, results, "prose-smuggle")
     assert "found" not in proc.stderr
-    assert record["complexity"]["copy"] is False and record["complexity"]["stored_numbers"] < 65
+    # the weights in prose are not counted: it stores what its code stores without them (its own strings and names)
+    assert record["complexity"]["stored_bits"] == template.stored_bits(0)
 
 
 def test_the_cache_cannot_be_poisoned(tmp_path, cli, warm_cache):

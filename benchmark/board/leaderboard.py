@@ -158,10 +158,12 @@ def frontier_entries(records: list[Record], excluded: set[str] = frozenset()) ->
 
 
 def numbers_cell(c: Complexity) -> str:
-    """'2 + 77' (fitted + literal numbers), or the fitted count alone for a record without the measure."""
+    """'2 + 77' (fitted + literal numbers), or the fitted count alone for a record without the measure; with
+    convention 2, the stored bits after them: '2 + 77 (1,304 bits)'."""
     if c.literal_numbers is None:
         return str(c.fitted_parameters)
-    return f"{c.fitted_parameters} + {c.literal_numbers}"
+    stored = "" if c.stored_bits is None else f" ({c.stored_bits:,} bits)"
+    return f"{c.fitted_parameters} + {c.literal_numbers}{stored}"
 
 
 def dl_cell(c: Complexity) -> str:
@@ -238,7 +240,7 @@ def task_table(records: list[Record], hashes: dict[Path, str | None],
     head = ["#", "submission", "kind", f"recovery ({first.primary_ablation}) [95% CI]", "held-out recovery [95% CI]",
             f"KL recovery ({first.primary_ablation}) [95% CI]", "zero", "mean", "resample",
             "p(beats abl.)", "p(R≥1)", *[f"top-{k} repl. / clean" for k in topk], "KL(clean‖repl.)", "fidelity r",
-            "numbers (fitted + literal)", "DL (bits)", "frontier", "time/example: replace / original", "original MACs",
+            "numbers (fitted + literal; stored bits)", "DL (bits)", "frontier", "time/example: replace / original", "original MACs",
             "n"]
     header = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     other_means = {r.submission.name for r in rows if beats_by_other_means(r)} | \

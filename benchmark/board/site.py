@@ -254,7 +254,7 @@ def task_page(task_id: str, records: list[Record], record_path: Path, hashes: di
     abl = t.primary_ablation
     head = ["#", "submission", "kind", f"recovery ({abl}) [95% CI]", "held-out recovery [95% CI]",
             f"KL recovery ({abl}) [95% CI]",
-            "p(beats abl.)", "p(R≥1)", "fidelity r", "numbers (fitted + literal)", "DL (bits)", "frontier", "marks", "n"]
+            "p(beats abl.)", "p(R≥1)", "fidelity r", "numbers (fitted + literal; stored bits)", "DL (bits)", "frontier", "marks", "n"]
     rows, refs = [], []
     for record in reference_order(records):
         res, c, name = record.results, record.complexity, record.submission.name

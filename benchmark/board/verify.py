@@ -28,6 +28,7 @@ import numpy as np
 
 from .. import paths, stats
 from ..errors import SubmissionError, UserError
+from ..harness.description import BITS_PER_WEIGHT
 from ..record.io import read_sidecar
 from ..record.typed import Complexity, Provenance, Record
 
@@ -108,9 +109,17 @@ def check_complexity(c: Complexity) -> list[str]:
     parts = sum(c.bits.to_dict().values())  # code + literals + data + fitted
     if c.description_bits != parts:
         problems.append(f"description_bits {c.description_bits} ≠ the sum of its parts {parts}")
-    if c.stored_numbers < c.fitted_parameters + c.literal_numbers:
+    if c.stored_bits is not None:  # convention 2: the copy test counts bits
+        if not c.bits.fitted <= c.stored_bits <= c.description_bits - c.bits.code:
+            problems.append(f"stored_bits {c.stored_bits} is outside [fitted bits {c.bits.fitted}, description_bits − "
+                            f"code bits {c.description_bits - c.bits.code}]")
+        if c.copy != (c.stored_bits >= BITS_PER_WEIGHT * c.target_fan_in):
+            problems.append(f"copy is {c.copy} but stored bits {c.stored_bits} vs {BITS_PER_WEIGHT} × fan-in "
+                            f"{c.target_fan_in} say otherwise")
+        return problems
+    if c.stored_numbers is None or c.stored_numbers < c.fitted_parameters + c.literal_numbers:
         problems.append("stored_numbers is below fitted + literal numbers")
-    if c.copy != (c.stored_numbers >= c.target_fan_in):
+    elif c.copy != (c.stored_numbers >= c.target_fan_in):
         problems.append(f"copy is {c.copy} but stored numbers {c.stored_numbers} vs fan-in {c.target_fan_in} say otherwise")
     return problems
 

@@ -1,106 +1,146 @@
-"""Description length: how many bits it takes to write a submission down, prose free, numbers priced.
+"""Description length: how many bits it takes to write a submission down, as a code the submission cannot beat.
 
-The convention (also in the README), for every file of a submission folder
-except `submission.toml` (its metadata, which the code never sees):
+The convention (also in the README), for every file of a submission folder except `submission.toml` (its
+metadata, which the code never sees). The rule it keeps: **every byte the code can read back costs at least the
+bits it can carry**.
 
-- **Code.** Each `.py` file that parses is read as Python tokens. Comments,
-  docstrings and other bare string statements are prose: they cost nothing,
-  and the harness runs the code with them blanked (`blank_prose`), so prose
-  cannot smuggle data to the code. Layout (newlines, indentation) is free too.
-  A `.py` file that does not parse (or is over 1 MiB) is data, below.
-  Every other name, keyword and operator token costs `BITS_PER_TOKEN` = 8 bits,
-  whatever its spelling, so renaming a variable changes nothing. (Code can read
-  its own names back, so the characters of a name beyond the 32nd are data.)
-- **Numbers.** Every numeric literal is a stored number, priced at the
-  precision it is written in: `BITS_PER_DIGIT` = 4 bits per significant digit
-  (exponent digits included; 4 bits per hex digit, 3 per octal, 1 per binary),
-  at least 4 and at most `BITS_PER_FITTED` = 32, the price of a number `fit`
-  returns (a float32). Numbers written inside strings and text files count the
-  same way; each element of an `.npy`, `.npz` or `.safetensors` array is a
-  stored number at its dtype's width.
-- **Other data.** Every other character of a string literal or a text file,
-  every byte of an array file that is not an element (headers, padding), and
-  every byte of any other file, costs 8 bits, and counts as a quarter of a
-  stored number for the copy test (4 bytes hold a float32).
+- **Code runs as it is priced.** Each `.py` file that parses is rendered canonically (`render`): parsed, every
+  bare string statement (docstrings included) dropped (a body left empty becomes `pass`), then `ast.unparse`d.
+  The children run that rendering, so comments, docstrings, `__doc__`, spacing, blank lines, trailing
+  whitespace and line breaks carry nothing: the runnable file is a function of the tokens priced below.
+  A `.py` file that does not parse, does not render (a literal `unparse` cannot write back), or is over 1 MiB
+  is data, below, and runs as written (every byte of it is priced).
+- **Tokens.** Every token of the rendering (name, keyword, operator, number, string, and the NEWLINE, INDENT and
+  DEDENT that give its structure) costs `b = BITS_PER_TOKEN` = 8 bits while the vocabulary V (distinct
+  keywords, operators, names, layout tokens, and one symbol each for "a number" and "a string") has at most
+  256 symbols, else b = ⌈log₂ V⌉.
+- **Names.** Each distinct name (not a keyword) also costs its spelling once, 8 bits per UTF-8 byte plus one
+  byte to end it: a code point carries at most 21 bits and UTF-8 spends at least 8 bits per 7 it carries.
+- **Numbers.** A numeric literal costs its token plus `literal_bits`: `BITS_PER_DIGIT` = 4 bits per significant
+  digit (exponent digits included; 4 per hex digit, 3 per octal, 1 per binary), at least 4, no cap.
+- **Text.** The characters of a string literal (as rendered, plus one byte to end it) and of a UTF-8 text file
+  without NUL cost 8 bits per UTF-8 byte, except that a run of k ASCII digits costs 8 + 4k bits (its
+  delimiter and its digits; leading zeros are digits). A file costs the cheaper of this and 8 bits per byte.
+- **Other files**, arrays (`.npy`, `.npz`, `.safetensors`) included: 8 bits per byte of the file, plus one byte
+  to end it. An array costs what its bytes can carry, whatever its dtype.
+- **Paths.** Every file's relative path (folder names included) costs 8 bits per UTF-8 byte plus one byte to end
+  it. The snapshot the children read holds only these files (no empty folders, no links, fixed modes).
 
-So, in bits:
+In bits, with `b` the bits per token:
 
-    DL = 8·tokens + Σ_literals bits(literal) + 8·data_bytes + 32·fitted
+    DL = b·tokens + 8·name_bytes + literal_bits + 8·(data_bytes + path_bytes) + 32·fitted
 
-A submission is a *copy* when its stored numbers,
-`fitted + literal + ⌊data_bytes / 4⌋`, reach the target's fan-in from its
-inputs (`fan_in.target_fan_in`): then it could hold the target's own weights.
+It is a code: the symbols priced at 8 bits (tokens, bytes) and the digit runs (Σ_k 10^k·2^-(8+4k) ≈ 0.0065 of
+the byte code space) satisfy Kraft's inequality, so no submission stores more bits than it is charged.
+
+**Stored bits** are what the submission holds beyond its program's shape: `DL − b·tokens`, less the spelling of
+dictionary names (`dictionary`: keywords, builtins, the public names of torch, numpy and math, the harness's API;
+names a program uses because the libraries spell them so) and less the path of `replacement.py` (every submission
+has it). So: its own names, literal digits, text, data, other paths, and fitted numbers at 32 bits. A submission is a *copy* when its stored bits reach
+`BITS_PER_WEIGHT · fan_in` = 8 bits for each of the target's own weights (`fan_in.target_fan_in`): then it could
+hold them quantised to int8. Bits, not elements: the same bytes cost the same in a `.npy`, a `.bin` or digits.
 """
 
 from __future__ import annotations
 
 import ast
+import builtins
+import functools
 import io
-import json
+import keyword
 import math
 import re
-import struct
 import tokenize
-import zipfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
-import numpy as np
-
-CONVENTION_VERSION = 1  # recorded with every description length; bump on any change to the rules below
+CONVENTION_VERSION = 2  # recorded with every description length; bump on any change to the rules below
 BITS_PER_TOKEN = 8
 BITS_PER_DIGIT = 4
 BITS_PER_FITTED = 32
 BITS_PER_DATA_BYTE = 8
-BYTES_PER_NUMBER = 4  # opaque data counts as one stored number per 4 bytes (a float32)
+BITS_PER_WEIGHT = 8  # the copy test: a target weight quantised to int8
 META_FILE = "submission.toml"
-ARRAY_SUFFIXES = (".npy", ".npz", ".safetensors")
+CODE_FILE = "replacement.py"
+#: The harness's API: the functions it calls, their arguments, what `task` holds (names every submission may use).
+API_NAMES = ("replace", "fit", "task", "params", "target", "inputs", "image", "tokens", "self", "cls", "id",
+             "model", "layer", "units", "target_shape")
 MAX_CODE_BYTES = 1 << 20  # a larger .py file counts, whole, as data
-MAX_FREE_NAME = 32  # characters of a name that are free; the rest are data (the code can read names back)
 
-#: A decimal number written in text: digits with an optional fraction and exponent (its sign is data).
-TEXT_NUMBER = re.compile(r"(?:\d[\d_]*\.?[\d_]*|\.\d[\d_]*)(?:[eE][-+]?\d+)?")
-SAFETENSORS_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
-                     "U16": 2, "U32": 4, "U64": 8, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
-SKIPPED_TOKENS = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
-                  tokenize.ENCODING, tokenize.ENDMARKER}
+#: A run of ASCII digits in text (`\d` would match other scripts' digits, each carrying more than 4 bits).
+DIGIT_RUN = re.compile(r"[0-9]+")
+#: Tokens that are structure, priced like any other (the rendering's layout follows from them).
+LAYOUT_TOKENS = {tokenize.NEWLINE: "<newline>", tokenize.INDENT: "<indent>", tokenize.DEDENT: "<dedent>"}
+FREE_TOKENS = {tokenize.COMMENT, tokenize.NL, tokenize.ENCODING, tokenize.ENDMARKER}
 _FSTRING_START = getattr(tokenize, "FSTRING_START", None)  # Python ≥ 3.12 splits f-strings into tokens
 _FSTRING_END = getattr(tokenize, "FSTRING_END", None)
+_PARSE_ERRORS = (SyntaxError, ValueError, tokenize.TokenError, UnicodeDecodeError, RecursionError, MemoryError)
 
 
 @dataclass(frozen=True)
 class Description:
     """What a submission folder costs to write down (fitted numbers are added by `total_bits`)."""
 
-    code_tokens: int  # names, keywords, operators and string literals of the code (not numbers, not prose)
-    literal_numbers: int  # numeric literals in code and text, and array elements in data files
-    literal_bits: int  # their price at the precision written (dtype width for arrays)
+    code_tokens: int  # tokens of the rendered code (numbers and strings included, prose excluded)
+    vocabulary: int  # distinct token symbols: keywords, operators, names, layout, "number", "string"
+    name_bytes: int  # UTF-8 bytes of each distinct name, plus one each to end it
+    own_name_bytes: int  # the same, for the names not in `dictionary()` (the submission's own choice)
+    literal_numbers: int  # numeric literals in code, and digit runs in text
+    literal_bits: int  # their digits' price (4 bits per decimal digit, no cap)
     data_bytes: int  # other characters of strings and text files, and bytes of other files
+    path_bytes: int  # UTF-8 bytes of each file's relative path, plus one each to end it
+    own_path_bytes: int  # the same, for every file but `replacement.py`
+
+    @property
+    def bits_per_token(self) -> int:
+        """8 bits while the vocabulary fits a byte, else ⌈log₂ V⌉."""
+        return max(BITS_PER_TOKEN, math.ceil(math.log2(self.vocabulary))) if self.vocabulary > 1 else BITS_PER_TOKEN
 
     @property
     def code_bits(self) -> int:
-        return BITS_PER_TOKEN * self.code_tokens
+        return self.bits_per_token * self.code_tokens
+
+    @property
+    def name_bits(self) -> int:
+        return BITS_PER_DATA_BYTE * self.name_bytes
 
     @property
     def data_bits(self) -> int:
-        return BITS_PER_DATA_BYTE * self.data_bytes
+        """Text, other files and paths: 8 bits per byte."""
+        return BITS_PER_DATA_BYTE * (self.data_bytes + self.path_bytes)
 
     def total_bits(self, fitted_numbers: int) -> int:
-        """DL = 8·tokens + literal bits + 8·data bytes + 32·fitted numbers."""
-        return self.code_bits + self.literal_bits + self.data_bits + BITS_PER_FITTED * fitted_numbers
+        """DL = b·tokens + 8·name bytes + literal bits + 8·(data + path bytes) + 32·fitted numbers."""
+        return (self.code_bits + self.name_bits + self.literal_bits + self.data_bits
+                + BITS_PER_FITTED * fitted_numbers)
 
-    def stored_numbers(self, fitted_numbers: int) -> int:
-        """Numbers the submission stores, for the copy test: fitted + literal + ⌊data bytes / 4⌋."""
-        return fitted_numbers + self.literal_numbers + self.data_bytes // BYTES_PER_NUMBER
+    def stored_bits(self, fitted_numbers: int) -> int:
+        """Bits the submission stores, for the copy test: DL − b·tokens − dictionary names − `replacement.py`'s
+        path = 8·(own names + data + other paths) + literal bits + 32·fitted."""
+        return (BITS_PER_DATA_BYTE * (self.own_name_bytes + self.data_bytes + self.own_path_bytes)
+                + self.literal_bits + BITS_PER_FITTED * fitted_numbers)
+
+    def is_copy(self, fitted_numbers: int, fan_in: int) -> bool:
+        """Stored bits ≥ 8 bits for each of the target's own weights."""
+        return self.stored_bits(fitted_numbers) >= BITS_PER_WEIGHT * fan_in
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Rendering:
+    """The canonical rendering of a Python file and, for tracebacks, its line → the original file's line."""
+
+    source: bytes
+    lines: dict[int, int] = field(default_factory=dict)
+
+
 def literal_bits(text: str) -> int:
-    """The price of one written number: 4 bits per significant digit (1 per binary, 3 per octal), in [4, 32].
+    """The price of one written number: 4 bits per significant digit (1 per binary, 3 per octal), at least 4.
 
     Significant digits: the mantissa's digits without leading zeros (a zero alone is one digit),
-    plus the exponent's digits. `0.0125` → 3 digits, `1e-4` → 2, `784` → 3, `0x1F` → 2 (hex).
+    plus the exponent's digits. `0.0125` → 3 digits, `1e-4` → 2, `784` → 3, `0x1F` → 2 (hex). No cap: a
+    literal of 1,890 digits costs 7,560 bits.
     """
     text = text.replace("_", "").rstrip("jJ").lower()
     if text[:2] in ("0x", "0o", "0b"):
@@ -111,21 +151,189 @@ def literal_bits(text: str) -> int:
         mantissa, _, exponent = text.partition("e")
         significant = mantissa.replace(".", "").lstrip("0") or "0"
         bits = BITS_PER_DIGIT * (len(significant) + len(exponent.lstrip("+-")))
-    return max(BITS_PER_DIGIT, min(BITS_PER_FITTED, bits))
+    return max(BITS_PER_DIGIT, bits)
 
 
-def _text_cost(text: str) -> tuple[int, int, int]:
-    """(numbers, their bits, other bytes) of text: the numbers written in it, and everything else as data."""
-    numbers = bits = 0
-    rest = 0
-    position = 0
-    for match in TEXT_NUMBER.finditer(text):
-        rest += len(text[position : match.start()].encode())
-        numbers += 1
-        bits += literal_bits(match.group())
-        position = match.end()
-    rest += len(text[position:].encode())
-    return numbers, bits, rest
+def text_cost(text: str) -> tuple[int, int, int]:
+    """(digit runs, their digit bits, other bytes) of text: each run of k ASCII digits is one delimiter byte and
+    4k bits; every other character is its UTF-8 bytes (`surrogatepass`: a lone surrogate is 3 bytes too)."""
+    runs = digits = 0
+    for match in DIGIT_RUN.finditer(text):
+        runs += 1
+        digits += len(match.group())
+    other = len(DIGIT_RUN.sub("", text).encode("utf-8", "surrogatepass"))
+    return runs, BITS_PER_DIGIT * digits, other + runs
+
+
+# -- the canonical rendering ---------------------------------------------------------------------------------------
+class _DropProse(ast.NodeTransformer):
+    """Remove every bare string statement; a statement list left empty gets `pass` (at the first one's place)."""
+
+    def generic_visit(self, node: ast.AST) -> ast.AST:
+        super().generic_visit(node)
+        for name, value in ast.iter_fields(node):
+            if isinstance(value, list) and value and isinstance(value[0], ast.stmt):
+                kept = [s for s in value if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant)
+                                                 and isinstance(s.value.value, str))]
+                if not kept and not isinstance(node, ast.Module):
+                    kept = [ast.copy_location(ast.Pass(), value[0])]
+                setattr(node, name, kept)
+        return node
+
+
+def render(source: bytes) -> Rendering | None:
+    """The canonical rendering of Python source (module docstring); None when it is data (see the convention).
+
+    The line map pairs the nodes of the rendered tree with those of the original, walked in the same order:
+    each rendered line maps to the original line of the outermost node that starts on it.
+    """
+    if len(source) > MAX_CODE_BYTES:
+        return None
+    try:
+        tree = _DropProse().visit(ast.parse(source))
+        text = ast.unparse(tree)
+        again = ast.parse(text)
+        if ast.dump(again) != ast.dump(tree):
+            return None  # not a faithful rendering: the file is data
+        rendered = (text + "\n").encode("utf-8") if text else b""
+        list(tokenize.tokenize(io.BytesIO(rendered).readline))
+    except _PARSE_ERRORS:
+        return None
+    lines: dict[int, int] = {}
+    for new, old in zip(ast.walk(again), ast.walk(tree)):
+        if isinstance(new, (ast.stmt, ast.expr)) and isinstance(old, (ast.stmt, ast.expr)):
+            lines.setdefault(new.lineno, old.lineno)
+    return Rendering(rendered, lines)
+
+
+@functools.cache
+def dictionary() -> frozenset[str]:
+    """Names no submission chooses: keywords, builtins, the public names of `math`, `numpy`, `torch` (and
+    `torch.nn`, `torch.nn.functional`, tensors, arrays, torch's named-tuple results, the builtin types), and the
+    harness's API (`API_NAMES`).
+    Their spelling is in the description length but not in the stored bits (torch and numpy are pinned)."""
+    import numpy
+    import torch
+
+    spaces: list[object] = [builtins, math, numpy, numpy.ndarray, numpy.linalg, numpy.random, torch, torch.nn,
+                            torch.nn.functional, torch.Tensor, torch.linalg, torch.fft, torch.nn.Module,
+                            dict, list, tuple, str, bytes, set, frozenset, int, float, complex, slice, range]
+    spaces += [getattr(torch.return_types, n) for n in dir(torch.return_types) if not n.startswith("_")]
+    names = {n for space in spaces for n in dir(space) if not n.startswith("_") or n.startswith("__")}
+    return frozenset(names | set(keyword.kwlist) | set(keyword.softkwlist) | set(API_NAMES))
+
+
+# -- pricing ----------------------------------------------------------------------------------------------------------
+class _Count:
+    """The running counts of one folder: tokens by symbol, names, numbers, text."""
+
+    def __init__(self) -> None:
+        self.tokens = self.name_bytes = self.own_name_bytes = self.numbers = self.digit_bits = self.data = 0
+        self.paths = self.own_paths = 0
+        self.vocabulary: set[tuple[str, str]] = set()
+        self.names: set[str] = set()
+
+    def token(self, kind: str, symbol: str) -> None:
+        self.tokens += 1
+        self.vocabulary.add((kind, symbol))
+
+    def name(self, spelling: str) -> None:
+        self.token("name", spelling)
+        if spelling not in self.names:
+            self.names.add(spelling)
+            size = len(spelling.encode("utf-8", "surrogatepass")) + 1
+            self.name_bytes += size
+            if spelling not in dictionary():
+                self.own_name_bytes += size
+
+    def text(self, text: str) -> None:
+        runs, bits, other = text_cost(text)
+        self.numbers, self.digit_bits, self.data = self.numbers + runs, self.digit_bits + bits, self.data + other
+
+    def file(self, content: bytes) -> None:
+        """A data file: the cheaper of text and bytes, plus one byte to end it."""
+        self.data += 1
+        try:
+            text = content.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        if text is not None and "\0" not in text:
+            runs, bits, other = text_cost(text)
+            if bits + 8 * other < 8 * len(content):
+                self.numbers, self.digit_bits, self.data = self.numbers + runs, self.digit_bits + bits, self.data + other
+                return
+        self.data += len(content)
+
+    def code(self, source: str) -> None:
+        """The tokens of rendered source (its f-strings read through `ast`, the same on every Python)."""
+        tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+        starts = [0]
+        for line in source.splitlines(keepends=True):
+            starts.append(starts[-1] + len(line))
+        depth = begin = 0
+        for token in tokens:
+            if token.type == _FSTRING_START:
+                depth += 1
+                if depth == 1:
+                    begin = starts[token.start[0] - 1] + token.start[1]
+                continue
+            if depth:
+                if token.type == _FSTRING_END:
+                    depth -= 1
+                    if depth == 0:
+                        self.fstring(source[begin : starts[token.end[0] - 1] + token.end[1]])
+                continue
+            if token.type in FREE_TOKENS or (token.type == tokenize.NEWLINE and not token.string):
+                continue  # (an implied NEWLINE ends a fragment, such as an f-string's field: not written)
+            if token.type in LAYOUT_TOKENS:
+                self.token("layout", LAYOUT_TOKENS[token.type])
+            elif token.type == tokenize.NAME:
+                if keyword.iskeyword(token.string):
+                    self.token("keyword", token.string)
+                else:
+                    self.name(token.string)
+            elif token.type == tokenize.NUMBER:
+                self.token("number", "")
+                self.numbers += 1
+                self.digit_bits += literal_bits(token.string)
+            elif token.type == tokenize.STRING and "f" in _prefix(token.string):
+                self.fstring(token.string)
+            elif token.type == tokenize.STRING:
+                self.token("string", "")
+                self.text(_string_body(token.string))
+                self.data += 1  # its end
+            else:
+                self.token("op", token.string)
+
+    def fstring(self, literal: str) -> None:
+        """One f-string: a string token, its text priced as text, its fields as code."""
+        self.token("string", "")
+        self.data += 1
+        try:
+            tree = ast.parse(literal, mode="eval").body
+        except _PARSE_ERRORS:
+            self.text(literal)  # not expected: price it as text, nothing free
+            return
+
+        def visit(node: ast.AST) -> None:
+            for part in getattr(node, "values", []):
+                if isinstance(part, ast.Constant):
+                    self.text(str(part.value))
+                elif isinstance(part, ast.FormattedValue):
+                    self.code(ast.unparse(part.value))
+                    if part.conversion != -1:
+                        self.token("op", "!" + chr(part.conversion))
+                    if part.format_spec is not None:
+                        self.token("op", ":")
+                        visit(part.format_spec)
+
+        visit(tree)
+
+    def description(self) -> Description:
+        return Description(code_tokens=self.tokens, vocabulary=len(self.vocabulary), name_bytes=self.name_bytes,
+                           own_name_bytes=self.own_name_bytes, literal_numbers=self.numbers,
+                           literal_bits=self.digit_bits, data_bytes=self.data, path_bytes=self.paths,
+                           own_path_bytes=self.own_paths)
 
 
 def _prefix(token: str) -> str:
@@ -140,253 +348,43 @@ def _string_body(token: str) -> str:
     return body[len(quote) : len(body) - len(quote)]
 
 
-def _prose_spans(tokens: list[tokenize.TokenInfo]) -> set[int]:
-    """Indices of the string tokens that form bare string statements (docstrings and the like).
+@dataclass(frozen=True)
+class Measured:
+    """A folder's description length, the files its code sees, and each rendered file's line map."""
 
-    A statement is prose when it is only plain string literals (not f-strings, which run code): its first
-    token starts a logical line and the next significant token ends the statement.
-    """
-    significant = [i for i, t in enumerate(tokens) if t.type not in (tokenize.COMMENT, tokenize.NL)]
-    prose: set[int] = set()
-    k = 0
-    while k < len(significant):
-        i = significant[k]
-        previous = tokens[significant[k - 1]] if k else None
-        starts_line = previous is None or previous.type in (tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
-                                                           tokenize.ENCODING) or previous.string == ";"
-        if tokens[i].type == tokenize.STRING and starts_line:
-            run = k
-            while run < len(significant) and tokens[significant[run]].type == tokenize.STRING:
-                run += 1
-            after = tokens[significant[run]] if run < len(significant) else None
-            plain = all("f" not in _prefix(tokens[significant[j]].string) for j in range(k, run))
-            if plain and (after is None or after.type in (tokenize.NEWLINE, tokenize.ENDMARKER) or after.string == ";"):
-                prose.update(significant[k:run])
-            k = run
-        else:
-            k += 1
-    return prose
+    description: Description
+    runnable: dict[str, bytes]
+    line_maps: dict[str, dict[int, int]]
 
 
-def _line_starts(text: str) -> list[int]:
-    """The offset in `text` at which each line starts (then one past the end)."""
-    starts = [0]
-    for line in text.splitlines(keepends=True):
-        starts.append(starts[-1] + len(line))
-    return starts
-
-
-def _tokens(source: bytes) -> tuple[list[tokenize.TokenInfo], str] | None:
-    """The file's tokens and its decoded text, or None when it is not Python this interpreter parses.
-
-    A file over MAX_CODE_BYTES is not parsed (the harness parses untrusted text): it counts, whole, as data.
-    """
-    if len(source) > MAX_CODE_BYTES:
-        return None
-    try:
-        ast.parse(source)
-        tokens = list(tokenize.tokenize(io.BytesIO(source).readline))
-    except (SyntaxError, ValueError, tokenize.TokenError, UnicodeDecodeError, RecursionError, MemoryError):
-        return None
-    encoding = tokens[0].string if tokens and tokens[0].type == tokenize.ENCODING else "utf-8"
-    return tokens, source.decode(encoding)
-
-
-def _blank(tokens: list[tokenize.TokenInfo], text: str) -> bytes | None:
-    """`text` with every comment and prose string emptied, line numbers kept (see `blank_prose`); None if the
-    result does not parse."""
-    starts = _line_starts(text)
-
-    def offset(position: tuple[int, int]) -> int:
-        row, col = position
-        return starts[row - 1] + col if row - 1 < len(starts) else len(text)
-
-    edits: list[tuple[int, int, str]] = []
-    for index in _prose_spans(tokens):
-        token = tokens[index]
-        lines = token.end[0] - token.start[0]
-        edits.append((offset(token.start), offset(token.end), '""' if lines == 0 else '"""' + "\n" * lines + '"""'))
-    for token in tokens:
-        if token.type == tokenize.COMMENT:
-            edits.append((offset(token.start), offset(token.end), "#"))
-    pieces, position = [], 0
-    for start, end, replacement in sorted(edits):  # the spans never overlap: one pass, in order
-        pieces += [text[position:start], replacement]
-        position = end
-    blanked = ("".join(pieces) + text[position:]).encode("utf-8")
-    try:
-        ast.parse(blanked)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return None  # a construct the blanker does not handle: the file runs, and counts, as written
-    return blanked
-
-
-def blank_prose(source: bytes) -> bytes | None:
-    """The code with every comment and prose string emptied, line numbers kept; None if it does not parse.
-
-    A comment becomes `#`; a docstring becomes `""` (or a triple-quoted string of only its newlines),
-    so a traceback points at the same lines. The result is UTF-8 (a coding cookie is a comment too).
-    """
-    parsed = _tokens(source)
-    return None if parsed is None else _blank(*parsed)
-
-
-def _fstring_cost(literal: str) -> tuple[int, int, int, int]:
-    """(tokens, numbers, number bits, data bytes) of one f-string: 1 token, its text as data, its fields as code.
-
-    Read through `ast`, so the count is the same whether the interpreter tokenizes f-strings whole (3.11)
-    or in parts (3.12+), and a renamed variable inside a field changes nothing.
-    """
-    tokens, numbers, bits, data = 1, 0, 0, 0
-
-    def visit(node: ast.AST) -> None:
-        nonlocal tokens, numbers, bits, data
-        for part in getattr(node, "values", []):
-            if isinstance(part, ast.Constant):
-                found, found_bits, rest = _text_cost(str(part.value))
-                numbers, bits, data = numbers + found, bits + found_bits, data + rest
-            elif isinstance(part, ast.FormattedValue):
-                cost = _code_cost(ast.unparse(part.value).encode())
-                if cost is not None:
-                    tokens, numbers, bits, data = tokens + cost[0], numbers + cost[1], bits + cost[2], data + cost[3]
-                if part.format_spec is not None:
-                    visit(part.format_spec)
-
-    try:
-        tree = ast.parse(literal, mode="eval")
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        found, found_bits, rest = _text_cost(literal)  # not expected: price it as text, nothing free
-        return 1, found, found_bits, rest
-    for node in ast.walk(tree):
-        if isinstance(node, ast.JoinedStr):
-            visit(node)
-            break
-    return tokens, numbers, bits, data
-
-
-def _code_cost(source: bytes) -> tuple[int, int, int, int] | None:
-    """(tokens, numbers, number bits, data bytes) of Python source; None if it does not parse."""
-    parsed = _tokens(source)
-    return None if parsed is None or _blank(*parsed) is None else _token_cost(*parsed)
-
-
-def _token_cost(tokens: list[tokenize.TokenInfo], text: str) -> tuple[int, int, int, int]:
-    """(tokens, numbers, number bits, data bytes) of a parsed file's tokens (see the module docstring)."""
-    starts = _line_starts(text)
-    prose = _prose_spans(tokens)
-    n_tokens = numbers = bits = data = 0
-    depth, fstring_start = 0, 0  # Python ≥ 3.12: the f-string being skipped over, read whole at its end
-    for index, token in enumerate(tokens):
-        if token.type == _FSTRING_START:
-            depth += 1
-            if depth == 1:
-                fstring_start = starts[token.start[0] - 1] + token.start[1]
-            continue
-        if depth:
-            if token.type == _FSTRING_END:
-                depth -= 1
-                if depth == 0:
-                    cost = _fstring_cost(text[fstring_start : starts[token.end[0] - 1] + token.end[1]])
-                    n_tokens, numbers, bits, data = n_tokens + cost[0], numbers + cost[1], bits + cost[2], data + cost[3]
-            continue
-        if token.type in SKIPPED_TOKENS or index in prose:
-            continue
-        if token.type == tokenize.NUMBER:
-            numbers += 1
-            bits += literal_bits(token.string)
-            continue
-        if token.type == tokenize.NAME and len(token.string) > MAX_FREE_NAME:
-            cost = (1, 0, 0, len(token.string.encode()) - MAX_FREE_NAME)  # a name long enough to carry data
-        elif token.type == tokenize.STRING and "f" in _prefix(token.string):
-            cost = _fstring_cost(token.string)
-        elif token.type == tokenize.STRING:
-            found, found_bits, rest = _text_cost(_string_body(token.string))
-            cost = (1, found, found_bits, rest)
-        else:
-            cost = (1, 0, 0, 0)
-        n_tokens, numbers, bits, data = n_tokens + cost[0], numbers + cost[1], bits + cost[2], data + cost[3]
-    return n_tokens, numbers, bits, data
-
-
-def _array_cost(name: str, data: bytes) -> tuple[int, int, int] | None:
-    """(elements, bits, other bytes) of an array file; None if it is not a well-formed array file.
-
-    Elements are priced at their dtype's width. Every byte of the file that is not an element (headers,
-    metadata, padding, anything appended) is other data, so nothing rides along for free.
-    """
-    try:
-        if name.endswith(".safetensors"):
-            (size,) = struct.unpack("<Q", data[:8])
-            header = json.loads(data[8 : 8 + size])
-            numbers = bits = payload = 0
-            for key, entry in header.items():
-                if key == "__metadata__":
-                    continue
-                shape, (start, end), width = entry["shape"], entry["data_offsets"], SAFETENSORS_BYTES[entry["dtype"]]
-                if not all(isinstance(v, int) and v >= 0 for v in (*shape, start, end)):
-                    return None
-                count = math.prod(shape)
-                if end - start != count * width or 8 + size + end > len(data):
-                    return None
-                numbers, bits, payload = numbers + count, bits + 8 * width * count, payload + end - start
-            return numbers, bits, max(0, len(data) - payload)
-        if name.endswith(".npz"):
-            numbers = bits = other = 0
-            with zipfile.ZipFile(io.BytesIO(data)) as archive:
-                for info in archive.infolist():
-                    raw = archive.read(info)
-                    array = np.load(io.BytesIO(raw), allow_pickle=False)
-                    numbers, bits = numbers + int(array.size), bits + 8 * array.nbytes
-                    other += len(raw) - array.nbytes
-                other += len(data) - sum(info.compress_size for info in archive.infolist())
-            return numbers, bits, max(0, other)
-        array = np.load(io.BytesIO(data), allow_pickle=False)
-        return int(array.size), 8 * array.nbytes, len(data) - array.nbytes
-    except (ValueError, KeyError, TypeError, OSError, EOFError, struct.error, zipfile.BadZipFile, json.JSONDecodeError,
-            AttributeError, OverflowError):
-        return None
-
-
-def measure_and_blank(files: dict[str, bytes]) -> tuple[Description, dict[str, bytes]]:
-    """The description length of a submission folder (relative path → bytes), by the convention above, and the
-    folder as its code sees it: prose blanked from every Python file that parses, no metadata file.
-
-    What is free in the description length is exactly what the code cannot read. Each file is parsed once.
-    """
-    tokens = numbers = bits = data = 0
+def measure_folder(files: dict[str, bytes]) -> Measured:
+    """The description length of a submission folder (relative path → bytes), by the convention above; the folder
+    as its code sees it (every Python file that renders, rendered; every other file as written; no metadata file);
+    and the rendered files' line maps (rendered line → original line). Each file is parsed once."""
+    count = _Count()
     runnable: dict[str, bytes] = {}
+    line_maps: dict[str, dict[int, int]] = {}
     for name, content in sorted(files.items()):
         if name == META_FILE:
             continue
-        runnable[name] = content
-        parsed = _tokens(content) if name.endswith(".py") else None
-        blanked = None if parsed is None else _blank(*parsed)
-        if parsed is not None and blanked is not None:
-            runnable[name] = blanked
-            code = _token_cost(*parsed)
-            tokens, numbers, bits, data = tokens + code[0], numbers + code[1], bits + code[2], data + code[3]
+        size = len(name.encode("utf-8", "surrogatepass")) + 1
+        count.paths += size
+        count.own_paths += 0 if name == CODE_FILE else size
+        rendering = render(content) if name.endswith(".py") else None
+        if rendering is None:
+            runnable[name] = content
+            count.file(content)
             continue
-        array = _array_cost(name, content) if name.endswith(ARRAY_SUFFIXES) else None
-        if array is not None:
-            numbers, bits, data = numbers + array[0], bits + array[1], data + array[2]
-            continue
-        try:
-            text = content.decode("utf-8")
-        except UnicodeDecodeError:
-            text = None
-        if text is not None and "\0" not in text:
-            found, found_bits, rest = _text_cost(text)
-            numbers, bits, data = numbers + found, bits + found_bits, data + rest
-        else:
-            data += len(content)
-    return Description(code_tokens=tokens, literal_numbers=numbers, literal_bits=bits, data_bytes=data), runnable
+        runnable[name], line_maps[name] = rendering.source, rendering.lines
+        count.code(rendering.source.decode("utf-8"))
+    return Measured(count.description(), runnable, line_maps)
 
 
 def measure(files: dict[str, bytes]) -> Description:
-    """The description length of a submission folder (see `measure_and_blank`)."""
-    return measure_and_blank(files)[0]
+    """The description length of a submission folder (see `measure_folder`)."""
+    return measure_folder(files).description
 
 
 def runnable_files(files: dict[str, bytes]) -> dict[str, bytes]:
-    """The folder as its code sees it (see `measure_and_blank`)."""
-    return measure_and_blank(files)[1]
+    """The folder as its code sees it (see `measure_folder`)."""
+    return measure_folder(files).runnable

@@ -53,20 +53,22 @@ class RunOptions:
 
 
 def complexity(snapshot: Snapshot, fitted: int, fan_in: int) -> Complexity:
-    """The record's complexity figures: description length in bits (`description.py`) and the copy test."""
+    """The record's complexity figures: description length in bits (`description.py`) and the copy test
+    (stored bits ≥ 8 bits per target weight)."""
     d = snapshot.description
-    stored = d.stored_numbers(fitted)
     return Complexity(
         convention=CONVENTION_VERSION,
         description_bits=d.total_bits(fitted),
-        bits=Bits(code=d.code_bits, literals=d.literal_bits, data=d.data_bits, fitted=BITS_PER_FITTED * fitted),
+        bits=Bits(code=d.code_bits, names=d.name_bits, literals=d.literal_bits, data=d.data_bits,
+                  fitted=BITS_PER_FITTED * fitted),
         code_tokens=d.code_tokens,
         fitted_parameters=fitted,
         literal_numbers=d.literal_numbers,
-        data_bytes=d.data_bytes,
-        stored_numbers=stored,
+        data_bytes=d.data_bytes + d.path_bytes,
+        stored_numbers=None,
+        stored_bits=d.stored_bits(fitted),
         target_fan_in=fan_in,
-        copy=stored >= fan_in,
+        copy=d.is_copy(fitted, fan_in),
         source_bytes_xz=snapshot.description_bytes_xz,
     )
 

@@ -27,7 +27,7 @@ import shutil
 import stat
 import tempfile
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ from ..sandbox.checks import RESERVED_FIT, RESERVED_REPLACE, check_params_have_f
 from ..sandbox.worker import CODE_FILE, TaskView
 from ..tasks import Task
 from ..untrusted import is_safe
-from .description import Description, measure_and_blank
+from .description import Description, measure_folder
 from .static import StaticCode, read_code
 
 __all__ = ["TaskView", "Snapshot", "take_snapshot", "check_signatures"]
@@ -74,6 +74,8 @@ class Snapshot:
     description_bytes_xz: int  # xz size of every file's bytes (the description length before schema 3)
     description: Description  # description length by the convention of `description.py`
     code: StaticCode = StaticCode(replace=None, fit=None, fit_absent=False)  # what the source says (`static.py`)
+    # per rendered .py file: the line the children run → the line as written (tracebacks show the latter)
+    line_maps: dict[str, dict[int, int]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -212,9 +214,10 @@ def parse_meta(data: bytes, where: Path, folder_name: str) -> SubmissionMeta:
 def take_snapshot(name_or_path: str) -> Snapshot:
     """Check the folder, hash it, and copy what its code may see to a private read-only directory.
 
-    The hash and the description length are of the files as written. The copy the children run has every
-    comment and docstring blanked and no `submission.toml` (`description.measure_and_blank`): what the
-    description length does not charge for, the code cannot read.
+    The hash and the description length are of the files as written. The copy the children run has every Python
+    file canonically rendered (no comments, docstrings or layout of its own) and no `submission.toml`
+    (`description.measure_folder`): what the description length does not charge for, the code cannot read. The
+    copy holds only the priced files: no links, no empty folders, modes fixed, file times the snapshot's.
     """
     source = resolve_submission_path(name_or_path)
     files = read_folder(source)
@@ -222,9 +225,9 @@ def take_snapshot(name_or_path: str) -> Snapshot:
     if CODE_FILE not in files:
         raise UserError(f"{source} has no {CODE_FILE}; define replace(...) there.")
     code = read_code(files[CODE_FILE], str(source / CODE_FILE), f"submission '{meta.name}'")  # compiled, never run
-    description, runnable = measure_and_blank(files)
+    measured = measure_folder(files)
     folder = Path(tempfile.mkdtemp(prefix=f"replacebench-{meta.name}-"))
-    for rel, data in runnable.items():
+    for rel, data in measured.runnable.items():
         path = folder / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
@@ -236,7 +239,8 @@ def take_snapshot(name_or_path: str) -> Snapshot:
     blob = b"".join(files.values())
     return Snapshot(source=source, folder=folder, meta=meta, content_hash=content_hash(files), files=tuple(files),
                     description_bytes_xz=len(lzma.compress(blob, preset=9 | lzma.PRESET_EXTREME)),
-                    description=description, code=code)
+                    description=measured.description, code=code,
+                    line_maps=measured.line_maps)
 
 
 def check_signatures(snapshot: Snapshot, task: Task) -> None:

@@ -4,7 +4,9 @@ the current one on read (`Record.from_dict`, `Record.read`), never rewritten on 
 1 → 2 adds "isolation" (a schema-1 record ran in the harness's process); 2 → 3 the description length and copy test
 (None: not measured); 3 → 4 KL recovery (None); 4 → 5 "efficiency" (None); 5 → 6 closed-form intervals
 (provenance "intervals": "hall-fieller"; a schema-5 record's were "bootstrap-bca", with its seed and resamples),
-"split" ("public" | "held-out") and "heldout_commitment".
+"split" ("public" | "held-out") and "heldout_commitment"; 6 → 7 description-length convention 2 (a real code):
+complexity "stored_bits" (None: not measured; the old record's copy test counted numbers) and bits "names" (0: the
+old convention charged nothing for names).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 from ..errors import UserError
 from ..stats import LEGACY_INTERVALS
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 #: Complexity figures schema 3 added; a migrated record has them as None (not measured: score it again).
 COMPLEXITY_V3 = ("convention", "description_bits", "bits", "code_tokens", "literal_numbers", "data_bytes",
                  "stored_numbers", "target_fan_in", "copy")
@@ -36,6 +38,14 @@ def migrate(record: dict[str, Any]) -> dict[str, Any]:
         if isinstance(record.get("provenance"), dict):  # its intervals were bootstrap BCa, with its seed and resamples
             record = {**record, "provenance": {**record["provenance"], "intervals": LEGACY_INTERVALS}}
         record = {**record, "schema_version": 6, "split": "public", "heldout_commitment": None}
+    if record.get("schema_version") == 6:
+        complexity = record.get("complexity")
+        if isinstance(complexity, dict):
+            bits = complexity.get("bits")
+            if isinstance(bits, dict):
+                bits = {"code": bits.get("code"), "names": 0, **{k: v for k, v in bits.items() if k != "code"}}
+            complexity = {**complexity, "bits": bits, "stored_bits": complexity.get("stored_bits")}
+        record = {**record, "schema_version": 7, "complexity": complexity}
     return record
 
 

@@ -70,11 +70,12 @@ How to read `replacebench score`'s report (README: Statistics, Complexity):
   top1 (topk): ...          accuracy under each condition; McNemar: exact test of replaced vs clean accuracy.
   fidelity UNIT: r          Pearson r between the replacement's and the original unit's activations (first 10
                             units); r — when either is constant.
-  description length (DL)   the submission's size in bits: 8 per code token (comments, docstrings, names' spelling
-                            free) + written numbers at their precision + 8 per data byte + 32 per fitted number.
-  stored numbers ... COPY   numbers it stores (written + fitted) vs the target's fan-in: at least as many means it
-                            could hold the target's own weights, so it is a copy (an unranked reference ceiling),
-                            not an explanation.
+  description length (DL)   the submission's size in bits, a code: 8 per code token (comments, docstrings, layout
+                            free: the code runs rendered without them) + each name's spelling once + written digits
+                            at 4 bits + 8 per byte of text, data and paths + 32 per fitted number.
+  stored bits ... COPY      bits it stores (DL less its tokens) vs 8 bits per weight of the target's fan-in: at
+                            least as many means it could hold the target's own weights, so it is a copy (an unranked
+                            reference ceiling), not an explanation.
   cost per example          wall time of its replace calls per example vs the original units' (and their
                             multiply-adds).
   isolation                 how its code ran: namespaces (sandboxed), or none (--in-process, for debugging).
@@ -89,9 +90,13 @@ def complexity_lines(c: Complexity) -> list[str]:
         return [f"  complexity: {c.fitted_parameters} fitted parameters (description length not measured: score again)"]
     b = c.bits
     verdict = "a COPY: it can hold the target's own weights" if c.copy else "not a copy"
+    if c.stored_bits is None:  # convention 1: the copy test counted numbers
+        stored = f"  stored numbers {c.stored_numbers:,} vs the target's fan-in {c.target_fan_in:,}: {verdict}"
+    else:
+        stored = f"  stored bits {c.stored_bits:,} vs 8 × the target's fan-in {c.target_fan_in:,}: {verdict}"
     return [
         (f"  description length {c.description_bits:,} bits = {c.code_tokens:,} code tokens ({b.code:,}) + "
-         f"{c.literal_numbers:,} literal numbers ({b.literals:,}) + {c.data_bytes:,} data bytes ({b.data:,}) + "
-         f"{c.fitted_parameters:,} fitted numbers ({b.fitted:,})"),
-        f"  stored numbers {c.stored_numbers:,} vs the target's fan-in {c.target_fan_in:,}: {verdict}",
+         f"names ({b.names:,}) + {c.literal_numbers:,} literal numbers ({b.literals:,}) + {c.data_bytes:,} data "
+         f"bytes ({b.data:,}) + {c.fitted_parameters:,} fitted numbers ({b.fitted:,})"),
+        stored,
     ]

@@ -40,6 +40,7 @@ ROW: dict[str, Callable[[Record], Any]] = {
     "description_bits": lambda r: r.complexity.description_bits,
     "fitted_parameters": lambda r: r.complexity.fitted_parameters,
     "stored_numbers": lambda r: r.complexity.stored_numbers,
+    "stored_bits": lambda r: r.complexity.stored_bits,
     "target_fan_in": lambda r: r.complexity.target_fan_in,
     "copy": lambda r: r.complexity.copy,
     "replace_seconds_per_example": lambda r: None if r.efficiency is None else r.efficiency.replace_seconds_per_example,

@@ -150,9 +150,10 @@ class SubmissionInfo(Part):
 
 @dataclass
 class Bits(Part):
-    """Description length by part, in bits (README: Complexity)."""
+    """Description length by part, in bits (README: Complexity). `names` (their spelling) is 0 before convention 2."""
 
     code: int
+    names: int
     literals: int
     data: int
     fitted: int
@@ -160,7 +161,10 @@ class Bits(Part):
 
 @dataclass
 class Complexity(Part):
-    """Description length and the copy test; None in a migrated pre-schema-3 record (not measured)."""
+    """Description length and the copy test; None in a migrated pre-schema-3 record (not measured).
+
+    Convention 2 (schema 7): the copy test is `stored_bits ≥ 8 · target_fan_in` and `stored_numbers` is None (the
+    test counts bits, not elements); convention 1: `stored_numbers ≥ target_fan_in` and `stored_bits` is None."""
 
     convention: int | None
     description_bits: int | None
@@ -170,6 +174,7 @@ class Complexity(Part):
     literal_numbers: int | None
     data_bytes: int | None
     stored_numbers: int | None
+    stored_bits: int | None
     target_fan_in: int | None
     copy: bool | None
     source_bytes_xz: int | None = field(default=None, metadata=LEGACY_OPTIONAL)
@@ -411,7 +416,7 @@ def _schema_of(tp: Any, defs: dict[str, Any]) -> dict[str, Any]:
 
 
 def json_schema() -> dict[str, Any]:
-    """The JSON schema (draft 2020-12) of a result record as written to disk (schema 6, or migrated to it)."""
+    """The JSON schema (draft 2020-12) of a result record as written to disk (schema 7, or migrated to it)."""
     defs: dict[str, Any] = {}
     _schema_of(Record, defs)
     top = defs.pop("Record")

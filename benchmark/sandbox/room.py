@@ -18,6 +18,7 @@ or int64 for integer inputs (token ids); answers cross back as float32 only.
 
 from __future__ import annotations
 
+import re
 import signal
 import threading
 from pathlib import Path
@@ -50,13 +51,40 @@ MECHANISM = "user, mount, PID, network, IPC and UTS namespaces (unshare(2)); rea
 
 class Snapshot(Protocol):
     """What the room needs of a submission's snapshot (`harness.submissions.Snapshot`, which the sandbox does not
-    import): the read-only folder its children see, and its name for messages."""
+    import): the read-only folder its children see, its name for messages, and each rendered file's line map
+    (the line the children run → the line as written)."""
 
     @property
     def folder(self) -> Path: ...
 
     @property
     def name(self) -> str: ...
+
+    @property
+    def line_maps(self) -> dict[str, dict[int, int]]: ...
+
+
+#: A traceback's frame line: `File "<folder>/<relative path>", line <n>`.
+FRAME = re.compile(r'File "(?P<path>[^"\n]*)", line (?P<line>\d+)')
+
+
+def original_lines(text: str | None, folders: tuple[str, ...], line_maps: dict[str, dict[int, int]]) -> str | None:
+    """A submission's traceback with each of its frames' line numbers mapped back to the file as written (the
+    children run a canonical rendering, `harness.description.render`); other frames are left as they are."""
+    if text is None or not line_maps:
+        return text
+
+    def back(match: re.Match[str]) -> str:
+        path = match.group("path")
+        for folder in folders:
+            if path.startswith(folder.rstrip("/") + "/"):
+                lines = line_maps.get(path[len(folder.rstrip("/")) + 1 :], {})
+                line = int(match.group("line"))
+                if line in lines:
+                    return f'File "{path}", line {lines[line]}'
+        return match.group()
+
+    return FRAME.sub(back, text)
 
 
 def _clean(text: Any, limit: int, lines: bool = False) -> str | None:
@@ -151,7 +179,9 @@ class IsolatedSubmission:
             message = _clean(reply.get("message"), MAX_MESSAGE) or "failed"
             if self.isolate and ("MemoryError" in message or "Cannot allocate memory" in message):
                 message += f" (its memory limit is {self.limits.memory_bytes / (1 << 30):g} GiB; raise it with --memory-limit)"
-            raise SubmissionError(f"{child.label}: {message}", _clean(reply.get("traceback"), MAX_TRACEBACK, lines=True))
+            trace = original_lines(_clean(reply.get("traceback"), MAX_TRACEBACK, lines=True),
+                                   (str(self.snapshot.folder), "/submission"), getattr(self.snapshot, "line_maps", {}))
+            raise SubmissionError(f"{child.label}: {message}", trace)
         return reply, out
 
     def load(self, task: Task) -> None:
