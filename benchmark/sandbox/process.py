@@ -303,10 +303,10 @@ class Child:
         self._open_pid_one()
 
     # -- the status pipe: "pid N\n" (PID 1's outer PID), then the exit code; closed when the waiting parent exits --
-    def _read_status(self, timeout: float) -> None:
-        """Read what the status pipe has within `timeout` seconds (up to its end, if that comes)."""
+    def _read_status(self, timeout: float, enough: Callable[[], bool] = lambda: False) -> None:
+        """Read what the status pipe has within `timeout` seconds, up to its end or until `enough()`."""
         deadline = time.monotonic() + timeout
-        while not self._status_done:
+        while not self._status_done and not enough():
             if not select.select([self._status], [], [], max(deadline - time.monotonic(), 0.0))[0]:
                 return
             chunk = os.read(self._status, 64)
@@ -328,7 +328,7 @@ class Child:
 
     def _open_pid_one(self) -> None:
         """A pidfd of PID 1 (alive: it just said ready), to kill it and see it gone without a PID-reuse race."""
-        self._read_status(5.0 if b"\n" not in self._status_text else 0.0)
+        self._read_status(5.0, lambda: b"\n" in self._status_text)
         pid, code = self._status_lines()
         if pid is None or code is not None:
             return
@@ -336,7 +336,7 @@ class Child:
             pidfd = os.pidfd_open(pid)
         except OSError:
             return
-        self._read_status(0.0)
+        self._read_status(0.0, lambda: self._status_lines()[1] is not None)
         if self._status_lines()[1] is not None:  # it ended meanwhile: that PID may be someone else's now
             os.close(pidfd)
             return
@@ -370,9 +370,7 @@ class Child:
 
     def _how_it_ended(self) -> str:
         """From the status the child's waiting parent wrote: its exit code, or the signal that ended it."""
-        deadline = time.monotonic() + 5
-        while self._status_lines()[1] is None and not self._status_done and time.monotonic() < deadline:
-            self._read_status(deadline - time.monotonic())
+        self._read_status(5.0, lambda: self._status_lines()[1] is not None)
         text = self._status_lines()[1]
         if text is None or not text.isdigit():
             self.kill()
