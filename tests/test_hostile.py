@@ -237,7 +237,7 @@ def test_misbehaviour_is_one_submission_error(name, extra, fragments, tmp_path, 
     assert "replacebench: error:" not in proc.stderr  # never the harness's own message
 
 
-@pytest.mark.parametrize("how", ["shared", "memfd", "noreserve", "numpy", "memfd-write"])
+@pytest.mark.parametrize("how", ["shared", "memfd", "noreserve", "numpy", "memfd-write", "raise"])
 def test_the_memory_limit_counts_every_mapping(how, tmp_path, cli, warm_cache):
     """3 GiB under a 1 GiB limit: shared anonymous, memfd and MAP_NORESERVE mappings count as much as a numpy
     array (RLIMIT_AS); a memfd written but never mapped is no mapping, and only a memory cgroup bounds it."""

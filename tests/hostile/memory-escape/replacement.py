@@ -4,7 +4,8 @@
 - memfd: a memfd's pages mapped MAP_SHARED;
 - noreserve: a private mapping with MAP_NORESERVE;
 - numpy: a plain numpy array;
-- memfd-write: a memfd's pages written with write(2), never mapped (no address space at all).
+- memfd-write: a memfd's pages written with write(2), never mapped (no address space at all);
+- raise: first lift RLIMIT_AS and RLIMIT_DATA to unlimited (if the kernel lets it), then as "shared".
 
 If all of it is taken, replace returns ones, which the score shows.
 """
@@ -26,8 +27,16 @@ def _touch(view):
 
 
 def take():
+    if HOW == "raise":
+        import resource
+
+        for kind in (resource.RLIMIT_AS, resource.RLIMIT_DATA):
+            try:
+                resource.setrlimit(kind, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+            except (ValueError, OSError):
+                pass
     for _ in range(12):  # 12 × 256 MiB = 3 GiB
-        if HOW == "shared":
+        if HOW in ("shared", "raise"):
             view = mmap.mmap(-1, CHUNK, flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
         elif HOW == "noreserve":
             view = mmap.mmap(-1, CHUNK, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | 0x4000)  # MAP_NORESERVE
