@@ -92,7 +92,7 @@ def _own_session_keyring() -> None:
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.syscall(ctypes.c_long(number), ctypes.c_long(KEYCTL_JOIN_SESSION_KEYRING), None) < 0:
             err = ctypes.get_errno()
-            if err != 38:  # ENOSYS: a kernel without keys has no keyring to share either
+            if err not in (1, 38):  # EPERM (a seccomp filter), ENOSYS: no keys here, so no keyring to share either
                 raise OSError(err, f"join a session keyring: {os.strerror(err)}")
 
 

@@ -274,7 +274,11 @@ class Child:
                 uid, gid = _outer_ids()
                 pid = self.pid
                 if self.memory_group is not None:  # before it forks PID 1: every process it starts is born inside
-                    self.memory_group.add(pid)
+                    try:
+                        self.memory_group.add(pid)
+                    except OSError:  # made but not joinable here (a delegation rule): RLIMIT_AS alone, as without one
+                        self.memory_group.remove()
+                        self.memory_group = None
                 if os.geteuid() != 0:  # an unprivileged map needs setgroups denied
                     Path(f"/proc/{pid}/setgroups").write_text("deny")
                 Path(f"/proc/{pid}/uid_map").write_text(f"0 {uid} 1")

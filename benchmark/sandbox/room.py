@@ -126,10 +126,7 @@ class IsolatedSubmission:
 
     def _start(self, label: str) -> Child | LocalChild:
         if self.isolate:
-            child = Child(self.snapshot.folder, self.limits, label)
-            if child.memory_group is not None:
-                self._memory_mechanisms.add(child.memory_group.mechanism)
-            return child
+            return Child(self.snapshot.folder, self.limits, label)
         return LocalChild(self.snapshot, label)
 
     @property
@@ -192,6 +189,8 @@ class IsolatedSubmission:
     def _load_child(self, child: Child | LocalChild) -> dict[str, Any]:
         """Wait for a fresh child, import the code there; the functions it declares."""
         child.receive_ready()
+        if isinstance(child, Child) and child.memory_group is not None:  # joined: the record names it
+            self._memory_mechanisms.add(child.memory_group.mechanism)
         reply = self._ask(child, {"op": "load"}, None, 0)[0]
         return {"replace": reply.get("replace"), "fit": reply.get("fit")}
 
