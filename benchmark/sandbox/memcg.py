@@ -14,8 +14,10 @@ record's isolation mechanism says which applied (`mechanism`).
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
+import time
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -96,11 +98,20 @@ class MemoryGroup:
         return int(counts.get("oom_kill", 0)) > 0
 
     def remove(self) -> None:
-        """Remove the group (its processes must be gone); quietly leaves it where the kernel still refuses."""
-        try:
-            self.folder.rmdir()
-        except OSError:
-            pass
+        """Remove the group (its processes must be gone); quietly leaves it where the kernel still refuses.
+
+        A process that has just exited may hold the group for a moment more (until its parent reaps it), so a busy
+        group is retried for up to a second."""
+        for attempt in range(20):
+            try:
+                self.folder.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError as exc:
+                if exc.errno != errno.EBUSY:
+                    return
+                time.sleep(0.05)
 
 
 def _read(path: Path) -> str:
