@@ -14,6 +14,7 @@ record's isolation mechanism says which applied (`mechanism`).
 
 from __future__ import annotations
 
+import atexit
 import errno
 import itertools
 import os
@@ -101,8 +102,8 @@ class MemoryGroup:
         """Remove the group (its processes must be gone); quietly leaves it where the kernel still refuses.
 
         A process that has just exited may hold the group for a moment more (until its parent reaps it), so a busy
-        group is retried for up to a second."""
-        for attempt in range(20):
+        group is retried for up to a second, and once more when the harness exits."""
+        for _ in range(20):
             try:
                 self.folder.rmdir()
                 return
@@ -112,6 +113,20 @@ class MemoryGroup:
                 if exc.errno != errno.EBUSY:
                     return
                 time.sleep(0.05)
+        if not _LEFT:
+            atexit.register(_remove_left)
+        _LEFT.append(self.folder)
+
+
+_LEFT: list[Path] = []
+
+
+def _remove_left() -> None:
+    for folder in _LEFT:
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
 
 
 def _read(path: Path) -> str:
