@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 from helpers import ROOT
 
+from benchmark.sandbox.memcg import MemoryGroup
 from benchmark.sandbox.process import isolation_problem
 
 HOSTILE = Path(__file__).parent / "hostile"
@@ -103,6 +104,15 @@ def test_reaching_for_the_model_or_the_answers_finds_nothing(name, tmp_path, cli
 def test_weights_kept_in_a_global_do_not_reach_replace(tmp_path, cli, warm_cache):
     proc, results = run_hostile(cli, "global-smuggle", tmp_path, warm_cache)
     assert assert_honest_zero(proc, results, "global-smuggle")["complexity"]["fitted_parameters"] == 0
+
+
+@pytest.mark.parametrize("channel", ["fcntl", "ofd", "flock", "socket", "tmp", "shm", "keyring"])
+def test_nothing_but_what_fit_returns_reaches_replace(channel, tmp_path, cli, warm_cache):
+    """fit returns {} and passes its weights on through kernel state (locks on a file both children see, an
+    abstract socket held by a detached grandchild, a file, a key): replace finds nothing, 0 fitted numbers."""
+    proc, results = run_hostile(cli, "fit-smuggle", tmp_path, warm_cache, {"channel": channel})
+    assert "fit-smuggle: received" not in proc.stderr, proc.stderr
+    assert assert_honest_zero(proc, results, "fit-smuggle")["complexity"]["fitted_parameters"] == 0
 
 
 def test_weights_kept_in_prose_do_not_reach_the_code(tmp_path, cli, warm_cache):
@@ -226,6 +236,19 @@ def test_misbehaviour_is_one_submission_error(name, extra, fragments, tmp_path, 
     proc, results = run_hostile(cli, name, tmp_path, warm_cache, None, *extra)
     assert_submission_error(proc, results, name, *fragments)
     assert "replacebench: error:" not in proc.stderr  # never the harness's own message
+
+
+@pytest.mark.parametrize("how", ["shared", "memfd", "noreserve", "numpy", "memfd-write", "raise"])
+def test_the_memory_limit_counts_every_mapping(how, tmp_path, cli, warm_cache):
+    """3 GiB under a 1 GiB limit: shared anonymous, memfd and MAP_NORESERVE mappings count as much as a numpy
+    array (RLIMIT_AS); a memfd written but never mapped is no mapping, and only a memory cgroup bounds it."""
+    if how == "memfd-write" and MemoryGroup.create(1 << 30) is None:
+        pytest.skip("no memory cgroup can be made here: RLIMIT_AS alone does not bound unmapped memfd pages")
+    proc, results = run_hostile(cli, "memory-escape", tmp_path, warm_cache, {"how": how}, "--memory-limit", "1G")
+    assert_submission_error(proc, results, "memory-escape", "(replace)", "memory limit")
+    assert "replacebench: error:" not in proc.stderr
+    first = [line for line in proc.stderr.splitlines() if line.startswith("replacebench:")]
+    assert len(first) == 1, proc.stderr
 
 
 @pytest.mark.parametrize("name, fragment", [("exit-zero", "raised SystemExit"), ("os-exit", "exited with status 0")])

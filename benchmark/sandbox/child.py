@@ -6,9 +6,12 @@ Trusted until it imports the submission:
    tell the parent, which writes the user-ID map (the child cannot map itself to
    an unprivileged outer user), and wait for its go-ahead;
 2. fork, so that the grandchild is PID 1 of the new PID namespace (the
-   intermediate process only waits and passes on the exit status; the
-   grandchild dies with it);
-3. build the jail (`jail.enter`), import numpy and torch, say "ready";
+   intermediate process tells the harness PID 1's outer PID, then only waits
+   and passes on the exit status; the grandchild dies with it). The
+   intermediate's wait returns only once the whole PID namespace is gone, so
+   its exit tells the harness that nothing of this child is left;
+3. build the jail (`jail.enter`), join a fresh session keyring, import numpy
+   and torch, cap the address space (`jail.limit_address_space`), say "ready";
 4. serve requests (`worker.handle`) on the protocol pipes until the parent
    closes them. The submission's code is imported at the first `load` request.
 
@@ -29,6 +32,8 @@ from .framing import frame_header
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
 CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
 PR_SET_PDEATHSIG = 1
+KEYCTL_SYSCALL = {"x86_64": 250, "aarch64": 219, "riscv64": 219, "ppc64le": 283, "s390x": 280}
+KEYCTL_JOIN_SESSION_KEYRING = 1
 
 
 def _namespaces(sync_write: int, sync_read: int) -> None:
@@ -66,6 +71,7 @@ def _become_pid_one(protocol_fds: tuple[int, int], status_fd: int) -> None:
         ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         os.close(status_fd)
         return
+    os.write(status_fd, f"pid {pid}\n".encode())  # PID 1's PID outside, where the harness can kill and watch it
     for fd in protocol_fds:
         os.close(fd)
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -74,6 +80,20 @@ def _become_pid_one(protocol_fds: tuple[int, int], status_fd: int) -> None:
     code = os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
     os.write(status_fd, str(code).encode())
     os._exit(0)
+
+
+def _own_session_keyring() -> None:
+    """Join a new anonymous session keyring, so that no key links into the one inherited from the zygote (kernel
+    keys outlive a process: a keyring both children share would carry data from fit to replace)."""
+    import platform
+
+    number = KEYCTL_SYSCALL.get(platform.machine())
+    if number is not None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.syscall(ctypes.c_long(number), ctypes.c_long(KEYCTL_JOIN_SESSION_KEYRING), None) < 0:
+            err = ctypes.get_errno()
+            if err not in (1, 38):  # EPERM (a seccomp filter), ENOSYS: no keys here, so no keyring to share either
+                raise OSError(err, f"join a session keyring: {os.strerror(err)}")
 
 
 def run(spec: dict) -> None:
@@ -87,6 +107,7 @@ def run(spec: dict) -> None:
         sources = open_sources(jail)  # in the new mount namespace, still as the outer user
         _become_namespace_root()
         _become_pid_one((read_fd, write_fd), spec["status_fd"])
+        _own_session_keyring()
         enter(jail, sources)
     except Exception as exc:  # the jail failed before any submission code: a harness-side problem
         # nothing more is imported: the jail may be half built
@@ -101,6 +122,9 @@ def run(spec: dict) -> None:
     import numpy  # noqa: F401 - imported before the submission (a no-op when forked from the zygote)
     import torch  # noqa: F401
 
+    from .jail import limit_address_space
+
+    limit_address_space(jail.memory_bytes)  # after torch: its own reservations are not the submission's
     from .protocol import INPUT_DTYPES, ChannelClosed
     from .worker import Worker, handle
 

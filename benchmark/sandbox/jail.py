@@ -14,7 +14,9 @@ the world and gives up every privilege:
 - `pivot_root` into it and a detached unmount of the old root, so nothing of
   the host's file system (checkpoints, data, cache, leaderboard, repository,
   home) is reachable;
-- resource limits (RLIMIT_DATA for memory, RLIMIT_NPROC counted inside the
+- resource limits (RLIMIT_DATA for memory, and once torch is imported
+  RLIMIT_AS: the address space then in use plus the memory limit, so shared
+  and file-backed mappings count too; RLIMIT_NPROC counted inside the
   user namespace, RLIMIT_FSIZE, RLIMIT_CPU as a backstop to the parent's wall
   clock, no core files);
 - no capabilities (all sets and the bounding set cleared) and no_new_privs.
@@ -122,6 +124,26 @@ def _drop_privileges() -> None:
 
 def _limit(kind: int, value: int) -> None:
     resource.setrlimit(kind, (value, value))
+
+
+def address_space() -> int:
+    """This process's address space now, in bytes (VmSize of /proc/self/status)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    raise JailError("no VmSize in /proc/self/status")
+
+
+def limit_address_space(memory_bytes: int) -> None:
+    """RLIMIT_AS (soft and hard, so it cannot be raised again) = the address space in use now + `memory_bytes`.
+
+    RLIMIT_DATA misses shared mappings (anonymous MAP_SHARED, a memfd mapped shared); RLIMIT_AS counts every
+    mapping, reserved (MAP_NORESERVE) or not. Set after torch is imported: a CUDA build of torch reserves GBs of
+    address space it never touches, which is the harness's, not the submission's. Every process the child starts
+    inherits the limit.
+    """
+    _limit(resource.RLIMIT_AS, address_space() + memory_bytes)
 
 
 def open_sources(spec: JailSpec) -> dict[str, int]:

@@ -10,6 +10,14 @@ Time: every exchange has a deadline, and the child's budget is the total wall
 time the harness spends waiting on it (start-up and import included). A child
 over budget, or one that breaks the protocol, is killed with its whole PID
 namespace.
+
+Ending: `close()` returns only once the child's PID 1 has exited (its pidfd is
+readable, which the kernel signals after every other process of the PID
+namespace is gone) and its waiting parent has exited too. So when the fit
+child is closed, nothing it started is left to hold a lock, a socket or a
+key while the replace child runs. Each child runs on its own private copy of
+the snapshot, and in its own memory cgroup where one can be made
+(`memcg.MemoryGroup`).
 """
 
 from __future__ import annotations
@@ -17,6 +25,8 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -32,6 +42,7 @@ from typing import Any, TextIO
 from ..errors import SubmissionError, UserError
 from ..untrusted import one_line
 from .jail import JailSpec
+from .memcg import MemoryGroup
 from .protocol import ANSWER_DTYPES, Arrays, Channel, ChannelClosed, ChannelTimeout, ProtocolViolation, SharedInputs
 from .zygote import FD_NAMES
 
@@ -40,6 +51,7 @@ FORWARDED_LINE_BYTES = 4096  # of one line shown
 READ_CHUNK_BYTES = 1 << 16
 SYSTEM_PATHS = ("/usr", "/lib", "/lib32", "/lib64", "/bin", "/sbin", "/etc/ld.so.cache", "/etc/ld.so.conf",
                 "/etc/ld.so.conf.d", "/etc/localtime")
+GONE_TIMEOUT_S = 30.0  # how long a killed child may take to be gone entirely
 HOW_TO_ISOLATE = ("enable unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1 and "
                   "user.max_user_namespaces > 0), or score with --in-process (not isolated; the record says so)")
 
@@ -214,6 +226,22 @@ class Zygote:
 ZYGOTE = Zygote()
 
 
+def _private_copy(folder: Path) -> Path:
+    """A copy of the snapshot `folder` for one child alone (modes kept: read-only), so that no inode, lock or page
+    of the snapshot is shared with the other child."""
+    holder = Path(tempfile.mkdtemp(prefix="replacebench-copy-"))
+    copy = holder / "submission"
+    shutil.copytree(folder, copy)
+    holder.chmod(0o755)
+    return copy
+
+
+def _remove_copy(copy: Path) -> None:
+    for root, dirs, _ in os.walk(copy):
+        os.chmod(root, 0o755)
+    shutil.rmtree(copy.parent, ignore_errors=True)
+
+
 class Child:
     """One child process serving requests about one submission snapshot, in its own namespaces."""
 
@@ -221,6 +249,10 @@ class Child:
         self.label, self.limits = label, limits
         self.used = 0.0
         self._popen: subprocess.Popen | None = None
+        self._pidfd: int | None = None  # PID 1 of the child's PID namespace, once it said ready
+        self._status_text, self._status_done = b"", False
+        self._copy = _private_copy(folder)
+        self.memory_group = None if probe else MemoryGroup.create(limits.memory_bytes)
         self._root = tempfile.mkdtemp(prefix="replacebench-root-")
         child_reads, parent_writes = os.pipe()
         parent_reads, child_writes = os.pipe()
@@ -229,7 +261,7 @@ class Child:
         status_read, status_write = os.pipe()
         err_read, err_write = os.pipe()
         cpu = int(limits.time_s * (os.cpu_count() or 1)) + 30
-        jail = JailSpec(new_root=self._root, read_only=read_only_paths(), submission=str(folder), hidden=hidden_paths(),
+        jail = JailSpec(new_root=self._root, read_only=read_only_paths(), submission=str(self._copy), hidden=hidden_paths(),
                         memory_bytes=limits.memory_bytes, processes=limits.processes, file_bytes=limits.file_bytes,
                         cpu_seconds=cpu)
         self.shared = SharedInputs()
@@ -268,6 +300,12 @@ class Child:
             if ready and os.read(sync_in, 1) == b"u":
                 uid, gid = _outer_ids()
                 pid = self.pid
+                if self.memory_group is not None:  # before it forks PID 1: every process it starts is born inside
+                    try:
+                        self.memory_group.add(pid)
+                    except OSError:  # made but not joinable here (a delegation rule): RLIMIT_AS alone, as without one
+                        self.memory_group.remove()
+                        self.memory_group = None
                 if os.geteuid() != 0:  # an unprivileged map needs setgroups denied
                     Path(f"/proc/{pid}/setgroups").write_text("deny")
                 Path(f"/proc/{pid}/uid_map").write_text(f"0 {uid} 1")
@@ -293,7 +331,47 @@ class Child:
         if "jail_error" in header:
             self.kill()
             raise UserError(f"process isolation failed ({header['jail_error']}); {HOW_TO_ISOLATE}.")
+        self._open_pid_one()
 
+    # -- the status pipe: "pid N\n" (PID 1's outer PID), then the exit code; closed when the waiting parent exits --
+    def _read_status(self, timeout: float, enough: Callable[[], bool] = lambda: False) -> None:
+        """Read what the status pipe has within `timeout` seconds, up to its end or until `enough()`."""
+        deadline = time.monotonic() + timeout
+        while not self._status_done and not enough():
+            if not select.select([self._status], [], [], max(deadline - time.monotonic(), 0.0))[0]:
+                return
+            chunk = os.read(self._status, 64)
+            if not chunk:
+                self._status_done = True
+            self._status_text += chunk
+            if len(self._status_text) > 256:  # only trusted code writes here; never hold more
+                self._status_done = True
+
+    def _status_lines(self) -> tuple[int | None, str | None]:
+        """(PID 1's outer PID, the exit code text) as far as read."""
+        pid, code = None, None
+        for line in self._status_text.decode("ascii", "replace").split("\n"):
+            if line.startswith("pid ") and line[4:].isdigit():
+                pid = int(line[4:])
+            elif line.strip():
+                code = line.strip()
+        return pid, code
+
+    def _open_pid_one(self) -> None:
+        """A pidfd of PID 1 (alive: it just said ready), to kill it and see it gone without a PID-reuse race."""
+        self._read_status(5.0, lambda: b"\n" in self._status_text)
+        pid, code = self._status_lines()
+        if pid is None or code is not None:
+            return
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            return
+        self._read_status(0.0, lambda: self._status_lines()[1] is not None)
+        if self._status_lines()[1] is not None:  # it ended meanwhile: that PID may be someone else's now
+            os.close(pidfd)
+            return
+        self._pidfd = pidfd
     def request(self, header: dict[str, Any], arrays: Arrays | None, max_bytes: int) -> tuple[dict[str, Any], Arrays]:
         """Send one request and wait for its answer; failures of the child become SubmissionErrors."""
         return self._exchange(header, arrays, max_bytes)
@@ -323,15 +401,15 @@ class Child:
 
     def _how_it_ended(self) -> str:
         """From the status the child's waiting parent wrote: its exit code, or the signal that ended it."""
-        import select
-
-        text = b""
-        if select.select([self._status], [], [], 5)[0]:
-            text = os.read(self._status, 16)
-        if not text.strip().isdigit():
+        self._read_status(5.0, lambda: self._status_lines()[1] is not None)
+        text = self._status_lines()[1]
+        if text is None or not text.isdigit():
             self.kill()
             return "closed its pipes"
         code = int(text)
+        if self.memory_group is not None and self.memory_group.ran_out():
+            return (f"was killed on reaching its memory limit of {self.limits.memory_bytes / (1 << 30):g} GiB "
+                    "(raise it with --memory-limit)")
         if code > 128 and code - 128 in signal.valid_signals():
             name = signal.Signals(code - 128).name
             hint = " (a limit: memory, CPU or file size)" if name in ("SIGKILL", "SIGXCPU", "SIGXFSZ", "SIGSEGV") else ""
@@ -339,19 +417,34 @@ class Child:
         return f"exited with status {code}"
 
     def kill(self) -> None:
-        """End the child and everything it started (its PID namespace dies with it)."""
-        try:
-            os.killpg(self.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        """End the child and everything it started, and return only once all of it is gone.
+
+        PID 1 is killed through its pidfd; the pidfd turns readable once PID 1 has exited, which the kernel lets
+        happen only after every other process of its PID namespace is gone. Its waiting parent then exits and
+        closes the status pipe. A child that never got as far as PID 1 is killed as a process group.
+        """
+        if self._pidfd is not None:
+            try:
+                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            if not select.select([self._pidfd], [], [], GONE_TIMEOUT_S)[0]:
+                raise UserError(f"process isolation failed ({self.label} did not end within {GONE_TIMEOUT_S:g} s "
+                                "of being killed)")
+        self._read_status(5.0)  # its parent exits after PID 1
+        if not self._status_done:
+            try:
+                os.killpg(self.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            self._read_status(GONE_TIMEOUT_S)
         if self._popen is not None:
             self._popen.kill()
             self._popen.wait()
 
     def close(self, grace: float = 2.0) -> None:
-        """Close the pipes (a well-behaved child then exits on its own, within `grace` seconds), then kill."""
-        import select
-
+        """Close the pipes (a well-behaved child then exits on its own, within `grace` seconds), then kill; on return
+        nothing of the child is left: no process, no mount, no memory group, no copy of the snapshot."""
         for fd in (self.channel.read_fd, self.channel.write_fd):
             try:
                 os.close(fd)
@@ -359,16 +452,24 @@ class Child:
                 pass
         self.shared.close()
         try:
-            select.select([self._status], [], [], grace)
-            os.close(self._status)
-        except (OSError, ValueError):
-            pass
-        self.kill()
-        self._forwarder.join(timeout=5)
-        try:
-            os.rmdir(self._root)
-        except OSError:
-            pass
+            self._read_status(grace)
+            self.kill()
+        finally:
+            for fd in (self._status, self._pidfd):
+                if fd is not None:
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
+            self._pidfd, self._status_done = None, True
+            self._forwarder.join(timeout=5)
+            try:
+                os.rmdir(self._root)
+            except OSError:
+                pass
+            if self.memory_group is not None:
+                self.memory_group.remove()
+            _remove_copy(self._copy)
 
 
 _PROBE: list[str | None] = []

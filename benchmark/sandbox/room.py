@@ -6,12 +6,17 @@ never sees a module, a function or a tensor of the submission's: only checked
 signatures, float32 arrays and messages. Inputs cross to the children as float32,
 or int64 for integer inputs (token ids); answers cross back as float32 only.
 
-- `fit` runs in one child and `replace` in a fresh one: the only state passed
-  between them is what `fit` returned, so every stored number is counted.
+- `fit` runs in one child and `replace` in a fresh one, never at the same
+  time: the replace child is forked only once the fit child and everything
+  it started are gone (`Child.close`), each on its own copy of the snapshot,
+  so the only state passed between them is what `fit` returned and every
+  stored number is counted. No lock, socket, key, file or timing can carry
+  anything from one to the other.
 - The zygote (one per harness process) imports torch while the harness loads
-  the model and its baseline; both children are forked from it when `load`
-  is called, after the baseline exists, and only then import the
-  submission's code.
+  the model and its baseline; the first child is forked from it when `load`
+  is called, after the baseline exists, and only then imports the
+  submission's code. A submission with a fit step gets its replace child at
+  `start_replace`, after its fit; one without gets it at `load`.
 - `--in-process` (`isolate=False`) runs the same requests in the harness's own
   process, for debugging: nothing is isolated and the record says so.
 """
@@ -46,7 +51,8 @@ from .worker import TaskView, Worker, handle
 MAX_MESSAGE = 2000
 MAX_TRACEBACK = 64_000
 MAX_PARAMS_BYTES = 1 << 30  # what fit may return (256 M numbers): the harness holds it in memory
-MECHANISM = "user, mount, PID, network, IPC and UTS namespaces (unshare(2)); read-only snapshot; rlimits"
+MECHANISM = ("user, mount, PID, network, IPC and UTS namespaces (unshare(2)); a private read-only snapshot per child; "
+             "fit's child gone before replace's starts; rlimits (memory: RLIMIT_AS)")
 
 
 class Snapshot(Protocol):
@@ -143,6 +149,8 @@ class IsolatedSubmission:
         self.fit_signature: Signature | None = None
         self._fit_child: Child | LocalChild | None = None
         self._replace_child: Child | LocalChild | None = None
+        self._described: dict[str, Any] | None = None  # what the first child's import declared
+        self._memory_mechanisms: set[str] = set()
         if isolate:
             ZYGOTE.start()  # imports torch in the background while the harness loads the model and the baseline
 
@@ -156,7 +164,10 @@ class IsolatedSubmission:
         """What the record states about how the submission ran."""
         if not self.isolate:
             return {"level": "none", "mechanism": "in-process (--in-process): not isolated"}
-        return {"level": "namespaces", "mechanism": MECHANISM, "limits": self.limits.to_json()}
+        mechanism = MECHANISM
+        if self._memory_mechanisms:
+            mechanism = MECHANISM[:-1] + " and " + " / ".join(sorted(self._memory_mechanisms)) + ")"
+        return {"level": "namespaces", "mechanism": mechanism, "limits": self.limits.to_json()}
 
     def __enter__(self) -> IsolatedSubmission:
         return self
@@ -177,7 +188,7 @@ class IsolatedSubmission:
         reply, out = child.request(header, arrays, max_bytes)
         if not reply["ok"]:
             message = _clean(reply.get("message"), MAX_MESSAGE) or "failed"
-            if self.isolate and ("MemoryError" in message or "Cannot allocate memory" in message):
+            if self.isolate and ("MemoryError" in message or "allocate memory" in message.lower()):
                 message += f" (its memory limit is {self.limits.memory_bytes / (1 << 30):g} GiB; raise it with --memory-limit)"
             trace = original_lines(_clean(reply.get("traceback"), MAX_TRACEBACK, lines=True),
                                    (str(self.snapshot.folder), "/submission"), getattr(self.snapshot, "line_maps", {}))
@@ -185,27 +196,45 @@ class IsolatedSubmission:
         return reply, out
 
     def load(self, task: Task) -> None:
-        """Import the code in both children and check its signatures against the task."""
+        """Import the code in the first child and check its signatures against the task.
+
+        With a fit step, that child is the fit child, and the replace child starts after it (`start_replace`);
+        without, it is the replace child."""
         where = f"submission '{self.snapshot.name}'"
-        # Labelled "(import)" while they import the code (a submission without fit has no "(fit)" to blame), then by
-        # the function each child runs.
-        fit_child = self._fit_child = self._start(f"{where} (import)")
-        replace_child = self._replace_child = self._start(f"{where} (import)")
-        replies = []
-        for child in (fit_child, replace_child):
-            child.receive_ready()
-            replies.append(self._ask(child, {"op": "load"}, None, 0)[0])
-        described = [{"replace": r.get("replace"), "fit": r.get("fit")} for r in replies]
-        if described[0] != described[1]:
-            raise SubmissionError(f"{where}: its code declared different functions in two fresh processes; "
-                                  "a submission must be deterministic at import")
-        fit_child.label, replace_child.label = f"{where} (fit)", f"{where} (replace)"
-        self.replace_signature = read_signature(described[0]["replace"], task, RESERVED_REPLACE, f"{where} replace()")
-        if described[0]["fit"] is not None:
-            self.fit_signature = read_signature(described[0]["fit"], task, RESERVED_FIT, f"{where} fit()")
+        # Labelled "(import)" while it imports the code (a submission without fit has no "(fit)" to blame), then by
+        # the function the child runs.
+        child = self._start(f"{where} (import)")
+        try:
+            described = self._load_child(child)
+        except BaseException:
+            child.close()
+            raise
+        self._described = described
+        self.replace_signature = read_signature(described["replace"], task, RESERVED_REPLACE, f"{where} replace()")
+        if described["fit"] is not None:
+            self.fit_signature = read_signature(described["fit"], task, RESERVED_FIT, f"{where} fit()")
+            self._fit_child, child.label = child, f"{where} (fit)"
         else:
             check_params_have_fit(self.replace_signature, where)
-            self._close_fit_child()
+            self._replace_child, child.label = child, f"{where} (replace)"
+
+    def _load_child(self, child: Child | LocalChild) -> dict[str, Any]:
+        """Wait for a fresh child, import the code there; the functions it declares."""
+        child.receive_ready()
+        if isinstance(child, Child) and child.memory_group is not None:  # joined: the record names it
+            self._memory_mechanisms.add(child.memory_group.mechanism)
+        reply = self._ask(child, {"op": "load"}, None, 0)[0]
+        return {"replace": reply.get("replace"), "fit": reply.get("fit")}
+
+    def _open_replace_child(self) -> None:
+        """Start the replace child, now that no fit child is left, and check it declares what the first did."""
+        where = f"submission '{self.snapshot.name}'"
+        self._close_fit_child()  # gone, with everything it started, before the replace child exists
+        child = self._replace_child = self._start(f"{where} (import)")
+        if self._load_child(child) != self._described:
+            raise SubmissionError(f"{where}: its code declared different functions in two fresh processes; "
+                                  "a submission must be deterministic at import")
+        child.label = f"{where} (replace)"
 
     def close_fit_child(self) -> None:
         """End the fit child unused: a shard of a cluster run replaces with the params of a fit that ran once."""
@@ -236,6 +265,8 @@ class IsolatedSubmission:
         sig = self.replace_signature
         pass_params = "params" in sig.reserved and (params is not None or "params" not in sig.defaults)
         header = {"op": "setup", "task": view.to_json(), "pass_task": "task" in sig.reserved, "pass_params": pass_params}
+        if self._replace_child is None:
+            self._open_replace_child()
         self._ask(self._replace_child, header, params or {}, 0)
 
     def replace(self, inputs: Arrays, expected_shape: tuple[int, ...]) -> np.ndarray:
