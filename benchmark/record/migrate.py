@@ -44,8 +44,9 @@ def migrate(record: dict[str, Any]) -> dict[str, Any]:
             bits = complexity.get("bits")
             if isinstance(bits, dict):
                 bits = {"code": bits.get("code"), "names": 0, **{k: v for k, v in bits.items() if k != "code"}}
-            complexity = {**complexity, "bits": bits, "stored_bits": complexity.get("stored_bits")}
-        record = {**record, "schema_version": 7, "complexity": complexity}
+            record = {**record, "complexity": {**complexity, "bits": bits,
+                                               "stored_bits": complexity.get("stored_bits")}}
+        record = {**record, "schema_version": 7}  # a record without complexity gains none
     return record
 
 
