@@ -37,11 +37,17 @@ LOSSES = ("loss.clean", *(f"loss.{a}" for a in ABLATIONS), "loss.replaced")
 KLS = ("kl", *(f"kl.{a}" for a in ABLATIONS))
 
 
-def _leaves(value: Any, prefix: str = "") -> dict[str, Any]:
+def leaves(value: Any, prefix: str = "") -> dict[str, Any]:
+    """A JSON value flattened to its leaves, keyed by path: `{"a": {"b": [1, 2]}}` → `{"a.b[0]": 1, "a.b[1]": 2}`."""
     if isinstance(value, dict):
         out: dict[str, Any] = {}
         for key, item in value.items():
-            out.update(_leaves(item, f"{prefix}.{key}" if prefix else str(key)))
+            out.update(leaves(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    if isinstance(value, list):
+        out = {}
+        for i, item in enumerate(value):
+            out.update(leaves(item, f"{prefix}[{i}]"))
         return out
     return {prefix: value}
 
@@ -53,7 +59,7 @@ def loss_figures(arrays: dict[str, np.ndarray], primary: str) -> dict[str, Any]:
     clean, replaced = x["loss.clean"], x["loss.replaced"]
     recovery = stats.recovery_stats(clean, {a: x[f"loss.{a}"] for a in ABLATIONS}, replaced)
     kl = stats.kl_recovery_stats({a: x[f"kl.{a}"] for a in ABLATIONS}, x["kl"])
-    return _leaves({
+    return leaves({
         "primary": {"ablation": primary, **recovery[primary].to_dict()},
         "recovery": {a: r.to_dict() for a, r in recovery.items()},
         "kl_recovery": {a: r.to_dict() for a, r in kl.items()},

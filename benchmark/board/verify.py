@@ -31,6 +31,7 @@ from ..errors import SubmissionError, UserError
 from ..harness.description import BITS_PER_WEIGHT
 from ..record.io import read_sidecar
 from ..record.typed import Complexity, Provenance, Record
+from .tolerance import leaves
 
 SIDECAR_ATOL, SIDECAR_RTOL = 1e-4, 1e-4
 KL_ATOL = 1e-9
@@ -143,23 +144,9 @@ def load_checked_arrays(path: Path) -> tuple[Record | None, dict[str, np.ndarray
     return (None if problems else record), arrays, problems
 
 
-def _leaves(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            out.update(_leaves(item, f"{prefix}.{key}" if prefix else str(key)))
-        return out
-    if isinstance(value, list):
-        out = {}
-        for i, item in enumerate(value):
-            out.update(_leaves(item, f"{prefix}[{i}]"))
-        return out
-    return {prefix: value}
-
-
 def compare_results(stored: dict[str, Any], fresh: dict[str, Any]) -> list[str]:
     """Every leaf of two `results` objects, within the re-scoring tolerance."""
-    a, b = _leaves(stored), _leaves(fresh)
+    a, b = leaves(stored), leaves(fresh)
     problems = [f"{key}: only in {'the record' if key in a else 'the re-score'}" for key in sorted(set(a) ^ set(b))]
     for key in sorted(set(a) & set(b)):
         if not _close(b[key], a[key], RESCORE_ATOL, RESCORE_RTOL):
@@ -313,7 +300,7 @@ def compare_loss_figures(stored: dict[str, Any], fresh: dict[str, Any], arrays: 
     from .tolerance import figure_tolerances
 
     tolerances, boundary = figure_tolerances(arrays, primary)
-    a, b = _leaves(stored), _leaves(fresh)
+    a, b = leaves(stored), leaves(fresh)
     keys = (set(tolerances) | boundary) & set(a) & set(b)
     problems = []
     for key in sorted(keys):
