@@ -372,6 +372,7 @@ class Child:
             os.close(pidfd)
             return
         self._pidfd = pidfd
+
     def request(self, header: dict[str, Any], arrays: Arrays | None, max_bytes: int) -> tuple[dict[str, Any], Arrays]:
         """Send one request and wait for its answer; failures of the child become SubmissionErrors."""
         return self._exchange(header, arrays, max_bytes)
