@@ -124,6 +124,25 @@ class FullBatchRecipe:
 
 
 @dataclass(frozen=True)
+class WindowRecipe:
+    """AdamW on random windows of a character corpus, warm-up then cosine decay to `min_lr`
+    (`maintainer/train_windows.py` states the schedule and the batches)."""
+
+    seed: int
+    optimizer: str  # "adamw"
+    lr: float
+    min_lr: float
+    weight_decay: float  # on matrices only
+    betas: tuple[float, float]
+    warmup_steps: int
+    steps: int
+    batch_size: int  # windows per step
+    grad_clip: float  # global gradient-norm clip
+    threads: int
+    eval_every: int = 500
+
+
+@dataclass(frozen=True)
 class Family:
     """Fixed settings of a model's task file; `select` fills in the units."""
 
@@ -158,7 +177,7 @@ class ModelSpec:
     model_class: str  # "module:ClassName", a `StagedModel`
     dataset: str
     _: KW_ONLY
-    recipe: Recipe | FullBatchRecipe | None = None  # trained by `replacebench train ID` (else fetched by `replacebench fetch ID`)
+    recipe: Recipe | FullBatchRecipe | WindowRecipe | None = None  # trained by `replacebench train ID` (else fetched by `replacebench fetch ID`)
     fetcher: str = ""  # "module:function" behind `replacebench fetch ID`, for a model without a recipe
     families: tuple[Family, ...] = ()
     selectors: tuple[str, ...] = ()  # further `select` families with their own procedure (e.g. seeded-random draws)
@@ -209,6 +228,12 @@ DATASETS: dict[str, DatasetSpec] = {d.name: d for d in (
                 "the tokens a b = as int64 ids (a, b in 0..112, '=' is 113); the answer is (a + b) mod 113; all "
                 "12,769 pairs, 3,830 of them (a seeded 30%) in 'train', the other 8,939 in 'test'",
                 kind="tokens", time_limit_s=600, memory_limit_gib=4),
+    DatasetSpec("tinyshakespeare", "benchmark.data.shakespeare:open_split",
+                "the characters as int64 ids (the corpus's 65 in code-point order); an example is a window of 129 "
+                "characters, its first 128 the input and its last 128 the next-character targets; windows do not "
+                "overlap; the first 90% of the corpus is 'train', the rest 'val'",
+                kind="text", time_limit_s=900, memory_limit_gib=8,
+                fetcher="benchmark.data.shakespeare:fetch_command"),
 )}
 
 MODELS: dict[str, ModelSpec] = {m.id: m for m in (
@@ -227,6 +252,9 @@ MODELS: dict[str, ModelSpec] = {m.id: m for m in (
               recipe=FullBatchRecipe(seed=0, optimizer="adamw", lr=1e-3, weight_decay=1.0, betas=(0.9, 0.98),
                                      warmup_steps=10, steps=7000, threads=1),
               selectors=(MODADD_SELECT,)),
+    ModelSpec("shakespeare-char", "benchmark.models.shakespeare:ShakespeareChar", "tinyshakespeare",
+              recipe=WindowRecipe(seed=0, optimizer="adamw", lr=1e-3, min_lr=1e-4, weight_decay=0.1, betas=(0.9, 0.99),
+                                  warmup_steps=200, steps=7000, batch_size=32, grad_clip=1.0, threads=2)),
     ModelSpec("inceptionv1", "benchmark.models.inception:InceptionV1", "imagenet",
               fetcher="benchmark.maintainer.fetch_inception:fetch_command", selectors=(INCEPTION_RANDOM,)),
 )}

@@ -34,7 +34,7 @@ from ..data.base import TensorExampleSet
 from ..errors import UserError, unknown
 from ..models.base import StagedModel
 from ..models.registry import load_model
-from ..zoo import FullBatchRecipe, ModelSpec, Recipe
+from ..zoo import FullBatchRecipe, ModelSpec, Recipe, WindowRecipe
 from .outputs import TrainResult, deterministic, save_weights, seeded, versions
 
 
@@ -114,6 +114,10 @@ def train(model_id: str, data_dir: str | os.PathLike | None = None, out_dir: str
         from .train_full_batch import train_full_batch
 
         return train_full_batch(spec, recipe, out, progress)
+    if isinstance(recipe, WindowRecipe):
+        from .train_windows import train_windows
+
+        return train_windows(spec, recipe, out, data_dir, progress)
     train_set, test_set = open_split(model_id, "train", data_dir), open_split(model_id, "test", data_dir)
     x_train, y_train = train_set.inputs, torch.as_tensor(train_set.labels())  # [n, C, H, W], [n]
     x_test, y_test = test_set.inputs, torch.as_tensor(test_set.labels())
