@@ -22,6 +22,13 @@ embedding rows a copy would need all get a gradient. A transformer's carried
 activations below the start (its residual stream, `models.base`) are positive
 random constants: what a replacement is not given is not counted as its input.
 Example: one `modadd-p113` neuron from `hook_resid_mid`: 128 weights + 1 bias = 129.
+
+A sequence model's units sit at every position (`StagedModel.unit_axis` is not 1: a neuron on the last axis of
+`# [b, T, m]`, a head on the heads' axis of `# [b, T, H, e]` with its e values): the fan-in is then over the
+units at every position together, the parameters a copy computing the whole window would need (under causal
+attention, those of the last position). Example: one `shakespeare-char` layer-0 neuron from
+`blocks_0_ln2_hook_normalized`: 128 + 1 = 129; from the tokens, every parameter before its MLP column
+(tests/test_text_core.py counts them by hand).
 """
 
 from __future__ import annotations
@@ -95,10 +102,12 @@ def _fan_in(positive: StagedModel, layer: str, units: tuple[int, ...], start: st
     positive.zero_grad(set_to_none=True)
     with torch.enable_grad():
         out = run_probe(positive, start, start_shape, layer, PROBE_BATCH)  # [batch, channels, ...]
-        target = out[:, list(units)]  # [batch, n_units, ...]
-        for size in target.shape[2:]:
-            target = target.select(2, size // 2)  # the centre position: [batch, n_units]
-        target.sum().backward()
+        axis = positive.unit_axis(layer, out.dim())
+        target = out.index_select(axis, torch.tensor(units))  # [batch, n_units, ...] or [batch, T, n_units, ...]
+        if axis == 1:
+            for size in target.shape[2:]:
+                target = target.select(2, size // 2)  # the centre position: [batch, n_units]
+        target.sum().backward()  # a sequence model: every position (module docstring)
     return sum(int((p.grad != 0).sum()) for p in positive.parameters() if p.grad is not None)
 
 
