@@ -688,7 +688,7 @@ def cmd_select(args: argparse.Namespace) -> int:
     from .maintainer.inception_random import FAMILY, select_random_inception
     from .maintainer.select import select_targets
 
-    if args.held_out_secret is not None and args.model in (FAMILY, zoo.MODADD_SELECT):
+    if args.held_out_secret is not None and args.model in (FAMILY, zoo.MODADD_SELECT, zoo.SHAKESPEARE_SELECT):
         raise UserError(f"--held-out-secret: {args.model} has no held-out split to confirm its targets on.")
     if args.model == FAMILY:
         text, path = select_random_inception(args.imagenet or os.environ.get("REPLACEBENCH_IMAGENET"), args.data_dir,
@@ -699,6 +699,10 @@ def cmd_select(args: argparse.Namespace) -> int:
         from .maintainer.modadd_select import select_modadd
 
         text, path = select_modadd(args.data_dir, write=args.write)
+    elif args.model == zoo.SHAKESPEARE_SELECT:
+        from .maintainer.shakespeare_select import select_shakespeare
+
+        text, path = select_shakespeare(args.data_dir, write=args.write)
     else:
         text, path = select_targets(args.model, data_dir=args.data_dir, write=args.write,
                                     secret=read_heldout_secret(args))

@@ -183,7 +183,7 @@ def _committed_shakespeare() -> dict:
 
 @pytest.mark.slow
 def test_replacebench_train_reproduces_the_shakespeare_checkpoint(data_dir, tmp_path):
-    """`replacebench train shakespeare-char` (7,000 steps, about 30 min on 2 cores) writes the committed checkpoint's
+    """`replacebench train shakespeare-char` (the zoo's WindowRecipe, about half an hour on 2 cores) writes the committed checkpoint's
     bytes on the software stack and CPU kind that made it, and prints its validation loss in nats per character.
     Elsewhere float rounding moves the weights, so there it must reach the same validation loss to 0.02 nats."""
     from helpers import run_cli
