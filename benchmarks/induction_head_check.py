@@ -6,7 +6,9 @@ them, and the loss with that head clean, ablated and replaced, computed with the
 1. **The head.** `analysis.heads.head_scores` on the checkpoint (previous-token on the 864 val windows; induction and
    duplicate-token on repeated random characters); the head is the layer-1 head with the highest induction score
    (or `--head`).
-2. **The data.** Fit: the first `--fit-windows` windows of `train` (default 2,000); eval: the 864 windows of `val`
+2. **The data.** Fit: `--fit-windows` windows of `train` (default 2,000), the seeded draw the task's fit set
+   uses (`seeded_subset(labels, 2000, 1, balanced=False)`, as `maintainer/shakespeare_select.py`); eval: the 864
+   windows of `val`
    (`data.shakespeare`: 128 input characters, the next 128 as targets, no overlap). Both are run once to
    `blocks_1_attn_hook_z # [n, T, H, e]` with the carried residual stream; each condition sets the head's slice
    `z[:, :, h]` `# [n, T, 32]` and runs the rest (`model.run(z, after=…, carry=…)`).
@@ -20,6 +22,9 @@ them, and the loss with that head clean, ablated and replaced, computed with the
    Also: the submission with one default vector instead of one per current character (the variant not shipped),
    the fraction of the head's output variance each explains (1 − SSE/SST over eval positions), and how often the
    head's own strongest key is the position the algorithm attends to.
+5. `--explore`: variants not shipped, fitted the same way (per-character means): matching the last two characters
+   (the most recent j with tokens[j−1..j] = tokens[q−1..q], else the one-character match), and averaging the table
+   over every earlier occurrence instead of the most recent.
 """
 
 from __future__ import annotations
@@ -40,12 +45,14 @@ sys.path.insert(0, str(ROOT))
 
 from benchmark import stats  # noqa: E402
 from benchmark.analysis import heads  # noqa: E402
+from benchmark.data.base import seeded_subset  # noqa: E402
 from benchmark.data.shakespeare import open_split  # noqa: E402
 from benchmark.harness.description import measure  # noqa: E402
 from benchmark.models.shakespeare import ShakespeareChar  # noqa: E402
 from benchmark.sandbox.worker import TaskView, params_to_arrays, tensor_to_array  # noqa: E402
 
 MODEL, LAYER, BATCH = "shakespeare-char", "blocks_1_attn_hook_z", 128
+FIT_WINDOWS, FIT_SEED = 2000, 1  # the task's fit set: seeded_subset(train labels, 2000, 0 + 1, balanced=False)
 SUBMISSION = ROOT / "submissions" / "induction-head"
 
 
@@ -57,8 +64,9 @@ class Split:
                  keep_pattern: bool = False) -> None:
         data = open_split(split, data_dir)
         self.model = model
-        self.tokens = data.inputs[:n]  # [n, T] int64
-        self.targets = torch.as_tensor(data.labels()[:n])  # [n, T]
+        rows = torch.as_tensor(np.arange(len(data)) if n is None else seeded_subset(data.labels(), n, FIT_SEED, False))
+        self.tokens = data.inputs[rows]  # [n, T] int64
+        self.targets = torch.as_tensor(data.labels())[rows]  # [n, T]
         zs, carries, patterns = [], [], []
         with torch.no_grad(), heads.captured_patterns(model, [1]) as captured:
             for start in range(0, len(self.tokens), BATCH):
@@ -106,6 +114,68 @@ def explained(y: torch.Tensor, yhat: torch.Tensor) -> float:
     return float(1 - ((y - yhat) ** 2).sum() / ((y - y.mean((0, 1))) ** 2).sum())
 
 
+def matched(tokens: torch.Tensor, chars: int) -> torch.Tensor:
+    """`# [b, q, k]` bool: k < q and the `chars` characters ending at k equal those ending at q."""
+    t = tokens.shape[1]
+    pos = torch.arange(t)
+    same = (tokens[:, :, None] == tokens[:, None, :]) & (pos[None, :] < pos[:, None])
+    for back in range(1, chars):
+        prev = torch.cat([torch.full_like(tokens[:, :back], -1), tokens[:, :-back]], 1)  # [b, T]
+        same &= (prev[:, :, None] == prev[:, None, :]) & (prev[:, None, :] >= 0)
+    return same
+
+
+def most_recent(same: torch.Tensor) -> torch.Tensor:
+    """The most recent matching k, plus 1, or −1 `# [b, T]`."""
+    pos = torch.arange(same.shape[1], dtype=torch.int16)
+    last = torch.where(same, pos, torch.tensor(-1, dtype=torch.int16)).amax(2).long()
+    return torch.where(last >= 0, last + 1, -1)
+
+
+def by_character(sub: ModuleType, tokens: torch.Tensor, at: torch.Tensor, y: torch.Tensor | None = None,
+                 params: dict[str, torch.Tensor] | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """The shipped fit and output for an attended position `at # [b, T]` (−1: none) chosen by another rule."""
+    found = at >= 0
+    nxt = tokens.gather(1, at.clamp_min(0))
+    if params is None:
+        y64 = y.double()
+        params = {"table": sub.group_means(nxt[found], y64[found]).float(),
+                  "default": sub.group_means(tokens[~found], y64[~found]).float()}
+    out = torch.where(found[:, :, None], params["table"][nxt], params["default"][tokens])
+    return params, out
+
+
+def explore(sub: ModuleType, fit: Split, ev: Split, head: int, y_fit: torch.Tensor,
+            base: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+    """Print L_r and recovery vs zero and mean of each variant (module docstring, 5)."""
+    l_c, l_z, l_m = base
+
+    def show(name: str, out: torch.Tensor) -> None:
+        l_r, _ = ev.losses(head, out)
+        rec = stats.recovery_stats(l_c, {"zero": l_z, "mean": l_m}, l_r)
+        print(f"  {name:40s} L_r {l_r.mean():.4f}  recovery vs zero {pct(rec['zero'].recovery)}, vs mean "
+              f"{pct(rec['mean'].recovery)}; variance explained {explained(ev.z[:, :, head], out):.3f}")
+
+    def two_char(tokens: torch.Tensor) -> torch.Tensor:
+        two, one = most_recent(matched(tokens, 2)), most_recent(matched(tokens, 1))
+        return torch.where(two >= 0, two, one)
+
+    params, _ = by_character(sub, fit.tokens, two_char(fit.tokens), y_fit)
+    show("two-character match, else one", by_character(sub, ev.tokens, two_char(ev.tokens), params=params)[1])
+    # every earlier occurrence: z = mean over matching j of table[tokens[j + 1]], table by least squares
+    def shares(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        same = matched(tokens, 1).float()  # [b, q, k]
+        nxt = torch.cat([tokens[:, 1:], tokens[:, -1:]], 1)  # the character at k + 1 (k < q ≤ T − 1)
+        onehot = F.one_hot(nxt, 65).float()  # [b, T, 65]
+        count = same.sum(2, keepdim=True)
+        return torch.einsum("bqk,bkv->bqv", same, onehot) / count.clamp_min(1), count[:, :, 0] > 0
+    x_fit, found_fit = shares(fit.tokens)
+    table = torch.linalg.lstsq(x_fit[found_fit].double(), y_fit[found_fit].double()).solution.float()  # [65, e]
+    default = sub.group_means(fit.tokens[~found_fit], y_fit[~found_fit].double()).float()
+    x_ev, found_ev = shares(ev.tokens)
+    show("every earlier occurrence, averaged", torch.where(found_ev[:, :, None], x_ev @ table, default[ev.tokens]))
+
+
 def pct(x: float | None) -> str:
     return "undefined" if x is None else f"{100 * x:.1f}%"
 
@@ -114,9 +184,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default=heads.CHECKPOINT)
     parser.add_argument("--random", action="store_true", help="a seeded random model instead (development only)")
-    parser.add_argument("--fit-windows", type=int, default=2000)
+    parser.add_argument("--fit-windows", type=int, default=FIT_WINDOWS)
     parser.add_argument("--head", default=None, help="L.H instead of the best layer-1 induction head")
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--explore", action="store_true", help="also measure the variants not shipped")
     parser.add_argument("--submission", type=Path, default=SUBMISSION)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -178,6 +249,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"positions with an earlier occurrence {float(found.double().mean()):.3f}; there, the head's strongest key "
           f"is j + 1 at {float((a.argmax(2) == at)[found].double().mean()):.3f} of them, mean attention on j + 1 "
           f"{float(on_target[found].double().mean()):.3f}")
+    if args.explore:
+        explore(sub, fit, ev, head, y_fit, (l_c, l_z, l_m))
     files = {p.name: p.read_bytes() for p in args.submission.iterdir() if p.is_file()}
     fitted = sum(int(np.asarray(v).size) for v in arrays.values())
     description = measure(files)
