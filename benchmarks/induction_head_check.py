@@ -251,6 +251,15 @@ def main(argv: list[str] | None = None) -> None:
           f"{float(on_target[found].double().mean()):.3f}")
     if args.explore:
         explore(sub, fit, ev, head, y_fit, (l_c, l_z, l_m))
+    print("on the val text, each layer-1 head's mean attention to j + 1 for the most recent earlier match of the "
+          "last c characters (positions with such a match; share of positions in brackets):")
+    for chars in (1, 2, 3):
+        at_c = most_recent(matched(ev.tokens, chars))  # [n, T]
+        ok = at_c >= 0
+        on = ev.pattern.gather(3, at_c.clamp_min(0)[:, None, :, None].expand(-1, ev.pattern.shape[1], -1, 1))
+        means = [float(on[:, h, :, 0][ok].double().mean()) for h in range(ev.pattern.shape[1])]
+        print(f"  c = {chars} ({float(ok.double().mean()):.2f}): " + "  ".join(f"1.{h} {m:.3f}" for h, m in
+                                                                              enumerate(means)))
     files = {p.name: p.read_bytes() for p in args.submission.iterdir() if p.is_file()}
     fitted = sum(int(np.asarray(v).size) for v in arrays.values())
     description = measure(files)
