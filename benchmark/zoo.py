@@ -203,6 +203,7 @@ HARDER_NOTE = ("Harder family: the only input is the image, two nonlinear layers
                "family was chosen: zeroing single fc2 units, or the top 5 together (+0.0013 nats, 95% CI [-0.0016, "
                "+0.0040]),\n# changes the loss too little to measure; zeroing the top 20 costs +0.030 nats [+0.023, +0.036].")
 MODADD_SELECT = "modadd-p113"  # `select` family: frequency clusters, top, random and whole-MLP targets (maintainer/modadd_select.py)
+SHAKESPEARE_SELECT = "shakespeare-char"  # `select` family: top and random neurons, two heads, a whole MLP (maintainer/shakespeare_select.py)
 INCEPTION_RANDOM = "inceptionv1-random"  # `select` family: seeded-random InceptionV1 units (benchmark/maintainer/inception_random.py)
 
 DATASETS: dict[str, DatasetSpec] = {d.name: d for d in (
@@ -253,8 +254,9 @@ MODELS: dict[str, ModelSpec] = {m.id: m for m in (
                                      warmup_steps=10, steps=7000, threads=1),
               selectors=(MODADD_SELECT,)),
     ModelSpec("shakespeare-char", "benchmark.models.shakespeare:ShakespeareChar", "tinyshakespeare",
-              recipe=WindowRecipe(seed=0, optimizer="adamw", lr=1e-3, min_lr=1e-4, weight_decay=0.1, betas=(0.9, 0.99),
-                                  warmup_steps=200, steps=7000, batch_size=32, grad_clip=1.0, threads=2)),
+              recipe=WindowRecipe(seed=0, optimizer="adamw", lr=2e-3, min_lr=2e-4, weight_decay=0.1, betas=(0.9, 0.99),
+                                  warmup_steps=100, steps=3000, batch_size=32, grad_clip=1.0, threads=2),
+              selectors=(SHAKESPEARE_SELECT,)),
     ModelSpec("inceptionv1", "benchmark.models.inception:InceptionV1", "imagenet",
               fetcher="benchmark.maintainer.fetch_inception:fetch_command", selectors=(INCEPTION_RANDOM,)),
 )}

@@ -28,7 +28,6 @@ import torch
 
 from .. import paths
 from ..atomic import atomic_path, atomic_write_bytes
-from ..stats import per_example_kl
 from .context import TaskContext
 from .passes import batches, fit_set_arrays, logits_from, with_units
 
@@ -109,7 +108,7 @@ def compute_baseline(ctx: TaskContext, progress: bool = False) -> Baseline:
                 logp_clean = logp
                 parts.setdefault("logp_clean", []).append(logp)
             else:  # KL(clean ‖ ablated) per example, the denominator of KL recovery
-                parts.setdefault(f"kl.{condition}", []).append(per_example_kl(logp_clean, logp))
+                parts.setdefault(f"kl.{condition}", []).append(ctx.data_kind.per_example_kl(logp_clean, logp))
     arrays = {key: np.concatenate(chunks) for key, chunks in parts.items()}
     arrays["mean_activation"] = mean_activation.numpy()
     arrays["resample_partner"] = partner

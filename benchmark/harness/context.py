@@ -63,9 +63,23 @@ class TaskContext:
         return self.data_kind.to_input(x, self.device, self.channels_last)
 
     @property
+    def unit_axis(self) -> int:
+        """The axis of a batch of the target layer `# [b, ...]` where its units sit (`StagedModel.unit_axis`): 1 for
+        an image model's channels, the last for a sequence model's neurons, the heads' axis for a head."""
+        return self.model.unit_axis(self.task.layer, len(self.layer_shape) + 1)
+
+    @property
     def target_shape(self) -> tuple[int, ...]:
-        """Per-example shape of the replaced units: (n_units, *spatial)."""
-        return (len(self.task.units), *self.layer_shape[1:])
+        """Per-example shape of the replaced units: the layer's with the unit axis cut to the task's units,
+        (n_units, *spatial) for images, (T, n_units) for a sequence model's neurons, (T, n_heads, e) for heads."""
+        shape = list(self.layer_shape)
+        shape[self.unit_axis - 1] = len(self.task.units)
+        return tuple(shape)
+
+    def units_first(self, values: np.ndarray) -> np.ndarray:
+        """A batch of target values `# [b, *target_shape]` with the unit axis moved to 1 (`# [b, n_units, ...]`), as
+        per-unit statistics read them (`stats.FidelityAccumulator`); a view, unchanged for images."""
+        return values if self.unit_axis == 1 else np.moveaxis(values, self.unit_axis, 1)
 
     def view(self) -> TaskView:
         t = self.task
@@ -113,15 +127,17 @@ def check_task_against_model(task: Task, model: StagedModel) -> None:
             raise UserError(f"task {task.id}: input '{name}' does not come before layer '{task.layer}'.")
 
 
-def _splits(task: Task, eval_set: ExampleSet, fit_set: ExampleSet, eval_size: int, fit_size: int) -> tuple[np.ndarray, np.ndarray]:
+def _splits(task: Task, eval_set: ExampleSet, fit_set: ExampleSet, eval_size: int, fit_size: int,
+            balanced: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded subsets (`seeded_subset`; class-balanced when `balanced`, the kind's choice)."""
     if task.eval_split == task.fit_split:  # one split serves both (ImageNet validation): never overlap
         labels = eval_set.labels()
-        fit_indices = seeded_subset(labels, min(fit_size, len(labels) // 2), task.seed + 1)
+        fit_indices = seeded_subset(labels, min(fit_size, len(labels) // 2), task.seed + 1, balanced)
         rest = np.setdiff1d(np.arange(len(labels)), fit_indices)
-        eval_indices = rest[seeded_subset(labels[rest], eval_size, task.seed)]
+        eval_indices = rest[seeded_subset(labels[rest], eval_size, task.seed, balanced)]
         return eval_indices, fit_indices
-    eval_indices = seeded_subset(eval_set.labels(), eval_size, task.seed)
-    fit_indices = seeded_subset(fit_set.labels(), fit_size, task.seed + 1)
+    eval_indices = seeded_subset(eval_set.labels(), eval_size, task.seed, balanced)
+    fit_indices = seeded_subset(fit_set.labels(), fit_size, task.seed + 1, balanced)
     return eval_indices, fit_indices
 
 
@@ -156,7 +172,9 @@ def prepare(
     standard = {"eval_size": task.eval_size, "fit_size": task.fit_size}
     requested = {"eval_size": eval_size, "fit_size": fit_size}
     overrides = {k: v for k, v in requested.items() if v is not None and v != standard[k]}
-    eval_indices, fit_indices = _splits(task, eval_set, fit_set, eval_size or task.eval_size, fit_size or task.fit_size)
+    kind = kind_of(task.dataset)
+    eval_indices, fit_indices = _splits(task, eval_set, fit_set, eval_size or task.eval_size, fit_size or task.fit_size,
+                                        kind.balanced_subsets())
     for key, got in (("eval_size", len(eval_indices)), ("fit_size", len(fit_indices))):
         if key in overrides and overrides[key] > got:
             flag = "--" + key.replace("_", "-")
@@ -164,7 +182,6 @@ def prepare(
                             f"pass at most {got}.")
     if len(eval_indices) == 0 or len(fit_indices) == 0:
         raise UserError(f"task {task.id}: the data has too few examples for an eval and a fit set; point to a larger data folder.")
-    kind = kind_of(task.dataset)
     commitment = None
     if heldout_secret is not None:
         if fit_set is eval_set:
@@ -183,8 +200,9 @@ def prepare(
             if name == task.layer:
                 break
     layer_shape = shapes[task.layer]
-    if max(task.units) >= layer_shape[0] or min(task.units) < 0:
-        raise UserError(f"task {task.id}: unit {max(task.units)} is out of range; layer '{task.layer}' has {layer_shape[0]} units.")
+    n_units = layer_shape[model.unit_axis(task.layer, len(layer_shape) + 1) - 1]
+    if max(task.units) >= n_units or min(task.units) < 0:
+        raise UserError(f"task {task.id}: unit {max(task.units)} is out of range; layer '{task.layer}' has {n_units} units.")
 
     digest = hashlib.sha256()
     for part in (eval_set.content_hash(), fit_set.content_hash()):

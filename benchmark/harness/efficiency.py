@@ -24,7 +24,11 @@ gradient), so
     MACs = Σ_stages MACs(stage) · |needed elements of stage| / |elements of stage|
 
 One `modadd-p113` neuron from `hook_resid_mid`: the 128 multiply-adds of its
-column of W_in.
+column of W_in. `FlopCounterMode` does not count LayerNorm; a stage that applies
+one (`*_hook_normalized`) adds 3 multiplies per output element (the variance's
+square, the scale by 1/σ, the affine weight w). An embedding lookup costs none.
+For a sequence model the target is the units at every position
+(`StagedModel.unit_axis`), as in `fan_in`.
 
 Wall time. The target layer computed from the nearest input, per example, on
 this machine, times the target's share of the layer's channels. It is a
@@ -50,6 +54,7 @@ from ..models.base import StagedModel
 from .fan_in import nearest_input, positive_copy, probe_carry, probe_input, run_probe
 
 MAC_BATCH = 4
+LAYER_NORM_MACS = 3  # multiplies per element a LayerNorm stage adds to what FlopCounterMode counts (module docstring)
 TIMING_BATCH = 64
 TIMING_REPEATS = 5
 
@@ -120,9 +125,9 @@ def stage_macs(model: StagedModel, layer: str, units: tuple[int, ...], start: st
             if x.requires_grad:
                 x.retain_grad()
             outputs.append(x)
-            flops.append(counter.get_total_flops())
+            flops.append(counter.get_total_flops() + (2 * LAYER_NORM_MACS * x.numel() if name.endswith("_hook_normalized") else 0))
             previous = name
-        x[:, list(units)].sum().backward()
+        x.index_select(positive.unit_axis(layer, x.dim()), torch.tensor(units)).sum().backward()
     total = 0.0
     for output, stage_flops in zip(outputs, flops):
         n = len(output)
@@ -162,5 +167,5 @@ def original_seconds_per_example(model: StagedModel, layer: str, units: tuple[in
             if device.type == "cuda":
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - began)
-    share = len(units) / out.shape[1]
+    share = len(units) / out.shape[model.unit_axis(layer, out.dim())]
     return float(np.median(times[1:])) / len(x) * share  # the first run warms up

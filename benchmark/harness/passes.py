@@ -76,7 +76,7 @@ def batches(ctx: TaskContext, split: Literal["fit", "eval"], inputs: Sequence[st
             b = len(x)
             yield Batch(start, x, labels_all[start : start + b].to(ctx.device),
                         {n: x if n == model.input_name else store[n] for n in inputs}, activation,
-                        kind.select_units(activation, units), carry)
+                        kind.select_units(activation, units, ctx.unit_axis), carry)
             start += b
 
 
@@ -85,7 +85,7 @@ def units_on(ctx: TaskContext, x: torch.Tensor) -> torch.Tensor:
     """The target units `# [b, n_units, ...]` of any inputs `x` as the dataset loads them, computed as `batches` does;
     for inputs that are no split's (`inspect` runs modular addition's whole (a, b) grid, `analysis.pairs`)."""
     activation = ctx.model.run(ctx.to_input(x), until=ctx.task.layer, carry={})  # [b, channels, ...]
-    return ctx.data_kind.select_units(activation, torch.as_tensor(ctx.task.units, device=ctx.device))
+    return ctx.data_kind.select_units(activation, torch.as_tensor(ctx.task.units, device=ctx.device), ctx.unit_axis)
 
 
 @torch.no_grad()
@@ -98,7 +98,8 @@ def logits_from(ctx: TaskContext, activation: torch.Tensor, carry: dict[str, tor
 def with_units(ctx: TaskContext, activation: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     """A copy of `activation # [b, channels, ...]` with the target units set to `values # [b, n_units, ...]` (the
     activation itself is never written; where the units sit is the kind's)."""
-    return ctx.data_kind.set_units(activation, torch.as_tensor(ctx.task.units, device=activation.device), values)
+    return ctx.data_kind.set_units(activation, torch.as_tensor(ctx.task.units, device=activation.device), values,
+                                   ctx.unit_axis)
 
 
 def fit_set_arrays(ctx: TaskContext, inputs: Sequence[str] = (), progress: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray]:

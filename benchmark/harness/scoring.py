@@ -64,14 +64,14 @@ def replaced_pass(ctx: TaskContext, room: IsolatedSubmission, baseline: Baseline
     for batch in batches(ctx, "eval", room.replace_signature.inputs, progress, f"score {room.snapshot.name}"):
         b, position = len(batch), batch.start
         out = replace(batch.inputs, b)  # [b, n_units, ...], validated
-        fidelity.update(as_array(batch.target), out)
+        fidelity.update(ctx.units_first(as_array(batch.target)), ctx.units_first(out))
         if on_batch is not None:
             on_batch(batch, out)
         class_logits = logits_from(ctx, with_units(ctx, batch.activation, torch.from_numpy(out)), batch.carry)
         for key, value in ctx.data_kind.per_example_outputs(class_logits, batch.labels, task.topk).items():
             parts.setdefault(f"{key}.replaced", []).append(value)
         logp = ctx.data_kind.log_probs(class_logits)  # [b, classes]
-        parts.setdefault("kl", []).append(stats.per_example_kl(logp_clean[position : position + b], logp))
+        parts.setdefault("kl", []).append(ctx.data_kind.per_example_kl(logp_clean[position : position + b], logp))
     return {k: np.concatenate(v) for k, v in parts.items()}, fidelity.result(), replace.seconds
 
 

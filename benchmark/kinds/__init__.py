@@ -7,6 +7,7 @@ zoo (`DatasetSpec.kind`); `kind_of(dataset)` returns the adapter.
 
     image   `images.ImageClassification`: images `# [b, C, H, W]` float32 → class logits `# [b, classes]`
     tokens  `tokens.AnswerAtLastPosition`: token ids `# [b, T]` int64 → the answer's logits at the last position
+    text    `text.NextCharacter`: character ids `# [b, T]` int64 → next-character logits at every position
 """
 
 from __future__ import annotations
@@ -27,7 +28,11 @@ def kind_of(dataset: str) -> DataKind:
         from .tokens import AnswerAtLastPosition
 
         return AnswerAtLastPosition(dataset)
-    raise UserError(f"dataset {dataset}: unknown kind '{name}'; the zoo's kinds are image and tokens.")
+    if name == "text":
+        from .text import NextCharacter
+
+        return NextCharacter(dataset)
+    raise UserError(f"dataset {dataset}: unknown kind '{name}'; the zoo's kinds are image, tokens and text.")
 
 
 __all__ = ["DataKind", "kind_of"]

@@ -27,11 +27,12 @@ def classification_outputs(logits: torch.Tensor, labels: torch.Tensor, topk: tup
 
 
 class DataKind(ABC):
-    """One kind of data and objective. The defaults are those of classification with units on axis 1."""
+    """One kind of data and objective. The defaults are those of classification.
+
+    Where a layer's units sit is the model's (`StagedModel.unit_axis`: axis 1 for images' channels, the last axis for
+    a sequence model's neurons); the kind's `select_units` and `set_units` are given that axis."""
 
     name: str = ""
-    #: The axis of an activation `# [b, ...]` that indexes units (channels, neurons).
-    unit_axis: int = 1
 
     def __init__(self, dataset: str) -> None:
         self.dataset = dataset
@@ -42,14 +43,16 @@ class DataKind(ABC):
         """A batch of model-ready inputs, as loaded by the dataset, on `device` in the model's layout."""
 
     # -- where the units sit ------------------------------------------------------------------------------------
-    def select_units(self, activation: torch.Tensor, units: torch.Tensor) -> torch.Tensor:
-        """The target units of a whole layer: `activation # [b, units_all, ...]` → `# [b, n_units, ...]`."""
-        return activation.index_select(self.unit_axis, units)
+    def select_units(self, activation: torch.Tensor, units: torch.Tensor, axis: int = 1) -> torch.Tensor:
+        """The target units of a whole layer, on `axis`: `# [b, units_all, ...]` → `# [b, n_units, ...]` (axis 1;
+        on another axis the unit count replaces that axis's size, e.g. `# [b, T, m]` → `# [b, T, n_units]`)."""
+        return activation.index_select(axis, units)
 
-    def set_units(self, activation: torch.Tensor, units: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-        """A copy of `activation` with the target units set to `values # [b, n_units, ...]` (never in place)."""
+    def set_units(self, activation: torch.Tensor, units: torch.Tensor, values: torch.Tensor, axis: int = 1) -> torch.Tensor:
+        """A copy of `activation` with the target units on `axis` set to `values` (shaped as `select_units`
+        returns; never in place)."""
         out = activation.clone()
-        out.index_copy_(self.unit_axis, units, values.to(out.device, out.dtype))
+        out.index_copy_(axis, units, values.to(out.device, out.dtype))
         return out
 
     # -- the objective ------------------------------------------------------------------------------------------
@@ -61,6 +64,14 @@ class DataKind(ABC):
     def log_probs(self, logits: torch.Tensor) -> np.ndarray:
         """log softmax of the scored logits `# [b, classes]` as float32 numpy (the KL's inputs)."""
         return torch.log_softmax(logits.float(), 1).cpu().numpy()
+
+    def per_example_kl(self, logp_clean: np.ndarray, logp: np.ndarray) -> np.ndarray:
+        """KL(clean ‖ other) per example `# [b]` from what `log_probs` returned for each (`stats.per_example_kl`)."""
+        return stats.per_example_kl(logp_clean, logp)
+
+    def balanced_subsets(self) -> bool:
+        """Whether a seeded subset of a split is balanced over the labels (`data.base.seeded_subset`): classes."""
+        return True
 
     # -- people -------------------------------------------------------------------------------------------------
     @abstractmethod

@@ -36,6 +36,15 @@ class StagedModel(nn.Module):
     input_name: str = "image"
     #: Stages a later stage reads besides its predecessor (kept in `carry`); empty for a chain.
     carried: tuple[str, ...] = ()
+    #: The axis of a batch `# [b, ...]` where a stage's units sit, for stages where it is not 1 (channels of an image
+    #: model, neurons of modadd's last position). A sequence model's neurons sit on the last axis at every position
+    #: (`# [b, T, m]`: -1), an attention head on the heads' axis of `# [b, T, H, e]` (2), its e values part of it.
+    unit_axes: dict[str, int] = {}
+
+    def unit_axis(self, name: str, ndim: int) -> int:
+        """The (non-negative) axis of stage `name`'s batch `# [b, ...]` (`ndim` axes) where its units sit."""
+        axis = self.unit_axes.get(name, 1)
+        return axis % ndim
 
     def run_stage(self, name: str, x: torch.Tensor) -> torch.Tensor:
         """Compute activation `name` from the previous stage's activation."""

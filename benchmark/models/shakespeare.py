@@ -114,6 +114,13 @@ class ShakespeareChar(StagedModel):
     unit_axes = {name: (2 if name.endswith("attn_hook_z") else 1 if name.endswith("attn_hook_pattern") else -1)
                  for name in stage_names}
 
+    #: Per-example activation shape of every stage (at the full context T = 128).
+    stage_shapes = {name: ((N_HEADS, CONTEXT, CONTEXT) if name.endswith("attn_hook_pattern")
+                           else (CONTEXT, N_HEADS, D_HEAD) if name.endswith("attn_hook_z")
+                           else (CONTEXT, D_MLP) if "mlp_hook" in name
+                           else (CONTEXT, VOCAB) if name == "logits" else (CONTEXT, D_MODEL))
+                    for name in stage_names}
+
     def __init__(self) -> None:
         super().__init__()
         d = D_MODEL
