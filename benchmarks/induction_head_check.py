@@ -3,7 +3,7 @@ them, and the loss with that head clean, ablated and replaced, computed with the
 
     python benchmarks/induction_head_check.py [--checkpoint PATH | --random] [--fit-windows N] [--head L.H]
 
-1. **The head.** `analysis.heads.head_scores` on the checkpoint (previous-token on the 864 val windows; induction and
+1. **The head.** `models.head_scores.head_scores` on the checkpoint (previous-token on the 864 val windows; induction and
    duplicate-token on repeated random characters); the head is the layer-1 head with the highest induction score
    (or `--head`).
 2. **The data.** Fit: `--fit-windows` windows of `train` (default 2,000), the seeded draw the task's fit set
@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmark import stats  # noqa: E402
-from benchmark.analysis import heads  # noqa: E402
+from benchmark.models import head_scores as heads  # noqa: E402
 from benchmark.data.base import seeded_subset  # noqa: E402
 from benchmark.data.shakespeare import open_split  # noqa: E402
 from benchmark.harness.description import measure  # noqa: E402

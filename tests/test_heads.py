@@ -1,4 +1,4 @@
-"""`analysis.heads`: the previous-token, induction and duplicate-token scores, checked on heads built by hand.
+"""`models.head_scores`: the previous-token, induction and duplicate-token scores, checked on heads built by hand.
 
 Layer 0 of a seeded ShakespeareChar is rewritten so that head 0.0 attends exactly to the previous position (from the
 positions alone: the token embedding is zero) and head 0.1 attends uniformly (zero query and key weights); the
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.analysis import heads
+from benchmark.models import head_scores as heads
 from benchmark.models.shakespeare import CONTEXT, D_HEAD, D_MODEL, LN_EPS, ShakespeareChar
 
 GAP = 40.0  # the score margin (nats) of the previous position over its neighbours

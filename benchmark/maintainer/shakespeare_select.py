@@ -194,10 +194,9 @@ def choose(model: ShakespeareChar, inputs: torch.Tensor, targets: torch.Tensor, 
         random[layer] = next(int(u) for u in rng.permutation(pool) if measure(layer, int(u)))
     whole = float((mean_losses(model, inputs, targets, 0, list(range(512)), means) - clean).mean())
 
-    scores = head_scores(model, inputs)
-    prev = np.unravel_index(int(np.argmax(scores.previous_token)), scores.previous_token.shape)
-    induction = (N_LAYERS - 1, int(np.argmax(scores.induction[N_LAYERS - 1])))
-    return Selection(len(inputs), estimate, exact, live, top, random, (int(prev[0]), int(prev[1])), induction, t_fit,
+    scores = head_scores(model, windows=inputs)
+    prev, induction = scores.best("previous_token"), scores.best("induction", N_LAYERS - 1)
+    return Selection(len(inputs), estimate, exact, live, top, random, prev, induction, t_fit,
                      {"previous_token": scores.previous_token, "induction": scores.induction}, whole)
 
 
