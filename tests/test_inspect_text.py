@@ -226,7 +226,15 @@ def test_diagnose_zero_on_a_neuron_per_position(tmp_path, env, data_dir):
     assert [w["dataset_index"] for w in report["top_by_loss"]] == idx[worst].tolist()
     assert report["per_position_check"] < 1e-6
     html = (out / "index.html").read_text()
-    assert html.count("<mark") == 0 and 'title="' in html  # coloured characters, none marked as firing
+    assert html.count("<mark") == 0  # coloured characters, none marked as firing
+    section = html[html.index("costs most loss</h3>") :]
+    first_row = section[section.index("<td") : section.index("</tr>", section.index("<td"))]
+    spans = re.findall(r'<span style="background:[^"]*"(?: title="([^"]*)")?>([^<]*)</span>', first_row)
+    i = worst[0]
+    ids = np.concatenate([x[i].numpy(), y[i, -1:].numpy()])  # x_i0, then the predicted characters y_i0..y_i,T-1
+    assert [c for _, c in spans] == [html_name(c) for c in ids]
+    assert spans[0][0] == ""  # the first character is only read
+    np.testing.assert_allclose([float(v) for v, _ in spans[1:]], dl[i], rtol=1e-3, atol=1e-9)  # y_it coloured by ΔL_it
 
 
 @needs_isolation
