@@ -21,6 +21,7 @@ from helpers import run_cli
 from benchmark.analysis.textshow import html_name
 from benchmark.data.shakespeare import VOCAB
 from benchmark.harness.context import prepare
+from benchmark.models.head_scores import repeated_random
 from benchmark.models.registry import load_model
 from benchmark.sandbox.process import isolation_problem
 from benchmark.tasks import Task, all_tasks
@@ -170,6 +171,13 @@ def test_inspect_head_patterns_on_real_and_repeated_text(tmp_path, env, data_dir
         assert entry["repeated"]["induction_stripe"] == pytest.approx(expected[q, q - s + 1].mean(), abs=1e-5)
     html = (out / "index.html").read_text()
     assert 'src="unit%d_pattern_real.png"' % head in html and 'src="unit%d_pattern_repeated.png"' % head in html
+    previous = np.mean([np.diagonal(hand_pattern(model, w, layer)[head], -1).mean() for w in x.numpy()])
+    assert entry["standard_scores"]["previous_token"] == pytest.approx(previous, abs=1e-5)  # over the fit windows
+    s = entry["standard_scores"]["repeat"]
+    q = np.arange(s, 2 * s)
+    induction = np.mean([hand_pattern(model, r.numpy(), layer)[head][q, q - s + 1].mean()
+                         for r in repeated_random(len(VOCAB), s)])  # its sequences (the draw is head_scores')
+    assert entry["standard_scores"]["induction"] == pytest.approx(induction, abs=1e-5)
 
 
 def test_inspect_whole_layer_shows_the_units_of_largest_variance(tmp_path, env, data_dir):

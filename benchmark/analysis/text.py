@@ -28,8 +28,9 @@ A head h of layer l (a unit of `blocks_l_attn_hook_z`): its attention pattern A_
 - repeated random text: `REPEAT` characters drawn uniformly (seed: the task's) and the same `REPEAT` again.
 Beside them two stripes read off those patterns: the attention to the previous character, (1/(n−1)) Σ_{q ≥ 1}
 A_q,q−1 (on each), and the induction stripe on the repeated text, (1/S) Σ_{q=S}^{2S−1} A_q,q−S+1 (S = `REPEAT`:
-from the second copy's character to the one after its first occurrence). The standard head scores
-(`models.head_scores`) are shown too where that function exists. Statistics of the head's e values over the fit set.
+from the second copy's character to the one after its first occurrence). Beside them the standard head scores
+(`models.head_scores`: previous-token over every fit window, induction and duplicate-token on its own repeated
+sequences), and statistics of the head's e values over the fit set.
 
 Outputs as for every kind: PNGs, beside each the arrays it shows (`<name>.npz`, listed with their shapes under each
 unit's "data" in `inspect.json`), `index.html` and `inspect.json`, written whole or not at all.
@@ -48,6 +49,8 @@ import torch
 from ..data.shakespeare import VOCAB, decode
 from ..harness.context import TaskContext
 from ..harness.passes import as_array, batches
+from ..models import head_scores as head_scores_module
+from ..models.head_scores import head_scores
 from . import figures, plots, textshow
 from .figures import esc
 from .shared import STATS_HEAD, Moments, finish_report, located, stats_row
@@ -229,16 +232,13 @@ def stripe(pattern: np.ndarray, offset: int, first: int) -> float:
     return float(pattern[q, q - offset].mean())
 
 
-def standard_scores(ctx: TaskContext, layer: int, head: int, data_dir: str | None) -> dict[str, float] | None:
-    """The standard previous-token and induction scores of the head (`models.head_scores`), or None while that
-    function is not implemented."""
-    from ..models.head_scores import head_scores
-
-    try:
-        scores = head_scores(ctx.model, data_dir)
-    except NotImplementedError:
-        return None
-    return {"previous_token": float(scores.previous_token[layer, head]), "induction": float(scores.induction[layer, head])}
+def standard_scores(ctx: TaskContext, fit: FitText, layer: int, head: int) -> dict[str, float]:
+    """The head's standard scores (`models.head_scores`: previous-token on the fit windows, induction and
+    duplicate-token on its own repeated random sequences)."""
+    scores = head_scores(ctx.model, torch.as_tensor(fit.tokens))
+    return {"previous_token": float(scores.previous_token[layer, head]), "induction": float(scores.induction[layer, head]),
+            "duplicate_token": float(scores.duplicate_token[layer, head]), "repeat": head_scores_module.REPEAT,
+            "random_sequences": head_scores_module.RANDOM_SEQUENCES}
 
 
 def pattern_figure(tmp: Path, stem: str, pattern: np.ndarray, ids: np.ndarray, title: str) -> str:
@@ -248,7 +248,7 @@ def pattern_figure(tmp: Path, stem: str, pattern: np.ndarray, ids: np.ndarray, t
     return figures.save_png(plots.figure([panel]), tmp / f"{stem}.png")
 
 
-def head_report(ctx: TaskContext, fit: FitText, j: int, head: int, tmp: Path, data_dir: str | None
+def head_report(ctx: TaskContext, fit: FitText, j: int, head: int, tmp: Path
                 ) -> tuple[dict[str, Any], dict[str, str], dict[str, dict[str, Any]]]:
     """One head's entry for inspect.json, its PNGs and its npz descriptions (module docstring)."""
     layer = int(ctx.task.layer.split("_")[1])
@@ -273,7 +273,7 @@ def head_report(ctx: TaskContext, fit: FitText, j: int, head: int, tmp: Path, da
                  "previous_token_attention": stripe(real, 1, 1)},
         "repeated": {"seed": ctx.task.seed, "repeat": REPEAT, "text": decode(rep_ids),
                      "previous_token_attention": stripe(rep, 1, 1), "induction_stripe": stripe(rep, REPEAT - 1, REPEAT)},
-        "standard_scores": standard_scores(ctx, layer, head, data_dir),
+        "standard_scores": standard_scores(ctx, fit, layer, head),
     }
     return entry, files, data
 
@@ -298,7 +298,7 @@ def inspect_text(ctx: TaskContext, dest: Path, *, top: int = 16, data_dir: str |
         unit_reports, sections = [], []
         for k, j in enumerate(shown):
             unit = int(task.units[j])
-            entry, files, data = (head_report(ctx, fit, k, unit, tmp, data_dir) if heads
+            entry, files, data = (head_report(ctx, fit, k, unit, tmp) if heads
                                   else neuron_report(ctx, fit, k, unit, top, tmp))
             entry.update(located(dest, files, data))
             sections.append(head_section(entry, files) if heads else neuron_section(entry, files))
@@ -352,9 +352,9 @@ def neuron_section(entry: dict[str, Any], files: dict[str, str]) -> str:
 def head_section(entry: dict[str, Any], files: dict[str, str]) -> str:
     """A head's part of the page: statistics, the two patterns, the stripes and the standard scores."""
     real, rep, std = entry["real"], entry["repeated"], entry["standard_scores"]
-    scores = ("the standard scores are not available yet (<code>models.head_scores</code> is not implemented)"
-              if std is None else f"standard scores: previous-token {std['previous_token']:.4g}, induction "
-              f"{std['induction']:.4g}")
+    scores = (f"the standard scores (<code>models.head_scores</code>): previous-token {std['previous_token']:.4g} "
+              f"(every fit window), induction {std['induction']:.4g} and duplicate-token {std['duplicate_token']:.4g} "
+              f"({std['random_sequences']} random sequences of {std['repeat']} characters, twice)")
     return "\n".join([
         f"<h2>Head {entry['layer']}.{entry['head']}</h2>",
         figures.table(STATS_HEAD, [stats_row("every value over the fit set", entry["activation"])]),
