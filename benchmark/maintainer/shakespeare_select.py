@@ -55,6 +55,7 @@ EVAL_SPLIT, EVAL_SIZE = "val", 864  # written into the task file only; never ope
 SEED, BATCH_SIZE = 0, 96
 TOP_N, CANDIDATES = 2, 8
 LIVE_THRESHOLD, LIVE_FRACTION = 0.1, 0.01
+INDUCTION_MIN = 0.1  # an induction score below this is not an induction head (a head that does it scores ~1)
 CHUNK = 100  # fit windows per forward pass here
 
 
@@ -238,13 +239,17 @@ def render(selection: Selection) -> str:
              f"A seeded-random live layer-{layer} neuron: mean-ablation loss increase {s.exact[layer][unit]:+.4g} "
              f"nats/char on the fit windows (t = {s.t_fit[layer][unit]:.1f}); live at "
              f"{100 * s.live[layer][unit]:.1f}% of positions.")
-    for (layer, head), what, key in ((s.previous_token_head, "previous-token", "previous_token"),
-                                     (s.induction_head, "induction", "induction")):
-        sc = s.scores
+    sc = s.scores
+    for (layer, head), what in ((s.previous_token_head, "previous-token"), (s.induction_head, "induction")):
+        scores = (f"previous-token score {sc['previous_token'][layer, head]:.3f}, induction score "
+                  f"{sc['induction'][layer, head]:.3f} (models/head_scores.py)")
+        if what == "induction" and sc["induction"][layer, head] < INDUCTION_MIN:
+            title = (f"The layer-1 head with the highest induction score, {layer}.{head}, which is not an induction head "
+                     f"(no head of this checkpoint scores {INDUCTION_MIN} or more)")
+        else:
+            title = f"The {what} head {layer}.{head}"
         task(f"blocks_{layer}_attn_hook_z", f"head{head}", [head],
-             f"The {what} head {layer}.{head}: previous-token score {sc['previous_token'][layer, head]:.3f}, "
-             f"induction score {sc['induction'][layer, head]:.3f} (models/head_scores.py); replaced as one unit, "
-             f"its 32 values at every position.")
+             f"{title}: {scores}; replaced as one unit, its 32 values at every position.")
     task(post_name(0), "all", list(range(512)),
          f"The whole layer-0 MLP: all 512 neurons; mean-ablated, they raise the fit loss by "
          f"{s.whole_layer_effect:+.4g} nats/char.")
