@@ -31,17 +31,14 @@ FIT, EVAL, TOP = 40, 24, 5
 
 
 def text_task(which: str) -> Task:
-    """The first shakespeare-char task of a kind, in file order: a single neuron, a head, or a whole MLP layer."""
-    for task in all_tasks().values():
-        if task.model != "shakespeare-char":
-            continue
-        if which == "neuron" and task.layer.endswith("mlp_hook_post") and len(task.units) == 1:
-            return task
-        if which == "head" and task.layer.endswith("attn_hook_z") and "head" in task.id:
-            return task
-        if which == "layer" and len(task.units) > 8:
-            return task
-    raise AssertionError(f"no shakespeare-char {which} task in tasks/")
+    """A shakespeare-char task of tasks/: the first single neuron, the last head (layer 1's: its pattern reads the
+    whole of block 0), or the first task of more than 8 units (a whole MLP layer), in file order."""
+    tasks = [t for t in all_tasks().values() if t.model == "shakespeare-char"]
+    found = {"neuron": [t for t in tasks if t.layer.endswith("mlp_hook_post") and len(t.units) == 1],
+             "head": [t for t in tasks if t.layer.endswith("attn_hook_z") and "head" in t.id][::-1],
+             "layer": [t for t in tasks if len(t.units) > 8]}[which]
+    assert found, f"no shakespeare-char {which} task in tasks/"
+    return found[0]
 
 
 @pytest.fixture(scope="module")
