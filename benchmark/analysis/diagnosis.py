@@ -17,7 +17,9 @@ Examples are shown with per-unit values: the value itself (dense) or the maximum
 
 The pictures are the task's kind's (`REPORTS`, by `ctx.data_kind.name`): the above for images; for tokens
 (modular addition) the most divergent pairs as text, and the error r − o and ΔL over the (a, b) grid, after a
-second pass of the fitted submission over the fit pairs (`pairs`). The measures above are shared (`shared`).
+second pass of the fitted submission over the fit pairs (`pairs`); for text, the loss difference and the activation
+error at every position of the eval windows, and the windows where they are largest, coloured character by character
+(`text_diagnosis`). The measures above are shared (`shared`).
 
 Outputs: PNGs, beside each the arrays it shows (`<name>.npz`, listed with their shapes under "data" in
 `diagnose.json`), `index.html` and `diagnose.json` in one folder, written whole or not at all. Default folder:
@@ -43,7 +45,7 @@ from ..tasks import Task
 from ..zoo import dataset_spec
 from . import figures, plots
 from .figures import esc
-from . import pairs
+from . import pairs, text_diagnosis
 from .shared import (by_class, by_decile, class_names, default_out, finish_report, fmt_r, label_text, located,
                      per_example_value, report_head, scatter_figure)
 
@@ -177,7 +179,8 @@ def write_report(ctx: TaskContext, name: str, dest: Path, o_all: np.ndarray, r_a
 #: Each kind's report (`benchmark.kinds`: `ctx.data_kind.name`): what more it runs while the fitted submission is
 #: loaded, called as (ctx, room), or None, and the writer, handed what that returned as `extra`.
 REPORTS: dict[str, tuple[Callable[[TaskContext, Any], Any] | None, Callable[..., dict[str, Any]]]] = {
-    "image": (None, write_report), "tokens": (pairs.replace_fit_pairs, pairs.write_diagnosis)}
+    "image": (None, write_report), "tokens": (pairs.replace_fit_pairs, pairs.write_diagnosis),
+    "text": (None, text_diagnosis.write_diagnosis)}
 
 
 def example_rows(examples: list[dict[str, Any]]) -> list[list[str]]:

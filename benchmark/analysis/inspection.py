@@ -1,7 +1,8 @@
 """`replacebench inspect TASK`: what to know about a task's inputs and units before writing a replacement.
 
-What is drawn depends on the task's kind of data (`ctx.data_kind.name`, `INSPECTORS`): images (below), or, for
-tokens, the (a, b) grid of modular addition and its Fourier power (`pairs`).
+What is drawn depends on the task's kind of data (`ctx.data_kind.name`, `INSPECTORS`): images (below); for
+tokens, the (a, b) grid of modular addition and its Fourier power (`pairs`); for text, a neuron's top contexts and
+its activation by character, a head's attention patterns on real and on repeated text (`text`).
 
 Only the harness runs here (no submission code). For images, only on the task's FIT set (`ctx.fit_set`,
 `ctx.fit_indices`); the eval set is never read for any figure or picture (`context.prepare`, shared by every
@@ -34,7 +35,7 @@ from ..harness.context import TaskContext, prepare
 from ..harness.passes import as_array, batches
 from ..tasks import Task
 from ..zoo import dataset_spec
-from . import figures, pairs, plots
+from . import figures, pairs, plots, text
 from .figures import esc
 from .shared import STATS_HEAD, Moments, class_names, default_out, finish_report, label_text, located, stats_row
 
@@ -179,7 +180,7 @@ def inspect_images(ctx: TaskContext, dest: Path, *, top: int = 16, data_dir: str
 
 
 #: Each kind's inspection report (`benchmark.kinds`: `ctx.data_kind.name`), called as (ctx, dest, top=, data_dir=).
-INSPECTORS = {"image": inspect_images, "tokens": pairs.inspect_pairs}
+INSPECTORS = {"image": inspect_images, "tokens": pairs.inspect_pairs, "text": text.inspect_text}
 
 #: The weighted-mean image goes into inspect.json itself when it has at most this many values (MNIST's 784 do).
 INLINE_VALUES = 1024

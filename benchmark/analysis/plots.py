@@ -162,7 +162,9 @@ def overlay_bar(vmax: float, label: str) -> ColourBar:
 
 @dataclass
 class Panel:
-    """One map: display RGB `# [Hd, Wd, 3]` showing an array of `rows` × `cols` cells, a title and an optional bar."""
+    """One map: display RGB `# [Hd, Wd, 3]` showing an array of `rows` × `cols` cells, a title and an optional bar.
+    `row_names`/`col_names`: a label for every row/column (characters of a text), drawn at each cell instead of the
+    round indices."""
 
     rgb: np.ndarray
     rows: int
@@ -171,6 +173,8 @@ class Panel:
     bar: ColourBar | None = None
     row_label: str = "row"
     col_label: str = "column"
+    row_names: Sequence[str] | None = None
+    col_names: Sequence[str] | None = None
 
 
 LEFT, TOP, BOTTOM, GAP = 44, 20, 36, 14  # margins around each map, display px
@@ -191,14 +195,16 @@ def draw_panel(canvas: Image.Image, p: Panel, x: int, y: int) -> None:
     draw.rectangle([x0 - 1, y0 - 1, x0 + w, y0 + h], outline=GREY)
     if p.title:
         draw_text(canvas, (x0, y + 3), p.title)
-    for k in index_ticks(p.rows):
+    rows = range(p.rows) if p.row_names is not None else index_ticks(p.rows)
+    cols = range(p.cols) if p.col_names is not None else index_ticks(p.cols)
+    for k in rows:
         ty = y0 + (k + 0.5) * h / p.rows
         draw.line([x0 - 5, ty, x0 - 2, ty], fill=BLACK)
-        draw_text(canvas, (x0 - 7, ty), str(k), anchor="rm")
-    for k in index_ticks(p.cols):
+        draw_text(canvas, (x0 - 7, ty), str(k) if p.row_names is None else p.row_names[k], anchor="rm")
+    for k in cols:
         tx = x0 + (k + 0.5) * w / p.cols
         draw.line([tx, y0 + h + 1, tx, y0 + h + 4], fill=BLACK)
-        draw_text(canvas, (tx, y0 + h + 6), str(k), anchor="mt")
+        draw_text(canvas, (tx, y0 + h + 6), str(k) if p.col_names is None else p.col_names[k], anchor="mt")
     draw_text(canvas, (x0 + w / 2, y0 + h + 22), p.col_label, anchor="mt")
     draw_text(canvas, (x + 8, y0 + h / 2), p.row_label, vertical=True)
     if p.bar is not None:
