@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -10,13 +11,15 @@ import torch
 import torch.nn.functional as F
 from helpers import write_submission
 
+from benchmark.data.shakespeare import split_ids, windows
 from benchmark.errors import UserError
 from benchmark.harness.baseline import cache_file, load_or_compute
 from benchmark.harness.context import prepare
 from benchmark.harness.hooks import splice
 from benchmark.harness.scoring import fit_submission
 from benchmark.harness.session import score_folder
-from benchmark.harness.submissions import take_snapshot
+from benchmark.harness.submissions import TaskView, take_snapshot
+from benchmark.models.shakespeare import ShakespeareChar
 from benchmark.sandbox.limits import limits_for
 from benchmark.sandbox.room import IsolatedSubmission
 from benchmark.tasks import get_task
@@ -80,6 +83,50 @@ def test_linear_recovers_mlp_units_on_mnist(session_cache, data_dir):
     assert result.figures["primary"]["defined"]
     assert result.figures["primary"]["recovery"] > 0.98
     assert result.fitted_parameters == 784 + 1 + 1
+
+
+def linear_module():
+    """The shipped `submissions/linear/replacement.py`, imported to call its fit and replace directly."""
+    spec = importlib.util.spec_from_file_location("linear_baseline", Path(__file__).resolve().parent.parent /
+                                                  "submissions" / "linear" / "replacement.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("target_shape", [(128, 3), (128, 1, 32)], ids=["neurons", "head"])
+def test_linear_recovers_a_sequence_target_linear_in_its_features(data_dir, target_shape):
+    """Text: rows are (window, position) pairs. A target that is exactly linear in the features at its position
+    (a one-hot of the character there and the residual stream there), signed, so no ReLU, is recovered on unseen
+    windows of real text through the real model's activations; the attention pattern is allowed and ignored."""
+    linear = linear_module()
+    torch.manual_seed(0)
+    model = ShakespeareChar().eval()
+    tokens = windows(split_ids("train", data_dir))[0][:400].long()
+    seen = torch.zeros(65, dtype=torch.bool)
+    seen[tokens[:200]] = True  # a character never seen in the fit windows has no fitted one-hot weight
+    tokens = torch.cat([tokens[:200], tokens[200:][seen[tokens[200:]].all(1)][:20]])  # [220, 128]
+    assert len(tokens) == 220
+    names = ("hook_embed", "blocks_0_hook_resid_pre", "blocks_0_attn_hook_pattern")
+    with torch.no_grad():
+        inputs = {"tokens": tokens, **{n: model.run(tokens, until=n) for n in names}}
+    generator = torch.Generator().manual_seed(1)
+    n_out = int(np.prod(target_shape[1:]))
+    by_char, by_resid = torch.randn(65, n_out, generator=generator), torch.randn(128, n_out, generator=generator)
+    target = (by_char[tokens] + inputs["blocks_0_hook_resid_pre"] @ by_resid * 30 + 0.5).reshape(220, *target_shape)
+    assert (target < 0).float().mean() > 0.2  # a ReLU would show
+    task = TaskView("shakespeare-char/test", "shakespeare-char", "blocks_1_mlp_hook_post", tuple(range(3)),
+                    ("tokens", *names), target_shape)
+    params = linear.fit(target[:200], task, **{n: x[:200] for n, x in inputs.items()})
+    assert set(params) == {"weight"} and params["weight"].shape == (n_out, 65 + 128 + 128 + 1)
+    replaced = linear.replace(params, task, **{n: x[200:] for n, x in inputs.items()})
+    assert replaced.shape == (20, *target_shape)
+    torch.testing.assert_close(replaced, target[200:], rtol=0, atol=1e-3 * float(target.abs().max()))
+    longer = {**inputs, "other": torch.zeros(220, 129, 8)}
+    with pytest.raises(ValueError, match=r"input 'other' has shape \(220, 129, 8\); a sequence target of 128"):
+        linear.fit(target, task, **longer)
+    with pytest.raises(ValueError, match="attention patterns alone are not features"):
+        linear.fit(target, task, blocks_0_attn_hook_pattern=inputs["blocks_0_attn_hook_pattern"])
 
 
 def test_fit_sees_only_the_fit_set(digits, tmp_path):
