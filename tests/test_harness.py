@@ -86,9 +86,9 @@ def test_linear_recovers_mlp_units_on_mnist(session_cache, data_dir):
 
 
 def linear_module():
-    """The shipped `submissions/linear/replacement.py`, imported to call its fit and replace directly."""
+    """The shipped `submissions/linear-text/replacement.py`, imported to call its fit and replace directly."""
     spec = importlib.util.spec_from_file_location("linear_baseline", Path(__file__).resolve().parent.parent /
-                                                  "submissions" / "linear" / "replacement.py")
+                                                  "submissions" / "linear-text" / "replacement.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -125,7 +125,7 @@ def test_linear_recovers_a_sequence_target_linear_in_its_features(data_dir, targ
     longer = {**inputs, "other": torch.zeros(220, 129, 8)}
     with pytest.raises(ValueError, match=r"input 'other' has shape \(220, 129, 8\); a sequence target of 128"):
         linear.fit(target, task, **longer)
-    with pytest.raises(ValueError, match="attention patterns alone are not features"):
+    with pytest.raises(ValueError, match="is not a sequence target"):
         linear.fit(target, task, blocks_0_attn_hook_pattern=inputs["blocks_0_attn_hook_pattern"])
 
 

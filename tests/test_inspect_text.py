@@ -21,7 +21,7 @@ from helpers import run_cli
 from benchmark.analysis.textshow import html_name
 from benchmark.data.shakespeare import VOCAB
 from benchmark.harness.context import prepare
-from benchmark.models.head_scores import repeated_random
+from benchmark.models.head_scores import repeated_sequences
 from benchmark.models.registry import load_model
 from benchmark.sandbox.process import isolation_problem
 from benchmark.tasks import Task, all_tasks
@@ -170,10 +170,11 @@ def test_inspect_head_patterns_on_real_and_repeated_text(tmp_path, env, data_dir
     assert 'src="unit%d_pattern_real.png"' % head in html and 'src="unit%d_pattern_repeated.png"' % head in html
     previous = np.mean([np.diagonal(hand_pattern(model, w, layer)[head], -1).mean() for w in x.numpy()])
     assert entry["standard_scores"]["previous_token"] == pytest.approx(previous, abs=1e-5)  # over the fit windows
-    s = entry["standard_scores"]["repeat"]
-    q = np.arange(s, 2 * s)
+    std = entry["standard_scores"]
+    s = std["repeat"]
+    q = np.arange(s + 1, 2 * s + 1)  # the second copy of x0 r1..rS r1..rS
     induction = np.mean([hand_pattern(model, r.numpy(), layer)[head][q, q - s + 1].mean()
-                         for r in repeated_random(len(VOCAB), s)])  # its sequences (the draw is head_scores')
+                         for r in repeated_sequences(std["random_sequences"], s, std["seed"])])  # head_scores' draw
     assert entry["standard_scores"]["induction"] == pytest.approx(induction, abs=1e-5)
 
 

@@ -49,7 +49,6 @@ import torch
 from ..data.shakespeare import VOCAB, decode
 from ..harness.context import TaskContext
 from ..harness.passes import as_array, batches
-from ..models import head_scores as head_scores_module
 from ..models.head_scores import head_scores
 from . import figures, plots, textshow
 from .figures import esc
@@ -235,10 +234,10 @@ def stripe(pattern: np.ndarray, offset: int, first: int) -> float:
 def standard_scores(ctx: TaskContext, fit: FitText, layer: int, head: int) -> dict[str, float]:
     """The head's standard scores (`models.head_scores`: previous-token on the fit windows, induction and
     duplicate-token on its own repeated random sequences)."""
-    scores = head_scores(ctx.model, torch.as_tensor(fit.tokens))
+    scores = head_scores(ctx.model, windows=torch.as_tensor(fit.tokens))  # type: ignore[arg-type]
     return {"previous_token": float(scores.previous_token[layer, head]), "induction": float(scores.induction[layer, head]),
-            "duplicate_token": float(scores.duplicate_token[layer, head]), "repeat": head_scores_module.REPEAT,
-            "random_sequences": head_scores_module.RANDOM_SEQUENCES}
+            "duplicate_token": float(scores.duplicate_token[layer, head]), "repeat": scores.repeat_length,
+            "random_sequences": scores.n_repeats, "seed": scores.seed}
 
 
 def pattern_figure(tmp: Path, stem: str, pattern: np.ndarray, ids: np.ndarray, title: str) -> str:
