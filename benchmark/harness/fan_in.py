@@ -29,6 +29,11 @@ units at every position together, the parameters a copy computing the whole wind
 attention, those of the last position). Example: one `shakespeare-char` layer-0 neuron from
 `blocks_0_ln2_hook_normalized`: 128 + 1 = 129; from the tokens, every parameter before its MLP column
 (tests/test_text_core.py counts them by hand).
+
+There, a few parameters get a gradient that is only rounding: a key bias b_K adds the same q·b_K to every score of
+a query, which softmax ignores, so its exact gradient is 0, while float32 leaves ~1e-12 of the largest. A sequence
+model is therefore probed in float64 and a gradient counts when |g| > SEQUENCE_CUTOFF · max |g| (cancellation
+leaves below 1e-18 of the largest there; the smallest real gradient measured on shakespeare-char is ~1e-11 of it).
 """
 
 from __future__ import annotations
@@ -41,12 +46,18 @@ from ..models.base import StagedModel
 
 PROBE_BATCH = 4
 PROBE_SEED = 0
+SEQUENCE_CUTOFF = 1e-15  # a sequence model's gradients below this share of the largest are rounding (docstring)
 
 
-def positive_copy(model: StagedModel) -> StagedModel:
-    """A CPU float copy of the model with every parameter |w| + 0.001 and gradients on: every ReLU is active
-    on positive inputs, so a gradient is non-zero exactly where the output depends on something."""
-    positive = copy.deepcopy(model).float().cpu().eval()
+def is_sequence_model(model: StagedModel) -> bool:
+    """Whether the model's units sit at every position of a sequence (`StagedModel.unit_axes` declared)."""
+    return bool(model.unit_axes)
+
+
+def positive_copy(model: StagedModel, dtype: torch.dtype = torch.float32) -> StagedModel:
+    """A CPU copy of the model (float32, or `dtype`) with every parameter |w| + 0.001 and gradients on: every ReLU
+    is active on positive inputs, so a gradient is non-zero exactly where the output depends on something."""
+    positive = copy.deepcopy(model).to(dtype).cpu().eval()
     with torch.no_grad():
         for parameter in positive.parameters():
             parameter.copy_(parameter.abs() + 1e-3)
@@ -80,10 +91,14 @@ def probe_carry(model: StagedModel, start: str, batch: int) -> dict[str, torch.T
     return {name: positive_inputs(tuple(shapes[name]), batch) for name in model.carried if model.stage_index(name) <= at}
 
 
-def run_probe(model: StagedModel, start: str, start_shape: tuple[int, ...], layer: str, batch: int) -> torch.Tensor:
-    """`model.run` from `start` through `layer` on the probe (`probe_input`, `probe_carry`): `# [n, channels, ...]`."""
+def run_probe(model: StagedModel, start: str, start_shape: tuple[int, ...], layer: str, batch: int,
+              dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """`model.run` from `start` through `layer` on the probe (`probe_input`, `probe_carry`; float ones as `dtype`):
+    `# [n, channels, ...]`."""
     x = probe_input(model, start, start_shape, batch)
-    return model.run(x, after=start, until=layer, carry=probe_carry(model, start, len(x)))
+    x = x.to(dtype) if x.is_floating_point() else x
+    carry = {k: v.to(dtype) for k, v in probe_carry(model, start, len(x)).items()}
+    return model.run(x, after=start, until=layer, carry=carry)
 
 
 def nearest_input(model: StagedModel, input_shapes: dict[str, tuple[int, ...]]) -> str:
@@ -94,24 +109,34 @@ def nearest_input(model: StagedModel, input_shapes: dict[str, tuple[int, ...]]) 
 def fan_in_from(model: StagedModel, layer: str, units: tuple[int, ...], start: str,
                 start_shape: tuple[int, ...]) -> int:
     """Parameters the target `layer[units]` (at its centre position) depends on, from activation `start`."""
-    return _fan_in(positive_copy(model), layer, units, start, start_shape)
+    return _fan_in(positive_copy(model, probe_dtype(model)), layer, units, start, start_shape)
+
+
+def probe_dtype(model: StagedModel) -> torch.dtype:
+    """float64 for a sequence model (module docstring), else float32."""
+    return torch.float64 if is_sequence_model(model) else torch.float32
 
 
 def _fan_in(positive: StagedModel, layer: str, units: tuple[int, ...], start: str, start_shape: tuple[int, ...]) -> int:
     """`fan_in_from` on a model already made positive (`positive_copy`); its gradients are reset first."""
     positive.zero_grad(set_to_none=True)
+    dtype = next(positive.parameters()).dtype
     with torch.enable_grad():
-        out = run_probe(positive, start, start_shape, layer, PROBE_BATCH)  # [batch, channels, ...]
+        out = run_probe(positive, start, start_shape, layer, PROBE_BATCH, dtype)  # [batch, channels, ...]
         axis = positive.unit_axis(layer, out.dim())
         target = out.index_select(axis, torch.tensor(units))  # [batch, n_units, ...] or [batch, T, n_units, ...]
         if axis == 1:
             for size in target.shape[2:]:
                 target = target.select(2, size // 2)  # the centre position: [batch, n_units]
         target.sum().backward()  # a sequence model: every position (module docstring)
-    return sum(int((p.grad != 0).sum()) for p in positive.parameters() if p.grad is not None)
+    grads = [p.grad for p in positive.parameters() if p.grad is not None]
+    if not is_sequence_model(positive):
+        return sum(int((g != 0).sum()) for g in grads)
+    cutoff = SEQUENCE_CUTOFF * max(float(g.abs().max()) for g in grads)
+    return sum(int((g.abs() > cutoff).sum()) for g in grads)
 
 
 def target_fan_in(model: StagedModel, layer: str, units: tuple[int, ...], input_shapes: dict[str, tuple[int, ...]]) -> int:
     """The task's fan-in: the smallest fan-in over its allowed inputs (see the module docstring)."""
-    positive = positive_copy(model)  # one copy serves every input
+    positive = positive_copy(model, probe_dtype(model))  # one copy serves every input
     return min(_fan_in(positive, layer, units, name, shape) for name, shape in input_shapes.items())
