@@ -132,3 +132,32 @@ def test_embedding_the_validation_text_is_caught(tmp_path, cli, data_dir, sessio
     for f in facts.values():
         assert f.fan_in == COPY_THRESHOLD // 8
         assert not f.ranked  # never a clean pass
+        # both beat the neurons with a CI wholly above 100% (loss ≤ 0.03 × clean's 1.55 nats), without tracking
+        # them (r ≈ 0.06) and moving the output further from the clean model's than the mean ablation (KL recovery
+        # ≈ −67%): both arms of `beats by other means` fire, and the board shows it
+        assert f.low > 1 and f.loss["replaced"] < 0.03 * f.loss["clean"]
+        assert f.r < 0.2 and f.kl.recovery_high < 0 and f.flagged and f.shown_flagged
+    # the embedded text (and a float32 table) is also priced out: a copy
+    lookup, peek = facts["text-lookup"], facts["text-peek"]
+    assert lookup.stored > COPY_THRESHOLD and lookup.copy and lookup.copy_rule
+    # the peek stores no text: under the copy threshold, caught only by `beats by other means`
+    assert peek.stored < COPY_THRESHOLD and not peek.copy and not peek.copy_rule
+
+
+def test_heldout_secret_is_refused_for_text_with_the_reason(tmp_path, cli):
+    """No held-out split for text: one line that says why and points at the decision, before any model loads, and
+    nothing written; the decision is documented where the line points."""
+    secret = tmp_path / "heldout.secret"
+    secret.write_text("RBHELDOUT-" + "ab" * 24 + "\n")
+    secret.chmod(0o600)
+    results = tmp_path / "results"
+    for task in (WHOLE, "shakespeare-char/*"):
+        proc = cli("score", "zero", "--task", task, "--results-dir", str(results), "--held-out-secret", str(secret))
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.startswith("replacebench: error: ") and proc.stderr.count("\n") == 1, proc.stderr
+        assert "no held-out split is defined for tinyshakespeare tasks: the whole corpus is public" in proc.stderr
+        assert "without --held-out-secret" in proc.stderr and "docs/text.md" in proc.stderr
+    assert not results.exists()
+    docs = (Path(__file__).parent.parent / "docs" / "text.md").read_text()
+    section = docs.split("\n## Held-out split\n", 1)[1].split("\n## ", 1)[0]
+    assert "no held-out split" in section and "--held-out-secret" in section
