@@ -654,12 +654,21 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def train_summary(model_id: str, result: Any) -> str:
+    """The line `replacebench train` prints. A character model (a `WindowRecipe`) is measured on its `val` split in
+    nats per character, which `TrainResult` carries in its test_* fields."""
+    if isinstance(zoo.MODELS[model_id].recipe, zoo.WindowRecipe):
+        measured = f"val loss {result.test_loss:.4f} nats/char, val accuracy {100 * result.test_accuracy:.2f}%"
+    else:
+        measured = f"test accuracy {100 * result.test_accuracy:.2f}%, test loss {result.test_loss:.4f}"
+    return f"trained {model_id}: {measured}, {result.seconds:.0f} s; wrote {result.path} (sha256 {result.sha256})"
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .maintainer.train import train
 
     result = train(args.model, data_dir=args.data_dir, out_dir=args.out_dir, progress=progress_enabled())
-    print(f"trained {args.model}: test accuracy {100 * result.test_accuracy:.2f}%, test loss {result.test_loss:.4f}, "
-          f"{result.seconds:.0f} s; wrote {result.path} (sha256 {result.sha256})")
+    print(train_summary(args.model, result))
     return 0
 
 

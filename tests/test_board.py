@@ -59,7 +59,8 @@ def test_every_shipped_task_on_the_committed_board_is_powered():
         if task not in all_tasks() or record.task.standard_protocol is False or record.split != "public":
             continue  # the selection powers the public eval set; a held-out split moves its images
         arrays = read_sidecar(path, record)
-        d = arrays["loss.zero"].astype(np.float64) - arrays["loss.clean"].astype(np.float64)
+        ablation = all_tasks()[task].ablation  # the primary one (zero for images and modadd, mean for text)
+        d = arrays[f"loss.{ablation}"].astype(np.float64) - arrays["loss.clean"].astype(np.float64)
         t = d.mean() / (d.std(ddof=1) / math.sqrt(len(d)))
         assert record.results.primary.defined, (task, record.submission.name)
         assert t >= POWER_MARGIN, (task, t)

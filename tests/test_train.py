@@ -35,7 +35,7 @@ def data_dir() -> Path:
 
 
 def test_registry():
-    assert zoo.trainable() == ["digits-mlp", "mnist-mlp", "mnist-cnn", "modadd-p113"]
+    assert zoo.trainable() == ["digits-mlp", "mnist-mlp", "mnist-cnn", "modadd-p113", "shakespeare-char"]
     assert type(tr.build_model("digits-mlp")) is DigitsMLP
     assert type(tr.build_model("mnist-mlp")) is MnistMLP
     assert type(tr.build_model("mnist-cnn")) is MnistCNN
@@ -160,3 +160,43 @@ def test_mnist_mlp_training_reproduces_committed(data_dir, tmp_path):
 
 def model_logits(model, images: torch.Tensor) -> torch.Tensor:
     return model.class_logits(model(images))
+
+
+def test_train_prints_test_accuracy_or_validation_nats_per_character(tmp_path):
+    """A classifier reports its test split; the character model its `val` split in nats per character (which
+    `TrainResult` carries in its test_* fields)."""
+    from benchmark.cli import train_summary
+
+    result = tr.TrainResult(tmp_path / "m.safetensors", "ab" * 32, 0.5512, 1.48761, 7000, 1234.4)
+    assert train_summary("shakespeare-char", result) == (
+        f"trained shakespeare-char: val loss 1.4876 nats/char, val accuracy 55.12%, 1234 s; "
+        f"wrote {tmp_path / 'm.safetensors'} (sha256 {'ab' * 32})")
+    assert train_summary("mnist-mlp", result).startswith("trained mnist-mlp: test accuracy 55.12%, test loss 1.4876, ")
+
+
+def _committed_shakespeare() -> dict:
+    meta = CHECKPOINTS / "shakespeare-char.json"
+    if not meta.is_file():
+        pytest.skip("checkpoints/shakespeare-char.json is not committed yet: nothing to reproduce")
+    return json.loads(meta.read_text())
+
+
+@pytest.mark.slow
+def test_replacebench_train_reproduces_the_shakespeare_checkpoint(data_dir, tmp_path):
+    """`replacebench train shakespeare-char` (the zoo's WindowRecipe, about half an hour on 2 cores) writes the committed checkpoint's
+    bytes on the software stack and CPU kind that made it, and prints its validation loss in nats per character.
+    Elsewhere float rounding moves the weights, so there it must reach the same validation loss to 0.02 nats."""
+    from helpers import run_cli
+
+    committed = _committed_shakespeare()
+    done = run_cli("train", "shakespeare-char", "--out-dir", str(tmp_path), "--data-dir", str(data_dir), timeout=3600)
+    assert done.returncode == 0, done.stderr
+    ours = json.loads((tmp_path / "shakespeare-char.json").read_text())
+    assert ours["sha256"] == _sha(tmp_path / "shakespeare-char.safetensors")
+    assert f"val loss {ours['val_loss']:.4f} nats/char, val accuracy {100 * ours['val_accuracy']:.2f}%" in done.stdout
+    assert f"(sha256 {ours['sha256']})" in done.stdout
+    if ours["versions"] == committed["versions"] and ours["machine"] == committed["machine"]:
+        assert ours["sha256"] == committed["sha256"] == _sha(CHECKPOINTS / "shakespeare-char.safetensors")
+        assert ours["curve"] == [{**c, "seconds": o["seconds"]} for c, o in zip(committed["curve"], ours["curve"])]
+    else:
+        assert abs(ours["val_loss"] - committed["val_loss"]) <= 0.02

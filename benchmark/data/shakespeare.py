@@ -31,6 +31,7 @@ from .base import TensorExampleSet
 TINYSHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
 TINYSHAKESPEARE_BYTES = 1_115_394
 OFFICIAL_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+OFFICIAL_BASE_URL = OFFICIAL_URL.rsplit("/", 1)[0] + "/"  # `fetch --url` takes a base URL (the folder), as for mnist
 #: The corpus's 65 characters in code-point order; a character's id is its index here.
 VOCAB = "\n !$&',-.3:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 TRAIN_FRACTION = 0.9
@@ -60,12 +61,16 @@ def encode(text: str) -> np.ndarray:
     """Character ids `# [len(text)]` int64 (a character outside `VOCAB` is a UserError)."""
     table = np.full(128, -1, dtype=np.int64)
     table[[ord(c) for c in VOCAB]] = np.arange(len(VOCAB))
-    codes = np.frombuffer(text.encode("ascii", errors="replace"), dtype=np.uint8).astype(np.int64)
-    ids = table[np.minimum(codes, 127)]
-    if (ids < 0).any():
-        bad = text[int(np.flatnonzero(ids < 0)[0])]
-        raise UserError(f"character {bad!r} is not one of the corpus's 65; use only {VOCAB!r}.")
-    return ids
+    try:
+        codes = np.frombuffer(text.encode("ascii"), dtype=np.uint8).astype(np.int64)
+    except UnicodeEncodeError as exc:  # never "?" in its place ("?" is one of the 65)
+        bad_at = exc.start
+    else:
+        ids = table[codes]
+        if (ids >= 0).all():
+            return ids
+        bad_at = int(np.flatnonzero(ids < 0)[0])
+    raise UserError(f"character {text[bad_at]!r} is not one of the corpus's 65; use only {VOCAB!r}.")
 
 
 def decode(ids: np.ndarray | torch.Tensor | list[int]) -> str:
@@ -99,11 +104,19 @@ def open_split(split: str, data_dir: str | os.PathLike | None = None, imagenet_d
 
 
 def fetch_command(data_dir: str | os.PathLike | None, url: str | None = None, labels_url: str | None = None) -> dict[str, str]:
-    """`replacebench fetch tinyshakespeare`: download the corpus from `url` (default the official source) into the
-    data directory, checking the sha256 before it is moved into place."""
+    """`replacebench fetch tinyshakespeare` (the zoo's fetcher): download `<url>input.txt` (`url` a base URL, as for
+    `fetch mnist`; default the official folder, `OFFICIAL_BASE_URL`) into `<data_dir>/tinyshakespeare/`, checking the
+    sha256 before it is renamed into place (a failed download leaves nothing). A file already there with the right
+    sha256 is kept."""
+    if labels_url:
+        raise UserError("--labels-url is for inceptionv1 only; `fetch tinyshakespeare` takes --url BASE_URL.")
     dest = corpus_path(data_dir)
     if dest.is_file() and cached_sha256(dest) == TINYSHAKESPEARE_SHA256:
         return {"tinyshakespeare": f"{dest} (already present, sha256 verified)"}
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    download(url or OFFICIAL_URL, dest, sha256=TINYSHAKESPEARE_SHA256)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create {dest.parent}: {exc.strerror}. Choose a writable `--data-dir`.") from None
+    base = url or OFFICIAL_BASE_URL
+    download((base if base.endswith("/") else base + "/") + dest.name, dest, sha256=TINYSHAKESPEARE_SHA256)
     return {"tinyshakespeare": f"{dest} (sha256 {TINYSHAKESPEARE_SHA256[:12]}… verified)"}

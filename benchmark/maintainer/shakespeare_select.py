@@ -11,12 +11,15 @@ next-character cross-entropy over a window's 128 positions, averaged over window
      â_u = mean_i Σ_t (m_tu − n_itu) · ∂L_i/∂n_itu.
    - The CANDIDATES neurons of each layer with the largest â are then ablated exactly, one at a time:
      d_u = mean_i L_i(n_u := m_u) − mean_i L_i.
-   - Tasks: the TOP_N of each layer by d_u (`:<unit>`), and one seeded-random live neuron per layer (live: GELU
-     output above LIVE_THRESHOLD at ≥ LIVE_FRACTION of fit positions), drawn by
-     `np.random.default_rng(SEED).choice(live, 1)` from the sorted live neurons not among the top (`:<unit>`,
-     described as random).
+   - Power: a neuron qualifies when the per-window effect d_i = L_i(ablated) − L_i has t = mean(d) / (sd(d)/√n)
+     ≥ POWER_MARGIN on the fit windows. It ships when that also holds on the eval windows (confirmation, as in
+     `maintainer/select.py`: the eval data decides only whether a candidate ships, never the order of candidates).
+   - Tasks: the first TOP_N confirmed of each layer in decreasing d_u (`:<unit>`), and one seeded-random live
+     neuron per layer (live: GELU output above LIVE_THRESHOLD at ≥ LIVE_FRACTION of fit positions): the first
+     confirmed in the order `np.random.default_rng(SEED).permutation` gives the sorted live neurons not among the
+     candidates (`:<unit>`, described as random).
 2. **Heads** (`blocks_l_attn_hook_z`, each head's output before W_O, one unit of e = 32 values at every position):
-   the head with the largest previous-token score (`models.head_scores`) and the layer-1 head with the largest
+   the head with the largest previous-token score on the fit windows (`models.head_scores`) and the layer-1 head with the largest
    induction score, each as `:head<h>`.
 3. **One whole MLP layer**: all 512 neurons of `blocks_0_mlp_hook_post` (`:all`).
 
@@ -36,6 +39,7 @@ import torch.nn.functional as F
 from .. import paths
 from ..atomic import atomic_write_bytes
 from ..data.base import seeded_subset
+from .select import POWER_MARGIN
 from ..download import sha256_file
 from ..models.head_scores import head_scores  # noqa
 from ..models.registry import load_model
@@ -51,6 +55,7 @@ EVAL_SPLIT, EVAL_SIZE = "val", 864  # written into the task file only; never ope
 SEED, BATCH_SIZE = 0, 96
 TOP_N, CANDIDATES = 2, 8
 LIVE_THRESHOLD, LIVE_FRACTION = 0.1, 0.01
+INDUCTION_MIN = 0.1  # an induction score below this is not an induction head (a head that does it scores ~1)
 CHUNK = 100  # fit windows per forward pass here
 
 
@@ -83,6 +88,7 @@ class Selection:
     random: dict[int, int]
     previous_token_head: tuple[int, int]  # (layer, head)
     induction_head: tuple[int, int]
+    t_fit: dict[int, dict[int, float]] = field(default_factory=dict)  # layer → unit → t of d on the fit windows
     scores: dict[str, np.ndarray] = field(default_factory=dict)  # head scores # [L, H]
     whole_layer_effect: float = 0.0
 
@@ -111,10 +117,15 @@ def _posts(model: ShakespeareChar, x: torch.Tensor) -> dict[int, torch.Tensor]:
     return out
 
 
+def t_value(d: np.ndarray) -> float:
+    """t = mean(d) / (sd(d) / √n) of per-window effects `# [n]`."""
+    return float(d.mean() / (d.std(ddof=1) / np.sqrt(len(d))))
+
+
 def mean_losses(model: ShakespeareChar, inputs: torch.Tensor, targets: torch.Tensor, layer: int | None = None,
-                units: list[int] | None = None, means: dict[int, torch.Tensor] | None = None) -> float:
-    """Mean fit loss, with `units` of `layer` set to their per-position means (None: clean)."""
-    total = 0.0
+                units: list[int] | None = None, means: dict[int, torch.Tensor] | None = None) -> np.ndarray:
+    """Per-window losses `# [n]` (float64), with `units` of `layer` set to their per-position means (None: clean)."""
+    losses = []
     with torch.no_grad():
         for start in range(0, len(inputs), CHUNK):
             x, y = inputs[start : start + CHUNK], targets[start : start + CHUNK]
@@ -126,12 +137,14 @@ def mean_losses(model: ShakespeareChar, inputs: torch.Tensor, targets: torch.Ten
                 assert means is not None and units is not None
                 act[..., units] = means[layer][:, units]
                 logits = model.run(act, after=post_name(layer), carry=carry)
-            total += float(window_loss(logits, y).double().sum())
-    return total / len(inputs)
+            losses.append(window_loss(logits, y).double().numpy())
+    return np.concatenate(losses)
 
 
 def choose(model: ShakespeareChar, inputs: torch.Tensor, targets: torch.Tensor, data_dir: str | Path | None = None) -> Selection:
-    """Every choice of the module docstring, from the fit windows."""
+    """Every choice of the module docstring, from the fit windows (the eval windows confirm power only)."""
+    val = open_split(DATASET, EVAL_SPLIT, data_dir)
+    val_inputs, val_targets = val.inputs, torch.as_tensor(val.labels())
     sums = {l: torch.zeros(128, 512, dtype=torch.float64) for l in range(N_LAYERS)}
     live_counts = {l: torch.zeros(512, dtype=torch.float64) for l in range(N_LAYERS)}
     for start in range(0, len(inputs), CHUNK):
@@ -156,24 +169,34 @@ def choose(model: ShakespeareChar, inputs: torch.Tensor, targets: torch.Tensor, 
             estimate[layer] += ((means[layer] - act.detach()) * act.grad).double().sum((0, 1)).numpy()
     estimate = {l: e / len(inputs) for l, e in estimate.items()}
 
-    clean = mean_losses(model, inputs, targets)
+    clean, val_clean = mean_losses(model, inputs, targets), mean_losses(model, val_inputs, val_targets)
     exact: dict[int, dict[int, float]] = {}
+    t_fit: dict[int, dict[int, float]] = {}
     top: dict[int, list[int]] = {}
     random: dict[int, int] = {}
     rng = np.random.default_rng(SEED)
-    for layer in range(N_LAYERS):
-        candidates = [int(u) for u in np.argsort(-estimate[layer], kind="stable")[:CANDIDATES]]
-        exact[layer] = {u: mean_losses(model, inputs, targets, layer, [u], means) - clean for u in candidates}
-        top[layer] = sorted(candidates, key=lambda u: -exact[layer][u])[:TOP_N]
-        pool = [u for u in np.flatnonzero(live[layer] >= LIVE_FRACTION).tolist() if u not in top[layer]]
-        random[layer] = int(rng.choice(pool, 1)[0])
-        exact[layer][random[layer]] = mean_losses(model, inputs, targets, layer, [random[layer]], means) - clean
-    whole = mean_losses(model, inputs, targets, 0, list(range(512)), means) - clean
 
-    scores = head_scores(model, data_dir)
-    prev = np.unravel_index(int(np.argmax(scores.previous_token)), scores.previous_token.shape)
-    induction = (N_LAYERS - 1, int(np.argmax(scores.induction[N_LAYERS - 1])))
-    return Selection(len(inputs), estimate, exact, live, top, random, (int(prev[0]), int(prev[1])), induction,
+    def measure(layer: int, unit: int) -> bool:
+        """d_u and t on the fit windows; whether the unit qualifies and is confirmed on the eval windows."""
+        d = mean_losses(model, inputs, targets, layer, [unit], means) - clean
+        exact[layer][unit], t_fit[layer][unit] = float(d.mean()), t_value(d)
+        if t_fit[layer][unit] < POWER_MARGIN:
+            return False
+        return t_value(mean_losses(model, val_inputs, val_targets, layer, [unit], means) - val_clean) >= POWER_MARGIN
+
+    for layer in range(N_LAYERS):
+        exact[layer], t_fit[layer] = {}, {}
+        candidates = [int(u) for u in np.argsort(-estimate[layer], kind="stable")[:CANDIDATES]]
+        for unit in candidates:
+            exact[layer][unit] = float((mean_losses(model, inputs, targets, layer, [unit], means) - clean).mean())
+        top[layer] = [u for u in sorted(candidates, key=lambda u: -exact[layer][u]) if measure(layer, u)][:TOP_N]
+        pool = [u for u in np.flatnonzero(live[layer] >= LIVE_FRACTION).tolist() if u not in candidates]
+        random[layer] = next(int(u) for u in rng.permutation(pool) if measure(layer, int(u)))
+    whole = float((mean_losses(model, inputs, targets, 0, list(range(512)), means) - clean).mean())
+
+    scores = head_scores(model, windows=inputs)
+    prev, induction = scores.best("previous_token"), scores.best("induction", N_LAYERS - 1)
+    return Selection(len(inputs), estimate, exact, live, top, random, prev, induction, t_fit,
                      {"previous_token": scores.previous_token, "induction": scores.induction}, whole)
 
 
@@ -207,20 +230,25 @@ def render(selection: Selection) -> str:
         for rank, unit in enumerate(s.top[layer], start=1):
             task(post_name(layer), str(unit), [unit],
                  f"Layer-{layer} neuron, ablation rank {rank} of 512: mean-ablation loss increase "
-                 f"{s.exact[layer][unit]:+.4g} nats/char on the fit windows; live at {100 * s.live[layer][unit]:.1f}% "
-                 f"of positions.")
+                 f"{s.exact[layer][unit]:+.4g} nats/char on the fit windows (t = {s.t_fit[layer][unit]:.1f}); live at "
+                 f"{100 * s.live[layer][unit]:.1f}% of positions.")
     for layer in range(N_LAYERS):
         unit = s.random[layer]
         task(post_name(layer), str(unit), [unit],
              f"A seeded-random live layer-{layer} neuron: mean-ablation loss increase {s.exact[layer][unit]:+.4g} "
-             f"nats/char on the fit windows; live at {100 * s.live[layer][unit]:.1f}% of positions.")
-    for (layer, head), what, key in ((s.previous_token_head, "previous-token", "previous_token"),
-                                     (s.induction_head, "induction", "induction")):
-        sc = s.scores
+             f"nats/char on the fit windows (t = {s.t_fit[layer][unit]:.1f}); live at "
+             f"{100 * s.live[layer][unit]:.1f}% of positions.")
+    sc = s.scores
+    for (layer, head), what in ((s.previous_token_head, "previous-token"), (s.induction_head, "induction")):
+        scores = (f"previous-token score {sc['previous_token'][layer, head]:.3f}, induction score "
+                  f"{sc['induction'][layer, head]:.3f} (models/head_scores.py)")
+        if what == "induction" and sc["induction"][layer, head] < INDUCTION_MIN:
+            title = (f"The layer-1 head with the highest induction score, {layer}.{head}, which is not an induction head "
+                     f"(no head of this checkpoint scores {INDUCTION_MIN} or more)")
+        else:
+            title = f"The {what} head {layer}.{head}"
         task(f"blocks_{layer}_attn_hook_z", f"head{head}", [head],
-             f"The {what} head {layer}.{head}: previous-token score {sc['previous_token'][layer, head]:.3f}, "
-             f"induction score {sc['induction'][layer, head]:.3f} (models/head_scores.py); replaced as one unit, "
-             f"its 32 values at every position.")
+             f"{title}: {scores}; replaced as one unit, its 32 values at every position.")
     task(post_name(0), "all", list(range(512)),
          f"The whole layer-0 MLP: all 512 neurons; mean-ablated, they raise the fit loss by "
          f"{s.whole_layer_effect:+.4g} nats/char.")
