@@ -107,6 +107,7 @@ def test_shard_bounds_start_on_batches():
         assert all(x[1] == y[0] and x[0] % b == 0 for x, y in zip(bounds, bounds[1:]))
 
 
+@pytest.mark.slow  # ~30 s: two Ray workers on MNIST; the shard logic is tested fast above
 def test_two_local_workers_give_the_serial_records_on_mnist(ray_installed, data_dir, session_cache, tmp_path):
     """The CI check: a 2-worker local Ray cluster scores two MNIST tasks; its records equal a serial run's."""
     tasks = "mnist-mlp/fc1:[12][06][19]"  # fc1:169 and fc1:201

@@ -106,7 +106,9 @@ def test_weights_kept_in_a_global_do_not_reach_replace(tmp_path, cli, warm_cache
     assert assert_honest_zero(proc, results, "global-smuggle")["complexity"]["fitted_parameters"] == 0
 
 
-@pytest.mark.parametrize("channel", ["fcntl", "ofd", "flock", "socket", "tmp", "shm", "keyring"])
+#: Two channels run by default (a lock and a file system: ~10 s each); every one with `pytest -m slow`.
+@pytest.mark.parametrize("channel", [pytest.param(c, marks=pytest.mark.slow) for c in ("fcntl", "ofd", "socket", "shm", "keyring")]
+                         + ["flock", "tmp"])
 def test_nothing_but_what_fit_returns_reaches_replace(channel, tmp_path, cli, warm_cache):
     """fit returns {} and passes its weights on through kernel state (locks on a file both children see, an
     abstract socket held by a detached grandchild, a file, a key): replace finds nothing, 0 fitted numbers."""
