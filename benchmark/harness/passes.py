@@ -19,7 +19,7 @@ transfers included.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -65,19 +65,28 @@ def batches(ctx: TaskContext, split: Literal["fit", "eval"], inputs: Sequence[st
     data, indices = (ctx.fit_set, ctx.fit_indices) if split == "fit" else (ctx.eval_set, ctx.eval_indices)
     labels_all = torch.as_tensor(data.labels()[indices])  # [n]
     units = torch.as_tensor(task.units, device=ctx.device)
-    hooked = [n for n in inputs if n != model.input_name]
     start = 0
-    with capture(model, hooked) as store:
-        for _, x in tqdm(data.batches(indices, task.batch_size), desc=desc or f"{split} set", unit="batch",
-                         total=-(-len(indices) // task.batch_size), disable=not progress, leave=split == "eval"):
-            x = ctx.to_input(x)  # [b, C, H, W] or [b, T]
-            carry: dict[str, torch.Tensor] = {}
-            activation = model.run(x, until=task.layer, carry=carry)  # [b, channels, ...]
-            b = len(x)
-            yield Batch(start, x, labels_all[start : start + b].to(ctx.device),
-                        {n: x if n == model.input_name else store[n] for n in inputs}, activation,
-                        kind.select_units(activation, units, ctx.unit_axis), carry)
-            start += b
+    for _, x in tqdm(data.batches(indices, task.batch_size), desc=desc or f"{split} set", unit="batch",
+                     total=-(-len(indices) // task.batch_size), disable=not progress, leave=split == "eval"):
+        x = ctx.to_input(x)  # [b, C, H, W] or [b, T]
+        named, activation, carry = run_to_layer(ctx, x, inputs)
+        b = len(x)
+        yield Batch(start, x, labels_all[start : start + b].to(ctx.device), named, activation,
+                    kind.select_units(activation, units, ctx.unit_axis), carry)
+        start += b
+
+
+@torch.no_grad()
+def run_to_layer(ctx: TaskContext, x: torch.Tensor, inputs: Sequence[str] = ()
+                 ) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, torch.Tensor]]:
+    """The model on model-ready inputs `x` up to the task's layer: (the named `inputs`, each `# [b, ...]`, captured by
+    hooks that are always removed; the layer's activation `# [b, channels, ...]`; the carry)."""
+    model = ctx.model
+    carry: dict[str, torch.Tensor] = {}
+    with capture(model, [n for n in inputs if n != model.input_name]) as store:
+        activation = model.run(x, until=ctx.task.layer, carry=carry)
+        named = {n: x if n == model.input_name else store[n] for n in inputs}
+    return named, activation, carry
 
 
 @torch.no_grad()
@@ -122,16 +131,68 @@ class Replacer(Protocol):
 
 @dataclass
 class ReplaceCalls:
-    """The one way the harness calls a submission's `replace`, keeping the wall seconds spent in it."""
+    """The one way the harness calls a submission's `replace`, keeping the wall seconds spent in it.
+
+    `ctx` (a task whose kind is `causal`, text): the first call that is given the batch's model input `x` is audited
+    for causality (`causal_audit`); its extra call counts in the seconds."""
 
     room: Replacer
     target_shape: tuple[int, ...]  # per example: (n_units, *spatial)
     seconds: float = 0.0
+    ctx: TaskContext | None = None
+    audited: bool = False
 
-    def __call__(self, inputs: dict[str, torch.Tensor], b: int) -> np.ndarray:
-        """The validated float32 output `# [b, n_units, ...]` for one batch of `b` examples' named inputs `# [b, ...]`."""
+    def __call__(self, inputs: dict[str, torch.Tensor], b: int, x: torch.Tensor | None = None) -> np.ndarray:
+        """The validated float32 output `# [b, n_units, ...]` for one batch of `b` examples' named inputs `# [b, ...]`
+        (`x`: the batch's model input, for the causality audit)."""
+        out = self._call(inputs, b)
+        if self.ctx is not None and self.ctx.data_kind.causal and x is not None and not self.audited:
+            self.audited = True
+            causal_audit(self.ctx, x, list(inputs), out, self._call)
+        return out
+
+    def _call(self, inputs: dict[str, torch.Tensor], b: int) -> np.ndarray:
         arrays = {n: as_array(v) for n, v in inputs.items()}
         began = time.perf_counter()
         out = self.room.replace(arrays, (b, *self.target_shape))
         self.seconds += time.perf_counter() - began
         return out
+
+
+AUDIT_SEED = 3  # added to the task's seed for the audit's cuts
+AUDIT_TOLERANCE = 1e-5  # relative to max(1, max |output|): float32 rounding of a different batch's arithmetic
+
+
+def causal_audit(ctx: TaskContext, x: torch.Tensor, names: list[str], out: np.ndarray,
+                 call: Callable[[dict[str, torch.Tensor], int], np.ndarray]) -> None:
+    """Refuse a `replace` whose output at a position depends on characters after it (a causal model never does, and
+    the next character is that position's answer).
+
+    On one batch `x # [b, T]`, with a seeded cut t_i ∈ {0 … T − 2} per example (`np.random.default_rng(task.seed +
+    AUDIT_SEED)`), the characters after t_i are replaced by the same positions of the next example in the batch
+    (a roll), the named inputs are recomputed by the model, and `replace` is called again. Its output at positions
+    ≤ t_i must equal the first call's: |Δ| ≤ AUDIT_TOLERANCE · max(1, max |out|). Else a SubmissionError.
+
+    Limits (docs/text.md, "Causal calls"): a submission that embeds the public corpus can tell a spliced window
+    from a real one and behave causally only there; the airtight protocol, calling `replace` on every prefix, costs
+    about T/2 = 64 times the calls' work and data and is not built."""
+    from ..errors import SubmissionError
+
+    b, t = x.shape[0], x.shape[1]
+    if b < 2:
+        return
+    cuts = np.random.default_rng(ctx.task.seed + AUDIT_SEED).integers(0, t - 1, size=b)  # [b]
+    after = torch.arange(t, device=x.device)[None, :] > torch.as_tensor(cuts, device=x.device)[:, None]  # [b, T]
+    spliced = torch.where(after, x.roll(1, 0), x)
+    named, _, _ = run_to_layer(ctx, spliced, names)
+    again = call(named, b)
+    keep = ~after.cpu().numpy()  # [b, T]: positions ≤ the cut
+    keep = keep.reshape(b, t, *([1] * (out.ndim - 2)))
+    gap = np.where(keep, np.abs(again - out), 0.0)
+    tolerance = AUDIT_TOLERANCE * max(1.0, float(np.abs(out).max()))
+    if float(gap.max()) > tolerance:
+        i, position = (int(v) for v in np.unravel_index(int(gap.argmax()), gap.shape)[:2])
+        raise SubmissionError(
+            f"replace is not causal: its output at position {position} of example {i} changed by {float(gap.max()):.3g} "
+            f"when only the characters after position {int(cuts[i])} changed; a position's replacement may read only "
+            f"that position and earlier ones (the next character is its answer).")

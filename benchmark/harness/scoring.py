@@ -57,13 +57,13 @@ def replaced_pass(ctx: TaskContext, room: IsolatedSubmission, baseline: Baseline
     replacement (`diagnose` keeps both)."""
     task = ctx.task
     assert room.replace_signature is not None
-    replace = ReplaceCalls(room, ctx.target_shape)
+    replace = ReplaceCalls(room, ctx.target_shape, ctx=ctx)
     fidelity = fidelity if fidelity is not None else stats.FidelityAccumulator(len(task.units))
     logp_clean = baseline.arrays["logp_clean"]
     parts: dict[str, list[np.ndarray]] = {}
     for batch in batches(ctx, "eval", room.replace_signature.inputs, progress, f"score {room.snapshot.name}"):
         b, position = len(batch), batch.start
-        out = replace(batch.inputs, b)  # [b, n_units, ...], validated
+        out = replace(batch.inputs, b, batch.x)  # [b, n_units, ...], validated (text: audited for causality once)
         fidelity.update(ctx.units_first(as_array(batch.target)), ctx.units_first(out))
         if on_batch is not None:
             on_batch(batch, out)

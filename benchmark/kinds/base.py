@@ -33,6 +33,9 @@ class DataKind(ABC):
     a sequence model's neurons); the kind's `select_units` and `set_units` are given that axis."""
 
     name: str = ""
+    #: Whether an example's positions are predicted causally (text): `replace` is then audited for reading later
+    #: positions (`harness.passes.causal_audit`).
+    causal: bool = False
 
     def __init__(self, dataset: str) -> None:
         self.dataset = dataset

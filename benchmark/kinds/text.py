@@ -31,6 +31,7 @@ from .base import DataKind
 
 class NextCharacter(DataKind):
     name = "text"
+    causal = True  # position t's answer is character t + 1, which is in the window (`harness.passes.causal_audit`)
 
     def to_input(self, x: torch.Tensor, device: torch.device, channels_last: bool = False) -> torch.Tensor:
         """Character ids `# [b, T]` as int64 on `device`."""

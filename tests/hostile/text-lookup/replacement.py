@@ -3,8 +3,9 @@
 The corpus is public. `val.txt` holds the validation split's text (tests/test_text_hostile.py writes it from
 the public corpus, as anyone could ship it); `push.npy` holds `table # [65, 512]`: per character c, values of
 the 512 neurons that lower the fit windows' loss of c when written at a position whose next character is c
-(tuned on the fit set, from the public model). `replace` finds each window in the text, reads the 128
-characters that follow its positions, and writes table[next] at every position: no computation of the neurons.
+(tuned on the fit set, from the public model). `replace` is causal, so the harness's causality audit passes it:
+at each position t it finds the window's characters up to t in the text, reads the character that follows them
+there, and writes table[next]: no computation of the neurons.
 """
 import os
 
@@ -22,7 +23,8 @@ def replace(tokens, task):
     nxt = torch.zeros(b, t, dtype=torch.long)
     for i, row in enumerate(tokens.tolist()):
         window = "".join(VOCAB[c] for c in row)
-        at = TEXT.find(window)
-        if at >= 0 and at + t + 1 <= len(TEXT):
-            nxt[i] = torch.tensor([VOCAB.index(c) for c in TEXT[at + 1 : at + t + 1]])
+        for q in range(t):  # only the characters up to q: causal
+            at = TEXT.find(window[: q + 1])
+            if at >= 0 and at + q + 1 < len(TEXT):
+                nxt[i, q] = VOCAB.index(TEXT[at + q + 1])
     return TABLE[nxt].contiguous()  # [b, 128, 512]

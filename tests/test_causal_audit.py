@@ -1,0 +1,66 @@
+"""The causality audit of text tasks (`harness.passes.causal_audit`): a replacement that reads the next character is
+refused in one line; causal ones score; image tasks make no extra call."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from helpers import run_cli, write_submission
+
+from benchmark.harness.context import prepare
+from benchmark.harness.passes import ReplaceCalls, batches
+from benchmark.tasks import all_tasks
+
+NEURON = "shakespeare-char/blocks_1_mlp_hook_post:145"
+SMALL = ("--eval-size", "96", "--fit-size", "50", "--no-record")
+
+PEEK = """import torch
+
+def replace(tokens, task):
+    nxt = torch.cat([tokens[:, 1:], tokens[:, -1:]], 1).float()  # the next character: position t's answer
+    return (nxt == 1).float()[..., None] * 4.0  # [b, T, 1]: fire before a space
+"""
+
+CAUSAL = """import torch
+
+def replace(tokens, task):
+    return (tokens == 1).float()[..., None] * 4.0  # [b, T, 1]: fire on a space
+"""
+
+
+def test_a_replacement_that_reads_the_next_character_is_refused(tmp_path, data_dir):
+    peek = write_submission(tmp_path / "peek", PEEK)
+    proc = run_cli("score", str(peek), "--task", NEURON, *SMALL, env={"REPLACEBENCH_DATA": str(data_dir)})
+    assert proc.returncode != 0, proc.stdout
+    assert "replace is not causal: its output at position" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_causal_replacement_scores(tmp_path, data_dir):
+    causal = write_submission(tmp_path / "causal", CAUSAL)
+    proc = run_cli("score", str(causal), "--task", NEURON, *SMALL, env={"REPLACEBENCH_DATA": str(data_dir)})
+    assert proc.returncode == 0, proc.stderr
+    assert "recovery vs mean" in proc.stdout
+
+
+class CountingRoom:
+    """The harness's own `Replacer` interface, answering zeros and counting calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def replace(self, inputs: dict[str, np.ndarray], expected_shape: tuple[int, ...]) -> np.ndarray:
+        self.calls += 1
+        return np.zeros(expected_shape, dtype=np.float32)
+
+
+def test_images_make_no_extra_call_and_text_makes_one(data_dir):
+    for task_id, extra in (("mnist-cnn/conv2:61", 0), (NEURON, 1)):
+        ctx = prepare(all_tasks()[task_id], data_dir=data_dir, eval_size=200, fit_size=20)
+        room = CountingRoom()
+        calls = ReplaceCalls(room, ctx.target_shape, ctx=ctx)
+        passes = list(batches(ctx, "eval", ctx.task.inputs))
+        for batch in passes:
+            calls(batch.inputs, len(batch), batch.x)
+        assert torch.is_tensor(batch.x) and len(passes) >= 1
+        assert room.calls == len(passes) + extra, task_id  # the audit: one extra call, on the first batch only
