@@ -6,17 +6,17 @@ computing a neuron. Per character c they write `table[c] # [512]`, tuned here by
 (public model, public fit set, as anyone could): the neuron values that most lower the fit windows' loss of c
 when written at every position whose next character is c.
 
-- `text-lookup` embeds the validation text (`val.txt`, 111,540 bytes, written here from the public corpus) and
-  finds each window in it to read the next characters. Stored: the text (892,320 bits) and the float32 table
-  (1,064,960 bits), against the copy threshold 8 × fan-in = 8 × 66,304 = 530,432 bits.
+- `text-lookup` embeds the validation text (`val.txt`, 111,540 bytes, written here from the public corpus) and,
+  at each position, finds the window's characters up to it in that text to read the next character: causal, so
+  the harness's causality audit passes it. Stored: the text (892,320 bits) and the float32 table (1,064,960
+  bits), against the copy threshold 8 × fan-in = 8 × 66,304 = 530,432 bits.
 - `text-peek` stores no text: the replacement sees the whole window, so at position t it reads token t + 1, which
-  is position t's target (nothing in the harness makes a replacement causal). Its int8 table (33,280 bytes) keeps
-  it under the copy threshold.
+  is position t's target. Its int8 table (33,280 bytes) keeps it under the copy threshold.
 
-Each is scored through the real CLI in an isolated child; the test asserts what the record and the board do with
-it (a copy, `beats by other means`) and that neither is a clean pass (ranked). What catches `text-peek` is the
-fidelity and KL arms of `beats by other means`, not its description length; docs/text.md ("Held-out split")
-measures what embedding the text costs and why a held-out split cannot exist for this corpus.
+Each is scored through the real CLI in an isolated child. `text-peek` is refused by the causality audit
+(`harness.passes.causal_audit`) before any figure; for `text-lookup` the test asserts what the record and the
+board do with it (a copy, `beats by other means`) and that it is not a clean pass (ranked). docs/text.md
+("Held-out split") measures what embedding the text costs and why a held-out split cannot exist for this corpus.
 
 Slow: two isolated scorings of the whole layer and a table tuned by Adam on the fit windows.
 """
@@ -136,10 +136,11 @@ def test_embedding_the_validation_text_is_caught(tmp_path, cli, data_dir, sessio
     for f in facts.values():
         assert f.fan_in == COPY_THRESHOLD // 8
         assert not f.ranked  # never a clean pass
-        # both beat the neurons with a CI wholly above 100% (loss 0.009 and 0.047 nats against the clean 1.55),
+        # it beats the neurons with a CI wholly above 100% (loss 0.33 nats against the clean 1.55: looked up causally,
+        # an early position's few characters are ambiguous in the text),
         # without tracking them (r ≈ 0.06) and moving the output further from the clean model's than the mean
         # ablation (KL recovery ≈ −63%): both arms of `beats by other means` fire, and the board shows it
-        assert f.low > 1.4 and f.loss["replaced"] < 0.1 * f.loss["clean"]
+        assert f.low > 1.3 and f.loss["replaced"] < 0.3 * f.loss["clean"]  # measured: 140.4%, 0.33 of 1.55 nats
         assert f.r < 0.2 and f.kl.recovery_high < 0 and f.flagged and f.shown_flagged
     # the embedded text (and a float32 table) is also priced out: a copy
     lookup = facts["text-lookup"]
