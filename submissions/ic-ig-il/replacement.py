@@ -5,7 +5,7 @@ The rule, with p the previous character and c the current one (the first rule th
     group 0  p ∈ {i, u}        and c ∈ {c, g}        "wic"ked, "muc"h, "hig"h, "sug"ar      level ≈ 1.27
     group 1  p = i             and c ∈ {l, t, v}     "wil"l, "wit"h, "giv"e                 level ≈ 0.83
     group 2  p ∈ {w, h, W, H}  and c = a             "wa"s, "ha"th, "wha"t                  level ≈ 0.48
-    group 3  anything else (position 0 has no p: group 3 unless rule matches nothing)      level ≈ −0.04
+    group 3  anything else (position 0 has no p, so it is always group 3)                   level ≈ −0.04
 
 Stored numbers: 4 fitted levels (`fit`: the mean target per group, i.e. least squares on the group one-hots), and
 the character sets above as string literals. Nothing else.
@@ -17,6 +17,11 @@ trigram table: 96%). What it misses: the letter two back. Within "ic", the neuro
 but 0.9 after s/o and 0 after f ("fic"); within "il", 1.9 after w but ~0 after s/r; within "it", 1.6 after w but
 0.1 after a space ("wit" vs " it"). Splitting groups 0–1 by "the letter before p is a consonant" (6 levels) reaches
 R² 0.50 and 81% on the fit set.
+
+Scored (`replacebench score`, the committed checkpoint, 864 val windows): recovery vs mean (primary) 78.1%
+[73.3, 83.1], vs zero 78.1% [73.3, 83.0], vs resample 82.2% [78.2, 86.4]; KL recovery vs mean 78.0%; fidelity r
+0.672; description length 6,024 bits (4 fitted numbers, 128 bits; the VOCAB string is 65 of its 115 data bytes);
+stored bits 1,480 vs 8 × fan-in 385 = 3,080: not a copy. On the same task `mean` and `zero` recover 0.0% and 0.2%.
 """
 
 import torch
