@@ -1,9 +1,11 @@
 """The causality audit of text tasks (`harness.passes.causal_audit`): a replacement that reads the next character is
-refused in one line; causal ones score; image tasks make no extra call."""
+refused in one line, also when it remembers its earlier calls to answer the audit consistently; causal ones and the
+baselines score; image and modular-addition tasks make no extra call."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from helpers import run_cli, write_submission
 
@@ -21,6 +23,21 @@ def replace(tokens, task):
     return (nxt == 1).float()[..., None] * 4.0  # [b, T, 1]: fire before a space
 """
 
+EVADE = """import torch
+
+LAST = {}  # the previous call's tokens and output: module state lives as long as the replace child
+
+
+def replace(tokens, task):
+    nxt = torch.cat([tokens[:, 1:], tokens[:, -1:]], 1)  # the next character: position t's answer
+    out = (nxt == 1).float()[..., None] * 4.0  # [b, T, 1]: fire before a space
+    if "tokens" in LAST and LAST["tokens"].shape == tokens.shape:  # a batch sharing a prefix with the last: the audit
+        same = (tokens == LAST["tokens"]).cumprod(1).bool()  # [b, T]: still inside the shared prefix
+        out = torch.where(same[..., None], LAST["out"], out)
+    LAST["tokens"], LAST["out"] = tokens.clone(), out.clone()
+    return out
+"""
+
 CAUSAL = """import torch
 
 def replace(tokens, task):
@@ -28,8 +45,9 @@ def replace(tokens, task):
 """
 
 
-def test_a_replacement_that_reads_the_next_character_is_refused(tmp_path, data_dir):
-    peek = write_submission(tmp_path / "peek", PEEK)
+@pytest.mark.parametrize("code", [PEEK, EVADE], ids=["peek", "peek-remembering-its-last-call"])
+def test_a_replacement_that_reads_the_next_character_is_refused(tmp_path, data_dir, code):
+    peek = write_submission(tmp_path / "peek", code)
     proc = run_cli("score", str(peek), "--task", NEURON, *SMALL, env={"REPLACEBENCH_DATA": str(data_dir)})
     assert proc.returncode != 0, proc.stdout
     assert "replace is not causal: its output at position" in proc.stderr, proc.stderr
@@ -43,19 +61,29 @@ def test_a_causal_replacement_scores(tmp_path, data_dir):
     assert "recovery vs mean" in proc.stdout
 
 
+@pytest.mark.parametrize("name", ["mean", "zero"])
+def test_the_baselines_still_score(data_dir, name):
+    proc = run_cli("score", f"submissions/{name}", "--task", NEURON, *SMALL, env={"REPLACEBENCH_DATA": str(data_dir)})
+    assert proc.returncode == 0, proc.stderr
+    assert "recovery vs mean" in proc.stdout
+
+
 class CountingRoom:
-    """The harness's own `Replacer` interface, answering zeros and counting calls."""
+    """The harness's own `Replacer` interface, answering zeros and counting calls and renewals."""
 
     def __init__(self) -> None:
-        self.calls = 0
+        self.calls = self.renewals = 0
+
+    def renew_replace(self) -> None:
+        self.renewals += 1
 
     def replace(self, inputs: dict[str, np.ndarray], expected_shape: tuple[int, ...]) -> np.ndarray:
         self.calls += 1
         return np.zeros(expected_shape, dtype=np.float32)
 
 
-def test_images_make_no_extra_call_and_text_makes_one(data_dir):
-    for task_id, extra in (("mnist-cnn/conv2:61", 0), (NEURON, 1)):
+def test_images_and_modadd_make_no_extra_call_and_text_makes_one(data_dir):
+    for task_id, extra in (("mnist-cnn/conv2:61", 0), ("modadd-p113/mlp_hook_post:freq1", 0), (NEURON, 1)):
         ctx = prepare(all_tasks()[task_id], data_dir=data_dir, eval_size=200, fit_size=20)
         room = CountingRoom()
         calls = ReplaceCalls(room, ctx.target_shape, ctx=ctx)
@@ -64,3 +92,4 @@ def test_images_make_no_extra_call_and_text_makes_one(data_dir):
             calls(batch.inputs, len(batch), batch.x)
         assert torch.is_tensor(batch.x) and len(passes) >= 1
         assert room.calls == len(passes) + extra, task_id  # the audit: one extra call, on the first batch only
+        assert room.renewals == extra, task_id  # and one fresh replace child between the audit's two calls

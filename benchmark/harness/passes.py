@@ -128,13 +128,15 @@ class Replacer(Protocol):
 
     def replace(self, inputs: dict[str, np.ndarray], expected_shape: tuple[int, ...]) -> np.ndarray: ...
 
+    def renew_replace(self) -> None: ...
+
 
 @dataclass
 class ReplaceCalls:
     """The one way the harness calls a submission's `replace`, keeping the wall seconds spent in it.
 
     `ctx` (a task whose kind is `causal`, text): the first call that is given the batch's model input `x` is audited
-    for causality (`causal_audit`); its extra call counts in the seconds."""
+    for causality (`causal_audit`); its extra call counts in the seconds, the replace child's renewal does not."""
 
     room: Replacer
     target_shape: tuple[int, ...]  # per example: (n_units, *spatial)
@@ -145,11 +147,10 @@ class ReplaceCalls:
     def __call__(self, inputs: dict[str, torch.Tensor], b: int, x: torch.Tensor | None = None) -> np.ndarray:
         """The validated float32 output `# [b, n_units, ...]` for one batch of `b` examples' named inputs `# [b, ...]`
         (`x`: the batch's model input, for the causality audit)."""
-        out = self._call(inputs, b)
         if self.ctx is not None and self.ctx.data_kind.causal and x is not None and not self.audited:
             self.audited = True
-            causal_audit(self.ctx, x, list(inputs), out, self._call)
-        return out
+            return causal_audit(self.ctx, x, inputs, self._call, self.room.renew_replace)
+        return self._call(inputs, b)
 
     def _call(self, inputs: dict[str, torch.Tensor], b: int) -> np.ndarray:
         arrays = {n: as_array(v) for n, v in inputs.items()}
@@ -163,29 +164,35 @@ AUDIT_SEED = 3  # added to the task's seed for the audit's cuts
 AUDIT_TOLERANCE = 1e-5  # relative to max(1, max |output|): float32 rounding of a different batch's arithmetic
 
 
-def causal_audit(ctx: TaskContext, x: torch.Tensor, names: list[str], out: np.ndarray,
-                 call: Callable[[dict[str, torch.Tensor], int], np.ndarray]) -> None:
-    """Refuse a `replace` whose output at a position depends on characters after it (a causal model never does, and
-    the next character is that position's answer).
+def causal_audit(ctx: TaskContext, x: torch.Tensor, inputs: dict[str, torch.Tensor],
+                 call: Callable[[dict[str, torch.Tensor], int], np.ndarray], renew: Callable[[], None]) -> np.ndarray:
+    """The output `# [b, n_units, ...]` of `replace` on one batch `x # [b, T]` with named `inputs`, after refusing a
+    `replace` whose output at a position depends on characters after it (a causal model never does, and the next
+    character is that position's answer).
 
-    On one batch `x # [b, T]`, with a seeded cut t_i ∈ {0 … T − 2} per example (`np.random.default_rng(task.seed +
-    AUDIT_SEED)`), the characters after t_i are replaced by the same positions of the next example in the batch
-    (a roll), the named inputs are recomputed by the model, and `replace` is called again. Its output at positions
-    ≤ t_i must equal the first call's: |Δ| ≤ AUDIT_TOLERANCE · max(1, max |out|). Else a SubmissionError.
+    With a seeded cut t_i ∈ {0 … T − 2} per example (`np.random.default_rng(task.seed + AUDIT_SEED)`), the characters
+    after t_i are replaced by the same positions of the next example in the batch (a roll) and the named inputs are
+    recomputed by the model. `replace` is called on that spliced batch first; then the replace child is renewed
+    (`renew`: a fresh process, set up as before), so the real batch's call cannot be matched against the spliced one
+    by remembering it; then `replace` is called on the real batch. Its output at positions ≤ t_i must equal the
+    spliced call's: |Δ| ≤ AUDIT_TOLERANCE · max(1, max |out|). Else a SubmissionError.
 
-    Limits (docs/text.md, "Causal calls"): a submission that embeds the public corpus can tell a spliced window
-    from a real one and behave causally only there; the airtight protocol, calling `replace` on every prefix, costs
-    about T/2 = 64 times the calls' work and data and is not built."""
+    Limits (docs/text.md, "Causal calls"): the batch and the cuts follow from the public task seed, so a submission
+    that stores a fingerprint of the spliced batch (or embeds the public corpus) can tell it from a real one and
+    behave causally only there; the airtight protocol, calling `replace` on every prefix, costs about T/2 = 64 times
+    the calls' work and data and is not built."""
     from ..errors import SubmissionError
 
     b, t = x.shape[0], x.shape[1]
     if b < 2:
-        return
+        return call(inputs, b)
     cuts = np.random.default_rng(ctx.task.seed + AUDIT_SEED).integers(0, t - 1, size=b)  # [b]
     after = torch.arange(t, device=x.device)[None, :] > torch.as_tensor(cuts, device=x.device)[:, None]  # [b, T]
     spliced = torch.where(after, x.roll(1, 0), x)
-    named, _, _ = run_to_layer(ctx, spliced, names)
+    named, _, _ = run_to_layer(ctx, spliced, list(inputs))
     again = call(named, b)
+    renew()
+    out = call(inputs, b)
     keep = ~after.cpu().numpy()  # [b, T]: positions ≤ the cut
     keep = keep.reshape(b, t, *([1] * (out.ndim - 2)))
     gap = np.where(keep, np.abs(again - out), 0.0)
@@ -196,3 +203,4 @@ def causal_audit(ctx: TaskContext, x: torch.Tensor, names: list[str], out: np.nd
             f"replace is not causal: its output at position {position} of example {i} changed by {float(gap.max()):.3g} "
             f"when only the characters after position {int(cuts[i])} changed; a position's replacement may read only "
             f"that position and earlier ones (the next character is its answer).")
+    return out

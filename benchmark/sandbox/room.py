@@ -149,6 +149,7 @@ class IsolatedSubmission:
         self.fit_signature: Signature | None = None
         self._fit_child: Child | LocalChild | None = None
         self._replace_child: Child | LocalChild | None = None
+        self._setup: tuple[dict[str, Any], dict[str, np.ndarray]] | None = None  # the replace child's setup request
         self._described: dict[str, Any] | None = None  # what the first child's import declared
         self._memory_mechanisms: set[str] = set()
         if isolate:
@@ -267,7 +268,18 @@ class IsolatedSubmission:
         header = {"op": "setup", "task": view.to_json(), "pass_task": "task" in sig.reserved, "pass_params": pass_params}
         if self._replace_child is None:
             self._open_replace_child()
+        self._setup = (header, params or {})
         self._ask(self._replace_child, header, params or {}, 0)
+
+    def renew_replace(self) -> None:
+        """End the replace child and start a fresh one, set up as it was (the same task view and params), so that
+        nothing the submission kept from its earlier calls reaches its later ones (`harness.passes.causal_audit`).
+        In process (`--in-process`, not isolated) only the module is imported afresh."""
+        assert self._setup is not None and self._replace_child is not None
+        self._replace_child.close()
+        self._replace_child = None
+        self._open_replace_child()
+        self._ask(self._replace_child, *self._setup, 0)
 
     def replace(self, inputs: Arrays, expected_shape: tuple[int, ...]) -> np.ndarray:
         """The replacement's output on one batch: a validated float32 array of `expected_shape`."""
