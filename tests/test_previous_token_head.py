@@ -1,4 +1,5 @@
-"""submissions/previous-token-head: the rule by hand, and fit recovering a head that is exactly the rule."""
+"""`submissions/previous-token-head`: the attention rule worked out by hand on a short text, and fit/replace recovering a
+head that is exactly the algorithm (a known profile and value table), with the shapes and dtypes the harness checks."""
 
 from __future__ import annotations
 
@@ -7,42 +8,54 @@ from pathlib import Path
 
 import torch
 
-from benchmark.data.shakespeare import encode
+from benchmark.data.shakespeare import VOCAB, encode
+from benchmark.sandbox.worker import TaskView, params_to_arrays, tensor_to_array
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def module():
-    spec = importlib.util.spec_from_file_location("previous_token_head", ROOT / "submissions" / "previous-token-head" / "replacement.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+FOLDER = Path(__file__).resolve().parent.parent / "submissions" / "previous-token-head"
+TASK = TaskView("shakespeare-char/blocks_0_attn_hook_z:head1", "shakespeare-char", "blocks_0_attn_hook_z", (1,),
+                ("tokens",), (128, 1, 32))
 
 
-def test_the_rule_by_hand():
-    head = module()
-    tokens = torch.as_tensor(encode("ab a")).reshape(1, 4)  # positions: a, b, ' ', a
-    values = torch.arange(65 * 32, dtype=torch.float32).reshape(65, 32)
-    weight = torch.linspace(0, 1, 65)
-    z = head.replace(tokens, {"values": values, "previous_weight": weight}, None)  # [1, 4, 1, 32]
+def submission():
+    spec = importlib.util.spec_from_file_location("previous_token_head_under_test", FOLDER / "replacement.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_attention_rule_by_hand() -> None:
+    sub = submission()
+    w = torch.tensor([0.2, 0.5, 0.3])  # on q, q − 1, q − 2
+    # q = 0: only itself; q = 1: (0.2, 0.5) renormalised; q ≥ 2: w as it is
+    torch.testing.assert_close(sub.attention(w, 4), torch.tensor([[1.0, 0.0, 0.0], [2 / 7, 5 / 7, 0.0],
+                                                                  [0.2, 0.5, 0.3], [0.2, 0.5, 0.3]]))
+    tokens = torch.from_numpy(encode("ab a"))[None]  # a b ␣ a
     a, b, space = (int(t) for t in encode("ab "))
-    expected = [values[a],  # q = 0: only itself
-                weight[b] * values[a] + (1 - weight[b]) * values[b],
-                weight[space] * values[b] + (1 - weight[space]) * values[space],
-                weight[a] * values[space] + (1 - weight[a]) * values[a]]
-    assert z.shape == (1, 4, 1, 32)
-    torch.testing.assert_close(z[0, :, 0], torch.stack(expected))
+    table = torch.randn(len(VOCAB), 32, generator=torch.Generator().manual_seed(0))
+    z = sub.replace(tokens, {"w": w, "table": table}, TASK)
+    expected = torch.stack([table[a],
+                            2 / 7 * table[b] + 5 / 7 * table[a],
+                            0.2 * table[space] + 0.5 * table[b] + 0.3 * table[a],
+                            0.2 * table[a] + 0.5 * table[space] + 0.3 * table[b]])
+    assert z.shape == (1, 4, 1, 32) and z.dtype == torch.float32
+    torch.testing.assert_close(z[0, :, 0], expected)
 
 
-def test_fit_recovers_a_head_that_is_the_rule(data_dir):
-    from benchmark.data.shakespeare import split_ids, windows
-
-    head = module()
-    tokens = windows(split_ids("train", data_dir))[0][:300]  # [300, 128] real text: every character seen
-    g = torch.Generator().manual_seed(0)
-    values, weight = torch.randn(65, 32, generator=g), torch.rand(65, generator=g) * 0.6 + 0.2
-    target = head.replace(tokens, {"values": values, "previous_weight": weight}, None)
-    params = head.fit(tokens, target)
-    seen = torch.unique(tokens)
-    torch.testing.assert_close(params["previous_weight"][seen], weight[seen], atol=1e-3, rtol=0)
-    torch.testing.assert_close(head.replace(tokens, params, None), target, atol=1e-3, rtol=0)
+def test_fit_and_replace_recover_a_head_that_is_the_algorithm() -> None:
+    sub = submission()
+    g = torch.Generator().manual_seed(1)
+    tokens = torch.randint(len(VOCAB), (300, 128), generator=g)
+    w, table = torch.tensor([0.15, 0.6, 0.25]), torch.randn(65, 32, generator=g)
+    target = torch.empty(300, 128, 1, 32)
+    for n, row in enumerate(tokens.tolist()):  # the rule, written out position by position
+        for q in range(128):
+            keys = [(w[d], row[q - d]) for d in range(3) if d <= q]
+            total = sum(weight for weight, _ in keys)
+            target[n, q, 0] = sum(weight / total * table[c] for weight, c in keys)
+    arrays = params_to_arrays(sub.fit(tokens.clone(), target.clone()), "fit()")
+    params = {k: torch.from_numpy(v) for k, v in arrays.items()}
+    assert sum(v.size for v in arrays.values()) == 3 + 65 * 32  # the docstring's count
+    torch.testing.assert_close(params["w"], w)
+    torch.testing.assert_close(params["table"], table, atol=1e-4, rtol=1e-4)
+    out = tensor_to_array(sub.replace(tokens[:50].clone(), params, TASK), "replace()", (50, 128, 1, 32))
+    torch.testing.assert_close(torch.from_numpy(out), target[:50], atol=1e-4, rtol=1e-4)
