@@ -309,7 +309,7 @@ def score_snapshot(task: Task, snapshot: Snapshot, options: RunOptions,
 
     if results_dir is not None and not options.force:
         check_overwrite(results_dir, task.slug(), snapshot, options.split)
-    record, arrays = compute_record(task, snapshot, options)
+    record, arrays, _ = compute_record(task, snapshot, options)
     path = None
     if results_dir is not None:
         path, record = write_record(record, arrays, results_dir, task.slug(), snapshot.meta.name)

@@ -371,22 +371,54 @@ def paired_t_test(x: Any, y: Any, alternative: str = "two-sided") -> TTestResult
     return TTestResult(t=t, df=df, p_value=p, mean_diff=mean)
 
 
-#: A float32 loss is known to within this many units in the last place: |ΔL| ≤ LOSS_NOISE_ULPS · ε₃₂ · max(1, |L|)
-#: (ε₃₂ = 2⁻²³). Re-running the same network on another CPU, vector width or thread count moves the per-example
-#: losses by up to this much (measured: docs/board.md, `verify`); differences below it are rounding, not signal.
+#: A float32 per-example value x (a loss or a KL) is known to within LOSS_NOISE_ULPS · ε₃₂ (ε₃₂ = 2⁻²³) times its own
+#: condition number: `loss_noise`, `kl_noise`. Re-running the same network on another CPU, vector width or thread
+#: count moves the per-example values by a few units of it (measured: docs/board.md, `verify`); differences below it
+#: are rounding, not signal.
 LOSS_NOISE_ULPS = 16
 EPS32 = float(np.finfo(np.float32).eps)
 #: p(R ≥ 1) is reported only when more than this fraction of the examples' differences rise above the noise floor.
 MIN_SIGNAL_FRACTION = 0.01
 
 
-def loss_noise(values: Any) -> np.ndarray:
-    """The noise floor of float32 per-example values `# [n]`: LOSS_NOISE_ULPS · ε₃₂ · max(1, |x|)."""
+def _scale(values: np.ndarray, logit_scale: Any) -> np.ndarray:
+    """The per-example logit scale M `# [n]` (0 where none is given: the floor without the logits' term)."""
+    if logit_scale is None:
+        return np.zeros_like(values)
+    m = np.abs(_numpy(logit_scale).astype(np.float64))
+    if m.shape != values.shape:
+        raise ValueError(f"logit scale has shape {m.shape}, the values {values.shape}")
+    return m
+
+
+def loss_noise(values: Any, logit_scale: Any = None) -> np.ndarray:
+    """The noise floor of float32 per-example losses `# [n]`:
+
+        δ_i = LOSS_NOISE_ULPS · ε₃₂ · (max(1, |L_i|) + min(1, |L_i|) · M_i),
+
+    M_i the example's logit scale (`DataKind.logit_scale`: max_c |z_ic| of the float32 logits; text: its mean over
+    positions). Two sources of rounding: log-softmax itself, ε₃₂ · max(1, |L|); and the logits, each computed to
+    about ε₃₂ · M by whichever kernel ran them, reaching L through ∂L/∂z = softmax(z) − onehot(y), whose 1-norm is
+    2 (1 − p_y) = 2 (1 − e^(−L)) ≤ 2 min(1, L). So a confident example (L ≈ 1e−6) keeps a floor of 16 ulps of 1,
+    while a wrong one with logits of 300 (modular addition) gets 16 ulps of 300 more. Without `logit_scale`
+    (M = 0): 16 ulps of max(1, |L|)."""
     x = np.abs(_numpy(values).astype(np.float64))
-    return LOSS_NOISE_ULPS * EPS32 * np.maximum(1.0, x)
+    return LOSS_NOISE_ULPS * EPS32 * (np.maximum(1.0, x) + np.minimum(1.0, x) * _scale(x, logit_scale))
 
 
-def p_at_least_clean(l_clean: Any, l_replaced: Any) -> float | None:
+def kl_noise(values: Any, logit_scale: Any = None) -> np.ndarray:
+    """The noise floor of float32 per-example KL(p ‖ q) `# [n]`:
+
+        δ_i = LOSS_NOISE_ULPS · ε₃₂ · (max(1, KL_i) + min(1, √KL_i) · M_i),
+
+    M_i = M_p,i + M_q,i, the logit scales (`loss_noise`) of both distributions: ∂KL/∂z_q = q − p has 1-norm
+    2·TV(p, q) ≤ √(2 KL) (Pinsker), and p's logits enter as much, to first order, where p and q are close (where
+    they are far, KL ≥ 1 and the term is the logits' whole scale)."""
+    x = np.abs(_numpy(values).astype(np.float64))
+    return LOSS_NOISE_ULPS * EPS32 * (np.maximum(1.0, x) + np.minimum(1.0, np.sqrt(x)) * _scale(x, logit_scale))
+
+
+def p_at_least_clean(l_clean: Any, l_replaced: Any, scale_clean: Any = None, scale_replaced: Any = None) -> float | None:
     """One-sided paired t-test of d = L_clean - L_replaced, alternative "greater"; None where d is noise.
 
     H0: mean L_replaced >= mean L_clean  (i.e. R <= 1 when the ablation effect is positive)
@@ -395,16 +427,17 @@ def p_at_least_clean(l_clean: Any, l_replaced: Any) -> float | None:
     than) the original neuron. With equal means p is ~0.5 (large), so failing to reject
     is NOT evidence of being as good. All d = 0 gives p = 0.5 (see `paired_t_test`).
 
-    A difference within the losses' float32 noise floor, |d_i| ≤ τ_i = LOSS_NOISE_ULPS · ε₃₂ · max(1, |L_clean,i|,
-    |L_replaced,i|), is rounding, not a difference: it counts as 0. When at most MIN_SIGNAL_FRACTION of the
-    examples differ by more (a near-exact copy, whose d are ~1e-7 and whose t-test would test the CPU's rounding),
-    the p-value is undefined: None (the board shows "= clean").
+    A difference within the losses' float32 noise floor, |d_i| ≤ τ_i = max(δ_clean,i, δ_replaced,i) (`loss_noise`
+    of each loss with its logit scale, `scale_clean` and `scale_replaced` `# [n]`; without them, M = 0), is
+    rounding, not a difference: it counts as 0. When at most MIN_SIGNAL_FRACTION of the examples differ by more
+    (a near-exact copy, whose d are ~1e-7 and whose t-test would test the CPU's rounding), the p-value is
+    undefined: None (the board shows "= clean").
     """
     c = _vector("l_clean", l_clean)
     r = _vector("l_replaced", l_replaced, len(c))
     _check_n(len(c))
     d = c - r  # [n]
-    floor = LOSS_NOISE_ULPS * EPS32 * np.maximum(1.0, np.maximum(np.abs(c), np.abs(r)))  # [n]
+    floor = np.maximum(loss_noise(c, scale_clean), loss_noise(r, scale_replaced))  # [n]
     signal = np.abs(d) > floor  # [n]
     if signal.mean() <= MIN_SIGNAL_FRACTION:
         return None

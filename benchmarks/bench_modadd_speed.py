@@ -115,7 +115,7 @@ def main() -> None:
                     timings["replaced"].append(time.perf_counter() - start)
                     timings["replace_calls"].append(calls)
                     timings["in_process"].append(timed(lambda: replaced_pass(ctx, local, baseline)))
-                    record, _ = compute_record(task, snapshot, RunOptions())
+                    record, _, _ = compute_record(task, snapshot, RunOptions())
                     seconds = record["provenance"]["seconds"]
                     assert record["provenance"]["baseline_from_cache"]
                     timings["task_total"].append(seconds["total"])

@@ -115,6 +115,85 @@ def test_heldout_values_are_the_stored_grid_values_with_the_public_histogram(dat
     assert float((x != y).flatten(1).any(1).float().mean()) > 0.99  # still moved
 
 
+SPLIT_DIGEST = """
+import hashlib, sys
+from benchmark.data.heldout import held_out
+from benchmark.zoo import open_split
+base = open_split(sys.argv[1], "test")
+images = held_out(base, sys.argv[1], b"g" * 32, sys.argv[2]).load(range(len(base)))
+print(hashlib.sha256(images.numpy().tobytes()).hexdigest())
+"""
+
+
+def _split_digest(dataset: str, task_id: str, scalar: bool) -> str:
+    import os
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1" if scalar else "2", "MKL_NUM_THREADS": "1" if scalar else "2"}
+    env.pop("ATEN_CPU_CAPABILITY", None)
+    if scalar:
+        env["ATEN_CPU_CAPABILITY"] = "default"  # torch's scalar kernels
+    proc = subprocess.run([sys.executable, "-c", SPLIT_DIGEST, dataset, task_id], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+def _needs_mnist(dataset: str) -> None:
+    if dataset == "mnist":
+        pytest.importorskip("torchvision")
+        from benchmark.data.mnist import raw_dir
+        if not (raw_dir() / "t10k-images-idx3-ubyte").is_file():
+            pytest.skip("no MNIST in REPLACEBENCH_DATA")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dataset, task_id", [("digits", TASK), ("mnist", "mnist-cnn/conv2:61")])
+def test_heldout_images_are_the_same_bits_on_scalar_kernels_and_one_thread(dataset, task_id):
+    """The whole held-out split, moved and snapped, under torch's scalar kernels and one thread and under this
+    machine's vector kernels and two threads: the same bytes (float32 `grid_sample` gave an ulp's difference, and
+    a level flipped where a value sat at a threshold: 223 of MNIST's 10,000 held-out losses moved)."""
+    _needs_mnist(dataset)
+    assert _split_digest(dataset, task_id, scalar=True) == _split_digest(dataset, task_id, scalar=False)
+
+
+@pytest.mark.parametrize("dataset, task_id", [("digits", TASK), ("mnist", "mnist-cnn/conv2:61")])
+def test_every_sample_is_far_from_a_rounding_boundary_and_values_are_exact_integers(dataset, task_id):
+    """The fixed-point coordinates cannot round differently under another C library's cos and sin: every unrounded
+    coordinate is further than MIN_ROUNDING_MARGIN from a rounding boundary, for the board's task ids under a test
+    secret. And the moved values are integers: two pixels with the same exact value are the same number, on one
+    side of every threshold."""
+    from benchmark.data.heldout import MIN_ROUNDING_MARGIN, example_params, held_out, min_rounding_margin
+    from benchmark.zoo import open_split
+
+    _needs_mnist(dataset)
+    base = open_split(dataset, "test")
+    held = held_out(base, dataset, b"g" * 32, task_id)
+    h, w = base.load([0]).shape[2:]
+    assert min_rounding_margin(example_params(b"g" * 32, task_id, range(len(base)), held.transform), h, w) > MIN_ROUNDING_MARGIN
+    moved = held._moved(np.arange(50))
+    assert moved.dtype == np.int64 and held.thresholds().dtype == np.int64
+
+
+def test_fixed_point_resampling_is_exact_bilinear_interpolation():
+    """Integer levels resampled at fixed-point coordinates: Σ w_x w_y k with integer weights, against the same sum
+    in float64 by hand at one sample, and a whole-pixel shift moves the levels exactly (times 4^FIXED_BITS)."""
+    from benchmark.data.heldout import ONE, resample, source_coordinates
+
+    rng = np.random.default_rng(3)
+    levels = rng.integers(0, 256, (2, 1, 6, 7))  # [n, C, h, w]
+    params = np.array([[0.3, -0.7, 4.0], [1.0, 0.0, 0.0]])
+    coords = source_coordinates(params, 6, 7)  # [2, 6, 7, 2]
+    out = resample(levels, coords)
+    assert out.dtype == np.int64
+    x, y = coords[0, 2, 3] / ONE  # one sample of example 0, in pixels
+    x0, y0 = int(np.floor(x)), int(np.floor(y))
+    fx, fy = x - x0, y - y0
+    by_hand = sum(levels[0, 0, y0 + dy, x0 + dx] * (fx if dx else 1 - fx) * (fy if dy else 1 - fy)
+                  for dy in (0, 1) for dx in (0, 1))
+    assert out[0, 0, 2, 3] == pytest.approx(by_hand * ONE * ONE, abs=0.5)
+    assert np.array_equal(out[1, 0, :, 1:], levels[1, 0, :, :-1] * ONE * ONE) and not out[1, 0, :, 0].any()
+
+
 def test_a_grid_classifier_of_the_heldout_split_is_at_chance_on_real_digits():
     """'Is this image held out?' by its share of pixels off the 1/16 grid (the best threshold, chosen on half the
     images, scored on the other half), or by how many pixels sit at full ink or at paper: neither beats chance."""

@@ -56,7 +56,7 @@ def test_the_steps_add_up_to_the_whole_run(data_dir, session_cache):
     task = get_task(TASK)
     options = RunOptions(data_dir=str(data_dir), eval_size=300, isolate=False)
     with take_snapshot("linear") as snapshot:
-        record, arrays = compute_record(task, snapshot, options)
+        record, arrays, _ = compute_record(task, snapshot, options)
         with ScoringSession(task, snapshot, options) as session:
             session.prepare()
             baseline = session.load_baseline()

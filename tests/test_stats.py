@@ -342,6 +342,25 @@ def test_p_at_least_clean_is_undefined_on_float32_noise():
     assert stats.loss_noise(np.array([0.5, -3.0]))[1] == 3 * stats.loss_noise(np.array([0.5]))[0]
 
 
+def test_the_noise_floor_adds_the_logit_scale_weighted_by_the_sensitivity():
+    """loss: 16·ε₃₂·(max(1,|L|) + min(1,|L|)·M); KL: the same with min(1, √KL); no scale is M = 0. A confident
+    example keeps the old floor, a wrong one with logits of 300 gets 16 ulps of 300 more; p(R ≥ 1) counts a
+    difference of 80 ulps of L there as noise (None), which the flat floor took for a signal."""
+    unit = stats.LOSS_NOISE_ULPS * stats.EPS32
+    x, m = np.array([1e-6, 0.5, 5.0]), np.array([300.0, 300.0, 300.0])
+    np.testing.assert_allclose(stats.loss_noise(x), unit * np.array([1, 1, 5]), rtol=1e-15)
+    np.testing.assert_allclose(stats.loss_noise(x, m), unit * np.array([1 + 3e-4, 1 + 150, 5 + 300]), rtol=1e-12)
+    kl = np.array([1e-4, 0.25, 4.0])
+    np.testing.assert_allclose(stats.kl_noise(kl, m), unit * np.array([1 + 3, 1 + 150, 4 + 300]), rtol=1e-12)
+    with pytest.raises(ValueError, match="logit scale"):
+        stats.loss_noise(x, m[:2])
+    rng = np.random.default_rng(5)
+    c = rng.uniform(2.0, 6.0, 2000).astype(np.float32).astype(np.float64)  # ablated-like losses, logits ~300
+    r = c + 80 * np.spacing(c.astype(np.float32)).astype(np.float64) * rng.choice([-1, 1], c.size)
+    assert stats.p_at_least_clean(c, r) is not None
+    assert stats.p_at_least_clean(c, r, np.full(c.size, 300.0), np.full(c.size, 300.0)) is None
+
+
 # ----------------------------------------------------------------------------
 # McNemar, accuracy, top-k
 

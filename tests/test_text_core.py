@@ -46,6 +46,14 @@ def test_the_kl_is_the_mean_over_positions_of_each_positions_kl():
     np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
 
 
+def test_the_logit_scale_is_the_mean_over_positions_of_the_largest_logit():
+    g = torch.Generator().manual_seed(2)
+    logits = torch.randn(3, 7, V, generator=g) * 4
+    got = kind_of("tinyshakespeare").logit_scale(logits)
+    np.testing.assert_allclose(got, np.abs(logits.numpy()).max(-1).astype(np.float64).mean(1), rtol=1e-12)
+    assert kind_of("mnist").logit_scale(logits[:, 0]).tolist() == np.abs(logits[:, 0].numpy()).max(-1).tolist()
+
+
 def test_text_has_no_topk_and_no_held_out_split():
     kind = kind_of("tinyshakespeare")
     with pytest.raises(UserError, match="no top-k"):

@@ -4,7 +4,9 @@ Real scoring, real children, real MNIST: `score` under ATEN_CPU_CAPABILITY=defau
 one OpenMP thread, each setting with its own baseline cache (so clean and ablated losses are recomputed too); the
 same under the machine's own kernels (AVX2 or better) and two threads. The raw figures move a little between the
 two; `verify` of the first records under the second setting still passes (per-example losses within the float32
-noise floor, each figure within its own sensitivity: board/tolerance.py).
+noise floor, each figure within its own sensitivity: board/tolerance.py). The same for the committed modular-addition
+records (logits of ~300: their losses move by ~80 ulps of themselves, within the floor of their logits' scale) and
+for a held-out record (its images the same bits under both settings: data/heldout.py).
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ SLUG = "mnist-cnn__conv2-61"
 
 
 def cli(*args: str, cache: Path, scalar: bool) -> subprocess.CompletedProcess:
-    env = {**os.environ, "REPLACEBENCH_CACHE": str(cache), "OMP_NUM_THREADS": "1" if scalar else "2"}
+    env = {**os.environ, "REPLACEBENCH_CACHE": str(cache), "OMP_NUM_THREADS": "1" if scalar else "2",
+           "MKL_NUM_THREADS": "1" if scalar else "2"}
     env.pop("ATEN_CPU_CAPABILITY", None)
     if scalar:
         env["ATEN_CPU_CAPABILITY"] = "default"
@@ -63,6 +66,105 @@ def test_records_scored_on_scalar_kernels_and_one_thread_verify_on_vector_kernel
     proc = cli("verify", *records, cache=vector / "cache", scalar=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "2 verified, 0 failed" in proc.stdout
+
+
+MODADD_SLUG = "modadd-p113__mlp_hook_post-freq8"
+
+
+@pytest.mark.slow
+@needs_isolation
+def test_committed_modadd_records_verify_on_scalar_kernels_and_one_thread(tmp_path):
+    """The board's modular-addition records (scored on vector kernels) re-scored on scalar kernels and one thread,
+    with a fresh cache: 708 of 8,939 mean-ablated losses moved past 16 ulps of themselves (up to 84: the logits are
+    ~300), which the floor of each loss's own logit scale allows; the replacements are unchanged, so both verify."""
+    from benchmark.record.layout import default_results_dir
+
+    records = [str(default_results_dir() / MODADD_SLUG / f"{name}.json") for name in ("linear", "mean")]
+    proc = cli("verify", *records, cache=tmp_path / "cache", scalar=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "2 verified, 0 failed" in proc.stdout
+
+
+@pytest.mark.slow
+@needs_isolation
+def test_a_heldout_record_scored_on_vector_kernels_verifies_on_scalar_kernels_and_one_thread(tmp_path, data_dir):
+    """A held-out record scored here (vector kernels, two threads) and verified on scalar kernels and one thread,
+    each with its own fresh cache: the moved images are the same bits, so the held-out losses agree within the
+    floor (with float32 resampling, a level flipped and 223 of 10,000 losses moved by up to 4e-3)."""
+    from benchmark.data.mnist import raw_dir
+
+    if not (raw_dir() / "t10k-images-idx3-ubyte").is_file():
+        pytest.skip("no MNIST in REPLACEBENCH_DATA")
+    secret = tmp_path / "heldout.secret"
+    secret.write_text("verify-cpu-test-secret-" + "7" * 24 + "\n")
+    results = tmp_path / "results"
+    proc = cli("score", "mean", "--task", TASK, "--results-dir", str(results), "--held-out-secret", str(secret),
+               cache=tmp_path / "vector", scalar=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    record = results / SLUG / "mean.heldout.json"
+    proc = cli("verify", str(record), "--held-out-secret", str(secret), cache=tmp_path / "scalar", scalar=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 verified, 0 failed" in proc.stdout
+
+
+def modadd_mean_baseline():
+    """The clean, ablated and `mean`-replaced per-example arrays of modadd freq8 (`mean`'s replacement is the mean
+    ablation), their logit scales, and a function giving the replaced losses with the fitted means scaled by
+    (1 + rel): computed here, in process (the model is small)."""
+    import numpy as np
+    import torch
+
+    from benchmark.harness.baseline import CONDITIONS, compute_baseline
+    from benchmark.harness.context import prepare
+    from benchmark.harness.passes import batches, logits_from, with_units
+    from benchmark.tasks import get_task
+
+    ctx = prepare(get_task("modadd-p113/mlp_hook_post:freq8"))
+    base = compute_baseline(ctx)
+    arrays = {k: v.astype(np.float32) for k, v in base.arrays.items() if k.startswith(("loss.", "kl."))}
+    arrays["loss.replaced"], arrays["kl"] = arrays["loss.mean"], arrays["kl.mean"]
+    scales = {c: base.scale(c) for c in CONDITIONS}
+    scales["replaced"] = scales["mean"]
+    mean = torch.from_numpy(base.arrays["mean_activation"])
+
+    def replaced_losses(rel: float) -> np.ndarray:
+        out = []
+        with torch.no_grad():
+            for batch in batches(ctx, "eval"):
+                values = (mean * (1 + rel)).expand(len(batch), *ctx.target_shape)
+                logits = logits_from(ctx, with_units(ctx, batch.activation, values), batch.carry)
+                out.append(ctx.data_kind.per_example_outputs(logits, batch.labels, ())["loss"])
+        return np.concatenate(out).astype(np.float32)
+
+    return arrays, scales, replaced_losses
+
+
+def test_the_floor_follows_the_logit_scale_and_still_catches_a_replacement_changed_by_1e4():
+    """modadd freq8, `mean`: noise of 4 units of each value's conditioning, ε₃₂·(max(1,|x|) + min(1,|x|)·M) (twice
+    what scalar kernels and one thread gave: docs/board.md), passes the floor of the logit scale and fails the old
+    flat 16 ulps of max(1, |x|); the replacement's 179 stored means scaled by 1 + 1e-4 fails on most examples, and by
+    1 + 1e-5 still on some."""
+    import numpy as np
+
+    from benchmark import stats
+    from benchmark.board.verify import compare_arrays
+
+    arrays, scales, replaced_losses = modadd_mean_baseline()
+    assert np.array_equal(replaced_losses(0.0), arrays["loss.replaced"])
+    rng = np.random.default_rng(0)
+    pair = {"kl": ("clean", "replaced"), **{f"kl.{a}": ("clean", a) for a in ("zero", "mean", "resample")}}
+    noisy = {}
+    for key, x in arrays.items():
+        m = scales[key.split(".")[1]] if key.startswith("loss.") else scales[pair[key][0]] + scales[pair[key][1]]
+        unit = stats.EPS32 * (np.maximum(1, np.abs(x)) + np.minimum(1, np.abs(x)) * m)
+        noisy[key] = (x + 4 * unit * rng.uniform(-1, 1, x.shape)).astype(np.float32)
+    assert compare_arrays(arrays, noisy, scales) == []
+    assert any(p.startswith("per-example loss.mean: ") for p in compare_arrays(arrays, noisy))  # the old floor
+    for rel, at_least in ((1e-4, len(arrays["loss.clean"]) // 2), (1e-5, 10)):
+        changed = {**arrays, "loss.replaced": replaced_losses(rel)}
+        problems = compare_arrays(arrays, changed, scales)
+        assert len(problems) == 1 and problems[0].startswith("per-example loss.replaced: "), problems
+        assert int(problems[0].split(": ")[1].split(" of ")[0]) >= at_least, problems
 
 
 # -- the same checks on a committed record's own arrays, without re-scoring (fast) -------------------------------

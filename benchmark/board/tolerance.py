@@ -1,7 +1,9 @@
 """How far each figure of a record may move when its per-example losses move by float32 noise (`verify`).
 
 Re-scoring on another CPU (vector width, BLAS, thread count) moves each float32 per-example value x_i (losses,
-KLs) by up to δ_i = LOSS_NOISE_ULPS · ε₃₂ · max(1, |x_i|) (`stats.loss_noise`). A figure F computed from them
+KLs) by up to its noise floor δ_i (`noise_floors`: `stats.loss_noise` of a loss, LOSS_NOISE_ULPS · ε₃₂ ·
+(max(1, |L_i|) + min(1, |L_i|) · M_i) with M_i the example's logit scale, and `stats.kl_noise` of a KL, with the
+logit scales of both its distributions; without the scales, M = 0). A figure F computed from them
 (mean, effect, recovery, their intervals, p-values) may then move by up to, to first order,
 
     |ΔF| ≤ Σ_columns Σ_i |∂F/∂x_i| δ_i.
@@ -52,18 +54,36 @@ def leaves(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: value}
 
 
-def loss_figures(arrays: dict[str, np.ndarray], primary: str) -> dict[str, Any]:
+def noise_floors(arrays: dict[str, np.ndarray], scales: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """The noise floor δ `# [n]` of each per-example loss and KL column (module docstring), at `arrays`' values, from
+    the logit scale of each condition `scales` (`ScoreResult.scales`: clean, the ablations, replaced; None: M = 0):
+    loss.<c> with M_c; kl (clean ‖ replaced) with M_clean + M_replaced; kl.<a> with M_clean + M_a."""
+    m = scales or {}
+
+    def both(a: str, b: str) -> np.ndarray | None:
+        return None if a not in m or b not in m else np.asarray(m[a], dtype=np.float64) + np.asarray(m[b], dtype=np.float64)
+
+    floors = {f"loss.{c}": stats.loss_noise(arrays[f"loss.{c}"], m.get(c)) for c in ("clean", *ABLATIONS, "replaced")}
+    floors["kl"] = stats.kl_noise(arrays["kl"], both("clean", "replaced"))
+    floors.update({f"kl.{a}": stats.kl_noise(arrays[f"kl.{a}"], both("clean", a)) for a in ABLATIONS})
+    return floors
+
+
+def loss_figures(arrays: dict[str, np.ndarray], primary: str,
+                 scales: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
     """Every figure of `results` that the per-example losses and KLs determine, keyed as `results`' JSON leaves
-    (`primary.recovery_low`, `recovery.zero.effect`, `kl_recovery.mean.recovery`, `p_at_least_clean`, …)."""
+    (`primary.recovery_low`, `recovery.zero.effect`, `kl_recovery.mean.recovery`, `p_at_least_clean`, …);
+    `scales`: the logit scales `p_at_least_clean`'s noise floor takes (None: M = 0)."""
     x = {k: np.asarray(arrays[k], dtype=np.float64) for k in (*LOSSES, *KLS)}
     clean, replaced = x["loss.clean"], x["loss.replaced"]
+    m = scales or {}
     recovery = stats.recovery_stats(clean, {a: x[f"loss.{a}"] for a in ABLATIONS}, replaced)
     kl = stats.kl_recovery_stats({a: x[f"kl.{a}"] for a in ABLATIONS}, x["kl"])
     return leaves({
         "primary": {"ablation": primary, **recovery[primary].to_dict()},
         "recovery": {a: r.to_dict() for a, r in recovery.items()},
         "kl_recovery": {a: r.to_dict() for a, r in kl.items()},
-        "p_at_least_clean": stats.p_at_least_clean(clean, replaced),
+        "p_at_least_clean": stats.p_at_least_clean(clean, replaced, m.get("clean"), m.get("replaced")),
         "mean_loss": {k.removeprefix("loss."): float(x[k].mean()) for k in LOSSES},
         "mean_kl_clean_replaced": float(x["kl"].mean()),
     })
@@ -86,22 +106,25 @@ def _numeric(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def figure_tolerances(arrays: dict[str, np.ndarray], primary: str) -> tuple[dict[str, float], set[str]]:
+def figure_tolerances(arrays: dict[str, np.ndarray], primary: str,
+                      scales: dict[str, np.ndarray] | None = None) -> tuple[dict[str, float], set[str]]:
     """(tolerance of each numeric figure of `loss_figures`, the figures that some perturbation changes in kind:
-    None ↔ a number, or a boolean flipped). Computed at `arrays` (module docstring)."""
+    None ↔ a number, or a boolean flipped). Computed at `arrays`, with the noise floors of the logit scales
+    `scales` (module docstring)."""
     x = {k: np.asarray(arrays[k], dtype=np.float64) for k in (*LOSSES, *KLS)}
-    base = loss_figures(x, primary)
+    floors = noise_floors(x, scales)
+    base = loss_figures(x, primary, scales)
     bound = {k: 0.0 for k, v in base.items() if _numeric(v)}
     boundary: set[str] = set()
     for family in (LOSSES, KLS):
         columns = {k: x[k] for k in family}
         for column in family:
-            noise = stats.loss_noise(x[column])  # [n]
+            noise = floors[column]  # [n]
             phi = _basis(columns, column)  # [n, k]
             slopes = {key: np.zeros(phi.shape[1]) for key in bound}  # F'(δ ⊙ φ_j), central differences
             for j in range(phi.shape[1]):
-                up = loss_figures({**x, column: x[column] + noise * phi[:, j]}, primary)
-                down = loss_figures({**x, column: x[column] - noise * phi[:, j]}, primary)
+                up = loss_figures({**x, column: x[column] + noise * phi[:, j]}, primary, scales)
+                down = loss_figures({**x, column: x[column] - noise * phi[:, j]}, primary, scales)
                 for key in base:
                     if key in bound and _numeric(up[key]) and _numeric(down[key]):
                         slopes[key][j] = (up[key] - down[key]) / 2

@@ -6,8 +6,12 @@ Tolerances (numbers in the record vs numbers recomputed):
   KL, effect and recovery with their CIs (primary ablation); the primary KL recovery's effect, recovery
   and CIs within KL_ATOL + SIDECAR_RTOL·|b| (a mean KL can be 1e-5); `defined` exact;
 - by re-scoring, on whatever CPU runs it (a public board's CI gets any): first the per-example arrays, fresh vs
-  the record's sidecar: every float32 loss and KL within its noise floor, |Δx_i| ≤ LOSS_NOISE_ULPS·ε₃₂·max(1,|x_i|)
-  (`stats.loss_noise`: 16 units in the last place), the labels, indices and top-k correctness exact; then each
+  the record's sidecar: every float32 loss and KL within its noise floor (`tolerance.noise_floors`), for a loss
+  |ΔL_i| ≤ LOSS_NOISE_ULPS·ε₃₂·(max(1,|L_i|) + min(1,|L_i|)·M_i) (`stats.loss_noise`: 16 units in the last place of
+  the loss and of its logits' scale M_i, weighted by how much the loss depends on the logits), for a KL the same
+  with √KL and the logit scales of both its distributions (`stats.kl_noise`); M_i is the fresh re-score's
+  (`ScoreResult.scales`: the logits are recomputed here, never read from the record); the labels, indices and
+  top-k correctness exact; then each
   figure that the losses determine (means, effects, recoveries, their intervals, p-values) within its own
   tolerance: how far that figure moves when the losses move by their noise floor (`tolerance.py`, perturb and
   recompute), not a flat relative one. The other numbers of `results` (activation fidelity, accuracy, McNemar)
@@ -219,16 +223,17 @@ def _verify_record(path: Path, options: Any) -> list[str]:
     record, task, folder, run, stored = plan
     try:
         with take_snapshot(str(folder)) as snapshot:
-            fresh, arrays = compute_record(task, snapshot, run)
+            fresh, arrays, scales = compute_record(task, snapshot, run)
     except (UserError, SubmissionError) as exc:
         return [f"re-scoring failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"]
-    return check_rescore(record, fresh, stored, arrays)
+    return check_rescore(record, fresh, stored, arrays, scales)
 
 
 def check_planned(plan: tuple[Record, Any, Path, Any, dict[str, np.ndarray]], fresh: Record,
-                  arrays: dict[str, np.ndarray] | None) -> list[str]:
-    """`check_rescore` for a plan of `rescore_plan` and a fresh record with its arrays (the cluster's answer)."""
-    return check_rescore(plan[0], fresh, plan[4], arrays)
+                  arrays: dict[str, np.ndarray] | None, scales: dict[str, np.ndarray] | None = None) -> list[str]:
+    """`check_rescore` for a plan of `rescore_plan` and a fresh record with its arrays and logit scales (the
+    cluster's answer)."""
+    return check_rescore(plan[0], fresh, plan[4], arrays, scales)
 
 
 def rescore_plan(path: Path, options: Any) -> tuple[Record, Any, Path, Any, dict[str, np.ndarray]] | list[str]:
@@ -270,36 +275,42 @@ def rescore_plan(path: Path, options: Any) -> tuple[Record, Any, Path, Any, dict
     return record, task, folder, run, stored
 
 
-def compare_arrays(stored: dict[str, np.ndarray], fresh: dict[str, np.ndarray]) -> list[str]:
+def compare_arrays(stored: dict[str, np.ndarray], fresh: dict[str, np.ndarray],
+                   scales: dict[str, np.ndarray] | None = None) -> list[str]:
     """The record's per-example arrays against a re-score's: float32 values (losses, KLs) within their noise floor
-    `stats.loss_noise` of the stored value, everything else (indices, labels, top-k correctness) exact."""
+    at the stored value (`tolerance.noise_floors`, with the re-score's logit scales `scales`; None: M = 0),
+    everything else (indices, labels, top-k correctness) exact."""
+    from .tolerance import KLS, LOSSES, noise_floors
+
     problems = [f"per-example {key}: only in {'the record' if key in stored else 'the re-score'}"
                 for key in sorted(set(stored) ^ set(fresh))]
+    floors = noise_floors(stored, scales) if set(LOSSES) | set(KLS) <= set(stored) else {}
     for key in sorted(set(stored) & set(fresh)):
         a, b = np.asarray(stored[key]), np.asarray(fresh[key])
         if a.shape != b.shape:
             problems.append(f"per-example {key}: shape {a.shape} in the record, {b.shape} in the re-score")
         elif a.dtype.kind == "f":
             a64, b64 = a.astype(np.float64), b.astype(np.float64)
-            excess = np.abs(b64 - a64) - stats.loss_noise(a64)  # [n]
+            floor = floors[key] if key in floors else stats.loss_noise(a64)  # [n]
+            excess = np.abs(b64 - a64) - floor  # [n]
             bad = ~(excess <= 0)  # NaN counts as bad
             if bad.any():
                 i = int(np.nanargmax(np.where(bad, excess, -np.inf))) if not np.isnan(excess).all() else 0
                 problems.append(f"per-example {key}: {int(bad.sum())} of {len(a)} differ by more than the float32 noise "
                                 f"floor (example {i}: record {a64[i]!r}, re-score {b64[i]!r}, allowed "
-                                f"±{float(stats.loss_noise(a64[i:i + 1])[0]):.3g})")
+                                f"±{float(floor[i]):.3g})")
         elif not np.array_equal(a, b):
             problems.append(f"per-example {key}: {int((a != b).sum())} of {len(a)} differ")
     return problems
 
 
 def compare_loss_figures(stored: dict[str, Any], fresh: dict[str, Any], arrays: dict[str, np.ndarray],
-                         primary: str) -> tuple[list[str], set[str]]:
+                         primary: str, scales: dict[str, np.ndarray] | None = None) -> tuple[list[str], set[str]]:
     """The figures the per-example losses determine, each within its own tolerance (`tolerance.py`), computed at
-    the record's arrays; and the keys compared here."""
+    the record's arrays with the re-score's logit scales; and the keys compared here."""
     from .tolerance import figure_tolerances
 
-    tolerances, boundary = figure_tolerances(arrays, primary)
+    tolerances, boundary = figure_tolerances(arrays, primary, scales)
     a, b = leaves(stored), leaves(fresh)
     keys = (set(tolerances) | boundary) & set(a) & set(b)
     problems = []
@@ -320,17 +331,18 @@ def compare_loss_figures(stored: dict[str, Any], fresh: dict[str, Any], arrays: 
 
 
 def check_rescore(record: Record, fresh: Record, stored_arrays: dict[str, np.ndarray] | None = None,
-                  fresh_arrays: dict[str, np.ndarray] | None = None) -> list[str]:
+                  fresh_arrays: dict[str, np.ndarray] | None = None,
+                  fresh_scales: dict[str, np.ndarray] | None = None) -> list[str]:
     """A stored record against a fresh re-score of it: the per-example arrays, then every figure of `results` and
     of `complexity` (compared as the JSON holds them, leaf by leaf; the loss figures by their sensitivity to the
-    losses' noise, module docstring). Provenance (how and where each ran: machine, timings, `execution`) is not
-    compared. Without both sets of arrays (or for a record with bootstrap intervals), every number is compared with
-    the flat tolerance."""
+    losses' noise, module docstring, whose floor takes the re-score's logit scales `fresh_scales`; None: M = 0).
+    Provenance (how and where each ran: machine, timings, `execution`) is not compared. Without both sets of arrays
+    (or for a record with bootstrap intervals), every number is compared with the flat tolerance."""
     stored, new = record.results.to_dict(), fresh.results.to_dict()
     problems: list[str] = []
     if stored_arrays and fresh_arrays is not None and record.provenance.intervals == stats.INTERVALS:
-        problems += compare_arrays(stored_arrays, fresh_arrays)
-        found, done = compare_loss_figures(stored, new, stored_arrays, record.results.primary.ablation)
+        problems += compare_arrays(stored_arrays, fresh_arrays, fresh_scales)
+        found, done = compare_loss_figures(stored, new, stored_arrays, record.results.primary.ablation, fresh_scales)
         problems += found
         problems += [p for p in compare_results(stored, new) if p.split(":", 1)[0] not in done]
     else:

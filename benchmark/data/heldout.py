@@ -13,16 +13,35 @@ and resampled bilinearly about the image centre, with the dataset's background v
 
     x'(p) = bg + bilinear(x − bg)(R(−θ) (p − c − (dx, dy)) + c)
 
+in exact integer arithmetic, so that the moved images are the same bits on every CPU, vector width and thread count
+(float32 `grid_sample` differed by an ulp between kernels, and an ulp at a level boundary flipped a pixel's level).
+Output pixel (i, j) samples the input at pixel-index coordinates (pixel k's centre at k; u = j + ½ − W/2,
+v = i + ½ − H/2 its offset from the centre)
+
+    s_x = W/2 − ½ + cos θ (u − dx) + sin θ (v − dy),   s_y = H/2 − ½ − sin θ (u − dx) + cos θ (v − dy)
+
+computed in float64 (cos and sin from the C library, one call per image; each other step one IEEE operation), then
+rounded to fixed point, S = round(s · 2^FIXED_BITS) (int64). With S = 2^FIXED_BITS·s₀ + f (0 ≤ f < 2^FIXED_BITS),
+the corners s₀ and s₀ + 1 get integer weights 2^FIXED_BITS − f and f on each axis, and the moved value in level units
+is the exact integer
+
+    V = Σ_corners w_x w_y (k − k_bg)          (k: the corner's stored level, k_bg the background's; 0 off the image)
+
+(x' = bg + V / 4^FIXED_BITS level steps). A float64 coordinate wrong in its last bits (another C library's cos) could
+change S only where s · 2^FIXED_BITS lies within MIN_ROUNDING_MARGIN of a rounding boundary; `min_rounding_margin`
+measures how far every sample is from one.
+
 Interpolation puts values between the dataset's stored levels (digits are multiples of 1/16, MNIST pixels k/255), and
 blurs: fewer pixels at full ink or at the background. A submission could tell the split apart by either, so every
 moved value is mapped back onto the dataset's grid (`zoo.Grid`: x = (k / levels − mean) / std) by one monotone map
 per split that matches the pooled histogram of levels of the public split (quantile matching):
 
     F(k) = share of the public split's pixels at level ≤ k           (k = 0 … k_max − 1)
-    t_k  = the ⌈F(k) · N⌉-th smallest of the N moved values pooled over the whole split
-    level(v) = #{k : t_k < v},  x'' = the grid value of that level
+    t_k  = the ⌈F(k) · N⌉-th smallest of the N moved values V pooled over the whole split
+    level(V) = #{k : t_k < V},  x'' = the grid value of that level
 
-So held-out values are bit-identical to stored ones, and the split's histogram of levels is the public one's (up to
+Both are exact on integers: ties (equal V) fall on one side of every threshold on every machine. So held-out values
+are bit-identical to stored ones, and the split's histogram of levels is the public one's (up to
 ties). The map is one function of the pooled values, never per image, so it does not bring an image's own public
 histogram back (which would name the public image it came from).
 
@@ -34,12 +53,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .base import ExampleSet
 from ..errors import UserError
@@ -48,6 +67,15 @@ from ..zoo import DATASETS, Grid, Transform
 DOMAIN = b"replacebench-heldout-v1"
 MIN_SECRET_BYTES = 16
 MAX_SECRET_BYTES = 1 << 16
+#: Source coordinates are rounded to multiples of 2^−FIXED_BITS pixel (the weights are then integers; module docstring).
+FIXED_BITS = 16
+ONE = 1 << FIXED_BITS
+#: What the moved images depend on besides the secret and the transform's magnitudes (in the split's content hash).
+RESAMPLING = f"integer bilinear, 2^-{FIXED_BITS} px"
+#: A float64 s (≤ 40 pixels) is computed with an error of a few units of 2⁻⁴⁷ (each step rounds once; cos and sin within
+#: an ulp in any C library); times 2^FIXED_BITS that is under 2⁻²⁸. A sample this close to a rounding boundary could
+#: round the other way elsewhere: the held-out splits in use keep every sample further away (`tests/test_heldout.py`).
+MIN_ROUNDING_MARGIN = 2.0**-28
 
 
 #: The datasets with a measured held-out transform (`zoo.DatasetSpec.heldout`; README: Held-out split).
@@ -91,30 +119,63 @@ def example_params(secret: bytes, task_id: str, indices: Sequence[int], transfor
     return out
 
 
-def apply(images: torch.Tensor, params: np.ndarray, background: float) -> torch.Tensor:
-    """Shift and rotate each image `# [n, C, H, W]` by its (dx, dy, θ) `# [n, 3]`, bilinear, about the centre.
+def _scaled_coordinates(params: np.ndarray, h: int, w: int) -> np.ndarray:
+    """The module docstring's s_x, s_y times 2^FIXED_BITS, unrounded `# [n, h, w, 2]` float64 (x then y)."""
+    p = np.asarray(params, dtype=np.float64)
+    cos = np.array([math.cos(math.radians(t)) for t in p[:, 2]], dtype=np.float64)[:, None, None]  # [n, 1, 1]
+    sin = np.array([math.sin(math.radians(t)) for t in p[:, 2]], dtype=np.float64)[:, None, None]
+    u = (np.arange(w, dtype=np.float64) + 0.5 - w / 2.0)[None, None, :] - p[:, 0, None, None]  # [n, 1, w]
+    v = (np.arange(h, dtype=np.float64) + 0.5 - h / 2.0)[None, :, None] - p[:, 1, None, None]  # [n, h, 1]
+    sx = (w / 2.0 - 0.5) + (cos * u + sin * v)  # [n, h, w]
+    sy = (h / 2.0 - 0.5) + (cos * v - sin * u)
+    return np.stack([sx * ONE, sy * ONE], axis=-1)
 
-    In normalised coordinates (align_corners=False, so ±1 are the outer pixel edges), the sampling grid for output
-    point q is R(−θ)(q − t) with t = (2dx/W, 2dy/H): the content moves by +dx pixels right, +dy down, and turns by θ
-    (the sign of θ's direction does not matter: θ is symmetric about 0). Non-square images: the rotation is in pixels.
-    """
+
+def source_coordinates(params: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Where each output pixel samples its input, in fixed point `# [n, h, w, 2]` int64 (x then y, in units of
+    2^−FIXED_BITS pixel; pixel k's centre at k·2^FIXED_BITS): S = round(s · 2^FIXED_BITS) of the module docstring's
+    s_x, s_y for each example's (dx, dy, θ) `# [n, 3]`."""
+    return np.rint(_scaled_coordinates(params, h, w)).astype(np.int64)
+
+
+def min_rounding_margin(params: np.ndarray, h: int, w: int) -> float:
+    """The smallest distance of any unrounded s · 2^FIXED_BITS from a rounding boundary (a half-integer), over every
+    sample of every example `# [n, 3]`: how far a coordinate may move, in units of 2^−FIXED_BITS pixel, before its
+    fixed point S changes (MIN_ROUNDING_MARGIN: what another C library's cos and sin could move it)."""
+    scaled = _scaled_coordinates(params, h, w)
+    return float(np.abs(np.abs(scaled - np.floor(scaled)) - 0.5).min())
+
+
+def resample(values: np.ndarray, coordinates: np.ndarray) -> np.ndarray:
+    """Bilinear samples of `values # [n, C, h, w]` (0 off the image) at fixed-point `coordinates # [n, h, w, 2]`
+    (`source_coordinates`), in units of 4^−FIXED_BITS of a value: Σ_corners w_x w_y value, the weights integers
+    (module docstring). Exact for int64 values `# [n, C, h, w]`; float64 values give float64 in the same order."""
+    n, c, h, w = values.shape
+    whole, frac = coordinates >> FIXED_BITS, coordinates & (ONE - 1)  # floor and remainder; [n, h, w, 2] each
+    out = np.zeros(values.shape, dtype=values.dtype)
+    examples = np.arange(n)[:, None, None]
+    for dy in (0, 1):
+        row = whole[..., 1] + dy  # [n, h, w]
+        wy = frac[..., 1] if dy else ONE - frac[..., 1]
+        for dx in (0, 1):
+            col = whole[..., 0] + dx
+            wx = frac[..., 0] if dx else ONE - frac[..., 0]
+            inside = (row >= 0) & (row < h) & (col >= 0) & (col < w)  # [n, h, w]
+            corner = values[examples, :, np.clip(row, 0, h - 1), np.clip(col, 0, w - 1)]  # [n, h, w, C]
+            weight = np.where(inside, wx * wy, 0).astype(values.dtype)  # [n, h, w], at most 4^FIXED_BITS
+            out += np.moveaxis(corner * weight[..., None], -1, 1)
+    return out
+
+
+def apply(images: torch.Tensor, params: np.ndarray, background: float) -> torch.Tensor:
+    """Shift and rotate each image `# [n, C, H, W]` by its (dx, dy, θ) `# [n, 3]`, bilinear, about the centre, with
+    `background` moving in (module docstring; float64 inside, float32 out). The content moves by +dx pixels right,
+    +dy down, and turns by θ (the sign of θ's direction does not matter: θ is symmetric about 0). The held-out
+    split itself resamples stored levels exactly (`HeldOutImageSet`)."""
     n, _, h, w = images.shape
-    p = torch.as_tensor(params, dtype=torch.float64)
-    theta = torch.deg2rad(p[:, 2])
-    cos, sin = torch.cos(theta), torch.sin(theta)
-    sx, sy = w / 2.0, h / 2.0
-    a = torch.zeros((n, 2, 3), dtype=torch.float64)
-    # src = R(-θ)(dst - d) in pixels about the centre, R(-θ) = [[cos, sin], [-sin, cos]], rescaled per axis
-    a[:, 0, 0] = cos
-    a[:, 0, 1] = sin * sy / sx
-    a[:, 1, 0] = -sin * sx / sy
-    a[:, 1, 1] = cos
-    tx, ty = p[:, 0] / sx, p[:, 1] / sy  # the shift in normalised units
-    a[:, 0, 2] = -(a[:, 0, 0] * tx + a[:, 0, 1] * ty)
-    a[:, 1, 2] = -(a[:, 1, 0] * tx + a[:, 1, 1] * ty)
-    grid = F.affine_grid(a.to(torch.float32), [n, images.shape[1], h, w], align_corners=False)
-    moved = F.grid_sample(images.float() - background, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    return (moved + background).contiguous()
+    x = images.double().numpy() - background
+    moved = resample(x, source_coordinates(params, h, w)) / float(ONE * ONE)
+    return torch.from_numpy(moved + background).float().contiguous()
 
 
 def grid_values(grid: Grid) -> torch.Tensor:
@@ -132,7 +193,7 @@ def matching_thresholds(moved: np.ndarray, public_levels: np.ndarray, k_max: int
     """t_k `# [k_max]` (the module docstring): the moved values' quantiles at the public levels' cumulative shares."""
     counts = np.bincount(public_levels.ravel(), minlength=k_max + 1)  # [k_max + 1]
     share = np.cumsum(counts)[:-1] / counts.sum()  # F(k), k < k_max
-    ordered = np.sort(moved.ravel().astype(np.float64))
+    ordered = np.sort(moved.ravel())  # exact: int64 V from the split's `_moved`
     rank = np.clip(np.ceil(share * len(ordered)).astype(np.int64) - 1, 0, len(ordered) - 1)
     return ordered[rank]
 
@@ -140,8 +201,8 @@ def matching_thresholds(moved: np.ndarray, public_levels: np.ndarray, k_max: int
 class HeldOutImageSet(ExampleSet):
     """A task's eval split with every example moved by its secret-seeded transform (labels unchanged).
 
-    content_hash = sha256(base content hash + "\\nheld-out\\n" + commitment + transform), so every cache that keys on it
-    keeps public and held-out apart.
+    content_hash = sha256(base content hash + "\\nheld-out\\n" + commitment + transform + RESAMPLING), so every cache
+    that keys on it keeps public and held-out apart, and the images of an older resampling apart from these.
     """
 
     def __init__(self, base: ExampleSet, secret: bytes, task_id: str, transform: Transform) -> None:
@@ -156,9 +217,14 @@ class HeldOutImageSet(ExampleSet):
     def labels(self) -> np.ndarray:
         return self.base.labels()
 
-    def _moved(self, indices: np.ndarray) -> torch.Tensor:
+    def _moved(self, indices: np.ndarray) -> np.ndarray:
+        """The moved values V `# [n, C, H, W]` int64 (exact; module docstring) of the examples at `indices`."""
+        grid = self.transform.grid
         params = example_params(self._secret, self._task_id, indices, self.transform)
-        return apply(self.base.load(indices), params, self.transform.background)
+        images = self.base.load(indices)  # [n, C, H, W], on the grid
+        background = int(grid_levels(torch.tensor([self.transform.background]), grid)[0])
+        levels = grid_levels(images, grid).numpy() - background  # [n, C, H, W] int64
+        return resample(levels, source_coordinates(params, images.shape[2], images.shape[3]))
 
     def thresholds(self) -> np.ndarray:
         """The split's quantile-matching thresholds `# [k_max]` (`matching_thresholds` over every example)."""
@@ -166,7 +232,7 @@ class HeldOutImageSet(ExampleSet):
             everything = np.arange(len(self.base))
             moved, public = [], []
             for chunk in np.array_split(everything, max(1, len(everything) // 1000)):
-                moved.append(self._moved(chunk).numpy().ravel())
+                moved.append(self._moved(chunk).ravel())
                 public.append(grid_levels(self.base.load(chunk), self.transform.grid).numpy().ravel())
             self._thresholds = matching_thresholds(np.concatenate(moved), np.concatenate(public), self.transform.grid.k_max)
         return self._thresholds
@@ -175,12 +241,13 @@ class HeldOutImageSet(ExampleSet):
         """The moved images `# [n, C, H, W]`, mapped onto the dataset's grid (the module docstring)."""
         indices = np.asarray(indices, dtype=np.int64)
         moved = self._moved(indices)
-        level = np.searchsorted(self.thresholds(), moved.numpy().astype(np.float64), side="left")  # #{k: t_k < v}
+        level = np.searchsorted(self.thresholds(), moved, side="left")  # #{k: t_k < V}, exact on int64
         return grid_values(self.transform.grid)[torch.from_numpy(level)].contiguous()
 
     def content_hash(self) -> str:
         spec = repr(sorted(self.transform.to_dict().items()))
-        return hashlib.sha256(f"{self.base.content_hash()}\nheld-out\n{self.commitment}\n{spec}".encode()).hexdigest()
+        return hashlib.sha256(f"{self.base.content_hash()}\nheld-out\n{self.commitment}\n{spec}\n{RESAMPLING}"
+                              .encode()).hexdigest()
 
 
 def held_out(base: ExampleSet, dataset: str, secret: bytes, task_id: str) -> HeldOutImageSet:

@@ -31,7 +31,7 @@ from ..atomic import atomic_path, atomic_write_bytes
 from .context import TaskContext
 from .passes import batches, fit_set_arrays, logits_from, with_units
 
-FORMAT_VERSION = 3  # 2: the npz behind an HMAC line; 3: adds kl.<ablation>
+FORMAT_VERSION = 4  # 2: the npz behind an HMAC line; 3: adds kl.<ablation>; 4: adds scale.<cond>
 CONDITIONS = ("clean", "zero", "mean", "resample")
 
 
@@ -40,7 +40,8 @@ class Baseline:
     """Per-example results of the clean model and each ablation on the eval set."""
 
     arrays: dict[str, np.ndarray]  # loss.<cond> [n], top<k>.<cond> [n], logp_clean [n, C], kl.<ablation> [n],
-    # mean_activation, resample_partner [n]
+    # scale.<cond> [n] (the logit scale, `DataKind.logit_scale`: verify's noise floor), mean_activation,
+    # resample_partner [n]
     cache_path: Path | None = None
     from_cache: bool = False
 
@@ -53,6 +54,10 @@ class Baseline:
 
     def correct(self, condition: str, k: int) -> np.ndarray:
         return self.arrays[f"top{k}.{condition}"]
+
+    def scale(self, condition: str) -> np.ndarray:
+        """The logit scale M per example `# [n]` (`DataKind.logit_scale`) of a condition."""
+        return self.arrays[f"scale.{condition}"]
 
 
 def cache_key(ctx: TaskContext) -> str:
@@ -103,6 +108,7 @@ def compute_baseline(ctx: TaskContext, progress: bool = False) -> Baseline:
             class_logits = logits_from(ctx, modified, batch.carry)
             for key, value in ctx.data_kind.per_example_outputs(class_logits, batch.labels, task.topk).items():
                 parts.setdefault(f"{key}.{condition}", []).append(value)
+            parts.setdefault(f"scale.{condition}", []).append(ctx.data_kind.logit_scale(class_logits))
             logp = ctx.data_kind.log_probs(class_logits)  # [b, classes]
             if condition == "clean":
                 logp_clean = logp

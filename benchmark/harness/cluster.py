@@ -133,14 +133,16 @@ def _worker_options(options: Any) -> Any:
 
 
 def score_job(task_id: str, files: dict[str, bytes], folder_name: str, expected_hash: str, options: Any) -> dict[str, Any]:
-    """A Ray task: score one submission on one task; the record and its per-example arrays (nothing written)."""
+    """A Ray task: score one submission on one task; the record, its per-example arrays and logit scales (nothing
+    written)."""
     from ..tasks import get_task
     from .session import compute_record
 
     def work() -> dict[str, Any]:
-        record, arrays = _with_snapshot(files, folder_name, expected_hash,
-                                        lambda snapshot: compute_record(get_task(task_id), snapshot, _worker_options(options)))
-        return {"record": record, "arrays": arrays}
+        record, arrays, scales = _with_snapshot(
+            files, folder_name, expected_hash,
+            lambda snapshot: compute_record(get_task(task_id), snapshot, _worker_options(options)))
+        return {"record": record, "arrays": arrays, "scales": scales}
 
     return _guarded(work)
 
@@ -201,7 +203,7 @@ def shard_job(task_id: str, files: dict[str, bytes], folder_name: str, expected_
             seconds["replaced_pass"] = time.perf_counter() - began
             isolation = session.room.isolation
         kept = {k: v for k, v in baseline.arrays.items()
-                if k.startswith(("loss.", "kl.", "top"))}  # not logp_clean [n, classes]: only the shard needs it
+                if k.startswith(("loss.", "kl.", "top", "scale."))}  # not logp_clean [n, classes]: only the shard needs it
         return {"baseline": kept, "from_cache": baseline.from_cache, "replaced": replaced,
                 "fidelity": fidelity.summaries, "seconds": seconds, "isolation": isolation}
 
@@ -428,7 +430,7 @@ def _join(cluster: Cluster, driver: Any, fitted: dict[str, Any], pieces: dict[in
     from ..record.io import write_record
     from ..stats import FidelityAccumulator
     from .baseline import Baseline
-    from .scoring import ScoreResult, result_arrays, summarize
+    from .scoring import ScoreResult, result_arrays, result_scales, summarize
     from .submissions import count_params
 
     task, snapshot, ctx = driver.task, driver.snapshot, driver.ctx
@@ -449,7 +451,8 @@ def _join(cluster: Cluster, driver: Any, fitted: dict[str, Any], pieces: dict[in
         "statistics": time.perf_counter() - began,
     }
     result = ScoreResult(figures=figures, arrays=result_arrays(ctx, baseline, replaced),
-                         fitted_parameters=count_params(fitted["params"] or {}), seconds=seconds)
+                         fitted_parameters=count_params(fitted["params"] or {}), seconds=seconds,
+                         scales=result_scales(baseline, replaced))
     record = driver.record(result, isolation=ordered[0]["isolation"],
                            baseline_from_cache=all(p["from_cache"] for p in ordered),
                            seconds={"baseline": max(p["seconds"]["baseline"] for p in ordered)},
@@ -462,11 +465,11 @@ def _join(cluster: Cluster, driver: Any, fitted: dict[str, Any], pieces: dict[in
 
 def verify_on_cluster(cluster: Cluster, paths: list[Path], options: Any,
                       rescore_plan: Callable[[Path, Any], Any],
-                      check_rescore: Callable[[Any, Any, Any], list[str]]) -> Iterator[tuple[Path, list[str]]]:
+                      check_rescore: Callable[[Any, Any, Any, Any], list[str]]) -> Iterator[tuple[Path, list[str]]]:
     """`verify`: the cheap checks here, each re-score as a Ray job; yields (record path, problems) as each ends.
 
     `rescore_plan` and `check_rescore` are `board.verify`'s (passed in: the harness does not import the board):
-    `check_rescore(plan, fresh record, fresh per-example arrays)`.
+    `check_rescore(plan, fresh record, fresh per-example arrays, fresh logit scales)`.
     """
     from .submissions import read_folder
 
@@ -492,7 +495,7 @@ def verify_on_cluster(cluster: Cluster, paths: list[Path], options: Any,
         if error is not None:
             yield path, [f"re-scoring failed: {error}"]
             continue
-        yield path, check_rescore(plans[path], answer["record"], answer.get("arrays"))
+        yield path, check_rescore(plans[path], answer["record"], answer.get("arrays"), answer.get("scales"))
 
 
 __all__ = ["Cluster", "ClusterOptions", "Outcome", "import_ray", "score_on_cluster", "shard_bounds",

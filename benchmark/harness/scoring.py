@@ -34,6 +34,9 @@ class ScoreResult:
     arrays: dict[str, np.ndarray]  # per-example sidecar
     fitted_parameters: int
     seconds: dict[str, float] = field(default_factory=dict)
+    # the logit scale M of each condition `# [n]` (clean, the ablations, replaced; `DataKind.logit_scale`): not in
+    # the sidecar, the noise floor `verify` puts under the per-example losses and KLs (`stats.loss_noise`)
+    scales: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def fit_submission(ctx: TaskContext, room: IsolatedSubmission, progress: bool = False) -> dict[str, np.ndarray] | None:
@@ -70,6 +73,7 @@ def replaced_pass(ctx: TaskContext, room: IsolatedSubmission, baseline: Baseline
         class_logits = logits_from(ctx, with_units(ctx, batch.activation, torch.from_numpy(out)), batch.carry)
         for key, value in ctx.data_kind.per_example_outputs(class_logits, batch.labels, task.topk).items():
             parts.setdefault(f"{key}.replaced", []).append(value)
+        parts.setdefault("scale.replaced", []).append(ctx.data_kind.logit_scale(class_logits))
         logp = ctx.data_kind.log_probs(class_logits)  # [b, classes]
         parts.setdefault("kl", []).append(ctx.data_kind.per_example_kl(logp_clean[position : position + b], logp))
     return {k: np.concatenate(v) for k, v in parts.items()}, fidelity.result(), replace.seconds
@@ -93,7 +97,7 @@ def summarize(ctx: TaskContext, baseline: Baseline, replaced: dict[str, np.ndarr
         "primary": {"ablation": task.ablation, **primary.to_dict()},
         "recovery": {name: r.to_dict() for name, r in recovery.items()},
         "kl_recovery": {name: r.to_dict() for name, r in kl_recovery.items()},
-        "p_at_least_clean": stats.p_at_least_clean(l_clean, l_replaced),
+        "p_at_least_clean": stats.p_at_least_clean(l_clean, l_replaced, baseline.scale("clean"), replaced["scale.replaced"]),
         "mean_loss": {**{c: float(baseline.loss(c).mean()) for c in CONDITIONS}, "replaced": float(l_replaced.mean())},
         "accuracy": accuracy,
         "mcnemar_replaced_vs_clean": mcnemar,
@@ -120,7 +124,8 @@ def score(ctx: TaskContext, room: IsolatedSubmission, baseline: Baseline, *, pro
     figures = summarize(ctx, baseline, replaced, fidelity)
     timings["statistics"] = time.perf_counter() - start
     arrays = result_arrays(ctx, baseline, replaced)
-    return ScoreResult(figures=figures, arrays=arrays, fitted_parameters=count_params(params or {}), seconds=timings)
+    return ScoreResult(figures=figures, arrays=arrays, fitted_parameters=count_params(params or {}), seconds=timings,
+                       scales=result_scales(baseline, replaced))
 
 
 def result_arrays(ctx: TaskContext, baseline: Baseline, replaced: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -135,3 +140,8 @@ def result_arrays(ctx: TaskContext, baseline: Baseline, replaced: dict[str, np.n
         **{f"top{k}.{c}": baseline.correct(c, k) for k in ctx.task.topk for c in CONDITIONS},
         **{f"top{k}.replaced": replaced[f"top{k}.replaced"] for k in ctx.task.topk},
     }
+
+
+def result_scales(baseline: Baseline, replaced: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The logit scale of every condition `# [n]`, in eval order (`ScoreResult.scales`)."""
+    return {**{c: baseline.scale(c) for c in CONDITIONS}, "replaced": replaced["scale.replaced"]}

@@ -192,8 +192,10 @@ class ScoringSession:
                                self.started)
 
 
-def compute_record(task: Task, snapshot: Snapshot, options: RunOptions) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Score the submission `snapshot` on `task`: the record (without its `sidecar` entry) and its per-example arrays.
+def compute_record(task: Task, snapshot: Snapshot, options: RunOptions
+                   ) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Score the submission `snapshot` on `task`: the record (without its `sidecar` entry), its per-example arrays
+    (the sidecar) and the logit scale of each condition (`ScoreResult.scales`, for `verify`; not stored).
 
     The children start first (their start-up overlaps loading the model and the baseline), but the submission's
     code is imported only once the baseline exists.
@@ -202,7 +204,7 @@ def compute_record(task: Task, snapshot: Snapshot, options: RunOptions) -> tuple
         session.prepare()
         session.load_baseline()
         result = session.score()
-    return session.record(result), result.arrays
+    return session.record(result), result.arrays, result.scales
 
 
 def score_folder(ctx: TaskContext, baseline: Baseline, name_or_path: str, *, isolate: bool = True,

@@ -72,6 +72,11 @@ class DataKind(ABC):
         """KL(clean ‖ other) per example `# [b]` from what `log_probs` returned for each (`stats.per_example_kl`)."""
         return stats.per_example_kl(logp_clean, logp)
 
+    def logit_scale(self, logits: torch.Tensor) -> np.ndarray:
+        """M_i = max_c |z_ic| of the scored float32 logits `# [b, classes]` → `# [b]` float64: how far rounding in the
+        logits can move the example's loss and KL (`stats.loss_noise`, `stats.kl_noise`; `verify`'s floor)."""
+        return logits.float().abs().amax(-1).double().cpu().numpy()
+
     def balanced_subsets(self) -> bool:
         """Whether a seeded subset of a split is balanced over the labels (`data.base.seeded_subset`): classes."""
         return True

@@ -56,6 +56,11 @@ class NextCharacter(DataKind):
         b, t, v = logp.shape
         return stats.per_example_kl(np.reshape(logp_clean, (b * t, v)), np.reshape(logp, (b * t, v))).reshape(b, t).mean(1)
 
+    def logit_scale(self, logits: torch.Tensor) -> np.ndarray:
+        """The mean over positions of max_c |z_itc| `# [b]` float64, from `logits # [b, T, V]` (the loss and KL are
+        means over positions too; `DataKind.logit_scale`)."""
+        return logits.float().abs().amax(-1).double().mean(1).cpu().numpy()
+
     def balanced_subsets(self) -> bool:
         """A label is a whole window of targets, not a class: subsets are plain seeded draws."""
         return False
