@@ -96,8 +96,6 @@ def test_choose_against_a_slow_reference():
     assert set(confirmations) == set(tried[: len(confirmations)])  # each candidate confirmed once
 
 
-@pytest.mark.slow  # ~15 s: two full selections; the order rule is test_choose_against_a_slow_reference's, the real fit-split
-# selection test_committed_task_file_regenerates_from_the_fit_split[digits-mlp]'s
 def test_the_eval_set_only_filters_candidates_in_an_order_fixed_by_the_fit_split():
     """Real digits: selection reads the fit split only (`unit_importance` is given it and nothing else); the eval set,
     even with its labels scrambled, changes which candidates pass confirmation, never the order they are tried in."""
