@@ -10,13 +10,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# torch (here and in every child the tests start) on one thread unless the caller chose: the tests' tensors are
-# small, and on a machine of few cores, shared with the sandbox's children, a second thread mostly spins waiting for
-# the first (six torch-heavy test files here: 76 CPU-s and 72 s with two threads, 57 CPU-s and 62 s with one). Set
-# before torch is imported; export OMP_NUM_THREADS to override. test_verify_cpu.py sets one and two threads itself;
-# training sets its recipe's count.
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
