@@ -61,7 +61,9 @@ def test_a_causal_replacement_scores(tmp_path, data_dir):
     assert "recovery vs mean" in proc.stdout
 
 
-@pytest.mark.parametrize("name", ["mean", "zero"])
+#: zero runs with `pytest -m slow`: a replace without fit through the audit, as test_a_causal_replacement_scores runs it;
+#: mean (fit, so its replace child is renewed with params between the audit's two calls) runs by default.
+@pytest.mark.parametrize("name", ["mean", pytest.param("zero", marks=pytest.mark.slow)])
 def test_the_baselines_still_score(data_dir, name):
     proc = run_cli("score", f"submissions/{name}", "--task", NEURON, *SMALL, env={"REPLACEBENCH_DATA": str(data_dir)})
     assert proc.returncode == 0, proc.stderr

@@ -59,11 +59,15 @@ def test_missing_replace_is_reported_before_the_data(tmp_path, no_data):
     one_line(proc, 1, "replacebench: submission 'missing' (import): replacement.py defines no function replace(...)")
 
 
+#: Two run by default (replace's and fit's own parameter checks); the other two with `pytest -m slow`: their
+#: messages are checked in process by test_harness.py::test_bad_signatures_are_refused ("defines no fit",
+#: "not supported"), and the path before the data is the same one the default two take.
 @pytest.mark.parametrize("code, fragments", [
     (ZERO.replace("image", "imgae"), ["replace(): parameter 'imgae' is not an input task", "Did you mean 'image'?"]),
-    (ZERO.replace("task)", "task, params)"), ["reads 'params' but the submission defines no fit()"]),
+    pytest.param(ZERO.replace("task)", "task, params)"), ["reads 'params' but the submission defines no fit()"],
+                 marks=pytest.mark.slow),
     (ZERO + "\ndef fit(image, answer):\n    return {}\n", ["fit(): parameter 'answer'"]),
-    (ZERO.replace("task)", "task, *rest)"), ["*rest is not supported"]),
+    pytest.param(ZERO.replace("task)", "task, *rest)"), ["*rest is not supported"], marks=pytest.mark.slow),
 ])
 def test_parameters_the_task_does_not_allow_are_reported_before_the_data(tmp_path, no_data, code, fragments):
     sub = write_submission(tmp_path / "params", code)
