@@ -476,7 +476,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if cluster is not None and secret is not None:
         raise UserError("--held-out-secret cannot be combined with --cluster: the secret stays in this process; "
                         "verify the held-out records serially.")
-    from .board.verify import check_heldout_secrets, check_planned, guarded, rescore_plan, verify_record
+    from .board.verify import check_heldout_secrets, check_planned, guarded, is_failure, rescore_plan, verify_record
     from .record.layout import default_results_dir, find_records
 
     if args.runs and (not args.all or args.results_dir is not None):
@@ -499,8 +499,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         with Cluster(cluster) as ray_cluster:
             for path, problems in verify_on_cluster(ray_cluster, public, run_options(args), guarded(rescore_plan),
                                                      guarded(check_planned)):
-                failed += bool(problems)
-                print(f"{'FAIL' if problems else 'ok  '} {path}")
+                failed += is_failure(problems)
+                print(f"{'FAIL' if is_failure(problems) else 'ok  '} {path}")
                 for problem in problems:
                     print(f"     {problem}")
         skipped = len(paths) - len(public)
@@ -514,8 +514,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
                   f"(--held-out-secret FILE, commitment {needs_secret[path][:12]}…)")
             continue
         problems = verify_record(path, run_options(args, heldout_secret=secret))
-        failed += bool(problems)
-        print(f"{'FAIL' if problems else 'ok  '} {path}")
+        failed += is_failure(problems)
+        print(f"{'FAIL' if is_failure(problems) else 'ok  '} {path}")
         for problem in problems:
             print(f"     {problem}")
     print(f"{len(paths) - failed - skipped} verified, {failed} failed" + (f", {skipped} skipped (held-out)" if skipped else ""))

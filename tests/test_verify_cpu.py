@@ -187,7 +187,7 @@ def test_noise_within_the_floor_passes_and_beyond_it_fails(slug, name):
 
     from benchmark import stats
     from benchmark.board.tolerance import figure_tolerances
-    from benchmark.board.verify import check_rescore
+    from benchmark.board.verify import check_rescore, is_failure
 
     record, arrays = committed(slug, name)
     assert check_rescore(record, record, arrays, arrays) == []
@@ -199,7 +199,10 @@ def test_noise_within_the_floor_passes_and_beyond_it_fails(slug, name):
     far["loss.replaced"] = noisy["loss.replaced"].copy()
     far["loss.replaced"][17] += 100 * stats.loss_noise(far["loss.replaced"][17:18])[0]
     problems = check_rescore(record, record, arrays, far)
-    assert len(problems) == 1 and problems[0].startswith("per-example loss.replaced: 1 of ") and "example 17" in problems[0]
+    # `linear` is fitted: one replaced example is within its drift between CPUs, a note; `zero` fails
+    note = "note: " if record.complexity.fitted_parameters else ""
+    assert len(problems) == 1 and problems[0].startswith(f"{note}per-example loss.replaced: 1 of ") and "example 17" in problems[0]
+    assert is_failure(problems) == (not note)
     tolerances, _ = figure_tolerances(arrays, record.results.primary.ablation)
     low = tolerances["recovery.zero.effect_low"]
     assert 0 < low < 1e-4
@@ -208,3 +211,36 @@ def test_noise_within_the_floor_passes_and_beyond_it_fails(slug, name):
     fresh = dataclasses.replace(record, results=type(record.results).from_dict(moved))
     problems = check_rescore(record, fresh, arrays, arrays)
     assert len(problems) == 1 and problems[0].startswith("recovery.zero.effect_low: ")
+
+
+def test_a_fitted_submission_may_drift_on_a_few_replaced_examples_and_nothing_else_may():
+    """mnist-mlp/fc2:top20 `linear` held out: scalar kernels moved 2 of 10,000 replaced losses by 6e-4, because its
+    ill-conditioned fit amplifies last-bit differences in the activations it fits. For a fitted submission, up to
+    ⌈0.1% · n⌉ replaced-side examples beyond the floor are a note; more, another column, or an unfitted submission
+    fail."""
+    import numpy as np
+
+    from benchmark.board.verify import compare_arrays, is_failure
+
+    record, arrays = committed("mnist-mlp__fc2-top20", "linear.heldout")
+    assert record.complexity.fitted_parameters
+    n = len(arrays["loss.clean"])
+
+    def moved(key: str, count: int) -> dict:
+        x = arrays[key].copy()
+        x[:count] += np.float32(6e-4)
+        return {**arrays, key: x}
+
+    for key in ("loss.replaced", "kl"):
+        lines = compare_arrays(arrays, moved(key, 2), fitted=True)
+        assert len(lines) == 1 and lines[0].startswith(f"note: per-example {key}: 2 of {n}") and not is_failure(lines)
+        assert is_failure(compare_arrays(arrays, moved(key, 2), fitted=False))
+        assert is_failure(compare_arrays(arrays, moved(key, n // 1000 + 1), fitted=True))
+    assert is_failure(compare_arrays(arrays, moved("loss.clean", 1), fitted=True))
+    assert is_failure(compare_arrays(arrays, moved("loss.mean", 1), fitted=True))
+    flipped = arrays["top1.replaced"].copy()
+    flipped[0] = ~flipped[0] if flipped.dtype == bool else 1 - flipped[0]
+    lines = compare_arrays(arrays, {**arrays, "top1.replaced": flipped}, fitted=True)
+    assert lines and not is_failure(lines)
+    lines = compare_arrays(arrays, {**arrays, "top1.clean": flipped}, fitted=True)
+    assert is_failure(lines)

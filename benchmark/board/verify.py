@@ -275,11 +275,29 @@ def rescore_plan(path: Path, options: Any) -> tuple[Record, Any, Path, Any, dict
     return record, task, folder, run, stored
 
 
+#: A line of `check_rescore` that starts with this is a finding, not a failure (`is_failure`).
+NOTE = "note: "
+#: A submission with a fit step may move this share of examples beyond the noise floor on the replaced side: its
+#: fitted numbers are a function of float32 activations, and an ill-conditioned fit (`linear` on 20 units at once)
+#: amplifies their last-bit differences between CPUs (measured: 2 of 10,000 held-out losses of `linear` on
+#: mnist-mlp/fc2:top20 moved by 6e-4 under scalar kernels). Every figure must still be within its own tolerance.
+FIT_DRIFT_SHARE = 0.001
+#: The replaced side of the per-example arrays: what a submission's fitted numbers reach.
+REPLACED_KEYS = ("loss.replaced", "kl")
+
+
+def is_failure(problems: list[str]) -> bool:
+    """Whether `check_rescore`'s lines hold a failure (anything but a `NOTE`)."""
+    return any(not line.startswith(NOTE) for line in problems)
+
+
 def compare_arrays(stored: dict[str, np.ndarray], fresh: dict[str, np.ndarray],
-                   scales: dict[str, np.ndarray] | None = None) -> list[str]:
+                   scales: dict[str, np.ndarray] | None = None, fitted: bool = False) -> list[str]:
     """The record's per-example arrays against a re-score's: float32 values (losses, KLs) within their noise floor
     at the stored value (`tolerance.noise_floors`, with the re-score's logit scales `scales`; None: M = 0),
-    everything else (indices, labels, top-k correctness) exact."""
+    everything else (indices, labels, top-k correctness) exact. For a `fitted` submission, at most
+    ⌈FIT_DRIFT_SHARE · n⌉ examples of the replaced side (REPLACED_KEYS, and top-k correctness of the replaced
+    model) may differ by more: that is a NOTE line, not a failure (the figures are checked separately)."""
     from .tolerance import KLS, LOSSES, noise_floors
 
     problems = [f"per-example {key}: only in {'the record' if key in stored else 'the re-score'}"
@@ -296,12 +314,24 @@ def compare_arrays(stored: dict[str, np.ndarray], fresh: dict[str, np.ndarray],
             bad = ~(excess <= 0)  # NaN counts as bad
             if bad.any():
                 i = int(np.nanargmax(np.where(bad, excess, -np.inf))) if not np.isnan(excess).all() else 0
-                problems.append(f"per-example {key}: {int(bad.sum())} of {len(a)} differ by more than the float32 noise "
-                                f"floor (example {i}: record {a64[i]!r}, re-score {b64[i]!r}, allowed "
-                                f"±{float(floor[i]):.3g})")
+                drift = fitted and key in REPLACED_KEYS and _within_drift(int(bad.sum()), len(a))
+                problems.append(f"{NOTE if drift else ''}per-example {key}: {int(bad.sum())} of {len(a)} differ by more "
+                                f"than the float32 noise floor (example {i}: record {a64[i]!r}, re-score {b64[i]!r}, "
+                                f"allowed ±{float(floor[i]):.3g})" + (_DRIFT if drift else ""))
         elif not np.array_equal(a, b):
-            problems.append(f"per-example {key}: {int((a != b).sum())} of {len(a)} differ")
+            differ = int((a != b).sum())
+            drift = fitted and key.startswith("top") and key.endswith(".replaced") and _within_drift(differ, len(a))
+            problems.append(f"{NOTE if drift else ''}per-example {key}: {differ} of {len(a)} differ"
+                            + (_DRIFT if drift else ""))
     return problems
+
+
+_DRIFT = "; within a fitted submission's drift between CPUs (FIT_DRIFT_SHARE), every figure checked on its own"
+
+
+def _within_drift(count: int, n: int) -> bool:
+    """At most ⌈FIT_DRIFT_SHARE · n⌉ of n examples."""
+    return count <= math.ceil(FIT_DRIFT_SHARE * n)
 
 
 def compare_loss_figures(stored: dict[str, Any], fresh: dict[str, Any], arrays: dict[str, np.ndarray],
@@ -341,7 +371,8 @@ def check_rescore(record: Record, fresh: Record, stored_arrays: dict[str, np.nda
     stored, new = record.results.to_dict(), fresh.results.to_dict()
     problems: list[str] = []
     if stored_arrays and fresh_arrays is not None and record.provenance.intervals == stats.INTERVALS:
-        problems += compare_arrays(stored_arrays, fresh_arrays, fresh_scales)
+        problems += compare_arrays(stored_arrays, fresh_arrays, fresh_scales,
+                                   fitted=bool(record.complexity.fitted_parameters))
         found, done = compare_loss_figures(stored, new, stored_arrays, record.results.primary.ablation, fresh_scales)
         problems += found
         problems += [p for p in compare_results(stored, new) if p.split(":", 1)[0] not in done]
