@@ -277,10 +277,14 @@ def rescore_plan(path: Path, options: Any) -> tuple[Record, Any, Path, Any, dict
 
 #: A line of `check_rescore` that starts with this is a finding, not a failure (`is_failure`).
 NOTE = "note: "
-#: A submission with a fit step may move this share of examples beyond the noise floor on the replaced side: its
-#: fitted numbers are a function of float32 activations, and an ill-conditioned fit (`linear` on 20 units at once)
-#: amplifies their last-bit differences between CPUs (measured: 2 of 10,000 held-out losses of `linear` on
-#: mnist-mlp/fc2:top20 moved by 6e-4 under scalar kernels). Every figure must still be within its own tolerance.
+#: A submission with a fit step may move its replaced side (REPLACED_KEYS) beyond the noise floor: its fitted
+#: numbers are a function of float32 activations, and an ill-conditioned fit amplifies their last-bit differences
+#: between CPUs. Measured under scalar kernels and one thread: `linear-text` on the whole layer-0 MLP of
+#: shakespeare-char (a fit of 512 units) moved 19 of 864 replaced losses by up to 1.6 floors; `linear` on
+#: mnist-mlp/fc2:top20 (held out, 20 units at once) moved 2 of 10,000 by 12 floors (6e-4). So every replaced-side
+#: example may move up to FIT_DRIFT_FLOORS floors, and at most ⌈FIT_DRIFT_SHARE · n⌉ of them further; that is a note,
+#: not a failure. Every figure must still be within its own tolerance (`compare_loss_figures`).
+FIT_DRIFT_FLOORS = 10.0
 FIT_DRIFT_SHARE = 0.001
 #: The replaced side of the per-example arrays: what a submission's fitted numbers reach.
 REPLACED_KEYS = ("loss.replaced", "kl")
@@ -295,9 +299,10 @@ def compare_arrays(stored: dict[str, np.ndarray], fresh: dict[str, np.ndarray],
                    scales: dict[str, np.ndarray] | None = None, fitted: bool = False) -> list[str]:
     """The record's per-example arrays against a re-score's: float32 values (losses, KLs) within their noise floor
     at the stored value (`tolerance.noise_floors`, with the re-score's logit scales `scales`; None: M = 0),
-    everything else (indices, labels, top-k correctness) exact. For a `fitted` submission, at most
-    ⌈FIT_DRIFT_SHARE · n⌉ examples of the replaced side (REPLACED_KEYS, and top-k correctness of the replaced
-    model) may differ by more: that is a NOTE line, not a failure (the figures are checked separately)."""
+    everything else (indices, labels, top-k correctness) exact. For a `fitted` submission, the replaced side
+    (REPLACED_KEYS) may differ by up to FIT_DRIFT_FLOORS floors, and at most ⌈FIT_DRIFT_SHARE · n⌉ of its examples
+    (or of the replaced model's top-k correctness) by more: that is a NOTE line, not a failure (the figures are
+    checked separately)."""
     from .tolerance import KLS, LOSSES, noise_floors
 
     problems = [f"per-example {key}: only in {'the record' if key in stored else 'the re-score'}"
@@ -314,7 +319,8 @@ def compare_arrays(stored: dict[str, np.ndarray], fresh: dict[str, np.ndarray],
             bad = ~(excess <= 0)  # NaN counts as bad
             if bad.any():
                 i = int(np.nanargmax(np.where(bad, excess, -np.inf))) if not np.isnan(excess).all() else 0
-                drift = fitted and key in REPLACED_KEYS and _within_drift(int(bad.sum()), len(a))
+                far = ~(np.abs(b64 - a64) <= FIT_DRIFT_FLOORS * floor)  # [n]
+                drift = fitted and key in REPLACED_KEYS and _within_drift(int(far.sum()), len(a))
                 problems.append(f"{NOTE if drift else ''}per-example {key}: {int(bad.sum())} of {len(a)} differ by more "
                                 f"than the float32 noise floor (example {i}: record {a64[i]!r}, re-score {b64[i]!r}, "
                                 f"allowed ±{float(floor[i]):.3g})" + (_DRIFT if drift else ""))
