@@ -190,3 +190,16 @@ def test_a_task_with_only_copies_says_so(tmp_path):
     section = board_sections(board)["digits-mlp/fc1:17"]
     assert section["ranked"] == [] and "No entry but copies yet." in board
     assert [row[0] for row in section["reference"]] == ["ref"]
+
+
+def test_every_committed_sidecar_belongs_to_a_record():
+    """A re-score writes a new `<sub>.<sha12>.npz`; the old one must go with it. Every committed sidecar is the one its
+    folder's records name, and every named sidecar is committed (33 stale held-out sidecars were once left behind)."""
+    import json
+
+    from benchmark.record.layout import default_results_dir
+
+    for folder in sorted(p for p in default_results_dir().iterdir() if p.is_dir()):
+        named = {json.loads(r.read_text())["sidecar"]["file"] for r in folder.glob("*.json")}
+        present = {p.name for p in folder.glob("*.npz")}
+        assert present == named, (folder.name, sorted(present ^ named))
