@@ -217,14 +217,17 @@ class HeldOutImageSet(ExampleSet):
     def labels(self) -> np.ndarray:
         return self.base.labels()
 
-    def _moved(self, indices: np.ndarray) -> np.ndarray:
-        """The moved values V `# [n, C, H, W]` int64 (exact; module docstring) of the examples at `indices`."""
-        grid = self.transform.grid
+    def _stored_levels(self, indices: np.ndarray) -> np.ndarray:
+        """The public images' stored levels `# [n, C, H, W]` int64 (`grid_levels`) of the examples at `indices`."""
+        return grid_levels(self.base.load(indices), self.transform.grid).numpy()
+
+    def _moved(self, indices: np.ndarray, levels: np.ndarray | None = None) -> np.ndarray:
+        """The moved values V `# [n, C, H, W]` int64 (exact; module docstring) of the examples at `indices`, from
+        their stored `levels` (`_stored_levels`, loaded when None)."""
+        levels = self._stored_levels(indices) if levels is None else levels
         params = example_params(self._secret, self._task_id, indices, self.transform)
-        images = self.base.load(indices)  # [n, C, H, W], on the grid
-        background = int(grid_levels(torch.tensor([self.transform.background]), grid)[0])
-        levels = grid_levels(images, grid).numpy() - background  # [n, C, H, W] int64
-        return resample(levels, source_coordinates(params, images.shape[2], images.shape[3]))
+        background = int(grid_levels(torch.tensor([self.transform.background]), self.transform.grid)[0])
+        return resample(levels - background, source_coordinates(params, levels.shape[2], levels.shape[3]))
 
     def thresholds(self) -> np.ndarray:
         """The split's quantile-matching thresholds `# [k_max]` (`matching_thresholds` over every example)."""
@@ -232,8 +235,9 @@ class HeldOutImageSet(ExampleSet):
             everything = np.arange(len(self.base))
             moved, public = [], []
             for chunk in np.array_split(everything, max(1, len(everything) // 1000)):
-                moved.append(self._moved(chunk).ravel())
-                public.append(grid_levels(self.base.load(chunk), self.transform.grid).numpy().ravel())
+                levels = self._stored_levels(chunk)  # [n, C, H, W], loaded once for both
+                moved.append(self._moved(chunk, levels).ravel())
+                public.append(levels.ravel())
             self._thresholds = matching_thresholds(np.concatenate(moved), np.concatenate(public), self.transform.grid.k_max)
         return self._thresholds
 
