@@ -64,13 +64,15 @@ def parse_task(task: str) -> tuple[str, int, int]:
 
 
 class Split:
-    """Windows of one split run to the head's layer: tokens and targets `# [n, T]`, z `# [n, T, H, e]`, the carry,
-    and the head's attention pattern `# [n, T, T]`."""
+    """Windows of one split run to a head layer `blocks_l_attn_hook_z` (index l): tokens and targets `# [n, T]`, z
+    `# [n, T, H, e]`, the carry the rest of the pass needs, and with `pattern` the attention patterns of those heads
+    (an index: `# [n, T, T]`; a slice: `# [n, H', T, T]`; None: not kept). `benchmarks/induction_head_check.py` uses
+    it too."""
 
-    def __init__(self, model: ShakespeareChar, layer: str, index: int, head: int, split: str, n: int | None,
-                 data_dir: str | None) -> None:
+    def __init__(self, model: ShakespeareChar, layer: str, index: int, split: str, n: int | None,
+                 data_dir: str | None, pattern: int | slice | None = None) -> None:
         data = open_split(split, data_dir)
-        self.model, self.layer, self.head = model, layer, head
+        self.model, self.layer = model, layer
         rows = torch.as_tensor(np.arange(len(data)) if n is None else seeded_subset(data.labels(), n, FIT_SEED, False))
         self.tokens = data.inputs[rows]  # [n, T] int64
         self.targets = torch.as_tensor(data.labels())[rows]  # [n, T]
@@ -80,16 +82,18 @@ class Split:
                 carry: dict[str, torch.Tensor] = {}
                 zs.append(model.run(self.tokens[start : start + BATCH], until=layer, carry=carry))
                 carries.append(carry)
-                patterns.append(captured[index][:, head].clone())
+                if pattern is not None:
+                    patterns.append(captured[index][:, pattern].clone())
         self.z = torch.cat(zs)  # [n, T, H, e]
         self.carry = {k: torch.cat([c[k] for c in carries]) for k in carries[0]}
-        self.pattern = torch.cat(patterns)  # [n, T, T]
+        self.pattern = torch.cat(patterns) if pattern is not None else None
 
-    def losses(self, values: torch.Tensor | None = None) -> tuple[np.ndarray, torch.Tensor]:
-        """(per-window loss `# [n]` float64, log-probabilities `# [n, T, V]`) with the head = values `# [n, T, e]`."""
+    def losses(self, head: int, values: torch.Tensor | None = None) -> tuple[np.ndarray, torch.Tensor]:
+        """(per-window loss `# [n]` float64, log-probabilities `# [n, T, V]`) with z[:, :, head] = values
+        `# [n, T, e]` (clean when None)."""
         z = self.z.clone()
         if values is not None:
-            z[:, :, self.head] = values
+            z[:, :, head] = values
         out = []
         with torch.no_grad():
             for start in range(0, len(z), BATCH):
@@ -102,7 +106,7 @@ class Split:
 
 
 def load_submission(folder: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("head_replacement_under_check", folder / "replacement.py")
+    spec = importlib.util.spec_from_file_location("replacement_under_check", folder / "replacement.py")
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     spec.loader.exec_module(module)  # type: ignore[union-attr]
     return module
@@ -168,12 +172,12 @@ def profile_variant(tokens: torch.Tensor, y: torch.Tensor, offsets: list[int], r
     return w, torch.einsum("ntk,ntkv->ntv", a, parts) @ table, w.numel() + table.numel()
 
 
-def explore(fit: Split, y_fit: torch.Tensor, base: tuple[np.ndarray, np.ndarray]) -> None:
+def explore(fit: Split, head: int, y_fit: torch.Tensor, base: tuple[np.ndarray, np.ndarray]) -> None:
     l_c, l_m = base
     y = y_fit.double()
 
     def show(name: str, numbers: int, out: torch.Tensor, w: torch.Tensor | None = None) -> None:
-        l_r, _ = fit.losses(out.float())
+        l_r, _ = fit.losses(head, out.float())
         rec = (l_m.mean() - l_r.mean()) / (l_m.mean() - l_c.mean())
         profile = "" if w is None else f"; weights (mean over characters) {np.round(w.mean(0).numpy(), 3).tolist()}"
         print(f"  {name:48s} {numbers:5d} numbers  L_r {l_r.mean():.4f}  recovery vs mean {pct(rec)}  variance "
@@ -211,16 +215,16 @@ def main(argv: list[str] | None = None) -> None:
                           else args.checkpoint)
     layer, index, head = parse_task(args.task)
     t0 = time.perf_counter()
-    fit = Split(model, layer, index, head, "train", args.fit_windows, args.data_dir)
-    ev = Split(model, layer, index, head, "val", None, args.data_dir)
+    fit = Split(model, layer, index, "train", args.fit_windows, args.data_dir, pattern=head)
+    ev = Split(model, layer, index, "val", None, args.data_dir, pattern=head)
     y_fit, y_ev = fit.z[:, :, head].contiguous(), ev.z[:, :, head].contiguous()  # [n, T, e]
     n, t, e = y_ev.shape
     mean = y_fit.mean(0)  # [T, e], per position
-    l_c, logp_c = ev.losses()
-    l_z, logp_z = ev.losses(torch.zeros_like(y_ev))
-    l_m, logp_m = ev.losses(mean.expand(n, t, e))
-    lf_c, _ = fit.losses()
-    lf_m, _ = fit.losses(mean.expand(len(y_fit), t, e))
+    l_c, logp_c = ev.losses(head)
+    l_z, logp_z = ev.losses(head, torch.zeros_like(y_ev))
+    l_m, logp_m = ev.losses(head, mean.expand(n, t, e))
+    lf_c, _ = fit.losses(head)
+    lf_m, _ = fit.losses(head, mean.expand(len(y_fit), t, e))
 
     sub = load_submission(args.submission)
     start = time.perf_counter()
@@ -233,8 +237,8 @@ def main(argv: list[str] | None = None) -> None:
     replace_s = time.perf_counter() - start
     out_fit = torch.from_numpy(tensor_to_array(sub.replace(fit.tokens.clone(), params, task), "replace()",
                                                (len(y_fit), t, 1, e)))
-    l_r, logp_r = ev.losses(out[:, :, 0])
-    lf_r, _ = fit.losses(out_fit[:, :, 0])
+    l_r, logp_r = ev.losses(head, out[:, :, 0])
+    lf_r, _ = fit.losses(head, out_fit[:, :, 0])
 
     print(f"{args.task}, {args.submission.name}: fit windows {len(y_fit)}, eval windows {n}; fit() {fit_s:.2f} s, "
           f"replace() on the eval windows {replace_s:.3f} s")
@@ -256,7 +260,7 @@ def main(argv: list[str] | None = None) -> None:
     description = measure(files)
     print(f"fitted numbers {fitted}; description length {description.total_bits(fitted):,} bits")
     if args.explore:
-        explore(fit, y_fit, (lf_c, lf_m))
+        explore(fit, head, y_fit, (lf_c, lf_m))
     print(f"total {time.perf_counter() - t0:.0f} s")
 
 

@@ -30,7 +30,6 @@ them, and the loss with that head clean, ablated and replaced, computed with the
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -45,73 +44,16 @@ sys.path.insert(0, str(ROOT))
 
 from benchmark import stats  # noqa: E402
 from benchmark.models import head_scores as heads  # noqa: E402
-from benchmark.data.base import seeded_subset  # noqa: E402
-from benchmark.data.shakespeare import open_split  # noqa: E402
 from benchmark.harness.description import measure  # noqa: E402
 from benchmark.models.shakespeare import ShakespeareChar  # noqa: E402
 from benchmark.sandbox.worker import TaskView, params_to_arrays, tensor_to_array  # noqa: E402
 
-MODEL, LAYER, BATCH = "shakespeare-char", "blocks_1_attn_hook_z", 128
-FIT_WINDOWS, FIT_SEED = 2000, 1  # the task's fit set: seeded_subset(train labels, 2000, 0 + 1, balanced=False)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from head_replacement_check import Split, explained, load_submission, pct, window_kl  # noqa: E402
+
+MODEL, LAYER = "shakespeare-char", "blocks_1_attn_hook_z"
+FIT_WINDOWS = 2000  # the task's fit set: seeded_subset(train labels, 2000, 0 + 1, balanced=False), `Split`
 SUBMISSION = ROOT / "submissions" / "induction-head"
-
-
-class Split:
-    """Windows of one split run to `blocks_1_attn_hook_z`: tokens and targets `# [n, T]`, z `# [n, T, H, e]`, the
-    carry the rest of the pass needs, and the layer-1 patterns `# [n, H, T, T]` (kept for `keep_pattern` only)."""
-
-    def __init__(self, model: ShakespeareChar, split: str, n: int | None, data_dir: str | None,
-                 keep_pattern: bool = False) -> None:
-        data = open_split(split, data_dir)
-        self.model = model
-        rows = torch.as_tensor(np.arange(len(data)) if n is None else seeded_subset(data.labels(), n, FIT_SEED, False))
-        self.tokens = data.inputs[rows]  # [n, T] int64
-        self.targets = torch.as_tensor(data.labels())[rows]  # [n, T]
-        zs, carries, patterns = [], [], []
-        with torch.no_grad(), heads.captured_patterns(model, [1]) as captured:
-            for start in range(0, len(self.tokens), BATCH):
-                carry: dict[str, torch.Tensor] = {}
-                zs.append(model.run(self.tokens[start : start + BATCH], until=LAYER, carry=carry))
-                carries.append(carry)
-                if keep_pattern:
-                    patterns.append(captured[1])
-        self.z = torch.cat(zs)  # [n, T, H, e]
-        self.carry = {k: torch.cat([c[k] for c in carries]) for k in carries[0]}
-        self.pattern = torch.cat(patterns) if keep_pattern else None
-
-    def losses(self, head: int, values: torch.Tensor | None = None) -> tuple[np.ndarray, torch.Tensor]:
-        """(per-window loss `# [n]` float64, log-probabilities `# [n, T, V]`) with z[:, :, head] = values
-        `# [n, T, e]` (clean when None)."""
-        z = self.z.clone()
-        if values is not None:
-            z[:, :, head] = values
-        out = []
-        with torch.no_grad():
-            for start in range(0, len(z), BATCH):
-                part = slice(start, start + BATCH)
-                carry = {k: v[part] for k, v in self.carry.items()}
-                out.append(torch.log_softmax(self.model.run(z[part], after=LAYER, carry=carry).float(), -1))
-        logp = torch.cat(out)  # [n, T, V]
-        nll = F.nll_loss(logp.flatten(0, 1), self.targets.flatten(), reduction="none").view(self.targets.shape)
-        return nll.mean(1).double().numpy(), logp
-
-
-def load_submission(folder: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("induction_head_replacement", folder / "replacement.py")
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
-
-
-def window_kl(logp_clean: torch.Tensor, logp: torch.Tensor) -> np.ndarray:
-    """Per window, the mean over positions of KL(clean ‖ other) `# [n]` float64."""
-    return (logp_clean.exp() * (logp_clean - logp)).sum(-1).mean(1).double().numpy()
-
-
-def explained(y: torch.Tensor, yhat: torch.Tensor) -> float:
-    """1 − SSE/SST of the head's output `# [n, T, e]` (SST about its mean over all positions)."""
-    y, yhat = y.double(), yhat.double()
-    return float(1 - ((y - yhat) ** 2).sum() / ((y - y.mean((0, 1))) ** 2).sum())
 
 
 def matched(tokens: torch.Tensor, chars: int) -> torch.Tensor:
@@ -176,10 +118,6 @@ def explore(sub: ModuleType, fit: Split, ev: Split, head: int, y_fit: torch.Tens
     show("every earlier occurrence, averaged", torch.where(found_ev[:, :, None], x_ev @ table, default[ev.tokens]))
 
 
-def pct(x: float | None) -> str:
-    return "undefined" if x is None else f"{100 * x:.1f}%"
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default=heads.CHECKPOINT)
@@ -205,7 +143,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"head: {layer}.{head} (induction {scores.induction[layer, head]:.3f}, previous-token "
           f"{scores.previous_token[layer, head]:.3f}, duplicate-token {scores.duplicate_token[layer, head]:.3f})")
 
-    fit, ev = Split(model, "train", args.fit_windows, args.data_dir), Split(model, "val", None, args.data_dir, True)
+    fit = Split(model, LAYER, 1, "train", args.fit_windows, args.data_dir)
+    ev = Split(model, LAYER, 1, "val", None, args.data_dir, pattern=slice(None))  # patterns [n, H, T, T]
     y_fit, y_ev = fit.z[:, :, head].contiguous(), ev.z[:, :, head].contiguous()  # [n, T, e]
     n, t, e = y_ev.shape
     l_c, logp_c = ev.losses(head)
