@@ -286,8 +286,14 @@ NOTE = "note: "
 #: not a failure. Every figure must still be within its own tolerance (`compare_loss_figures`).
 FIT_DRIFT_FLOORS = 10.0
 FIT_DRIFT_SHARE = 0.001
-#: The replaced side of the per-example arrays: what a submission's fitted numbers reach.
+#: The replaced side of the per-example float arrays: what a submission's fitted numbers reach (with `top<k>.replaced`,
+#: `_replaced_side`).
 REPLACED_KEYS = ("loss.replaced", "kl")
+
+
+def _replaced_side(key: str) -> bool:
+    """Whether a per-example array describes the replaced model: REPLACED_KEYS and its top-k correctness."""
+    return key in REPLACED_KEYS or (key.startswith("top") and key.endswith(".replaced"))
 
 
 def is_failure(problems: list[str]) -> bool:
@@ -320,13 +326,13 @@ def compare_arrays(stored: dict[str, np.ndarray], fresh: dict[str, np.ndarray],
             if bad.any():
                 i = int(np.nanargmax(np.where(bad, excess, -np.inf))) if not np.isnan(excess).all() else 0
                 far = ~(np.abs(b64 - a64) <= FIT_DRIFT_FLOORS * floor)  # [n]
-                drift = fitted and key in REPLACED_KEYS and _within_drift(int(far.sum()), len(a))
+                drift = fitted and _replaced_side(key) and _within_drift(int(far.sum()), len(a))
                 problems.append(f"{NOTE if drift else ''}per-example {key}: {int(bad.sum())} of {len(a)} differ by more "
                                 f"than the float32 noise floor (example {i}: record {a64[i]!r}, re-score {b64[i]!r}, "
                                 f"allowed ±{float(floor[i]):.3g})" + (_DRIFT if drift else ""))
         elif not np.array_equal(a, b):
             differ = int((a != b).sum())
-            drift = fitted and key.startswith("top") and key.endswith(".replaced") and _within_drift(differ, len(a))
+            drift = fitted and _replaced_side(key) and _within_drift(differ, len(a))
             problems.append(f"{NOTE if drift else ''}per-example {key}: {differ} of {len(a)} differ"
                             + (_DRIFT if drift else ""))
     return problems
