@@ -70,8 +70,6 @@ def _cluster(parser: argparse.ArgumentParser, shards: bool = True) -> None:
 
 def cluster_options(args: argparse.Namespace) -> Any:
     """The --cluster settings, or None for a serial run (where the cluster-only flags are a mistake)."""
-    from .harness.cluster import ClusterOptions
-
     if args.cluster is None:
         given = [flag for flag, value, default in (("--workers", args.workers, None), ("--shards", getattr(args, "shards", 1), 1),
                                                    ("--cpus-per-job", args.cpus_per_job, 1.0),
@@ -82,6 +80,8 @@ def cluster_options(args: argparse.Namespace) -> Any:
         return None
     if getattr(args, "in_process", False):
         raise UserError("--in-process cannot be used with --cluster: every Ray job scores in isolation.")
+    from .harness.cluster import ClusterOptions
+
     options = ClusterOptions(address=args.cluster, workers=args.workers, shards=getattr(args, "shards", 1),
                              cpus_per_job=args.cpus_per_job, job_time_limit=args.job_time_limit, retries=args.retries)
     options.check()
@@ -344,10 +344,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     if cluster is not None and secret is not None:
         raise UserError("--held-out-secret cannot be combined with --cluster: the secret stays in this process; "
                         "score the held-out split serially.")
-    if cluster is None:
-        start_zygote(args)
     from . import paths
-    from .harness.session import check_run
+    from .harness.preflight import check_run
     from .harness.submissions import take_snapshot
     from .tasks import select_tasks
 
@@ -366,12 +364,15 @@ def cmd_score(args: argparse.Namespace) -> int:
                           file=sys.stderr)
         else:
             tasks = select_tasks(args.task)
+        # held-out splits, one task's parameters, the data: before torch loads, so bad input fails at once
+        check_run(tasks, snapshot, secret, args.data_dir, args.imagenet)
+        if cluster is None:
+            start_zygote(args)
         # the runs folder is the researcher's own: a re-score replaces its run there, whatever changed
         to_runs = not args.no_record and args.results_dir is None
         options = run_options(args, eval_size=args.eval_size, fit_size=args.fit_size,
                               use_cache=not args.no_cache, isolate=not args.in_process, force=args.force or to_runs,
                               heldout_secret=secret)
-        check_run(tasks, snapshot, options)  # held-out splits, one task's parameters, the data: before torch loads
         results_dir = None if args.no_record else (args.results_dir or paths.runs_dir())
         label = "run" if to_runs else "record"
         if cluster is not None:

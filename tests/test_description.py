@@ -21,8 +21,11 @@ from helpers import ROOT, board_column, write_submission
 
 from benchmark.harness.description import (
     API_NAMES,
+    DICTIONARY_FILE,
     Description,
     dictionary,
+    dictionary_versions,
+    live_dictionary,
     literal_bits,
     measure,
     render,
@@ -156,6 +159,39 @@ class _Rename(ast.NodeTransformer):
         node.name = self.mapping.get(node.name, node.name)
         self.generic_visit(node)
         return node
+
+def _without_local_build(line: str) -> str:
+    """`torch 2.14.1+cu130` and `torch 2.14.1+cpu` are the same release: the same names."""
+    return " ".join(word.split("+")[0] for word in line.split())
+
+
+def test_the_committed_dictionary_is_the_installed_libraries_names():
+    """`dictionary.txt` holds exactly the names `live_dictionary` reads from python, numpy and torch, under the
+    versions its first line names (the pinned ones), so reading the file changes no description length."""
+    first = DICTIONARY_FILE.read_text(encoding="utf-8").splitlines()[0]
+    assert _without_local_build(first) == _without_local_build(dictionary_versions()), \
+        f"dictionary.txt was made under '{first}', this is '{dictionary_versions()}': remake it (write_dictionary)"
+    assert dictionary() == live_dictionary()
+    assert {"torch", "relu", "einsum", "tensor", "replace", "lambda", "match"} <= dictionary()
+    assert "curve_weights" not in dictionary()
+
+
+def test_a_bad_submission_is_refused_before_torch_loads(tmp_path):
+    """Snapshotting (the folder, its metadata, its code's syntax, its description length) and the checks before the
+    data (`preflight`) import no torch and no scipy: `score` refuses bad input at once."""
+    import subprocess
+    import sys
+
+    sub = write_submission(tmp_path / "sub", "import torch\ndef replace(image):\n    return torch.relu(image)\n")
+    code = ("import sys\nfrom benchmark.harness.preflight import check_signatures\n"
+            "from benchmark.harness.submissions import take_snapshot\nfrom benchmark.tasks import get_task\n"
+            f"with take_snapshot({str(sub)!r}) as snap:\n    check_signatures(snap, get_task('digits-mlp/fc1:17'))\n"
+            "    print(snap.description.total_bits(0), sorted(m for m in ('torch', 'scipy') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    bits, loaded = proc.stdout.split(" ", 1)
+    assert int(bits) > 0 and loaded.strip() == "[]"
+
 
 
 @pytest.mark.parametrize("folder", SHIPPED, ids=lambda p: p.name)

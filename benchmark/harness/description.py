@@ -52,6 +52,7 @@ import math
 import re
 import tokenize
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 CONVENTION_VERSION = 2  # recorded with every description length; bump on any change to the rules below
 BITS_PER_TOKEN = 8
@@ -206,11 +207,34 @@ def render(source: bytes) -> Rendering | None:
     return Rendering(rendered, lines)
 
 
+DICTIONARY_FILE = Path(__file__).with_name("dictionary.txt")
+
+
 @functools.cache
 def dictionary() -> frozenset[str]:
+    """Names no submission chooses, as committed in `dictionary.txt` (one a line; `live_dictionary` made it).
+
+    Read from the file, not from the installed libraries, so that a description length is the same on every Python
+    3.11+ and without importing torch: a bad submission is refused before torch loads. The file is checked
+    against `live_dictionary` under the versions its first line names (`tests/test_description.py`)."""
+    lines = DICTIONARY_FILE.read_text(encoding="utf-8").splitlines()
+    return frozenset(line for line in lines[1:] if line)
+
+
+def dictionary_versions() -> str:
+    """The versions `dictionary.txt` was made under: its first line, `# python X.Y, numpy V, torch V`."""
+    import sys
+
+    import numpy
+    import torch
+
+    return f"# python {sys.version_info.major}.{sys.version_info.minor}, numpy {numpy.__version__}, torch {torch.__version__}"
+
+
+def live_dictionary() -> frozenset[str]:
     """Names no submission chooses: keywords, builtins, the public names of `math`, `numpy`, `torch` (and
     `torch.nn`, `torch.nn.functional`, tensors, arrays, torch's named-tuple results, the builtin types), and the
-    harness's API (`API_NAMES`).
+    harness's API (`API_NAMES`), from the libraries installed now.
     Their spelling is in the description length but not in the stored bits (torch and numpy are pinned)."""
     import numpy
     import torch
@@ -221,6 +245,13 @@ def dictionary() -> frozenset[str]:
     spaces += [getattr(torch.return_types, n) for n in dir(torch.return_types) if not n.startswith("_")]
     names = {n for space in spaces for n in dir(space) if not n.startswith("_") or n.startswith("__")}
     return frozenset(names | set(keyword.kwlist) | set(keyword.softkwlist) | set(API_NAMES))
+
+
+def write_dictionary(path: Path = DICTIONARY_FILE) -> None:
+    """Remake `dictionary.txt` from the installed libraries (maintainers, after a pinned version changes; a change
+    moves description lengths, so bump `CONVENTION_VERSION` and re-score):
+    `python -c "from benchmark.harness.description import write_dictionary; write_dictionary()"`."""
+    path.write_text("\n".join([dictionary_versions(), *sorted(live_dictionary())]) + "\n", encoding="utf-8")
 
 
 # -- pricing ----------------------------------------------------------------------------------------------------------

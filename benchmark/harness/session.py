@@ -33,15 +33,14 @@ Where each of the six places that assembled scoring went (issue 16):
 - `cli.cmd_stimuli` → a session's `load`, and with a fit step and `--imagenet`, `prepare` and `fit`; its room
   goes to `stimulus_report`.
 
-`api.score` and `cli.cmd_score` share the run's checks before any model loads (`check_run`).
+`api.score` and `cli.cmd_score` share the run's checks before torch or any model loads (`preflight.check_run`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import replace
 from types import TracebackType
 from typing import Any
@@ -49,14 +48,11 @@ from typing import Any
 import numpy as np
 
 from .. import stats
-from ..data.heldout import TRANSFORMS
 from ..errors import UserError
-from ..kinds import kind_of
 from ..sandbox.limits import limits_for
 from ..sandbox.process import Limits
 from ..sandbox.room import IsolatedSubmission
 from ..tasks import Task
-from ..zoo import open_split
 from .baseline import Baseline, load_or_compute
 from .context import TaskContext, prepare
 from .passes import Batch
@@ -217,36 +213,4 @@ def score_folder(ctx: TaskContext, baseline: Baseline, name_or_path: str, *, iso
             return session.score()
 
 
-# -- checks of a whole run, before any model loads -----------------------------------------------------------------
-def check_heldout_tasks(tasks: Sequence[Task], secret: bytes | None) -> None:
-    """With a secret, every task must have a held-out split."""
-    if secret is None:
-        return
-    without = sorted({t.dataset for t in tasks if t.dataset not in TRANSFORMS})
-    for reason in (kind_of(dataset).no_held_out() for dataset in without):
-        if reason:
-            raise UserError(reason)  # the kind's own reason (tokens: every input public, the answer computed)
-    if without:
-        raise UserError(f"no held-out split is defined for {', '.join(without)} tasks (only "
-                        f"{', '.join(sorted(TRANSFORMS))}): score them without --held-out-secret.")
-
-
-def check_data_first(tasks: Sequence[Task], data_dir: str | os.PathLike | None,
-                     imagenet_dir: str | os.PathLike | None) -> None:
-    """Open every dataset split the tasks read before scoring the first: a missing one fails now, not mid-run."""
-    for dataset, split in sorted({(t.dataset, s) for t in tasks for s in (t.eval_split, t.fit_split)}):
-        open_split(dataset, split, None if data_dir is None else os.fspath(data_dir),
-                   None if imagenet_dir is None else os.fspath(imagenet_dir))
-
-
-def check_run(tasks: Sequence[Task], snapshot: Snapshot, options: RunOptions) -> None:
-    """What a run (`score`, `api.score`) checks before torch and the data load: a held-out split for every task
-    (with a secret); one task: the parameters the source declares against it (a glob checks each task in its
-    session); every dataset split the tasks read."""
-    check_heldout_tasks(tasks, options.heldout_secret)
-    if len(tasks) == 1:
-        check_signatures(snapshot, tasks[0])
-    check_data_first(tasks, options.data_dir, options.imagenet_dir)
-
-
-__all__ = ["ScoringSession", "check_data_first", "check_heldout_tasks", "check_run", "compute_record", "score_folder"]
+__all__ = ["ScoringSession", "compute_record", "score_folder"]
