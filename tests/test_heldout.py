@@ -434,15 +434,19 @@ def test_the_secret_search_finds_it_when_run_outside_the_harness(tmp_path, secre
     assert "FOUND in ['the host path']" in out.stderr
 
 
+#: The walk of every readable file under / takes about 15 s, so it runs with `pytest -m slow`; by default the search
+#: covers its environment, every process's environment and command line, and the host path.
 @needs_isolation
-def test_a_submission_cannot_find_the_secret(tmp_path, cli, session_cache, secret_file, monkeypatch):
+@pytest.mark.parametrize("walk", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["proc-env-path", "walk"])
+def test_a_submission_cannot_find_the_secret(walk, tmp_path, cli, session_cache, secret_file, monkeypatch):
     """Scored on the held-out split, with the secret in a file it is told the path of and even in the harness's own
     environment, it finds nothing: its losses are the zero ablation's, exactly."""
     path, text = secret_file
     monkeypatch.setenv("REPLACEBENCH_TEST_HELDOUT_SECRET", text)  # children get a fixed environment, never this one
     folder = tmp_path / "find-secret"
     shutil.copytree(HOSTILE / "find-secret", folder)
-    (folder / "target.json").write_text(json.dumps({"marker_hex": MARKER.encode().hex(), "path": str(path)}))
+    (folder / "target.json").write_text(json.dumps({"marker_hex": MARKER.encode().hex(), "path": str(path),
+                                                    "walk": walk}))
     results = tmp_path / "results"
     proc = cli("score", str(folder), "--task", TASK, "--results-dir", str(results),
                "--held-out-secret", str(path))
@@ -450,7 +454,7 @@ def test_a_submission_cannot_find_the_secret(tmp_path, cli, session_cache, secre
     assert "find-secret: searched" in proc.stderr and "nothing" in proc.stderr and "FOUND" not in proc.stderr
     assert "the host path: FileNotFoundError" in proc.stderr
     searched = int(proc.stderr.split("find-secret: searched ")[1].split()[0])
-    assert searched > 1000  # it did read the files it could see (the interpreter, the packages, the harness)
+    assert searched > 1000 if walk else searched == 0  # it did read the files it could see (interpreter, packages)
     record = json.loads((results / SLUG / "find-secret.heldout.json").read_text())
     with np.load(results / SLUG / record["sidecar"]["file"]) as arrays:
         np.testing.assert_array_equal(arrays["loss.replaced"], arrays["loss.zero"])

@@ -119,6 +119,43 @@ def test_nothing_but_what_fit_returns_reaches_replace(channel, tmp_path, cli, wa
     assert assert_honest_zero(proc, results, "fit-smuggle")["complexity"]["fitted_parameters"] == 0
 
 
+#: The control: outside the harness (fit and replace in two processes that share /tmp and live on), the channel
+#: carries the weights, with the attack's own timings. flock by default; the others with `pytest -m slow`.
+@pytest.mark.parametrize("channel", ["flock"] + [pytest.param(c, marks=pytest.mark.slow) for c in ("fcntl", "ofd", "tmp")])
+def test_the_fit_to_replace_channels_carry_the_weights_outside_the_harness(channel, tmp_path):
+    import os
+    import signal
+    import sys
+    import uuid
+
+    folder = tmp_path / "fit-smuggle"
+    shutil.copytree(HOSTILE / "fit-smuggle", folder)
+    (folder / "target.json").write_text(json.dumps({"channel": channel}))
+    tag = f"smuggle-control-{uuid.uuid4().hex}"  # in every process's command line, holders included
+    setup = ("import sys, torch; sys.path.insert(0, sys.argv[1]); import replacement as r; torch.manual_seed(0); "
+             "x = torch.rand(40, 1, 8, 8); y = torch.relu(x.flatten(1)[:, :3].sum(1, keepdim=True) - 1); ")
+    try:
+        log = tmp_path / "fit.log"  # a file, not a pipe: the holder keeps fit's output open as long as it lives
+        with log.open("w") as out:
+            fit = subprocess.run([sys.executable, "-c", setup + "print(r.fit(x, y))", str(folder), tag],
+                                 stdout=out, stderr=subprocess.STDOUT, timeout=120)
+        assert fit.returncode == 0 and log.read_text().strip() == "{}", log.read_text()
+        code = setup + "from types import SimpleNamespace as S; print(float(r.replace(x, S(target_shape=(1,))).abs().sum()))"
+        replace = subprocess.run([sys.executable, "-c", code, str(folder), tag], capture_output=True, text=True, timeout=120)
+        assert replace.returncode == 0, replace.stderr
+        assert "fit-smuggle: received" in replace.stdout and f"through {channel}" in replace.stdout, replace.stdout
+        assert float(replace.stdout.split()[-1]) > 0
+    finally:
+        for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+            try:
+                if tag.encode() in open(f"/proc/{pid}/cmdline", "rb").read():
+                    os.kill(int(pid), signal.SIGKILL)
+            except OSError:
+                pass
+        if channel == "tmp":
+            Path("/tmp/smuggled").unlink(missing_ok=True)
+
+
 def test_weights_kept_in_prose_do_not_reach_the_code(tmp_path, cli, warm_cache):
     """Comments, docstrings and the metadata cost nothing in the description length, so the code never sees them."""
     import sys
