@@ -176,6 +176,24 @@ def test_the_committed_dictionary_is_the_installed_libraries_names():
     assert "curve_weights" not in dictionary()
 
 
+def test_every_committed_record_s_description_length_is_what_the_committed_dictionary_gives():
+    """Measured now (with `dictionary.txt`), every shipped submission costs exactly what its board records say."""
+    from benchmark.harness.submissions import content_hash, read_folder
+
+    checked = 0
+    for path in sorted((ROOT / "leaderboard" / "results").glob("*/*.json")):
+        record = json.loads(path.read_text())
+        folder = ROOT / "submissions" / record["submission"]["name"]
+        files = read_folder(folder)
+        if content_hash(files) != record["submission"]["content_hash"]:
+            continue  # the folder changed since (verify calls that stale)
+        d, c = measure(files), record["complexity"]
+        fitted = c["fitted_parameters"]
+        assert (d.total_bits(fitted), d.stored_bits(fitted)) == (c["description_bits"], c["stored_bits"]), path
+        checked += 1
+    assert checked >= 150
+
+
 def test_a_bad_submission_is_refused_before_torch_loads(tmp_path):
     """Snapshotting (the folder, its metadata, its code's syntax, its description length) and the checks before the
     data (`preflight`) import no torch and no scipy: `score` refuses bad input at once."""

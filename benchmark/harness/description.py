@@ -235,9 +235,13 @@ def live_dictionary() -> frozenset[str]:
     """Names no submission chooses: keywords, builtins, the public names of `math`, `numpy`, `torch` (and
     `torch.nn`, `torch.nn.functional`, tensors, arrays, torch's named-tuple results, the builtin types), and the
     harness's API (`API_NAMES`), from the libraries installed now.
-    Their spelling is in the description length but not in the stored bits (torch and numpy are pinned)."""
+    Their spelling is in the description length but not in the stored bits (torch and numpy are pinned).
+
+    `dir(torch)` grows as submodules load; `torch.onnx` is loaded here, as the harness's imports loaded it when
+    the board was scored, so the set does not depend on what was imported before."""
     import numpy
     import torch
+    import torch.onnx  # noqa: F401  (adds the name `onnx` to dir(torch))
 
     spaces: list[object] = [builtins, math, numpy, numpy.ndarray, numpy.linalg, numpy.random, torch, torch.nn,
                             torch.nn.functional, torch.Tensor, torch.linalg, torch.fft, torch.nn.Module,
