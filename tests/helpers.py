@@ -2,15 +2,36 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_module(path: Path, name: str | None = None, register: bool = False) -> ModuleType:
+    """The Python file at `path` (a submission's replacement.py, a benchmark script), imported afresh as a module
+    named `name` (default: its folder and stem), without putting it on sys.path. `register`: also in sys.modules,
+    for a file whose dataclasses look their module up by name."""
+    name = name or f"{path.parent.name}_{path.stem}".replace("-", "_")
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None, path
+    module = importlib.util.module_from_spec(spec)
+    if register:
+        sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_submission(name: str) -> ModuleType:
+    """`submissions/<name>/replacement.py`, imported to call its functions directly."""
+    return load_module(ROOT / "submissions" / name / "replacement.py")
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:

@@ -3,13 +3,11 @@ checkpoint's, the draws have the real shape, and the truths are the ones the doc
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 
 import numpy as np
 import pytest
 
-from helpers import ROOT
+from helpers import ROOT, load_module
 
 N_EVAL = 8939
 #: The docstring's truths: effect per target, recovery per (target, ρ).
@@ -24,11 +22,7 @@ RECOVERIES = {
 
 
 def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
+    return load_module(ROOT / "benchmarks" / f"{name}.py", name, register=True)  # dataclasses look it up by name
 
 
 gate = _load("coverage_gate")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 import time
@@ -15,11 +14,9 @@ from scipy import optimize
 
 from benchmark.analysis import stimuli as S
 from benchmark.harness.submissions import TaskView
+from helpers import load_submission
 
-ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("curve_detector", ROOT / "submissions/curve-detector/replacement.py")
-CD = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(CD)
+CD = load_submission("curve-detector")
 
 
 def make_task(layer: str, units) -> TaskView:

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import load_submission
 
 from benchmark.board.leaderboard import ALPHA, beats_mean, frontier_entries
 from benchmark.record.layout import default_results_dir
@@ -59,13 +60,7 @@ def test_exemplar_beats_the_mean_with_few_numbers_and_sits_on_the_frontier(cli, 
 
 
 def _load(folder: str):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(folder.replace("-", "_"), Path(__file__).resolve().parent.parent
-                                                  / "submissions" / folder / "replacement.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_submission(folder)
 
 
 def test_cnn_right_edge_agrees_with_the_real_unit_on_drawn_strokes():

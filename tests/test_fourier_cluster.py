@@ -10,13 +10,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import load_module
 
 from benchmark import stats
 from benchmark.harness.description import measure
@@ -28,10 +28,7 @@ MAX_PER_NEURON = 320  # stored bits per neuron: ten float32 numbers (a copy need
 
 
 def _load(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(path, name)
 
 
 def _fit_and_replace(sub, fit_tokens: torch.Tensor, target: torch.Tensor, tokens: torch.Tensor, units: tuple[int, ...]):

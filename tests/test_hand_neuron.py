@@ -3,10 +3,10 @@ that is the rule."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import torch
+from helpers import load_module
 
 from benchmark.data.shakespeare import VOCAB, encode
 from benchmark.sandbox.worker import TaskView, params_to_arrays, tensor_to_array
@@ -15,10 +15,7 @@ FOLDER = Path(__file__).resolve().parent.parent / "submissions" / "ic-ig-il"
 
 
 def submission():
-    spec = importlib.util.spec_from_file_location("hand_neuron_under_test", FOLDER / "replacement.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(FOLDER / "replacement.py", "hand_neuron_under_test")
 
 
 def test_the_rule_by_hand() -> None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import write_submission
+from helpers import load_submission, write_submission
 
 from benchmark.data.shakespeare import split_ids, windows
 from benchmark.errors import UserError
@@ -87,11 +86,7 @@ def test_linear_recovers_mlp_units_on_mnist(session_cache, data_dir):
 
 def linear_module():
     """The shipped `submissions/linear-text/replacement.py`, imported to call its fit and replace directly."""
-    spec = importlib.util.spec_from_file_location("linear_baseline", Path(__file__).resolve().parent.parent /
-                                                  "submissions" / "linear-text" / "replacement.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_submission("linear-text")
 
 
 @pytest.mark.parametrize("target_shape", [(128, 3), (128, 1, 32)], ids=["neurons", "head"])

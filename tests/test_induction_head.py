@@ -3,10 +3,10 @@ that is exactly the algorithm (a random table and default), with the shapes and 
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import torch
+from helpers import load_module
 
 from benchmark.data.shakespeare import VOCAB, encode
 from benchmark.sandbox.worker import TaskView, params_to_arrays, tensor_to_array
@@ -15,10 +15,7 @@ FOLDER = Path(__file__).resolve().parent.parent / "submissions" / "induction-hea
 
 
 def submission():
-    spec = importlib.util.spec_from_file_location("induction_head_under_test", FOLDER / "replacement.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(FOLDER / "replacement.py", "induction_head_under_test")
 
 
 def test_the_attended_position_is_after_the_most_recent_earlier_occurrence() -> None:

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+from helpers import load_submission
 from scipy import optimize
 
-ROOT = Path(__file__).resolve().parent.parent
 TASK_ID = "mnist-mlp/fc1:13"
 MEAN, STD = 0.1307, 0.3081
 
-_spec = importlib.util.spec_from_file_location("mnist_stroke", ROOT / "submissions/mnist-stroke/replacement.py")
-MS = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(MS)
+MS = load_submission("mnist-stroke")
 
 
 def draw(segments: list[tuple[tuple[float, float], tuple[float, float]]], width: float = 1.0) -> torch.Tensor:

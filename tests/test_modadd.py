@@ -140,8 +140,6 @@ def test_replacebench_train_reproduces_the_committed_checkpoint(tmp_path):
     rounding may move the weights (grokking amplifies it), so there it must grokk, not match."""
     from helpers import run_cli
 
-    from benchmark.maintainer.train import versions
-
     done = run_cli("train", "modadd-p113", "--out-dir", str(tmp_path), timeout=3600)
     assert done.returncode == 0, done.stderr
     ours = json.loads((tmp_path / "modadd-p113.json").read_text())

@@ -31,7 +31,6 @@ MLP, and two tables tuned by Adam.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -40,7 +39,7 @@ from types import ModuleType, SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from helpers import ROOT, board_column
+from helpers import ROOT, board_column, load_module
 
 from benchmark.sandbox.process import isolation_problem
 
@@ -101,11 +100,8 @@ def answer_means(pairs: SimpleNamespace) -> torch.Tensor:
     return torch.stack([y[pairs.labels == c].mean(0) for c in range(P)])
 
 
-def load_module(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"modadd_hostile_{path.parent.name}", path)
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
+def load_hostile(path: Path) -> ModuleType:
+    return load_module(path, f"modadd_hostile_{path.parent.name}")
 
 
 def kl_reach(task_id: str) -> tuple[float, float]:
@@ -214,7 +210,7 @@ def test_pushing_the_answer_through_the_neurons(tmp_path, cli, session_cache):
     # (iv) a real replacement plus the push: fourier-cluster's output, and per answer what lowers its loss
     hybrid = prepare_folder(tmp_path, "answer-hybrid")
     shutil.copy(ROOT / "submissions" / "fourier-cluster" / "replacement.py", hybrid / "fourier_cluster.py")
-    fourier = load_module(hybrid / "fourier_cluster.py")
+    fourier = load_hostile(hybrid / "fourier_cluster.py")
     params = {k: v.float() for k, v in fourier.fit(cluster.tokens, cluster.post[:, cluster.units]).items()}
     np.savez(hybrid / "push.npz", delta=push(cluster, fourier.replace(cluster.tokens, params, None)).numpy())
     # (iii) looks honest, on the top single neuron: a ReLU of Fourier terms of (a + b) mod 113

@@ -3,10 +3,10 @@ head that is exactly the algorithm (a known profile and value table), with the s
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import torch
+from helpers import load_module
 
 from benchmark.data.shakespeare import VOCAB, encode
 from benchmark.sandbox.worker import TaskView, params_to_arrays, tensor_to_array
@@ -17,10 +17,7 @@ TASK = TaskView("shakespeare-char/blocks_0_attn_hook_z:head1", "shakespeare-char
 
 
 def submission():
-    spec = importlib.util.spec_from_file_location("previous_token_head_under_test", FOLDER / "replacement.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(FOLDER / "replacement.py", "previous_token_head_under_test")
 
 
 def test_the_attention_rule_by_hand() -> None:

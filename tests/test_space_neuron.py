@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import torch
+from helpers import load_submission
 
 from benchmark.data.shakespeare import VOCAB, encode
 
@@ -13,10 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def module():
-    spec = importlib.util.spec_from_file_location("space_neuron", ROOT / "submissions" / "space-neuron" / "replacement.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_submission("space-neuron")
 
 
 def test_its_vocabulary_is_the_corpus_and_the_rule_reads_by_hand():

@@ -26,7 +26,6 @@ accuracy and McNemar from the exact per-example correctness) keep a fixed tolera
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np

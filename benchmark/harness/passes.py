@@ -61,7 +61,7 @@ def batches(ctx: TaskContext, split: Literal["fit", "eval"], inputs: Sequence[st
 
     `inputs`: the allowed inputs to capture ("image" or layers below the target). `progress`: a tqdm bar on
     stderr, labelled `desc` (default the split's name); the fit set's bar is removed when it ends."""
-    task, model, kind = ctx.task, ctx.model, ctx.data_kind
+    task, kind = ctx.task, ctx.data_kind
     data, indices = (ctx.fit_set, ctx.fit_indices) if split == "fit" else (ctx.eval_set, ctx.eval_indices)
     labels_all = torch.as_tensor(data.labels()[indices])  # [n]
     units = torch.as_tensor(task.units, device=ctx.device)
