@@ -752,9 +752,36 @@ def mcnemar_exact(correct_a: Any, correct_b: Any) -> McNemarResult:
     return McNemarResult(b=b, c=c, p_value=p)
 
 
+def logsumexp_rows(a: np.ndarray) -> np.ndarray:
+    """log Σ_c exp(a_c) along the last axis, `# [..., C] → [..., 1]`, by scipy 1.17's `special.logsumexp` algorithm,
+    operation for operation (so bit for bit, tested), without its array-API dispatch and its second, unshifted sum:
+    2× faster, which the per-position KL of text tasks feels.
+
+    With M = max_c a_c and k = #{c : a_c = M}: s = Σ_{c: a_c < M} exp(a_c − M) / k, and
+    logsumexp = log1p(s) + log k + M; a row whose result is not finite (±inf or NaN entries) takes log Σ exp(a_c).
+    """
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        top = a.max(axis=-1, keepdims=True)  # [..., 1]
+        at_top = a == top  # [..., C]
+        k = at_top.sum(axis=-1, keepdims=True, dtype=a.dtype)  # [..., 1]
+        shifted = np.where(at_top, -np.inf, a)
+        shifted -= top
+        np.exp(shifted, out=shifted)
+        s = shifted.sum(axis=-1, keepdims=True)
+        s = np.where(s == 0, s, s / k)
+        sign = np.sign(s + 1) * np.sign(k)
+        s = np.where(s < -1, -s - 2, s)
+        out = np.log1p(s) + np.log(np.abs(k)) + top
+        out[sign < 0] = np.nan
+        finite = np.isfinite(out)
+        if not finite.all():
+            out = np.where(finite, out, np.log(np.exp(a).sum(axis=-1, keepdims=True)))
+    return out
+
+
 def _log_normalise(logp: np.ndarray) -> np.ndarray:
     """logp - logsumexp(logp) along the last axis (float64), so rows are exact distributions."""
-    return logp - special.logsumexp(logp, axis=-1, keepdims=True)
+    return logp - logsumexp_rows(logp)
 
 
 def per_example_kl(logp_clean: Any, logp_replaced: Any) -> np.ndarray:
@@ -771,7 +798,9 @@ def per_example_kl(logp_clean: Any, logp_replaced: Any) -> np.ndarray:
     lp, lq = _log_normalise(lp), _log_normalise(lq)
     p = np.exp(lp)  # [n, C]
     with np.errstate(invalid="ignore"):
-        terms = np.where(p > 0.0, p * (lp - lq), 0.0)  # [n, C]
+        terms = np.subtract(lp, lq, out=lq)  # [n, C]: lq is ours (a normalised copy)
+        terms *= p
+        terms[~(p > 0.0)] = 0.0  # 0 log 0 = 0
     return terms.sum(axis=1)
 
 

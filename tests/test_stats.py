@@ -419,6 +419,32 @@ def test_kl_matches_scipy_entropy():
     assert stats.per_example_kl(lq0, lp0)[0] == np.inf
 
 
+def test_logsumexp_rows_is_scipys_bit_for_bit():
+    """`stats.logsumexp_rows` repeats scipy's `special.logsumexp(a, axis=-1, keepdims=True)` operation for operation:
+    the same bits (NaN's included) on ties, ±inf, NaN, all -inf rows and every scale, so no KL on the board moves.
+    A scipy whose algorithm changes fails here first."""
+    from scipy import special
+
+    rng = np.random.default_rng(7)
+    for trial in range(120):
+        n, c = int(rng.integers(1, 200)), int(rng.integers(1, 100))
+        a = rng.normal(scale=[0.01, 1.0, 10.0, 300.0][trial % 4], size=(n, c))
+        if trial % 3 == 0:
+            a = np.round(a, 1)  # ties at the maximum
+        if trial % 5 == 0:
+            a[rng.random(a.shape) < 0.2] = -np.inf
+        if trial % 7 == 0:
+            a[0] = -np.inf  # a row of zeros
+        if trial % 11 == 0:
+            a[rng.random(a.shape) < 0.05] = np.inf
+        if trial % 13 == 0:
+            a[rng.random(a.shape) < 0.05] = np.nan
+        a = a.astype(np.float32).astype(np.float64)  # log-probabilities arrive as float32
+        with np.errstate(all="ignore"):
+            expected = special.logsumexp(a, axis=-1, keepdims=True)
+        assert stats.logsumexp_rows(a).tobytes() == expected.tobytes(), trial
+
+
 # ----------------------------------------------------------------------------
 # fidelity
 
