@@ -56,8 +56,9 @@ def main() -> None:
 
     from benchmark.harness.baseline import load_or_compute
     from benchmark.harness.context import prepare
-    from benchmark.harness.runner import RunOptions, assemble_record, compute_record
+    from benchmark.harness.runner import RunOptions, assemble_record
     from benchmark.harness.scoring import fit_submission, replaced_pass, score
+    from benchmark.harness.session import compute_record
     from benchmark.harness.submissions import take_snapshot
     from benchmark.sandbox.limits import limits_for
     from benchmark.sandbox.process import ZYGOTE
@@ -116,8 +117,8 @@ def main() -> None:
                     timings["replace_calls"].append(calls)
                     timings["in_process"].append(timed(lambda: replaced_pass(ctx, local, baseline)))
                     record, _, _ = compute_record(task, snapshot, RunOptions())
-                    seconds = record["provenance"]["seconds"]
-                    assert record["provenance"]["baseline_from_cache"]
+                    seconds = record.provenance.seconds
+                    assert record.provenance.baseline_from_cache
                     timings["task_total"].append(seconds["total"])
                     timings["task_replaced_pass"].append(seconds["replaced_pass"])
                     for key in ("baseline", "load", "fit", "statistics"):

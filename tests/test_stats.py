@@ -445,6 +445,26 @@ def test_logsumexp_rows_is_scipys_bit_for_bit():
         assert stats.logsumexp_rows(a).tobytes() == expected.tobytes(), trial
 
 
+def test_kl_in_threaded_blocks_is_the_whole_array_formula_bit_for_bit():
+    """More rows than a block (`KL_BLOCK_ROWS`), so the blocks run on threads: every KL is the bits of the plain
+    formula on the whole array through scipy (the implementation before blocks), -inf log-probabilities included."""
+    from scipy import special
+
+    def whole(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        lp, lq = (x.astype(np.float64) - special.logsumexp(x.astype(np.float64), axis=-1, keepdims=True) for x in (a, b))
+        p = np.exp(lp)
+        return np.where(p > 0.0, p * (lp - lq), 0.0).sum(axis=1)
+
+    rng = np.random.default_rng(11)
+    with np.errstate(all="ignore"):
+        for n, c in ((stats.KL_BLOCK_ROWS * 3 + 17, 65), (stats.KL_BLOCK_ROWS + 1, 113), (5, 7)):
+            a = rng.normal(scale=3.0, size=(n, c)).astype(np.float32)
+            b = (a + rng.normal(scale=0.3, size=a.shape)).astype(np.float32)
+            a[rng.random(a.shape) < 0.05] = -np.inf
+            b[rng.random(b.shape) < 0.02] = -np.inf
+            assert stats.per_example_kl(torch.from_numpy(a), b).tobytes() == whole(a, b).tobytes(), (n, c)
+
+
 # ----------------------------------------------------------------------------
 # fidelity
 
