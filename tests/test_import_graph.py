@@ -163,3 +163,20 @@ def test_the_layer_check_catches_an_upward_import():
 def test_every_module_has_a_layer():
     for module in edges():
         layer_of(module)
+
+
+def test_every_name_the_benchmark_scripts_import_from_the_package_exists():
+    """`benchmarks/*.py` run outside the suite, so a refactor that moves a name (as issue 16 moved
+    `runner.compute_record` to the session) would break them silently: each `from benchmark… import name` resolves."""
+    import importlib
+
+    missing = []
+    for script in sorted((ROOT.parent / "benchmarks").glob("*.py")):
+        for node in ast.walk(ast.parse(script.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "benchmark":
+                module = importlib.import_module(node.module)
+                for alias in node.names:
+                    submodule = hasattr(module, "__path__") and importlib.util.find_spec(f"{node.module}.{alias.name}")
+                    if not hasattr(module, alias.name) and not submodule:
+                        missing.append(f"{script.name}: {node.module}.{alias.name}")
+    assert not missing, missing
