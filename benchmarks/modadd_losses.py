@@ -18,6 +18,7 @@ For each, the harness's own baseline (`harness.baseline.load_or_compute`, no cac
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -40,6 +41,7 @@ def largest_cluster():
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     from benchmark.harness.baseline import load_or_compute
     from benchmark.harness.context import prepare
     from benchmark.tasks import get_task
