@@ -332,12 +332,13 @@ def score(task: Task | str, submission: Submission | PathLike, *, results_dir: P
     secret = read_heldout_secret(held_out_secret, in_process)
     task = as_task(task)
     submission = as_submission(submission)
-    from .harness.preflight import check_run
+    from .harness.preflight import check_data_first, check_run
     from .harness.submissions import take_snapshot
 
     with take_snapshot(str(submission.path)) as snapshot:
-        check_run([task], snapshot, secret, data_dir, imagenet_dir)  # before torch loads: bad input fails at once
+        check_run([task], snapshot, secret)  # before torch loads: bad input fails at once
         start_zygote(in_process)
+        check_data_first([task], data_dir, imagenet_dir)
         options = run_options(device=device, data_dir=data_dir, imagenet_dir=imagenet_dir, eval_size=eval_size,
                               fit_size=fit_size, progress=progress, use_cache=use_cache, in_process=in_process,
                               time_limit=time_limit, memory_limit=memory_limit, force=force, heldout_secret=secret)

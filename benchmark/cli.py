@@ -345,7 +345,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         raise UserError("--held-out-secret cannot be combined with --cluster: the secret stays in this process; "
                         "score the held-out split serially.")
     from . import paths
-    from .harness.preflight import check_run
+    from .harness.preflight import check_data_first, check_run
     from .harness.submissions import take_snapshot
     from .tasks import select_tasks
 
@@ -364,10 +364,10 @@ def cmd_score(args: argparse.Namespace) -> int:
                           file=sys.stderr)
         else:
             tasks = select_tasks(args.task)
-        # held-out splits, one task's parameters, the data: before torch loads, so bad input fails at once
-        check_run(tasks, snapshot, secret, args.data_dir, args.imagenet)
+        check_run(tasks, snapshot, secret)  # held-out splits, one task's parameters: before torch loads
         if cluster is None:
             start_zygote(args)
+        check_data_first(tasks, args.data_dir, args.imagenet)  # before the model loads
         # the runs folder is the researcher's own: a re-score replaces its run there, whatever changed
         to_runs = not args.no_record and args.results_dir is None
         options = run_options(args, eval_size=args.eval_size, fit_size=args.fit_size,

@@ -1,14 +1,17 @@
 """What a run checks before torch, scipy or the model load, so that a bad input is a one-line error in well under a
 second instead of after the imports (about 3.5 s on a 2-core machine).
 
-`check_run` is shared by `replacebench score` and `api.score`, after `submissions.take_snapshot` (which checks the
-folder, its metadata and its code's syntax, statically):
+`replacebench score` and `api.score` share these, after `submissions.take_snapshot` (which checks the folder, its
+metadata and its code's syntax, statically):
 
-1. with a held-out secret, every task has a held-out split (only then are the kinds and the transforms imported);
-2. one task: the parameters the source declares, read statically against the task (`check_signatures`);
-3. every dataset split the tasks read opens (`zoo.open_split`): a missing one fails now, not mid-run.
+1. `check_run`: with a held-out secret, every task has a held-out split (only then are the kinds and the
+   transforms imported); one task: the parameters the source declares, read statically against the task
+   (`check_signatures`). Nothing heavy is imported;
+2. the caller starts the zygote, whose torch import overlaps what follows;
+3. `check_data_first`: every dataset split the tasks read opens (`zoo.open_split`, which loads torch): a missing
+   one fails now, not mid-run.
 
-This module imports nothing heavy at import time (tested: `tests/test_static_checks.py`).
+This module imports nothing heavy at import time (tested: `tests/test_description.py`).
 """
 
 from __future__ import annotations
@@ -46,15 +49,14 @@ def check_data_first(tasks: Sequence[Task], data_dir: str | os.PathLike | None,
                    None if imagenet_dir is None else os.fspath(imagenet_dir))
 
 
-def check_run(tasks: Sequence[Task], snapshot: Snapshot, heldout_secret: bytes | None,
-              data_dir: str | os.PathLike | None, imagenet_dir: str | os.PathLike | None) -> None:
-    """What a run (`score`, `api.score`) checks before torch and the data load: a held-out split for every task
-    (with a secret); one task: the parameters the source declares against it (a glob checks each task in its
-    session); every dataset split the tasks read."""
+def check_run(tasks: Sequence[Task], snapshot: Snapshot, heldout_secret: bytes | None) -> None:
+    """What a run (`score`, `api.score`) checks before torch loads: a held-out split for every task (with a secret);
+    one task: the parameters the source declares against it (a glob checks each task in its session). The caller
+    then starts the zygote (its torch import overlaps the rest) and calls `check_data_first`, whose openers load
+    torch."""
     check_heldout_tasks(tasks, heldout_secret)
     if len(tasks) == 1:
         check_signatures(snapshot, tasks[0])
-    check_data_first(tasks, data_dir, imagenet_dir)
 
 
 __all__ = ["check_data_first", "check_heldout_tasks", "check_run"]
