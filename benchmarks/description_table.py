@@ -22,7 +22,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def span(values: list[int]) -> str:
-    """'7' or '7–12' (min–max), with thousands separators."""
+    """'7' or '7–12' (min–max), with thousands separators; '—' for none (records of convention 2 store no
+    element count)."""
+    if not values:
+        return "—"
     low, high = min(values), max(values)
     return f"{low:,}" if low == high else f"{low:,}–{high:,}"
 
