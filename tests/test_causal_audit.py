@@ -1,13 +1,15 @@
 """The causality audit of text tasks (`harness.passes.causal_audit`): a replacement that reads the next character is
 refused in one line, also when it remembers its earlier calls to answer the audit consistently; causal ones and the
-baselines score; image and modular-addition tasks make no extra call."""
+baselines score; image and modular-addition tasks make no extra call.
+
+The CLI runs in this process (the `cli` fixture: its zygote stays warm), the submissions in real children."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from helpers import run_cli, write_submission
+from helpers import write_submission
 
 from benchmark.harness.context import prepare
 from benchmark.harness.passes import ReplaceCalls, batches
@@ -46,17 +48,17 @@ def replace(tokens, task):
 
 
 @pytest.mark.parametrize("code", [PEEK, EVADE], ids=["peek", "peek-remembering-its-last-call"])
-def test_a_replacement_that_reads_the_next_character_is_refused(tmp_path, data_dir, code):
+def test_a_replacement_that_reads_the_next_character_is_refused(tmp_path, data_dir, session_cache, cli, code):
     peek = write_submission(tmp_path / "peek", code)
-    proc = run_cli("score", str(peek), "--task", NEURON, *SMALL, env={"REPLACEBENCH_DATA": str(data_dir)})
+    proc = cli("score", str(peek), "--task", NEURON, *SMALL, "--data-dir", str(data_dir))
     assert proc.returncode != 0, proc.stdout
     assert "replace is not causal: its output at position" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
 
 
-def test_a_causal_replacement_scores(tmp_path, data_dir):
+def test_a_causal_replacement_scores(tmp_path, data_dir, session_cache, cli):
     causal = write_submission(tmp_path / "causal", CAUSAL)
-    proc = run_cli("score", str(causal), "--task", NEURON, *SMALL, env={"REPLACEBENCH_DATA": str(data_dir)})
+    proc = cli("score", str(causal), "--task", NEURON, *SMALL, "--data-dir", str(data_dir))
     assert proc.returncode == 0, proc.stderr
     assert "recovery vs mean" in proc.stdout
 
@@ -64,8 +66,8 @@ def test_a_causal_replacement_scores(tmp_path, data_dir):
 #: zero runs with `pytest -m slow`: a replace without fit through the audit, as test_a_causal_replacement_scores runs it;
 #: mean (fit, so its replace child is renewed with params between the audit's two calls) runs by default.
 @pytest.mark.parametrize("name", ["mean", pytest.param("zero", marks=pytest.mark.slow)])
-def test_the_baselines_still_score(data_dir, name):
-    proc = run_cli("score", f"submissions/{name}", "--task", NEURON, *SMALL, env={"REPLACEBENCH_DATA": str(data_dir)})
+def test_the_baselines_still_score(data_dir, session_cache, cli, name):
+    proc = cli("score", name, "--task", NEURON, *SMALL, "--data-dir", str(data_dir))
     assert proc.returncode == 0, proc.stderr
     assert "recovery vs mean" in proc.stdout
 

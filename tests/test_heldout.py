@@ -91,7 +91,9 @@ def _public_and_heldout(dataset: str, task_id: str):
     return base, held_out(base, dataset, b"g" * 32, task_id)
 
 
-@pytest.mark.parametrize("dataset, task_id", [("digits", TASK), ("mnist", "mnist-cnn/conv2:61")])
+#: MNIST's 10,000 held-out images take about 7 s, so that case runs with `pytest -m slow` (the same code as digits').
+@pytest.mark.parametrize("dataset, task_id", [("digits", TASK),
+                                              pytest.param("mnist", "mnist-cnn/conv2:61", marks=pytest.mark.slow)])
 def test_heldout_values_are_the_stored_grid_values_with_the_public_histogram(dataset, task_id):
     """Every held-out value is bit-identical to a value the opener stores (digits k/16, MNIST (k/255 − m)/s), the
     range is the same, and the split's histogram of levels is the public one's."""

@@ -1,4 +1,5 @@
-"""`replacebench inspect` and `replacebench diagnose`, through the real CLI in subprocesses, on real data.
+"""`replacebench inspect` and `replacebench diagnose`, through the real CLI (`main` in this process: `run_main`), on
+real data.
 
 Every figure checked is recomputed here from the model and the data, independently of the report: inspect's
 statistics, top examples and weighted-mean image from the fit set, diagnose's fidelity from `score` on the same
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import find_map, rgb_of, run_cli, write_submission
+from helpers import find_map, rgb_of, run_main, write_submission
 from PIL import Image
 
 from benchmark.harness.context import prepare
@@ -132,7 +133,7 @@ def fit_activations(task_id: str, data_dir: Path) -> tuple[np.ndarray, np.ndarra
 
 def test_inspect_digits_unit_matches_the_model_on_the_fit_set(tmp_path, env, data_dir):
     out = tmp_path / "digits"
-    proc = run_cli("inspect", "digits-mlp/fc1:17", "--out", str(out), "--json", env=env)
+    proc = run_main("inspect", "digits-mlp/fc1:17", "--out", str(out), "--json", env=env)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert_report_folder(report, out, "inspect.json")
@@ -183,7 +184,7 @@ def test_inspect_digits_unit_matches_the_model_on_the_fit_set(tmp_path, env, dat
 @pytest.mark.slow
 def test_inspect_mnist_conv_unit_maps_and_argmax(tmp_path, env, data_dir):
     out = tmp_path / "cnn"
-    proc = run_cli("inspect", "mnist-cnn/conv2:61", "--out", str(out), "--json", "--top", "8", env=env)
+    proc = run_main("inspect", "mnist-cnn/conv2:61", "--out", str(out), "--json", "--top", "8", env=env)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert_report_folder(report, out, "inspect.json")
@@ -236,7 +237,7 @@ def test_inspect_user_mistakes_are_one_line_and_leave_nothing(tmp_path, env):
              ("diagnose", "no-such-submission", "--task", "digits-mlp/fc1:17", "--out", str(tmp_path / "d")),
              ("diagnose", "linear", "--task", "digits-mlp/fc1:17", "--out", str(foreign))]
     for args in cases:
-        proc = run_cli(*args, env=env)
+        proc = run_main(*args, env=env)
         assert proc.returncode == 2, (args, proc.stderr)
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("replacebench: error: "), (args, proc.stderr)
@@ -248,7 +249,7 @@ def test_inspect_user_mistakes_are_one_line_and_leave_nothing(tmp_path, env):
 def test_inspect_replaces_its_own_folder_whole(tmp_path, env):
     out = tmp_path / "digits"
     for top in ("4", "2"):
-        proc = run_cli("inspect", "digits-mlp/fc1:17", "--out", str(out), "--json", "--top", top, env=env)
+        proc = run_main("inspect", "digits-mlp/fc1:17", "--out", str(out), "--json", "--top", top, env=env)
         assert proc.returncode == 0, proc.stderr
     assert len(json.loads((out / "inspect.json").read_text())["unit_reports"][0]["top_examples"]) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["digits"]
@@ -259,12 +260,12 @@ def test_inspect_replaces_its_own_folder_whole(tmp_path, env):
 def test_diagnose_conv_unit_runs_isolated_and_agrees_with_score(tmp_path, env):
     out = tmp_path / "diag"
     args = ("--task", "mnist-cnn/conv2:61", "--eval-size", "400")
-    proc = run_cli("diagnose", "cnn-right-edge", *args, "--out", str(out), "--json", "--top", "6", env=env)
+    proc = run_main("diagnose", "cnn-right-edge", *args, "--out", str(out), "--json", "--top", "6", env=env)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert_report_folder(report, out, "diagnose.json")
     assert report["isolation"]["level"] == "namespaces" and report["n_eval"] == 400
-    scored = run_cli("score", "cnn-right-edge", *args, "--no-record", "--json", env=env)
+    scored = run_main("score", "cnn-right-edge", *args, "--no-record", "--json", env=env)
     assert scored.returncode == 0, scored.stderr
     (record,) = json.loads(scored.stdout)  # score --json: always a list
     assert report["fidelity"][0]["pearson_r"] == pytest.approx(record["results"]["fidelity"][0]["pearson_r"], abs=1e-6)
@@ -304,7 +305,7 @@ def test_diagnose_digits_data_matches_the_model_and_a_known_replacement(tmp_path
     output on the eval set, and its scatter PNG draws exactly those points on ticked axes."""
     sub = write_submission(tmp_path / "mean-ink", MEAN_INK)
     out = tmp_path / "diag"
-    proc = run_cli("diagnose", str(sub), "--task", "digits-mlp/fc1:17", "--eval-size", "300", "--top", "5", "--out",
+    proc = run_main("diagnose", str(sub), "--task", "digits-mlp/fc1:17", "--eval-size", "300", "--top", "5", "--out",
                    str(out), "--json", env=env)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
@@ -349,7 +350,7 @@ def test_diagnose_keeps_the_model_out_of_reach(tmp_path, env):
     probe = write_submission(tmp_path / "gc-probe", PROBE)
     runs = {}
     for mode in ("isolated", "in-process"):
-        proc = run_cli("diagnose", str(probe), "--task", "digits-mlp/fc1:17", "--out", str(tmp_path / mode), "--json",
+        proc = run_main("diagnose", str(probe), "--task", "digits-mlp/fc1:17", "--out", str(tmp_path / mode), "--json",
                        *(["--in-process"] if mode == "in-process" else []), env=env)
         assert proc.returncode == 0, proc.stderr
         runs[mode] = json.loads(proc.stdout)
@@ -366,7 +367,7 @@ def test_inspect_and_diagnose_inception_with_random_weights(tmp_path, data_dir):
 
     env = fetch_through_cli(tmp_path, random_state_dict(0), data_dir)
     out = tmp_path / "insp"
-    proc = run_cli("inspect", "inceptionv1/mixed3b:379", "--imagenet", str(data_dir / "imagenet-sample"),
+    proc = run_main("inspect", "inceptionv1/mixed3b:379", "--imagenet", str(data_dir / "imagenet-sample"),
                    "--fit-size", "12", "--top", "6", "--out", str(out), "--json", env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
@@ -380,7 +381,7 @@ def test_inspect_and_diagnose_inception_with_random_weights(tmp_path, data_dir):
     if isolation_problem() is not None:
         pytest.skip(f"diagnose needs process isolation: {isolation_problem()}")
     out = tmp_path / "diag"
-    proc = run_cli("diagnose", "curve-detector", "--task", "inceptionv1/mixed3b:379", "--imagenet",
+    proc = run_main("diagnose", "curve-detector", "--task", "inceptionv1/mixed3b:379", "--imagenet",
                    str(data_dir / "imagenet-sample"), "--fit-size", "12", "--eval-size", "16", "--top", "4",
                    "--out", str(out), "--json", env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr
@@ -398,7 +399,7 @@ def test_inspect_and_diagnose_inception_with_random_weights(tmp_path, data_dir):
 def test_diagnose_of_a_failing_submission_exits_1_and_leaves_no_folder(tmp_path, env):
     sub = write_submission(tmp_path / "raiser", "def replace(image):\n    raise ValueError('no idea')\n")
     out = tmp_path / "out"
-    proc = run_cli("diagnose", str(sub), "--task", "digits-mlp/fc1:17", "--out", str(out), env=env)
+    proc = run_main("diagnose", str(sub), "--task", "digits-mlp/fc1:17", "--out", str(out), env=env)
     assert proc.returncode == 1 and proc.stderr.startswith("replacebench: submission 'raiser'"), proc.stderr
     assert "ValueError: no idea" in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["raiser"]

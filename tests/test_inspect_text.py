@@ -1,4 +1,5 @@
-"""`inspect` and `diagnose` on shakespeare-char (the text kind), through the real CLI in subprocesses.
+"""`inspect` and `diagnose` on shakespeare-char (the text kind), through the real CLI (its `main`, in this process, so
+the zygote stays warm between runs; the submissions run in real children).
 
 Every array checked is recomputed here independently of the report: a neuron's activations with `model.run` on the
 fit windows, its per-character means with boolean masks, a head's attention pattern by hand from the checkpoint's
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import run_cli
+from helpers import run_main
 
 from benchmark.analysis.textshow import html_name
 from benchmark.data.shakespeare import VOCAB
@@ -58,7 +59,8 @@ def model_of(task: Task):
 
 
 def run_json(*args: str, env: dict[str, str]) -> dict:
-    proc = run_cli(*args, "--json", env=env)
+    """`replacebench ARGS --json` with `env` set for the call: its JSON."""
+    proc = run_main(*args, "--json", env=env)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import run_cli
+from helpers import run_cli, run_main
 from test_cli import assert_user_error
 
 from benchmark.data import shakespeare as ts
@@ -130,7 +130,7 @@ def test_an_edited_copy_is_a_one_line_user_error(data_dir, tmp_path):
 
 
 def test_the_cli_names_the_fetch_command_when_the_corpus_is_missing(tmp_path):
-    proc = run_cli("train", "shakespeare-char", "--data-dir", str(tmp_path / "empty"), "--out-dir", str(tmp_path / "out"))
+    proc = run_main("train", "shakespeare-char", "--data-dir", str(tmp_path / "empty"), "--out-dir", str(tmp_path / "out"))
     assert_user_error(proc, "Tiny Shakespeare not found", "replacebench fetch tinyshakespeare")
     assert not (tmp_path / "out").exists()
 
@@ -172,7 +172,7 @@ def test_fetch_over_http(data_dir, serve, tmp_path):
     mirror.mkdir()
     shutil.copyfile(data_dir / "tinyshakespeare" / "input.txt", mirror / "input.txt")
     url, root = serve(mirror), tmp_path / "data"
-    proc = run_cli("fetch", "tinyshakespeare", "--url", url, "--data-dir", str(root))
+    proc = run_cli("fetch", "tinyshakespeare", "--url", url, "--data-dir", str(root))  # a real subprocess, once
     assert proc.returncode == 0, proc.stderr
     dest = root / "tinyshakespeare" / "input.txt"
     assert proc.stdout == f"tinyshakespeare: {dest} (sha256 {ts.TINYSHAKESPEARE_SHA256[:12]}… verified)\n"
@@ -181,7 +181,7 @@ def test_fetch_over_http(data_dir, serve, tmp_path):
     assert len(ts.open_split("val", root)) == 864
     # a second fetch (the base URL without its slash) finds the file in place and rewrites nothing
     before = dest.stat().st_mtime_ns
-    proc = run_cli("fetch", "tinyshakespeare", "--url", url.rstrip("/"), "--data-dir", str(root))
+    proc = run_main("fetch", "tinyshakespeare", "--url", url.rstrip("/"), "--data-dir", str(root))
     assert proc.returncode == 0, proc.stderr
     assert "already present, sha256 verified" in proc.stdout and dest.stat().st_mtime_ns == before
 
@@ -193,39 +193,39 @@ def test_fetch_a_corrupt_served_copy_leaves_nothing(data_dir, serve, tmp_path):
     raw[-2] = ord("X")
     (mirror / "input.txt").write_bytes(bytes(raw))
     url, root = serve(mirror), tmp_path / "data"
-    proc = run_cli("fetch", "tinyshakespeare", "--url", url, "--data-dir", str(root))
+    proc = run_main("fetch", "tinyshakespeare", "--url", url, "--data-dir", str(root))
     assert_user_error(proc, f"{url}input.txt has sha256", f"expected {ts.TINYSHAKESPEARE_SHA256}", "corrupt")
     assert proc.stdout == "" and _listing(root) == []  # no partial or temporary file
     # an edited copy already in the data dir is replaced by a good download, never by a bad one
     (root / "tinyshakespeare" / "input.txt").write_bytes(b"junk")
-    proc = run_cli("fetch", "tinyshakespeare", "--url", url, "--data-dir", str(root))
+    proc = run_main("fetch", "tinyshakespeare", "--url", url, "--data-dir", str(root))
     assert_user_error(proc, "has sha256")
     assert _listing(root) == ["input.txt"] and (root / "tinyshakespeare" / "input.txt").read_bytes() == b"junk"
     shutil.copyfile(data_dir / "tinyshakespeare" / "input.txt", mirror / "input.txt")
-    proc = run_cli("fetch", "tinyshakespeare", "--url", url, "--data-dir", str(root))
+    proc = run_main("fetch", "tinyshakespeare", "--url", url, "--data-dir", str(root))
     assert proc.returncode == 0, proc.stderr
     assert ts.read_corpus(root) == ts.read_corpus(data_dir)
 
 
 def test_fetch_from_an_unreachable_url(serve, tmp_path):
     root = tmp_path / "data"
-    proc = run_cli("fetch", "tinyshakespeare", "--url", "http://127.0.0.1:9/", "--data-dir", str(root))
+    proc = run_main("fetch", "tinyshakespeare", "--url", "http://127.0.0.1:9/", "--data-dir", str(root))
     assert_user_error(proc, "could not download http://127.0.0.1:9/input.txt",
                       str(root / "tinyshakespeare"))  # where to put the file by hand, not a temporary folder
     assert _listing(root) == []
     # a server that is up but has no such file
     empty = tmp_path / "empty"
     empty.mkdir()
-    proc = run_cli("fetch", "tinyshakespeare", "--url", serve(empty), "--data-dir", str(root))
+    proc = run_main("fetch", "tinyshakespeare", "--url", serve(empty), "--data-dir", str(root))
     assert_user_error(proc, "could not download", "input.txt: File not found")
     assert _listing(root) == []
 
 
 def test_fetch_refuses_a_labels_url(tmp_path):
-    proc = run_cli("fetch", "tinyshakespeare", "--labels-url", "http://127.0.0.1:9/", "--data-dir", str(tmp_path))
+    proc = run_main("fetch", "tinyshakespeare", "--labels-url", "http://127.0.0.1:9/", "--data-dir", str(tmp_path))
     assert_user_error(proc, "--labels-url is for inceptionv1 only", "--url BASE_URL")
 
 
 def test_fetch_lists_tinyshakespeare():
-    proc = run_cli("fetch", "tinyshakespear")
+    proc = run_main("fetch", "tinyshakespear")
     assert_user_error(proc, "unknown fetch target", "Did you mean 'tinyshakespeare'")
