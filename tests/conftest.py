@@ -20,9 +20,10 @@ def data_dir() -> Path:
     return Path(value).resolve()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One baseline cache for the whole test session, never the user's own."""
+    """One baseline cache for the whole test session, never the user's own: set before the first test, so every
+    test and every CLI subprocess shares it (unless a test sets its own)."""
     path = tmp_path_factory.mktemp("cache")
     os.environ["REPLACEBENCH_CACHE"] = str(path)
     return path
