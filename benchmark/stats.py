@@ -798,8 +798,8 @@ def per_example_kl(logp_clean: Any, logp_replaced: Any) -> np.ndarray:
     so float32 log_softmax outputs give KL >= 0 up to float64 rounding.
 
     Each row is computed on its own, so the rows go in blocks of `KL_BLOCK_ROWS`, several at once on threads
-    (numpy releases the GIL): the same bits as one block, 2.4× faster on 2 cores for a text batch (`# [12288, 65]`).
-    The threads end before this returns.
+    (numpy releases the GIL): the same bits as one block; a text batch (`# [12288, 65]`) takes 15 ms on 2 cores
+    against 28 ms in one block. The threads end before this returns.
     """
     lp, lq = _numpy(logp_clean), _numpy(logp_replaced)
     if lp.shape != lq.shape or lp.ndim != 2:
