@@ -1,9 +1,10 @@
 """Mistakes found before any model loads: a syntax error, no `replace`, parameters the task does not allow, a
 misspelt `submission.toml` key; an import failure labelled `(import)`, not `(fit)`; and `score --explain`.
 
-The CLI runs as a real subprocess. "Before the model loads" is shown without a clock: the data directory is an
-empty folder, so a run that got as far as opening the data would fail on it instead (the first test shows that
-it does).
+The CLI runs as a real subprocess, except in the three runs that get past the checks and load torch, which run its
+`main` in this process (`run_main`; the submission still runs in isolated children). "Before the model loads" is
+shown without a clock: the data directory is an empty folder, so a run that got as far as opening the data would
+fail on it instead (the first test shows that it does).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import ast
 from pathlib import Path
 
 import pytest
-from helpers import run_cli, write_submission
+from helpers import run_cli, run_main, write_submission
 
 from benchmark.record.report import LEGEND, LEGEND_HINT
 from benchmark.errors import SubmissionError
@@ -40,7 +41,7 @@ def one_line(proc, status: int, prefix: str) -> str:
 
 def test_a_good_submission_gets_as_far_as_the_missing_data(tmp_path, no_data):
     sub = write_submission(tmp_path / "good", ZERO)
-    proc = run_cli("score", str(sub), "--task", TASK, "--no-record", env=no_data)
+    proc = run_main("score", str(sub), "--task", TASK, "--no-record", env=no_data)
     one_line(proc, 2, "replacebench: error: MNIST not found")
 
 
@@ -90,7 +91,7 @@ def test_misspelt_metadata_key_is_named(tmp_path, no_data):
 
 def test_import_failure_without_fit_is_labelled_import_not_fit(tmp_path):
     sub = write_submission(tmp_path / "boom", "raise RuntimeError('boom at import')\n" + ZERO)
-    proc = run_cli("score", str(sub), "--task", "digits-mlp/fc1:17", "--no-record")
+    proc = run_main("score", str(sub), "--task", "digits-mlp/fc1:17", "--no-record")
     one_line(proc, 1, "replacebench: submission 'boom' (import): failed to import replacement.py (RuntimeError: boom")
     assert "(fit)" not in proc.stderr
 
@@ -105,7 +106,7 @@ def test_explain_prints_the_legend_without_a_task():
 
 
 def test_every_report_line_is_in_the_legend_and_the_report_ends_with_the_hint(tmp_path):
-    proc = run_cli("score", "linear", "--task", "digits-mlp/fc1:17", "--no-record")
+    proc = run_main("score", "linear", "--task", "digits-mlp/fc1:17", "--no-record")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.rstrip("\n").splitlines()
     assert lines[-1] == LEGEND_HINT
