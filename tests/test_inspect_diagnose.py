@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import find_map, rgb_of, run_main, write_submission
+from helpers import find_map, rgb_of, run_cli, run_main, write_submission
 from PIL import Image
 
 from benchmark.harness.context import prepare
@@ -367,7 +367,7 @@ def test_inspect_and_diagnose_inception_with_random_weights(tmp_path, data_dir):
 
     env = fetch_through_cli(tmp_path, random_state_dict(0), data_dir)
     out = tmp_path / "insp"
-    proc = run_main("inspect", "inceptionv1/mixed3b:379", "--imagenet", str(data_dir / "imagenet-sample"),
+    proc = run_cli("inspect", "inceptionv1/mixed3b:379", "--imagenet", str(data_dir / "imagenet-sample"),
                    "--fit-size", "12", "--top", "6", "--out", str(out), "--json", env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
@@ -381,7 +381,7 @@ def test_inspect_and_diagnose_inception_with_random_weights(tmp_path, data_dir):
     if isolation_problem() is not None:
         pytest.skip(f"diagnose needs process isolation: {isolation_problem()}")
     out = tmp_path / "diag"
-    proc = run_main("diagnose", "curve-detector", "--task", "inceptionv1/mixed3b:379", "--imagenet",
+    proc = run_cli("diagnose", "curve-detector", "--task", "inceptionv1/mixed3b:379", "--imagenet",
                    str(data_dir / "imagenet-sample"), "--fit-size", "12", "--eval-size", "16", "--top", "4",
                    "--out", str(out), "--json", env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr

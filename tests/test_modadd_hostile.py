@@ -19,7 +19,12 @@ rendered from a results folder holding only these records, and the test asserts 
 - **So only the fidelity arm (mean r < 0.5) can flag a cheat here**, and it does only when the cheat's output
   is a function of the answer alone (r 0.31–0.35: the answer carries ~10% of a neuron's variance, the rest
   depends on a and b apart). A cheat that adds its push to a real replacement keeps r ≈ 0.96, beats the neuron
-  with a CI wholly above 100%, is not flagged, and ranks first, above the honest `fourier-cluster`.
+  with a CI wholly above 100%, and is not flagged.
+- **The copy rule keeps every table cheat off the ranking.** Since the description length became a real code
+  (issue 17, convention 2), a table with an output per answer stores more bits than the targets' own weights at
+  8 bits each: all five table entries are copies, references with no rank and off the frontier, the hybrid
+  included, and the honest `fourier-cluster` ranks first. (Before, the hybrid ranked first, above it.) The single
+  neuron's honest-looking Fourier rule is not a copy and ranks.
 
 Whether a held-out split could help: no. Every input is public and the answer is computed, not looked up, so
 no secret transform or subset of the pairs hides anything from these cheats; `--held-out-secret` is refused for
@@ -191,7 +196,8 @@ def stable_excess_interval(arrays: dict[str, np.ndarray]) -> tuple[float, float]
 @pytest.mark.slow
 @needs_isolation
 def test_pushing_the_answer_through_the_neurons(tmp_path, cli, session_cache):
-    from benchmark.board.leaderboard import beats_by_other_means, mean_fidelity_r
+    from benchmark.board.leaderboard import beats_by_other_means
+    from benchmark.record.typed import Record
 
     results = tmp_path / "results"
     cluster = fit_pairs(CLUSTER)
@@ -241,19 +247,19 @@ def test_pushing_the_answer_through_the_neurons(tmp_path, cli, session_cache):
         cells = board_rows(board, task_id)[name]
         facts[name, task_id] = SimpleNamespace(
             recovery=primary["recovery"], low=primary["recovery_low"], high=primary["recovery_high"], bound=bound,
-            stable=stable_excess_interval(arrays), kl=kl, r=mean_fidelity_r(record),
+            stable=stable_excess_interval(arrays), kl=kl, r=Record.from_dict(record).results.mean_fidelity_r,
             ratio=res["mean_loss"]["replaced"] / lc,
             flagged="beats by other means" in cells[name_col], rank=cells[rank], frontier="◆" in cells[frontier],
             zero_losses=float(np.mean(arrays["loss.replaced"] == 0)), copy=record["complexity"]["copy"])
         f = facts[name, task_id]
-        assert f.flagged == beats_by_other_means(record)  # the board shows what the rule says
-        assert f.recovery <= bound + 1e-12 and not f.copy
+        assert f.flagged == beats_by_other_means(Record.from_dict(record))  # the board shows what the rule says
+        assert f.recovery <= bound + 1e-12
         print(f"{name:16s} {task_id.split(':')[1]:6s} recovery {100 * f.recovery:.7f}% [{100 * f.low:.7f}, "
               f"{100 * f.high:.7f}] (R − 1 without cancellation [{f.stable[0]:.3g}, {f.stable[1]:.3g}]; bound "
               f"{100 * bound:.7f}%)  KL recovery {100 * kl['recovery']:.5f}% [{100 * kl['recovery_low']:.5f}, "
               f"{100 * kl['recovery_high']:.5f}]  r {f.r:.3f}  L_r/L_c {f.ratio:.3g}  "
               f"L_r = 0 on {100 * f.zero_losses:.1f}%"
-              f"  flagged {f.flagged}  rank {f.rank}  frontier {f.frontier}")
+              f"  flagged {f.flagged}  rank {f.rank}  frontier {f.frontier}  copy {f.copy}")
     for f in facts.values():
         assert f.kl["recovery_low"] > 0.99  # the KL arm never comes near: KL recovery ≥ 99% for every cheat
 
@@ -262,28 +268,34 @@ def test_pushing_the_answer_through_the_neurons(tmp_path, cli, session_cache):
         bounds = {f.bound for (_, t), f in facts.items() if t == task_id}
         assert len(bounds) == 1 and lo < bounds.pop() < hi
 
-    # (i) copy-like on the cluster: r 0.32, the loss 0.9 × clean, the CI straddles 100%: not flagged, and ranked
+    # the tables that hold an output for each of the 113 answers store more bits than the targets' own weights at 8
+    # bits each: copies (description length, convention 2), so references, never ranked, never on the frontier
+    for key in (("answer-mean", CLUSTER), ("answer-push", CLUSTER), ("answer-hybrid", CLUSTER), ("answer-mean", WHOLE),
+                ("answer-mean-x3", WHOLE)):
+        assert facts[key].copy and facts[key].rank == "ref" and not facts[key].frontier, key
+    # (i) copy-like on the cluster: r 0.32, the loss 0.9 × clean, the CI straddles 100%: not flagged
     f = facts["answer-mean", CLUSTER]
     assert f.r < 0.4 and 0.5 < f.ratio < 1.5 and f.low <= 1 < f.high and f.stable[0] <= 0 < f.stable[1]
-    assert not f.flagged and f.rank.isdigit()
+    assert not f.flagged
     # (i) on the whole MLP the same means beat the neuron (loss 0.12 × clean): flagged by r alone
     f = facts["answer-mean", WHOLE]
-    assert f.r < 0.4 and f.ratio < 0.5 and f.low > 1 and f.stable[0] > 0 and f.flagged and f.rank == "—"
+    assert f.r < 0.4 and f.ratio < 0.5 and f.low > 1 and f.stable[0] > 0 and f.flagged
     # (ii) gain 3 on the whole MLP: every eval loss is exactly 0, the recovery is the bound itself; flagged by r
     f = facts["answer-mean-x3", WHOLE]
     assert f.zero_losses == 1.0 and f.recovery == pytest.approx(f.bound, abs=1e-12) and f.r < 0.4 and f.flagged
     # (ii) the tuned table on the cluster: loss 0.3 × clean, CI above 100%; flagged by r alone
     f = facts["answer-push", CLUSTER]
-    assert f.r < 0.4 and f.ratio < 0.5 and f.low > 1 and f.stable[0] > 0 and f.flagged and f.rank == "—"
-    # (iv) the hybrid: beats the neuron with a CI above 100%, r ≈ 0.96, KL recovery ≈ 100%: NOT flagged; it ranks
-    # first, strictly above the honest fourier-cluster, and sits on the frontier
+    assert f.r < 0.4 and f.ratio < 0.5 and f.low > 1 and f.stable[0] > 0 and f.flagged
+    # (iv) the hybrid: beats the neuron with a CI above 100%, r ≈ 0.96, KL recovery ≈ 100%: the flag's rule does not
+    # fire, but its push table makes it a copy, so the honest fourier-cluster ranks first, on the frontier
     f, honest = facts["answer-hybrid", CLUSTER], facts["fourier-cluster", CLUSTER]
     assert f.r > 0.9 and f.ratio < 0.5 and f.low > 1 and f.stable[0] > 0 and f.kl["recovery_high"] > 0
-    assert not f.flagged and f.rank == "1" and f.frontier
-    assert honest.rank == "2" and f.stable[0] > honest.stable[1] and not honest.flagged
-    # (iii) honest-looking, single neuron: 99.8% (below 100%, so the flag's gate is never reached), r 0.35, ranked
+    assert not f.flagged and f.stable[0] > honest.stable[1]
+    assert honest.rank == "1" and honest.frontier and not honest.flagged and not honest.copy
+    # (iii) honest-looking, single neuron: 99.8% (below 100%, so the flag's gate is never reached), r 0.35, not a
+    # copy (a ReLU of a few Fourier terms), ranked
     f = facts["answer-fourier", SINGLE]
-    assert 0.99 < f.low <= f.high < 1 and f.r < 0.5 and not f.flagged and f.rank == "1"
+    assert 0.99 < f.low <= f.high < 1 and f.r < 0.5 and not f.flagged and not f.copy and f.rank == "1"
 
     # why the KL arm cannot fire: no output within ±10,000 moves KL(clean ‖ ·) by a tenth of the zero ablation's
     for task_id in (CLUSTER, WHOLE):
