@@ -477,7 +477,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if cluster is not None and secret is not None:
         raise UserError("--held-out-secret cannot be combined with --cluster: the secret stays in this process; "
                         "verify the held-out records serially.")
-    from .board.verify import check_heldout_secrets, check_planned, guarded, is_failure, rescore_plan, verify_record
+    from .board.verify import check_heldout_secrets, check_planned, guarded, rescore_plan, verify_record
     from .record.layout import default_results_dir, find_records
 
     if args.runs and (not args.all or args.results_dir is not None):
@@ -500,10 +500,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         with Cluster(cluster) as ray_cluster:
             for path, problems in verify_on_cluster(ray_cluster, public, run_options(args), guarded(rescore_plan),
                                                      guarded(check_planned)):
-                failed += is_failure(problems)
-                print(f"{'FAIL' if is_failure(problems) else 'ok  '} {path}")
-                for problem in problems:
-                    print(f"     {problem}")
+                failed += report_verified(path, problems)
         skipped = len(paths) - len(public)
         print(f"{len(public) - failed} verified, {failed} failed" + (f", {skipped} skipped (held-out)" if skipped else ""))
         return 1 if failed else 0
@@ -514,13 +511,20 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print(f"skip {path}: a held-out record; re-scoring it needs the board's secret "
                   f"(--held-out-secret FILE, commitment {needs_secret[path][:12]}…)")
             continue
-        problems = verify_record(path, run_options(args, heldout_secret=secret))
-        failed += is_failure(problems)
-        print(f"{'FAIL' if is_failure(problems) else 'ok  '} {path}")
-        for problem in problems:
-            print(f"     {problem}")
+        failed += report_verified(path, verify_record(path, run_options(args, heldout_secret=secret)))
     print(f"{len(paths) - failed - skipped} verified, {failed} failed" + (f", {skipped} skipped (held-out)" if skipped else ""))
     return 1 if failed else 0
+
+
+def report_verified(path: Path, problems: list[str]) -> bool:
+    """One record's `verify` result: `ok` or `FAIL`, then each problem (notes too); whether it failed."""
+    from .board.verify import is_failure
+
+    failed = is_failure(problems)
+    print(f"{'FAIL' if failed else 'ok  '} {path}")
+    for problem in problems:
+        print(f"     {problem}")
+    return failed
 
 
 def cmd_publish(args: argparse.Namespace) -> int:

@@ -100,11 +100,7 @@ def test_heldout_values_are_the_stored_grid_values_with_the_public_histogram(dat
     from benchmark.data.heldout import grid_levels, grid_values
     from benchmark.zoo import DATASETS
 
-    if dataset == "mnist":
-        pytest.importorskip("torchvision")
-        from benchmark.data.mnist import raw_dir
-        if not (raw_dir() / "t10k-images-idx3-ubyte").is_file():
-            pytest.skip("no MNIST in REPLACEBENCH_DATA")
+    _needs_mnist(dataset)
     grid = DATASETS[dataset].heldout.grid
     base, held = _public_and_heldout(dataset, task_id)
     x, y = base.load(range(len(base))), held.load(range(len(base)))  # [n, 1, H, W]

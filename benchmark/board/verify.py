@@ -325,25 +325,25 @@ def compare_arrays(stored: dict[str, np.ndarray], fresh: dict[str, np.ndarray],
             bad = ~(excess <= 0)  # NaN counts as bad
             if bad.any():
                 i = int(np.nanargmax(np.where(bad, excess, -np.inf))) if not np.isnan(excess).all() else 0
-                far = ~(np.abs(b64 - a64) <= FIT_DRIFT_FLOORS * floor)  # [n]
-                drift = fitted and _replaced_side(key) and _within_drift(int(far.sum()), len(a))
-                problems.append(f"{NOTE if drift else ''}per-example {key}: {int(bad.sum())} of {len(a)} differ by more "
-                                f"than the float32 noise floor (example {i}: record {a64[i]!r}, re-score {b64[i]!r}, "
-                                f"allowed ±{float(floor[i]):.3g})" + (_DRIFT if drift else ""))
+                far = int((~(np.abs(b64 - a64) <= FIT_DRIFT_FLOORS * floor)).sum())
+                problems.append(_finding(f"per-example {key}: {int(bad.sum())} of {len(a)} differ by more than the "
+                                         f"float32 noise floor (example {i}: record {a64[i]!r}, re-score {b64[i]!r}, "
+                                         f"allowed ±{float(floor[i]):.3g})", fitted and _replaced_side(key), far, len(a)))
         elif not np.array_equal(a, b):
             differ = int((a != b).sum())
-            drift = fitted and _replaced_side(key) and _within_drift(differ, len(a))
-            problems.append(f"{NOTE if drift else ''}per-example {key}: {differ} of {len(a)} differ"
-                            + (_DRIFT if drift else ""))
+            problems.append(_finding(f"per-example {key}: {differ} of {len(a)} differ", fitted and _replaced_side(key),
+                                     differ, len(a)))
     return problems
 
 
-_DRIFT = "; within a fitted submission's drift between CPUs (FIT_DRIFT_SHARE), every figure checked on its own"
-
-
-def _within_drift(count: int, n: int) -> bool:
-    """At most ⌈FIT_DRIFT_SHARE · n⌉ of n examples."""
-    return count <= math.ceil(FIT_DRIFT_SHARE * n)
+def _finding(message: str, may_drift: bool, count: int, n: int) -> str:
+    """`compare_arrays`' line: a NOTE when a fitted submission's replaced side (`may_drift`) moved at most
+    ⌈FIT_DRIFT_SHARE · n⌉ of its n examples (`count`: those beyond FIT_DRIFT_FLOORS floors, or that differ), else
+    a failure."""
+    if may_drift and count <= math.ceil(FIT_DRIFT_SHARE * n):
+        return f"{NOTE}{message}; within a fitted submission's drift between CPUs (FIT_DRIFT_SHARE), every figure " \
+               "checked on its own"
+    return message
 
 
 def compare_loss_figures(stored: dict[str, Any], fresh: dict[str, Any], arrays: dict[str, np.ndarray],
