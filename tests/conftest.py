@@ -1,9 +1,9 @@
-"""Shared fixtures: the real data directory, an isolated cache, and CLI runs as real subprocesses."""
+"""Shared fixtures: the real data directory, an isolated cache, the CLI run in this process (`cli`), and a message
+channel over real pipes."""
 
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -30,20 +30,15 @@ def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture()
-def cli(capsys: pytest.CaptureFixture):
-    """`replacebench ARGS` through the CLI's own entry point in this process: exit code, stdout and stderr.
+def cli():
+    """`replacebench ARGS` through the CLI's own entry point in this process: exit code, stdout and stderr
+    (`helpers.run_main`).
 
     Submissions still run in real child processes (forked from this process's zygote, kept warm between tests).
     """
-    from benchmark.cli import main
+    from helpers import run_main
 
-    def run(*args: str) -> subprocess.CompletedProcess:
-        capsys.readouterr()
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return subprocess.CompletedProcess(args, code, out, err)
-
-    return run
+    return run_main
 
 
 @pytest.fixture()
